@@ -1,0 +1,55 @@
+//! The gRPC contract of token-service, generated from `proto/snykapps/token/v1/token.proto`.
+//!
+//! Modules mirror the proto package tree (`snykapps.token.v1` -> [`snykapps::token::v1`]) so a
+//! reader can go from a type name on the wire to its Rust path without a lookup table.
+
+/// `snykapps.*` packages.
+pub mod snykapps {
+    /// `snykapps.token.*` packages.
+    pub mod token {
+        /// `snykapps.token.v1`: the token-service contract.
+        #[allow(missing_debug_implementations, clippy::all, clippy::pedantic)]
+        pub mod v1 {
+            tonic::include_proto!("snykapps.token.v1");
+        }
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every file in the contract, for `tonic-reflection`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/snykapps_descriptor.bin"));
+
+pub use snykapps::token::v1 as token_v1;
+pub use prost_types::Timestamp;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn descriptor_set_names_the_service() {
+        let fds = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).expect("decodes");
+        let file = fds
+            .file
+            .iter()
+            .find(|f| f.package() == "snykapps.token.v1")
+            .expect("token.proto is in the set");
+        let service = &file.service[0];
+        assert_eq!(service.name(), "TokenService");
+        let methods: Vec<_> = service.method.iter().map(|m| m.name()).collect();
+        assert_eq!(
+            methods,
+            ["CompleteInstall", "GetAccessToken", "ForceRefresh", "GetInstall", "ListInstalls", "DeleteInstall"]
+        );
+    }
+
+    #[test]
+    fn oneof_target_round_trips() {
+        let req = token_v1::GetAccessTokenRequest {
+            target: Some(token_v1::get_access_token_request::Target::OrgId("org".into())),
+            min_validity_seconds: 60,
+        };
+        let back = token_v1::GetAccessTokenRequest::decode(req.encode_to_vec().as_slice()).expect("decodes");
+        assert_eq!(back, req);
+    }
+}

@@ -1,0 +1,294 @@
+//! Test helpers shared by every crate's tests: a throwaway `redis-server` per test.
+//!
+//! Tests must never share Redis state with each other or with the machine's own Redis, so each
+//! test (or test binary) starts its own server in a temporary directory, listening on a unix
+//! socket (and on a free TCP port only when asked), and stops it when the guard is dropped.
+
+use std::{
+    fmt,
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Why a throwaway Redis could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisStartError {
+    #[error(
+        "`redis-server` is not installed or not on PATH; install it (Debian: `apt-get install -y redis-server`)"
+    )]
+    NotInstalled,
+    #[error("could not start redis-server: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("redis-server did not become ready within {0:?}; its log:\n{1}")]
+    NotReady(Duration, String),
+}
+
+/// Options for [`RedisServer::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// Also listen on a free TCP port on 127.0.0.1 (needed for `redis-cli` style tools and cluster).
+    pub tcp: bool,
+    /// Turn on the append-only file (`appendfsync always`), for tests that restart Redis and expect
+    /// the data back.
+    pub persistent: bool,
+    /// Reuse this directory (a restarted server finds its AOF there) instead of a fresh temp dir.
+    pub dir: Option<PathBuf>,
+    /// Reuse this TCP port (a restart keeps the address its clients know).
+    pub port: Option<u16>,
+}
+
+/// A running `redis-server` that is killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    socket: PathBuf,
+    port: Option<u16>,
+    dir: PathBuf,
+    // Held so the directory lives as long as the server; `None` when the caller owns `dir`.
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+impl fmt::Debug for RedisServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisServer")
+            .field("socket", &self.socket)
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl RedisServer {
+    /// Starts a private, non-persistent server on a unix socket in a fresh temp dir.
+    pub fn start() -> Result<Self, RedisStartError> {
+        Self::start_with(RedisOptions::default())
+    }
+
+    /// Starts a private server with `options`.
+    pub fn start_with(options: RedisOptions) -> Result<Self, RedisStartError> {
+        let (tempdir, dir) = match options.dir.clone() {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir)?;
+                (None, dir)
+            }
+            None => {
+                let t = tempfile::Builder::new().prefix("redis-test-").tempdir()?;
+                let d = t.path().to_path_buf();
+                (Some(t), d)
+            }
+        };
+        let socket = dir.join("redis.sock");
+        let port = match (options.tcp, options.port) {
+            (_, Some(p)) => Some(p),
+            (true, None) => Some(free_port()?),
+            (false, None) => None,
+        };
+
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg(port.unwrap_or(0).to_string())
+            .args(["--bind", "127.0.0.1"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .args(["--unixsocketperm", "700"])
+            .arg("--dir")
+            .arg(&dir)
+            .args(["--save", ""])
+            .args(["--logfile", ""])
+            .args(["--daemonize", "no"]);
+        if options.persistent {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+        let child = spawn_tied_to_process(cmd).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => RedisStartError::NotInstalled,
+            _ => RedisStartError::Io(e),
+        })?;
+        let mut server = RedisServer {
+            child: Some(child),
+            socket,
+            port,
+            dir,
+            _tempdir: tempdir,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// `redis+unix:///…/redis.sock`, for `redis::Client::open`.
+    pub fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket.display())
+    }
+
+    /// `redis://127.0.0.1:PORT` when started with `tcp`.
+    pub fn tcp_url(&self) -> Option<String> {
+        self.port.map(|p| format!("redis://127.0.0.1:{p}"))
+    }
+
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would; the directory stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn wait_ready(&mut self) -> Result<(), RedisStartError> {
+        // redis-server logs "ready to accept connections" once its listeners are bound (7.0 says
+        // "...at <socket>" for a unix-only server, "Ready to accept connections tcp" otherwise);
+        // reading its log is cheaper and more exact than polling with PING.
+        let Some(stdout) = self.child.as_mut().and_then(|c| c.stdout.take()) else {
+            return Ok(());
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut log = String::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                log.push_str(&line);
+                log.push('\n');
+                if line.to_ascii_lowercase().contains("ready to accept connections") {
+                    let _ = tx.send(Ok(()));
+                    // Keep draining so the server never blocks on a full pipe.
+                    continue;
+                }
+            }
+            let _ = tx.send(Err(log));
+        });
+        let deadline = Instant::now() + READY_TIMEOUT;
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(log)) => Err(RedisStartError::NotReady(READY_TIMEOUT, log)),
+            Err(_) => Err(RedisStartError::NotReady(READY_TIMEOUT, String::new())),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP port that was free a moment ago (the OS picks it). Redis cannot report the port it bound
+/// for `--port 0`, so we reserve one and release it just before the server binds.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Spawns `cmd` so that it dies with this process even if the test is killed before its guards
+/// drop (`PR_SET_PDEATHSIG`): CI must not leave servers behind.
+fn spawn_tied_to_process(mut cmd: Command) -> std::io::Result<Child> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // The death signal fires when the *thread* that forked exits, not the process. Test
+        // harnesses run each test on a short-lived thread, so fork from one thread that lives as
+        // long as the process.
+        static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<SpawnJob>>> =
+            std::sync::OnceLock::new();
+        type SpawnJob = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+        let spawner = SPAWNER.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+            std::thread::Builder::new()
+                .name("test-support-spawner".into())
+                .spawn(move || {
+                    for (mut cmd, reply) in rx {
+                        let _ = reply.send(cmd.spawn());
+                    }
+                })
+                .expect("spawner thread starts");
+            std::sync::Mutex::new(tx)
+        });
+        #[allow(unsafe_code)]
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+        spawner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send((cmd, reply_tx))
+            .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
+        reply_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("spawner thread is gone"))?
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        cmd.spawn()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    async fn ping(url: &str) -> redis::RedisResult<String> {
+        let client = redis::Client::open(url)?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async(&mut conn).await
+    }
+
+    #[tokio::test]
+    async fn starts_private_server_and_stops_it_on_drop() {
+        let server = RedisServer::start().unwrap();
+        let url = server.url();
+        assert_eq!(ping(&url).await.unwrap(), "PONG");
+        assert!(server.tcp_url().is_none(), "no TCP listener unless asked");
+        let socket = server.socket_path().to_path_buf();
+        drop(server);
+        assert!(ping(&url).await.is_err(), "server must be gone after drop");
+        assert!(!socket.exists());
+    }
+
+    #[tokio::test]
+    async fn two_servers_do_not_share_state() {
+        let a = RedisServer::start().unwrap();
+        let b = RedisServer::start().unwrap();
+        let mut ca = redis::Client::open(a.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let mut cb = redis::Client::open(b.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("SET").arg("k").arg("a").query_async(&mut ca).await.unwrap();
+        let got: Option<String> = redis::cmd("GET").arg("k").query_async(&mut cb).await.unwrap();
+        assert_eq!(got, None);
+    }
+
+    #[tokio::test]
+    async fn persistent_server_keeps_data_across_a_kill() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RedisOptions { tcp: true, persistent: true, dir: Some(dir.path().into()), port: None };
+        let mut first = RedisServer::start_with(opts.clone()).unwrap();
+        let port = first.port().unwrap();
+        let mut c = redis::Client::open(first.tcp_url().unwrap()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("SET").arg("k").arg("v").query_async(&mut c).await.unwrap();
+        first.kill();
+        let second = RedisServer::start_with(RedisOptions { port: Some(port), ..opts }).unwrap();
+        let mut c = redis::Client::open(second.tcp_url().unwrap()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let got: Option<String> = redis::cmd("GET").arg("k").query_async(&mut c).await.unwrap();
+        assert_eq!(got.as_deref(), Some("v"));
+    }
+}

@@ -1,0 +1,175 @@
+//! Typed settings for token-service, read from the environment and validated at start-up. Every
+//! message names the variable at fault.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+use url::Url;
+
+use crate::{caller::ClientKeys, refresh::RefreshSettings, seal::Keyring};
+
+/// Everything token-service needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub redis_url: String,
+    pub redis_timeout: Duration,
+    pub snyk_api_url: Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub rest_version: String,
+    pub keyring: Arc<Keyring>,
+    pub client_keys: Arc<ClientKeys>,
+    pub refresh: RefreshSettings,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the settings through `get`, so tests need not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let var = |k: &str, default: &str| get(k).unwrap_or_else(|| default.to_owned());
+        let required = |k: &str| match get(k) {
+            Some(v) if !v.trim().is_empty() => Ok(v),
+            _ => bail!("{k} must be set"),
+        };
+        let millis = |k: &str, default: u64| -> anyhow::Result<Duration> {
+            let v = var(k, &default.to_string());
+            let n: u64 = v.trim().parse().with_context(|| format!("{k} must be a whole number of milliseconds"))?;
+            if n == 0 {
+                bail!("{k} must be greater than 0");
+            }
+            Ok(Duration::from_millis(n))
+        };
+        let snyk_api_url = Url::parse(&var("SNYK_API_URL", "https://api.snyk.io"))
+            .context("SNYK_API_URL is not a valid URL")?;
+        if !matches!(snyk_api_url.scheme(), "http" | "https") {
+            bail!("SNYK_API_URL must be an http(s) URL");
+        }
+        let margin_secs: u64 = var("TOKEN_REFRESH_MARGIN_SECONDS", "300")
+            .trim()
+            .parse()
+            .context("TOKEN_REFRESH_MARGIN_SECONDS must be a whole number of seconds")?;
+        let retries: u32 = var("SNYK_TOKEN_RETRIES", "2")
+            .trim()
+            .parse()
+            .context("SNYK_TOKEN_RETRIES must be a whole number")?;
+        let refresh = RefreshSettings {
+            margin: Duration::from_secs(margin_secs),
+            lease_ttl: millis("TOKEN_REFRESH_LEASE_MS", 30_000)?,
+            attempt_timeout: millis("SNYK_TOKEN_TIMEOUT_MS", 5_000)?,
+            transient_retries: retries.min(10),
+            backoff_base: millis("SNYK_TOKEN_BACKOFF_MS", 200)?,
+            wait_timeout: Duration::ZERO,
+            poll_interval: millis("TOKEN_REFRESH_POLL_MS", 25)?,
+        };
+        // Every attempt (retries plus the one lost-answer retry) must fit inside the lease, with
+        // room for backoff and the final write, or a second holder could start while we wait.
+        let budget = refresh.attempt_timeout * (refresh.transient_retries + 2)
+            + Duration::from_secs(2) * refresh.transient_retries
+            + Duration::from_secs(1);
+        if refresh.lease_ttl < budget {
+            bail!(
+                "TOKEN_REFRESH_LEASE_MS ({} ms) must be at least {} ms: SNYK_TOKEN_TIMEOUT_MS x (SNYK_TOKEN_RETRIES + 2) plus backoff",
+                refresh.lease_ttl.as_millis(),
+                budget.as_millis()
+            );
+        }
+        let refresh = RefreshSettings {
+            wait_timeout: millis("TOKEN_REFRESH_WAIT_MS", (refresh.lease_ttl * 2).as_millis() as u64)?,
+            ..refresh
+        };
+        let keyring = Keyring::parse(&required("TOKEN_ENCRYPTION_KEYS")?)?;
+        let client_keys = ClientKeys::parse("TOKEN_SERVICE_CLIENT_KEYS", &required("TOKEN_SERVICE_CLIENT_KEYS")?)?;
+        Ok(Settings {
+            addr: var("TOKEN_SERVICE_ADDR", "0.0.0.0:50051")
+                .parse()
+                .context("TOKEN_SERVICE_ADDR must be host:port")?,
+            redis_url: var("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_timeout: millis("REDIS_TIMEOUT_MS", 2_000)?,
+            snyk_api_url,
+            client_id: required("SNYK_CLIENT_ID")?,
+            client_secret: required("SNYK_CLIENT_SECRET")?.into(),
+            rest_version: var("SNYK_REST_VERSION", "2024-05-31"),
+            keyring: Arc::new(keyring),
+            client_keys: Arc::new(client_keys),
+            refresh,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+    }
+
+    const MINIMAL: &[(&str, &str)] = &[
+        ("SNYK_CLIENT_ID", "cid"),
+        ("SNYK_CLIENT_SECRET", "the-client-secret"),
+        ("TOKEN_ENCRYPTION_KEYS", "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+        ("TOKEN_SERVICE_CLIENT_KEYS", "projects-service=0123456789abcdef0123"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> anyhow::Result<Settings> {
+        // Lookups take the first match, so the overrides go first.
+        let mut pairs = extra.to_vec();
+        pairs.extend_from_slice(MINIMAL);
+        Settings::from_lookup(env(&pairs))
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let s = with(&[]).expect("valid");
+        assert_eq!(s.addr.port(), 50051);
+        assert_eq!(s.refresh.margin, Duration::from_secs(300));
+        assert_eq!(s.refresh.lease_ttl, Duration::from_secs(30));
+        assert_eq!(s.refresh.wait_timeout, Duration::from_secs(60));
+        assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn each_required_variable_is_named() {
+        for (name, _) in MINIMAL {
+            let pairs: Vec<_> = MINIMAL.iter().copied().filter(|(n, _)| n != name).collect();
+            let err = Settings::from_lookup(env(&pairs)).expect_err("invalid");
+            assert!(format!("{err:#}").contains(name), "{name}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn lease_must_cover_the_attempts() {
+        let err = with(&[("TOKEN_REFRESH_LEASE_MS", "5000")]).expect_err("invalid");
+        assert!(err.to_string().contains("TOKEN_REFRESH_LEASE_MS"), "{err}");
+        with(&[("TOKEN_REFRESH_LEASE_MS", "5000"), ("SNYK_TOKEN_TIMEOUT_MS", "500"), ("SNYK_TOKEN_RETRIES", "1")])
+            .expect("fits");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (k, v) in [
+            ("TOKEN_SERVICE_ADDR", "nope"),
+            ("SNYK_API_URL", "ftp://x"),
+            ("TOKEN_REFRESH_MARGIN_SECONDS", "-1"),
+            ("SNYK_TOKEN_TIMEOUT_MS", "0"),
+            ("TOKEN_ENCRYPTION_KEYS", "k1:short"),
+            ("TOKEN_SERVICE_CLIENT_KEYS", "nokey"),
+        ] {
+            let err = with(&[(k, v)]).expect_err(k);
+            assert!(format!("{err:#}").contains(k), "{k}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let dbg = format!("{:?}", with(&[]).expect("valid"));
+        assert!(!dbg.contains("the-client-secret") && !dbg.contains("0123456789abcdef0123"), "{dbg}");
+        assert!(!dbg.contains("AAECAwQF"), "{dbg}");
+    }
+}

@@ -1,0 +1,104 @@
+//! Domain errors of token-service and the one place that maps them to `tonic::Status`.
+
+use tonic::{Code, Status};
+
+use crate::{
+    grant::{BadId, InstallId, OrgId, ReauthReason},
+    snyk::SnykError,
+    store::StoreError,
+};
+
+/// Everything that can go wrong in a request. Cloneable, because one refresh's outcome is shared
+/// by every caller that waited for it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("install {0} not found")]
+    UnknownInstall(InstallId),
+    #[error("no install serves org {0}")]
+    UnknownOrg(OrgId),
+    #[error("install {0} needs re-authorization ({reason})", reason = .1.as_str())]
+    NeedsReauth(InstallId, ReauthReason),
+    /// Snyk refused an authorization code (bad, expired or reused code, wrong verifier).
+    #[error("Snyk rejected the authorization code: {0}")]
+    CodeRejected(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Our own fault or misconfiguration; the message is logged, the caller sees it opaque.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<BadId> for Error {
+    fn from(e: BadId) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => Error::Unavailable(format!("storage is unavailable: {e}")),
+            // One unreadable record is an error for that install only.
+            e @ (StoreError::Unreadable { .. } | StoreError::Corrupt { .. }) => Error::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<SnykError> for Error {
+    fn from(e: SnykError) -> Self {
+        match e {
+            SnykError::Rejected { ref error, .. } if error == "invalid_client" => Error::Internal(format!(
+                "Snyk rejected token-service's client credentials ({e}); check SNYK_CLIENT_ID and SNYK_CLIENT_SECRET"
+            )),
+            e @ SnykError::Rejected { .. } => Error::Internal(e.to_string()),
+            e @ (SnykError::Transient { .. } | SnykError::NotSent(_) | SnykError::Lost(_)) => {
+                Error::Unavailable(e.to_string())
+            }
+            e @ SnykError::Unexpected(_) => Error::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::InvalidArgument(_) | Error::CodeRejected(_) => Code::InvalidArgument,
+            Error::UnknownInstall(_) | Error::UnknownOrg(_) => Code::NotFound,
+            Error::NeedsReauth(..) => Code::FailedPrecondition,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Internal(msg) => {
+                tracing::error!(error = %msg, "internal error");
+                return Status::internal("internal error");
+            }
+        };
+        Status::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_stable() {
+        let id = InstallId::new_random();
+        let cases = [
+            (Error::InvalidArgument("x".into()), Code::InvalidArgument),
+            (Error::CodeRejected("bad".into()), Code::InvalidArgument),
+            (Error::UnknownInstall(id), Code::NotFound),
+            (Error::NeedsReauth(id, ReauthReason::RefreshInDoubt), Code::FailedPrecondition),
+            (Error::Unavailable("x".into()), Code::Unavailable),
+            (Error::Internal("secret detail".into()), Code::Internal),
+        ];
+        for (e, code) in cases {
+            assert_eq!(Status::from(e).code(), code);
+        }
+        assert_eq!(Status::from(Error::Internal("secret detail".into())).message(), "internal error");
+        assert_eq!(
+            Status::from(Error::NeedsReauth(id, ReauthReason::RefreshInDoubt)).message(),
+            format!("install {id} needs re-authorization (refresh_in_doubt)")
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! The domain: install and org ids, the stored grant, its status and the rules for when it needs a
+//! refresh. Nothing here talks to Redis or Snyk.
+
+use std::{fmt, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+/// Milliseconds since the Unix epoch: the one clock unit stored in records.
+pub type UnixMillis = i64;
+
+pub fn now_millis() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Why an id could not be parsed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{field} must be a UUID like 123e4567-e89b-12d3-a456-426614174000")]
+pub struct BadId {
+    pub field: &'static str,
+}
+
+macro_rules! uuid_id {
+    ($name:ident, $field:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// Accepts only the canonical hyphenated form, so one id has one spelling (and one key).
+            pub fn parse(s: &str) -> Result<Self, BadId> {
+                if s.len() != 36 {
+                    return Err(BadId { field: $field });
+                }
+                Uuid::try_parse(s).map(Self).map_err(|_| BadId { field: $field })
+            }
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+    };
+}
+
+uuid_id!(InstallId, "install_id", "One completed install of the app: one grant.");
+uuid_id!(OrgId, "org_id", "A Snyk organization id.");
+
+impl InstallId {
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+/// An org the install may access.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Org {
+    pub id: OrgId,
+    pub name: String,
+}
+
+/// Why an install needs its user to authorize again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReauthReason {
+    /// Snyk answered `invalid_grant` to a refresh: the grant was revoked or expired.
+    RefreshTokenRejected,
+    /// A refresh was sent but its answer was lost; retrying with the same token was rejected, so
+    /// the first attempt was most likely redeemed and its new pair never reached us.
+    RefreshInDoubt,
+}
+
+impl ReauthReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReauthReason::RefreshTokenRejected => "refresh_token_rejected",
+            ReauthReason::RefreshInDoubt => "refresh_in_doubt",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+pub enum Status {
+    Active,
+    NeedsReauth(ReauthReason),
+}
+
+/// An install's grant as token-service holds it. Tokens are secrets: `Debug` redacts them.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub install_id: InstallId,
+    pub access_token: SecretString,
+    pub refresh_token: SecretString,
+    pub token_type: String,
+    pub access_expires_at: UnixMillis,
+    /// `expires_in` of the last token answer, to cap the refresh margin at half a lifetime.
+    pub access_lifetime_secs: u64,
+    pub refresh_expires_at: Option<UnixMillis>,
+    pub scope: String,
+    pub bot_id: String,
+    pub orgs: Vec<Org>,
+    pub created_at: UnixMillis,
+    pub status: Status,
+    /// Set just before a refresh token is sent to Snyk and cleared when the answer is stored: if a
+    /// lease holder dies in between, the next one knows the token may already be spent.
+    pub refresh_started_at: Option<UnixMillis>,
+}
+
+/// What a caller needs from the grant it asks for.
+#[derive(Debug, Clone)]
+pub enum Need {
+    /// An access token valid for at least this long (and beyond the refresh margin).
+    Validity(Duration),
+    /// Anything but this access token, which Snyk just rejected.
+    Replace(SecretString),
+}
+
+impl Grant {
+    /// The margin under which a token is refreshed ahead of expiry: `margin`, but never more than
+    /// half the token's lifetime, so short-lived tokens are not refreshed on every call.
+    pub fn effective_margin(&self, margin: Duration) -> Duration {
+        margin.min(Duration::from_secs(self.access_lifetime_secs / 2))
+    }
+
+    /// Does the stored access token satisfy `need` at `now`?
+    pub fn satisfies(&self, need: &Need, margin: Duration, now: UnixMillis) -> bool {
+        match need {
+            Need::Validity(min) => {
+                let required = (*min).max(self.effective_margin(margin));
+                let left = self.access_expires_at.saturating_sub(now);
+                left > 0 && left as u128 > required.as_millis()
+            }
+            Need::Replace(rejected) => !self.has_access_token(rejected),
+        }
+    }
+
+    /// Constant-time comparison of the stored access token with `candidate`.
+    pub fn has_access_token(&self, candidate: &SecretString) -> bool {
+        let a = self.access_token.expose_secret().as_bytes();
+        let b = candidate.expose_secret().as_bytes();
+        a.len() == b.len() && bool::from(a.ct_eq(b))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    pub fn sample(install_id: InstallId, lifetime: u64, expires_at: UnixMillis) -> Grant {
+        Grant {
+            install_id,
+            access_token: "snyk_at_sample".to_owned().into(),
+            refresh_token: "snyk_rt_sample".to_owned().into(),
+            token_type: "bearer".into(),
+            access_expires_at: expires_at,
+            access_lifetime_secs: lifetime,
+            refresh_expires_at: None,
+            scope: "org.read".into(),
+            bot_id: "bot".into(),
+            orgs: vec![],
+            created_at: 0,
+            status: Status::Active,
+            refresh_started_at: None,
+        }
+    }
+
+    #[test]
+    fn ids_accept_only_canonical_uuids() {
+        assert!(InstallId::parse("123e4567-e89b-12d3-a456-426614174000").is_ok());
+        for bad in ["", "x", "123e4567e89b12d3a456426614174000", "{123e4567-e89b-12d3-a456-426614174000}", &"a".repeat(5000)] {
+            assert_eq!(InstallId::parse(bad).unwrap_err(), BadId { field: "install_id" });
+        }
+        assert_eq!(OrgId::parse("nope").unwrap_err().to_string(), "org_id must be a UUID like 123e4567-e89b-12d3-a456-426614174000");
+    }
+
+    #[test]
+    fn margin_is_capped_at_half_the_lifetime() {
+        let g = sample(InstallId::new_random(), 4, 0);
+        assert_eq!(g.effective_margin(Duration::from_secs(300)), Duration::from_secs(2));
+        let g = sample(InstallId::new_random(), 3600, 0);
+        assert_eq!(g.effective_margin(Duration::from_secs(300)), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn validity_rules() {
+        let now = 1_000_000;
+        let margin = Duration::from_secs(300);
+        // 3600 s token with 301 s left: fine; with 300 s left: refresh.
+        let g = sample(InstallId::new_random(), 3600, now + 301_000);
+        assert!(g.satisfies(&Need::Validity(Duration::ZERO), margin, now));
+        let g = sample(InstallId::new_random(), 3600, now + 300_000);
+        assert!(!g.satisfies(&Need::Validity(Duration::ZERO), margin, now));
+        // min_validity above the margin wins.
+        let g = sample(InstallId::new_random(), 3600, now + 1_000_000);
+        assert!(!g.satisfies(&Need::Validity(Duration::from_secs(1000)), margin, now));
+        assert!(g.satisfies(&Need::Validity(Duration::from_secs(999)), margin, now));
+        // Expired is never fine.
+        let g = sample(InstallId::new_random(), 0, now - 1);
+        assert!(!g.satisfies(&Need::Validity(Duration::ZERO), margin, now));
+    }
+
+    #[test]
+    fn replace_compares_the_token() {
+        let g = sample(InstallId::new_random(), 3600, 0);
+        assert!(!g.satisfies(&Need::Replace("snyk_at_sample".to_owned().into()), Duration::ZERO, 0));
+        assert!(g.satisfies(&Need::Replace("snyk_at_other".to_owned().into()), Duration::ZERO, 0));
+        assert!(g.satisfies(&Need::Replace("snyk_at_sampl".to_owned().into()), Duration::ZERO, 0));
+    }
+
+    #[test]
+    fn debug_redacts_tokens() {
+        let dbg = format!("{:?}", sample(InstallId::new_random(), 1, 0));
+        assert!(!dbg.contains("snyk_at_sample") && !dbg.contains("snyk_rt_sample"), "{dbg}");
+    }
+}

@@ -1,0 +1,285 @@
+//! The tonic service: validates and translates requests, then hands them to the domain. Thin on
+//! purpose; the decisions live in `refresh` (when to call Snyk) and `store` (how to write).
+
+use std::{sync::Arc, time::Duration};
+
+use base64::Engine as _;
+use snykapps_proto::token_v1::{self as pb, token_service_server::TokenService};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    error::Error,
+    grant::{Grant, InstallId, Need, OrgId, Status as GrantStatus},
+    refresh::{Refresher, grant_from_pair},
+    snyk::{SnykClient, SnykError},
+    store::Store,
+};
+
+/// Upper bound of any string field we accept (codes, tokens, URIs): far above real values, far
+/// below anything that could hurt.
+const MAX_FIELD: usize = 4096;
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 500;
+
+/// The `snykapps.token.v1.TokenService` implementation.
+#[derive(Debug, Clone)]
+pub struct TokenApi {
+    store: Store,
+    refresher: Arc<Refresher>,
+    snyk: SnykClient,
+}
+
+impl TokenApi {
+    pub fn new(store: Store, refresher: Arc<Refresher>, snyk: SnykClient) -> Self {
+        TokenApi { store, refresher, snyk }
+    }
+
+    async fn resolve(&self, target: Option<Target<'_>>) -> Result<InstallId, Error> {
+        match target {
+            Some(Target::Install(s)) => Ok(InstallId::parse(s)?),
+            Some(Target::Org(s)) => {
+                let org = OrgId::parse(s)?;
+                self.store.install_for_org(&org).await?.ok_or(Error::UnknownOrg(org))
+            }
+            None => Err(Error::InvalidArgument("target must be set: install_id or org_id".into())),
+        }
+    }
+
+    async fn complete_install(&self, req: pb::CompleteInstallRequest) -> Result<pb::Install, Error> {
+        check_field("code", &req.code, 1)?;
+        check_verifier(&req.code_verifier)?;
+        check_redirect_uri(&req.redirect_uri)?;
+        let pair = self
+            .snyk
+            .exchange_code(&req.code, &req.code_verifier, &req.redirect_uri)
+            .await
+            .map_err(|e| match e {
+                SnykError::Rejected { ref error, ref description, .. }
+                    if matches!(error.as_str(), "invalid_grant" | "invalid_request") =>
+                {
+                    Error::CodeRejected(description.clone().unwrap_or_else(|| error.clone()))
+                }
+                e => Error::from(e),
+            })?;
+        let install_id = InstallId::new_random();
+        let span = tracing::Span::current();
+        span.record("install_id", tracing::field::display(&install_id));
+
+        // From here on a live grant exists at Snyk: if we cannot keep it, revoke it, so a failed
+        // install leaves nothing behind and the user simply installs again.
+        let result = async {
+            let orgs = self.list_orgs_with_retry(&pair.access_token).await?;
+            let grant = grant_from_pair(install_id, orgs, pair.clone());
+            self.store.create(&grant).await?;
+            Ok::<_, Error>(grant)
+        }
+        .await;
+        match result {
+            Ok(grant) => {
+                tracing::info!(install_id = %install_id, orgs = grant.orgs.len(), "install completed");
+                Ok(install_to_pb(&grant))
+            }
+            Err(e) => {
+                if let Err(revoke) = self.snyk.revoke(&pair.refresh_token).await {
+                    tracing::error!(error = %revoke, "could not revoke the grant of a failed install");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn list_orgs_with_retry(&self, token: &secrecy::SecretString) -> Result<Vec<crate::grant::Org>, Error> {
+        let mut attempt = 0;
+        loop {
+            match self.snyk.list_orgs(token).await {
+                Ok(orgs) => return Ok(orgs),
+                Err(SnykError::Transient { retry_after, .. }) if attempt < 2 => {
+                    attempt += 1;
+                    tokio::time::sleep(retry_after.unwrap_or(Duration::from_millis(300)).min(Duration::from_secs(3)))
+                        .await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn delete_install(&self, id: InstallId) -> Result<(), Error> {
+        let Some(v) = self.store.load(&id).await? else {
+            return Ok(()); // Already gone: deleting is idempotent.
+        };
+        // Revoking the refresh token revokes the whole grant at Snyk, including any pair a
+        // concurrent refresh might still store (its fenced write then finds no record).
+        self.snyk.revoke(&v.grant.refresh_token).await?;
+        self.store.delete(&v.grant).await?;
+        tracing::info!(install_id = %id, "install deleted");
+        Ok(())
+    }
+
+    async fn list_installs(&self, req: pb::ListInstallsRequest) -> Result<pb::ListInstallsResponse, Error> {
+        let size = match req.page_size as usize {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n <= MAX_PAGE_SIZE => n,
+            _ => return Err(Error::InvalidArgument(format!("page_size must be at most {MAX_PAGE_SIZE}"))),
+        };
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            let bad = || Error::InvalidArgument("page_token is not one this service issued".into());
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&req.page_token).map_err(|_| bad())?;
+            Some(InstallId::parse(std::str::from_utf8(&raw).map_err(|_| bad())?).map_err(|_| bad())?)
+        };
+        let ids = self.store.list_ids(after.as_ref(), size + 1).await?;
+        let more = ids.len() > size;
+        let mut installs = Vec::with_capacity(size);
+        for id in ids.iter().take(size) {
+            // An install deleted between the index read and this one is simply skipped.
+            if let Some(v) = self.store.load(id).await? {
+                installs.push(install_to_pb(&v.grant));
+            }
+        }
+        let next_page_token = match (more, ids.get(size - 1)) {
+            (true, Some(last)) => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.to_string()),
+            _ => String::new(),
+        };
+        Ok(pb::ListInstallsResponse { installs, next_page_token })
+    }
+}
+
+enum Target<'a> {
+    Install(&'a str),
+    Org(&'a str),
+}
+
+fn access_target(t: &Option<pb::get_access_token_request::Target>) -> Option<Target<'_>> {
+    use pb::get_access_token_request::Target as T;
+    t.as_ref().map(|t| match t {
+        T::InstallId(s) => Target::Install(s),
+        T::OrgId(s) => Target::Org(s),
+    })
+}
+
+fn force_target(t: &Option<pb::force_refresh_request::Target>) -> Option<Target<'_>> {
+    use pb::force_refresh_request::Target as T;
+    t.as_ref().map(|t| match t {
+        T::InstallId(s) => Target::Install(s),
+        T::OrgId(s) => Target::Org(s),
+    })
+}
+
+fn check_field(name: &str, value: &str, min: usize) -> Result<(), Error> {
+    if value.len() < min {
+        return Err(Error::InvalidArgument(format!("{name} must not be empty")));
+    }
+    if value.len() > MAX_FIELD {
+        return Err(Error::InvalidArgument(format!("{name} is longer than {MAX_FIELD} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!("{name} contains control characters")));
+    }
+    Ok(())
+}
+
+/// RFC 7636: 43-128 characters of `[A-Za-z0-9-._~]`.
+fn check_verifier(v: &str) -> Result<(), Error> {
+    let ok = (43..=128).contains(&v.len())
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument("code_verifier must be 43-128 characters of [A-Za-z0-9-._~]".into()))
+    }
+}
+
+fn check_redirect_uri(v: &str) -> Result<(), Error> {
+    check_field("redirect_uri", v, 1)?;
+    match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+        _ => Err(Error::InvalidArgument("redirect_uri must be an absolute http(s) URL".into())),
+    }
+}
+
+fn timestamp(millis: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: millis.div_euclid(1000), nanos: (millis.rem_euclid(1000) * 1_000_000) as i32 }
+}
+
+fn install_to_pb(g: &Grant) -> pb::Install {
+    let (status, reason) = match g.status {
+        GrantStatus::Active => (pb::InstallStatus::Active, ""),
+        GrantStatus::NeedsReauth(r) => (pb::InstallStatus::NeedsReauth, r.as_str()),
+    };
+    pb::Install {
+        install_id: g.install_id.to_string(),
+        orgs: g.orgs.iter().map(|o| pb::Org { id: o.id.to_string(), name: o.name.clone() }).collect(),
+        scope: g.scope.clone(),
+        status: status as i32,
+        created_at: Some(timestamp(g.created_at)),
+        access_token_expires_at: Some(timestamp(g.access_expires_at)),
+        bot_id: g.bot_id.clone(),
+        needs_reauth_reason: reason.to_owned(),
+    }
+}
+
+fn access_token_to_pb(g: &Grant) -> pb::AccessToken {
+    use secrecy::ExposeSecret;
+    pb::AccessToken {
+        access_token: g.access_token.expose_secret().to_owned(),
+        token_type: g.token_type.clone(),
+        expires_at: Some(timestamp(g.access_expires_at)),
+        install_id: g.install_id.to_string(),
+    }
+}
+
+#[tonic::async_trait]
+impl TokenService for TokenApi {
+    #[tracing::instrument(skip_all, fields(rpc = "CompleteInstall", install_id = tracing::field::Empty))]
+    async fn complete_install(&self, req: Request<pb::CompleteInstallRequest>) -> Result<Response<pb::Install>, Status> {
+        Ok(Response::new(self.complete_install(req.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "GetAccessToken"))]
+    async fn get_access_token(
+        &self,
+        req: Request<pb::GetAccessTokenRequest>,
+    ) -> Result<Response<pb::AccessToken>, Status> {
+        let req = req.into_inner();
+        let id = self.resolve(access_target(&req.target)).await?;
+        let need = Need::Validity(Duration::from_secs(req.min_validity_seconds.into()));
+        let grant = self.refresher.token(id, need).await?;
+        Ok(Response::new(access_token_to_pb(&grant)))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ForceRefresh"))]
+    async fn force_refresh(&self, req: Request<pb::ForceRefreshRequest>) -> Result<Response<pb::AccessToken>, Status> {
+        let req = req.into_inner();
+        check_field("rejected_access_token", &req.rejected_access_token, 1)?;
+        let id = self.resolve(force_target(&req.target)).await?;
+        let need = Need::Replace(req.rejected_access_token.into());
+        let grant = self.refresher.token(id, need).await?;
+        Ok(Response::new(access_token_to_pb(&grant)))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "GetInstall"))]
+    async fn get_install(&self, req: Request<pb::GetInstallRequest>) -> Result<Response<pb::Install>, Status> {
+        let id = InstallId::parse(&req.get_ref().install_id).map_err(Error::from)?;
+        let v = self.store.load(&id).await.map_err(Error::from)?.ok_or(Error::UnknownInstall(id))?;
+        Ok(Response::new(install_to_pb(&v.grant)))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ListInstalls"))]
+    async fn list_installs(
+        &self,
+        req: Request<pb::ListInstallsRequest>,
+    ) -> Result<Response<pb::ListInstallsResponse>, Status> {
+        Ok(Response::new(self.list_installs(req.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "DeleteInstall"))]
+    async fn delete_install(
+        &self,
+        req: Request<pb::DeleteInstallRequest>,
+    ) -> Result<Response<pb::DeleteInstallResponse>, Status> {
+        let id = InstallId::parse(&req.get_ref().install_id).map_err(Error::from)?;
+        self.delete_install(id).await?;
+        Ok(Response::new(pb::DeleteInstallResponse {}))
+    }
+}

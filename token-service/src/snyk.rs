@@ -1,0 +1,301 @@
+//! The Snyk client of token-service: the OAuth2 token and revoke endpoints, and `/rest/orgs` to
+//! learn which orgs a new install may see. Each call is one attempt; the caller decides retries,
+//! because only it knows whether a retry could spend a refresh token twice.
+
+use std::{fmt, time::Duration};
+
+use reqwest::{StatusCode, header};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use crate::grant::{Org, OrgId};
+
+/// A successful token answer. `Debug` redacts the tokens.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access_token: SecretString,
+    pub refresh_token: SecretString,
+    pub expires_in: u64,
+    pub refresh_expires_in: Option<u64>,
+    pub token_type: String,
+    pub scope: String,
+    pub bot_id: String,
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    access_token: String,
+    expires_in: u64,
+    refresh_token: Option<String>,
+    refresh_expires_in: Option<u64>,
+    token_type: String,
+    scope: String,
+    bot_id: String,
+}
+
+#[derive(Deserialize)]
+struct OAuthErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// How one call to Snyk failed. The distinction that matters is whether Snyk may have acted on the
+/// request: `NotSent` never reached it, `Lost` may have been applied without us seeing the answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SnykError {
+    /// An OAuth error answer (`invalid_grant`, `invalid_client`, …): definite, do not retry.
+    #[error("Snyk rejected the request: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Rejected { status: u16, error: String, description: Option<String> },
+    /// 429 or 5xx: Snyk did not act; retry later.
+    #[error("Snyk answered {status}; retry later")]
+    Transient { status: u16, retry_after: Option<Duration> },
+    /// The connection could not be made: the request never left.
+    #[error("Snyk is unreachable: {0}")]
+    NotSent(String),
+    /// Sent, but no complete answer came back (timeout, reset, unreadable body).
+    #[error("Snyk's answer was lost: {0}")]
+    Lost(String),
+    /// A definite answer we do not understand (e.g. an unexpected status on the REST API).
+    #[error("unexpected answer from Snyk: {0}")]
+    Unexpected(String),
+}
+
+impl SnykError {
+    pub fn is_invalid_grant(&self) -> bool {
+        matches!(self, SnykError::Rejected { error, .. } if error == "invalid_grant")
+    }
+}
+
+/// Typed client for the endpoints token-service calls.
+#[derive(Clone)]
+pub struct SnykClient {
+    http: reqwest::Client,
+    api: Url,
+    client_id: String,
+    client_secret: SecretString,
+    rest_version: String,
+}
+
+impl fmt::Debug for SnykClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnykClient")
+            .field("api", &self.api.as_str())
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnykClient {
+    pub fn new(
+        api: Url,
+        client_id: String,
+        client_secret: SecretString,
+        rest_version: String,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(3)))
+            .timeout(timeout)
+            .user_agent(concat!("snykapps-token-service/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(SnykClient { http, api, client_id, client_secret, rest_version })
+    }
+
+    fn endpoint(&self, path: &str) -> Url {
+        let mut url = self.api.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}{path}"));
+        url
+    }
+
+    /// `grant_type=authorization_code`.
+    #[tracing::instrument(skip_all)]
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        code_verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<TokenPair, SnykError> {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", code_verifier),
+        ])
+        .await
+    }
+
+    /// `grant_type=refresh_token`: spends `refresh_token` if Snyk accepts it.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenPair, SnykError> {
+        self.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())])
+            .await
+    }
+
+    async fn token(&self, params: &[(&str, &str)]) -> Result<TokenPair, SnykError> {
+        let mut form: Vec<(&str, &str)> = params.to_vec();
+        form.push(("client_id", &self.client_id));
+        form.push(("client_secret", self.client_secret.expose_secret()));
+        let response = self
+            .http
+            .post(self.endpoint("/oauth2/token"))
+            .header(header::ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = response.status();
+        if status.is_success() {
+            let body: TokenBody = response
+                .json()
+                .await
+                .map_err(|e| SnykError::Lost(format!("unreadable token answer: {}", e.without_url())))?;
+            let refresh_token = body
+                .refresh_token
+                .ok_or_else(|| SnykError::Lost("token answer without refresh_token".into()))?;
+            return Ok(TokenPair {
+                access_token: body.access_token.into(),
+                refresh_token: refresh_token.into(),
+                expires_in: body.expires_in,
+                refresh_expires_in: body.refresh_expires_in,
+                token_type: body.token_type,
+                scope: body.scope,
+                bot_id: body.bot_id,
+            });
+        }
+        Err(error_answer(response).await)
+    }
+
+    /// Revokes `token` (and with it the grant). Snyk answers 200 whether it was valid or not.
+    #[tracing::instrument(skip_all)]
+    pub async fn revoke(&self, token: &SecretString) -> Result<(), SnykError> {
+        let response = self
+            .http
+            .post(self.endpoint("/oauth2/revoke"))
+            .form(&[
+                ("token", token.expose_secret()),
+                ("client_id", &self.client_id),
+                ("client_secret", self.client_secret.expose_secret()),
+            ])
+            .send()
+            .await
+            .map_err(classify)?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Err(error_answer(response).await)
+    }
+
+    /// Every org the access token may see (`GET /rest/orgs`, all pages).
+    #[tracing::instrument(skip_all)]
+    pub async fn list_orgs(&self, access_token: &SecretString) -> Result<Vec<Org>, SnykError> {
+        let mut url = self.endpoint("/rest/orgs");
+        url.query_pairs_mut().append_pair("version", &self.rest_version).append_pair("limit", "100");
+        let mut orgs = Vec::new();
+        // A bound on pages guards against a server that links a page to itself forever.
+        for _ in 0..1000 {
+            let response = self
+                .http
+                .get(url.clone())
+                .header(header::ACCEPT, "application/vnd.api+json")
+                .header(header::AUTHORIZATION, format!("bearer {}", access_token.expose_secret()))
+                .send()
+                .await
+                .map_err(classify)?;
+            if !response.status().is_success() {
+                return Err(error_answer(response).await);
+            }
+            let page: OrgsPage = response
+                .json()
+                .await
+                .map_err(|e| SnykError::Unexpected(format!("unreadable /rest/orgs page: {}", e.without_url())))?;
+            for o in page.data {
+                let id = OrgId::parse(&o.id)
+                    .map_err(|_| SnykError::Unexpected(format!("org id {:?} is not a UUID", o.id)))?;
+                orgs.push(Org { id, name: o.attributes.name });
+            }
+            match page.links.and_then(|l| l.next).map(|n| n.href()) {
+                Some(next) => url = self.next_url(&next)?,
+                None => return Ok(orgs),
+            }
+        }
+        Err(SnykError::Unexpected("/rest/orgs paginates beyond 1000 pages".into()))
+    }
+
+    /// Resolves a `links.next`: relative with or without the `/rest` prefix, or absolute on the
+    /// API's own origin (anything else would send the bearer token to another host).
+    fn next_url(&self, next: &str) -> Result<Url, SnykError> {
+        if next.starts_with("http://") || next.starts_with("https://") {
+            let url = Url::parse(next).map_err(|e| SnykError::Unexpected(format!("bad links.next: {e}")))?;
+            if url.origin() != self.api.origin() {
+                return Err(SnykError::Unexpected("links.next points to another host".into()));
+            }
+            return Ok(url);
+        }
+        let (path, query) = next.split_once('?').unwrap_or((next, ""));
+        let path = if path.starts_with("/rest/") { path.to_owned() } else { format!("/rest{path}") };
+        let mut url = self.endpoint(&path);
+        url.set_query((!query.is_empty()).then_some(query));
+        Ok(url)
+    }
+}
+
+#[derive(Deserialize)]
+struct OrgsPage {
+    data: Vec<OrgData>,
+    links: Option<Links>,
+}
+#[derive(Deserialize)]
+struct OrgData {
+    id: String,
+    attributes: OrgAttributes,
+}
+#[derive(Deserialize)]
+struct OrgAttributes {
+    name: String,
+}
+#[derive(Deserialize)]
+struct Links {
+    next: Option<Link>,
+}
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Link {
+    Href(String),
+    Object { href: String },
+}
+impl Link {
+    fn href(self) -> String {
+        match self {
+            Link::Href(h) | Link::Object { href: h } => h,
+        }
+    }
+}
+
+fn classify(e: reqwest::Error) -> SnykError {
+    let e = e.without_url();
+    if e.is_connect() {
+        SnykError::NotSent(e.to_string())
+    } else {
+        SnykError::Lost(e.to_string())
+    }
+}
+
+async fn error_answer(response: reqwest::Response) -> SnykError {
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        return SnykError::Transient { status: status.as_u16(), retry_after };
+    }
+    match response.json::<OAuthErrorBody>().await {
+        Ok(body) => SnykError::Rejected { status: status.as_u16(), error: body.error, description: body.error_description },
+        Err(_) => SnykError::Unexpected(format!("status {status} without an OAuth error body")),
+    }
+}
