@@ -7,7 +7,9 @@ use anyhow::{Context, bail};
 use secrecy::SecretString;
 use url::Url;
 
-use crate::{caller::ClientKeys, refresh::RefreshSettings, seal::Keyring};
+use snykapps_proto::auth::ClientKeys;
+
+use crate::{refresh::RefreshSettings, seal::Keyring};
 
 /// Everything token-service needs to run.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ use std::{fmt, time::Duration};
 use reqwest::{StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use snyk_rest::{OrgAttributes, RestClient, RestError};
 use url::Url;
 
 use crate::grant::{Org, OrgId};
@@ -75,7 +76,7 @@ pub struct SnykClient {
     api: Url,
     client_id: String,
     client_secret: SecretString,
-    rest_version: String,
+    rest: RestClient,
 }
 
 impl fmt::Debug for SnykClient {
@@ -100,7 +101,8 @@ impl SnykClient {
             .timeout(timeout)
             .user_agent(concat!("snykapps-token-service/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(SnykClient { http, api, client_id, client_secret, rest_version })
+        let rest = RestClient::new(api.clone(), rest_version, timeout)?;
+        Ok(SnykClient { http, api, client_id, client_secret, rest })
     }
 
     fn endpoint(&self, path: &str) -> Url {
@@ -191,86 +193,30 @@ impl SnykClient {
     /// Every org the access token may see (`GET /rest/orgs`, all pages).
     #[tracing::instrument(skip_all)]
     pub async fn list_orgs(&self, access_token: &SecretString) -> Result<Vec<Org>, SnykError> {
-        let mut url = self.endpoint("/rest/orgs");
-        url.query_pairs_mut().append_pair("version", &self.rest_version).append_pair("limit", "100");
+        let mut url = self.rest.url("/orgs", 100, &[]);
         let mut orgs = Vec::new();
         // A bound on pages guards against a server that links a page to itself forever.
         for _ in 0..1000 {
-            let response = self
-                .http
-                .get(url.clone())
-                .header(header::ACCEPT, "application/vnd.api+json")
-                .header(header::AUTHORIZATION, format!("bearer {}", access_token.expose_secret()))
-                .send()
-                .await
-                .map_err(classify)?;
-            if !response.status().is_success() {
-                return Err(error_answer(response).await);
-            }
-            let page: OrgsPage = response
-                .json()
-                .await
-                .map_err(|e| SnykError::Unexpected(format!("unreadable /rest/orgs page: {}", e.without_url())))?;
+            let page = self.rest.get_page::<OrgAttributes>(&url, access_token, &[]).await.map_err(from_rest)?;
             for o in page.data {
                 let id = OrgId::parse(&o.id)
                     .map_err(|_| SnykError::Unexpected(format!("org id {:?} is not a UUID", o.id)))?;
                 orgs.push(Org { id, name: o.attributes.name });
             }
-            match page.links.and_then(|l| l.next).map(|n| n.href()) {
-                Some(next) => url = self.next_url(&next)?,
+            match page.next {
+                Some(next) => url = next,
                 None => return Ok(orgs),
             }
         }
         Err(SnykError::Unexpected("/rest/orgs paginates beyond 1000 pages".into()))
     }
-
-    /// Resolves a `links.next`: relative with or without the `/rest` prefix, or absolute on the
-    /// API's own origin (anything else would send the bearer token to another host).
-    fn next_url(&self, next: &str) -> Result<Url, SnykError> {
-        if next.starts_with("http://") || next.starts_with("https://") {
-            let url = Url::parse(next).map_err(|e| SnykError::Unexpected(format!("bad links.next: {e}")))?;
-            if url.origin() != self.api.origin() {
-                return Err(SnykError::Unexpected("links.next points to another host".into()));
-            }
-            return Ok(url);
-        }
-        let (path, query) = next.split_once('?').unwrap_or((next, ""));
-        let path = if path.starts_with("/rest/") { path.to_owned() } else { format!("/rest{path}") };
-        let mut url = self.endpoint(&path);
-        url.set_query((!query.is_empty()).then_some(query));
-        Ok(url)
-    }
 }
 
-#[derive(Deserialize)]
-struct OrgsPage {
-    data: Vec<OrgData>,
-    links: Option<Links>,
-}
-#[derive(Deserialize)]
-struct OrgData {
-    id: String,
-    attributes: OrgAttributes,
-}
-#[derive(Deserialize)]
-struct OrgAttributes {
-    name: String,
-}
-#[derive(Deserialize)]
-struct Links {
-    next: Option<Link>,
-}
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Link {
-    Href(String),
-    Object { href: String },
-}
-impl Link {
-    fn href(self) -> String {
-        match self {
-            Link::Href(h) | Link::Object { href: h } => h,
-        }
+fn from_rest(e: RestError) -> SnykError {
+    match e {
+        RestError::Retryable { status, retry_after } => SnykError::Transient { status, retry_after },
+        RestError::Transport(m) => SnykError::Lost(m),
+        e => SnykError::Unexpected(e.to_string()),
     }
 }
 

@@ -76,7 +76,7 @@ impl Application {
         let server = TokenServiceServer::new(api)
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(4 * 1024 * 1024);
-        let authenticated = InterceptedService::new(server, move |req| keys.check(req));
+        let authenticated = InterceptedService::new(server, move |req| crate::caller::check(&keys, req));
 
         tracing::info!(addr = %self.local_addr, "token-service listening");
         let stopped = async {

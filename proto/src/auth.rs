@@ -1,0 +1,141 @@
+//! The internal-caller half of the contract: every internal call carries
+//! `authorization: Bearer <key>`, checked against a `caller=key,…` list
+//! (`TOKEN_SERVICE_CLIENT_KEYS`, `PROJECTS_SERVICE_CLIENT_KEYS`). Lives here because both service
+//! APIs (gRPC and HTTP) share it, and so do their callers.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Who may call, with which key: parsed from `caller=key,…`.
+pub struct ClientKeys {
+    // Keys are kept as SHA-256 digests: equal-length values to compare in constant time, and no
+    // key material in memory dumps of this struct.
+    entries: Vec<(String, [u8; 32])>,
+}
+
+impl fmt::Debug for ClientKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let callers: Vec<_> = self.entries.iter().map(|(c, _)| c.as_str()).collect();
+        f.debug_struct("ClientKeys").field("callers", &callers).finish()
+    }
+}
+
+/// Shortest key accepted: 16 characters (the README shows how to generate 32 random bytes).
+pub const MIN_KEY_LEN: usize = 16;
+
+/// Why a `caller=key,…` list was refused. Never contains a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientKeysError {
+    #[error("{0} must be `caller=key,…`")]
+    Malformed(String),
+    #[error("{var}: caller {caller:?} needs a name and a key of at least {MIN_KEY_LEN} characters")]
+    Weak { var: String, caller: String },
+    #[error("{var} lists caller {caller:?} twice")]
+    Duplicate { var: String, caller: String },
+    #[error("{0} must list at least one `caller=key`")]
+    Empty(String),
+}
+
+/// Why a request's credentials were refused (the message is safe to return to the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("missing authorization: Bearer <key>")]
+    Missing,
+    #[error("authorization must be `Bearer <key>`")]
+    Malformed,
+    #[error("unknown key")]
+    UnknownKey,
+}
+
+impl ClientKeys {
+    /// Parses `caller=key,…`; `var` names the variable in error messages.
+    pub fn parse(var: &str, spec: &str) -> Result<Self, ClientKeysError> {
+        let mut entries: Vec<(String, [u8; 32])> = Vec::new();
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((caller, key)) = pair.split_once('=') else {
+                return Err(ClientKeysError::Malformed(var.to_owned()));
+            };
+            let (caller, key) = (caller.trim(), key.trim());
+            if caller.is_empty() || key.len() < MIN_KEY_LEN {
+                return Err(ClientKeysError::Weak { var: var.to_owned(), caller: caller.to_owned() });
+            }
+            if entries.iter().any(|(c, _)| c == caller) {
+                return Err(ClientKeysError::Duplicate { var: var.to_owned(), caller: caller.to_owned() });
+            }
+            entries.push((caller.to_owned(), digest(key)));
+        }
+        if entries.is_empty() {
+            return Err(ClientKeysError::Empty(var.to_owned()));
+        }
+        Ok(ClientKeys { entries })
+    }
+
+    /// The caller whose key this is. Every entry is compared, so timing does not reveal which.
+    pub fn identify(&self, key: &SecretString) -> Option<&str> {
+        let d = digest(key.expose_secret());
+        let mut found = None;
+        for (caller, expected) in &self.entries {
+            if bool::from(expected.ct_eq(&d)) {
+                found = Some(caller.as_str());
+            }
+        }
+        found
+    }
+
+    /// Checks an `authorization` header value (`None` when absent); returns the caller's name.
+    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<&str, Rejection> {
+        let value = std::str::from_utf8(header.ok_or(Rejection::Missing)?).map_err(|_| Rejection::Malformed)?;
+        let key = match value.split_once(' ') {
+            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() => key.trim(),
+            _ => return Err(Rejection::Malformed),
+        };
+        self.identify(&SecretString::from(key.to_owned())).ok_or(Rejection::UnknownKey)
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn keys() -> ClientKeys {
+        ClientKeys::parse("V", "projects-service=aaaaaaaaaaaaaaaa1, auth-service=bbbbbbbbbbbbbbbb2").unwrap()
+    }
+
+    #[test]
+    fn known_keys_name_their_caller() {
+        assert_eq!(keys().authenticate(Some(b"Bearer bbbbbbbbbbbbbbbb2")), Ok("auth-service"));
+        assert_eq!(keys().authenticate(Some(b"bearer aaaaaaaaaaaaaaaa1")), Ok("projects-service"));
+    }
+
+    #[test]
+    fn missing_wrong_or_malformed_keys_are_rejected() {
+        let k = keys();
+        assert_eq!(k.authenticate(None), Err(Rejection::Missing));
+        for bad in [&b"Bearer nope"[..], b"aaaaaaaaaaaaaaaa1", b"Basic aaaaaaaaaaaaaaaa1", b"Bearer ", b"Bearer \xff"] {
+            assert!(k.authenticate(Some(bad)).is_err(), "{bad:?}");
+        }
+        assert_eq!(k.authenticate(Some(b"Bearer aaaaaaaaaaaaaaaa1x")), Err(Rejection::UnknownKey));
+    }
+
+    #[test]
+    fn parse_rejects_bad_specs_and_names_the_variable() {
+        for bad in ["", "x", "=aaaaaaaaaaaaaaaa", "a=short", "a=aaaaaaaaaaaaaaaa,a=bbbbbbbbbbbbbbbb"] {
+            let err = ClientKeys::parse("SOME_VAR", bad).unwrap_err();
+            assert!(err.to_string().contains("SOME_VAR"), "{err}");
+            assert!(!err.to_string().contains("aaaa"), "key echoed: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_names_callers_only() {
+        assert_eq!(format!("{:?}", keys()), r#"ClientKeys { callers: ["projects-service", "auth-service"] }"#);
+    }
+}
