@@ -1,9 +1,10 @@
 //! Typed settings for projects-service, read from the environment and validated at start-up.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use secrecy::SecretString;
+use snykapps_proto::auth::ClientKeys;
 use url::Url;
 
 /// Everything projects-service needs to run.
@@ -13,10 +14,18 @@ pub struct Settings {
     pub snyk_api_url: Url,
     /// The REST API version every request pins (`version=` query parameter).
     pub snyk_rest_version: String,
+    /// Timeout of one Snyk REST request.
+    pub snyk_timeout: Duration,
+    /// Retries of 429/5xx/unreachable within one listing (they resume at the failed page).
+    pub snyk_retries: u32,
+    /// The longest pause between retries; a longer `Retry-After` ends the listing with 503.
+    pub snyk_max_backoff: Duration,
     pub token_service_url: Url,
     pub token_service_api_key: SecretString,
-    /// `caller=key` pairs allowed to call this service.
-    pub client_keys: Vec<(String, SecretString)>,
+    /// Deadline of one call to token-service (it may include waiting for a refresh).
+    pub token_service_timeout: Duration,
+    /// Who may call this service.
+    pub client_keys: Arc<ClientKeys>,
 }
 
 impl Settings {
@@ -33,31 +42,41 @@ impl Settings {
             _ => bail!("{k} must be set"),
         };
         let url = |k: &str, default: &str| {
-            Url::parse(&var(k, default)).with_context(|| format!("{k} is not a valid URL"))
+            let u = Url::parse(&var(k, default)).with_context(|| format!("{k} is not a valid URL"))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                bail!("{k} must be an http(s) URL");
+            }
+            Ok(u)
+        };
+        let millis = |k: &str, default: u64| -> anyhow::Result<Duration> {
+            let n: u64 = var(k, &default.to_string())
+                .trim()
+                .parse()
+                .with_context(|| format!("{k} must be a whole number of milliseconds"))?;
+            if n == 0 {
+                bail!("{k} must be greater than 0");
+            }
+            Ok(Duration::from_millis(n))
         };
         let version = var("SNYK_REST_VERSION", "2024-05-31");
         if !is_rest_version(&version) {
             bail!("SNYK_REST_VERSION must be YYYY-MM-DD with an optional ~beta or ~experimental");
         }
-        let mut client_keys = Vec::new();
-        for pair in required("PROJECTS_SERVICE_CLIENT_KEYS")?.split(',') {
-            let Some((caller, key)) = pair.trim().split_once('=') else {
-                bail!("PROJECTS_SERVICE_CLIENT_KEYS must be `caller=key,…`");
-            };
-            if caller.is_empty() || key.len() < 16 {
-                bail!("PROJECTS_SERVICE_CLIENT_KEYS: caller {caller:?} needs a name and a key of at least 16 characters");
-            }
-            client_keys.push((caller.to_owned(), SecretString::from(key.to_owned())));
-        }
+        let client_keys =
+            ClientKeys::parse("PROJECTS_SERVICE_CLIENT_KEYS", &required("PROJECTS_SERVICE_CLIENT_KEYS")?)?;
         Ok(Settings {
             addr: var("PROJECTS_SERVICE_ADDR", "0.0.0.0:8081")
                 .parse()
                 .context("PROJECTS_SERVICE_ADDR must be host:port")?,
             snyk_api_url: url("SNYK_API_URL", "https://api.snyk.io")?,
             snyk_rest_version: version,
+            snyk_timeout: millis("SNYK_REST_TIMEOUT_MS", 30_000)?,
+            snyk_retries: var("SNYK_REST_RETRIES", "4").trim().parse().context("SNYK_REST_RETRIES must be a whole number")?,
+            snyk_max_backoff: millis("SNYK_REST_MAX_BACKOFF_MS", 10_000)?,
             token_service_url: url("TOKEN_SERVICE_URL", "http://127.0.0.1:50051")?,
             token_service_api_key: required("TOKEN_SERVICE_API_KEY")?.into(),
-            client_keys,
+            token_service_timeout: millis("TOKEN_SERVICE_TIMEOUT_MS", 15_000)?,
+            client_keys: Arc::new(client_keys),
         })
     }
 }
@@ -86,12 +105,18 @@ mod tests {
         ("PROJECTS_SERVICE_CLIENT_KEYS", "auth-service=0123456789abcdef0123"),
     ];
 
+    fn with(extra: &[(&'static str, &'static str)]) -> anyhow::Result<Settings> {
+        let mut pairs = extra.to_vec();
+        pairs.extend_from_slice(MINIMAL);
+        Settings::from_lookup(env(&pairs))
+    }
+
     #[test]
     fn defaults_apply() {
-        let s = Settings::from_lookup(env(MINIMAL)).expect("valid");
+        let s = with(&[]).expect("valid");
         assert_eq!(s.addr.port(), 8081);
         assert_eq!(s.snyk_rest_version, "2024-05-31");
-        assert_eq!(s.client_keys[0].0, "auth-service");
+        assert_eq!(s.snyk_retries, 4);
     }
 
     #[test]
@@ -99,19 +124,29 @@ mod tests {
         assert!(is_rest_version("2024-05-31~beta"));
         assert!(!is_rest_version("2024-5-31"));
         assert!(!is_rest_version("2024-05-31~gamma"));
-        let mut pairs = MINIMAL.to_vec();
-        pairs.push(("SNYK_REST_VERSION", "latest"));
-        let err = Settings::from_lookup(env(&pairs)).expect_err("invalid");
+        let err = with(&[("SNYK_REST_VERSION", "latest")]).expect_err("invalid");
         assert!(err.to_string().contains("SNYK_REST_VERSION"), "{err}");
     }
 
     #[test]
-    fn short_client_key_is_refused() {
-        let err = Settings::from_lookup(env(&[
-            ("TOKEN_SERVICE_API_KEY", "tk"),
+    fn bad_values_are_named() {
+        for (k, v) in [
             ("PROJECTS_SERVICE_CLIENT_KEYS", "auth-service=short"),
-        ]))
-        .expect_err("invalid");
-        assert!(err.to_string().contains("PROJECTS_SERVICE_CLIENT_KEYS"), "{err}");
+            ("PROJECTS_SERVICE_ADDR", "x"),
+            ("SNYK_API_URL", "ftp://x"),
+            ("TOKEN_SERVICE_URL", "::"),
+            ("SNYK_REST_TIMEOUT_MS", "0"),
+        ] {
+            let err = with(&[(k, v)]).expect_err(k);
+            assert!(format!("{err:#}").contains(k), "{k}: {err:#}");
+        }
+        let err = Settings::from_lookup(env(&MINIMAL[1..])).expect_err("missing");
+        assert!(err.to_string().contains("TOKEN_SERVICE_API_KEY"));
+    }
+
+    #[test]
+    fn keys_stay_out_of_debug() {
+        let dbg = format!("{:?}", with(&[]).expect("valid"));
+        assert!(!dbg.contains("0123456789abcdef0123") && !dbg.contains("\"tk\""), "{dbg}");
     }
 }

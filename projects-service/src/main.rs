@@ -1,10 +1,24 @@
-//! The `projects-service` binary: validates its settings, then stops, because the service is not
-//! built yet (issue #5). It must not look like it serves anything.
+//! The `projects-service` binary.
 
-fn main() -> std::process::ExitCode {
-    match projects_service::config::Settings::from_env() {
-        Ok(_) => eprintln!("projects-service: settings are valid, but the service is not built yet (issue #5)"),
-        Err(e) => eprintln!("projects-service: invalid configuration: {e:#}"),
+use std::process::ExitCode;
+
+use projects_service::{Application, Settings};
+use service_runtime::{init_logging, shutdown_signal};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_logging("info");
+    match try_main().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "projects-service failed");
+            eprintln!("projects-service: {e:#}");
+            ExitCode::FAILURE
+        }
     }
-    std::process::ExitCode::FAILURE
+}
+
+async fn try_main() -> anyhow::Result<()> {
+    let app = Application::build(Settings::from_env()?)?;
+    app.run_until_stopped(shutdown_signal()).await
 }

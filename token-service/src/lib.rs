@@ -17,7 +17,6 @@ pub mod service;
 pub mod snyk;
 pub mod startup;
 pub mod store;
-pub mod telemetry;
 
 pub use config::Settings;
 pub use startup::Application;

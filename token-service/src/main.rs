@@ -3,11 +3,12 @@
 
 use std::process::ExitCode;
 
-use token_service::{Application, Settings, reseal, telemetry};
+use service_runtime::{init_logging, shutdown_signal};
+use token_service::{Application, Settings, reseal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init("info,token_service=info");
+    init_logging("info");
     match try_main().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -35,21 +36,3 @@ async fn try_main() -> anyhow::Result<()> {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
-}

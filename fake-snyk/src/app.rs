@@ -1,0 +1,100 @@
+//! Shared state of one fake instance and the HTTP routes that reach it.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::faults::{Fault, Faults};
+use crate::stats::Stats;
+use crate::store::{Lifetimes, Store};
+use crate::{authorize, control, rest, token};
+
+/// Everything a request may read or change.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) config: Config,
+    pub(crate) catalog: Catalog,
+    // A std mutex, not a Tokio one: every critical section is a few map operations and never
+    // crosses an `.await`, so blocking briefly is cheaper than an async lock (mini-redis' reasoning).
+    inner: Mutex<Inner>,
+}
+
+/// The mutable part, under one lock so that a request sees faults, grants and counters change
+/// together (a lost-response refresh bumps three of them at once).
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) faults: Faults,
+    pub(crate) stats: Stats,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens live in the store: never print them.
+        f.debug_struct("Inner")
+            .field("faults", &self.faults)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub(crate) fn new(config: Config) -> Self {
+        let lifetimes = Lifetimes {
+            access: config.access_token_ttl,
+            refresh: config.refresh_token_ttl,
+            code: config.code_ttl,
+        };
+        let mut faults = Faults::default();
+        if !config.token_latency.is_zero() {
+            faults.inject(Fault::TokenLatency(config.token_latency));
+        }
+        Self {
+            catalog: Catalog::new(&config.orgs),
+            config,
+            inner: Mutex::new(Inner {
+                store: Store::new(lifetimes),
+                faults,
+                stats: Stats::default(),
+            }),
+        }
+    }
+
+    /// Locks the mutable state. A panic while holding the lock cannot leave it half-updated in a
+    /// way that matters to a test double, so a poisoned lock is simply taken over.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn inject(&self, fault: Fault) {
+        let mut inner = self.lock();
+        if inner.faults.inject(fault) == crate::faults::Armed::ExpireAccessTokensNow {
+            inner.store.expire_access_tokens(std::time::Instant::now());
+        }
+    }
+}
+
+/// All routes: the app host's consent page, the API host's OAuth and REST endpoints, and the
+/// `/_fake` control endpoints.
+pub(crate) fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/oauth2/authorize", get(authorize::page))
+        .route("/oauth2/authorize/decision", post(authorize::decision))
+        .route("/oauth2/token", post(token::token))
+        .route("/oauth2/revoke", post(token::revoke))
+        .nest("/rest", rest::router())
+        .route("/_fake/stats", get(control::stats))
+        .route(
+            "/_fake/faults",
+            post(control::inject).delete(control::clear),
+        )
+        .route(
+            "/_fake/expire-access-tokens",
+            post(control::expire_access_tokens),
+        )
+        .with_state(state)
+}

@@ -1,0 +1,44 @@
+//! A strict, in-memory stand-in for Snyk's OAuth2 and REST API, for tests (in-process, port 0),
+//! benchmarks and the local browser demo.
+//!
+//! One HTTP server plays both Snyk hosts: the app host's consent page (`/oauth2/authorize`) and
+//! the API host (`/oauth2/token`, `/oauth2/revoke`, `/rest/...`), plus `/_fake/...` control
+//! endpoints. It follows `SNYK-API.md` and Snyk's REST OpenAPI document, and is strict where a
+//! client could get away with sloppiness against a lenient double: refresh tokens are single use
+//! and a replay revokes the grant, PKCE S256 is mandatory, redirect URIs match exactly.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use fake_snyk::{Config, FakeSnyk, Fault};
+//! let fake = FakeSnyk::start(Config::new("id", "secret", "http://localhost:8080/callback")).await?;
+//! let api_and_app_base_url = fake.url(); // http://127.0.0.1:PORT
+//! fake.inject(Fault::LoseRefreshResponses(1));
+//! // ... point the client under test at `api_and_app_base_url` ...
+//! fake.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod app;
+mod authorize;
+mod catalog;
+mod config;
+mod control;
+mod error;
+mod faults;
+mod pagination;
+mod pkce;
+mod rest;
+mod server;
+mod stats;
+mod store;
+mod token;
+mod version;
+
+pub use authorize::AuthorizeError;
+pub use config::{
+    Config, ConfigError, DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_CODE_TTL, DEFAULT_REFRESH_TOKEN_TTL,
+    DEFAULT_SCOPE, OrgSeed,
+};
+pub use faults::Fault;
+pub use server::FakeSnyk;
+pub use stats::Stats;

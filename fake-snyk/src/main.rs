@@ -1,0 +1,67 @@
+//! The `fake-snyk` binary: serves the fake on `FAKE_SNYK_ADDR` until SIGINT or SIGTERM.
+
+use anyhow::Context as _;
+use fake_snyk::{Config, FakeSnyk};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    init_tracing();
+    match try_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the whole context chain on one line.
+            tracing::error!("fake-snyk failed: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: scripts and tests read the "ready" line.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed stderr (the reader went away) must not turn into a panic on the next log line.
+        .log_internal_errors(false)
+        .init();
+}
+
+fn try_main() -> anyhow::Result<()> {
+    let (addr, config) = Config::from_env().context("invalid configuration")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the Tokio runtime")?;
+    runtime.block_on(async move {
+        let fake = FakeSnyk::bind(addr, config)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(url = %fake.url(), "fake Snyk ready");
+        let signal = shutdown_signal().context("cannot install signal handlers")?;
+        fake.run_until(signal).await;
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM (what `docker stop` sends).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    Ok(async move {
+        #[cfg(unix)]
+        let terminate = terminate.recv();
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<Option<()>>();
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "cannot wait for Ctrl-C; waiting for SIGTERM only");
+                    std::future::pending::<()>().await;
+                }
+            }
+            _ = terminate => {}
+        }
+    })
+}

@@ -1,0 +1,222 @@
+//! The HTTP server: a hand-written hyper accept loop with graceful shutdown, and the [`FakeSnyk`]
+//! handle that tests hold.
+//!
+//! The loop is hand-written (rather than `axum::serve`) for the "lost response" fault: a handler
+//! marks its response with [`DropConnection`] and the per-connection service turns it into an
+//! error, on which hyper closes the connection without writing a byte of the answer. The state
+//! change the request made has happened all the same, which is exactly the failure a client must
+//! survive when a refresh's answer is lost.
+
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tower::ServiceExt as _;
+
+use crate::app::{AppState, SharedState, router};
+use crate::authorize::{self, AuthorizeError};
+use crate::config::Config;
+use crate::faults::Fault;
+use crate::stats::Stats;
+
+/// Response extension: do not send this response, close the connection instead.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DropConnection;
+
+/// The error hyper gets instead of a marked response.
+#[derive(Debug, thiserror::Error)]
+#[error("response deliberately lost (injected fault)")]
+struct LostResponse;
+
+/// How long shutdown waits for in-flight requests before cutting connections.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running fake Snyk. Cheap to clone; dropping the handles does not stop the server (the
+/// runtime ending does), [`FakeSnyk::shutdown`] does.
+#[derive(Debug, Clone)]
+pub struct FakeSnyk {
+    state: SharedState,
+    addr: SocketAddr,
+    stop: Arc<watch::Sender<bool>>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl FakeSnyk {
+    /// Starts a fake on `127.0.0.1` and a free port.
+    pub async fn start(config: Config) -> io::Result<FakeSnyk> {
+        Self::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
+    }
+
+    /// Starts a fake on `addr`. Fails with `InvalidInput` if the config is unusable (no redirect
+    /// URI, a URI that does not parse, …).
+    pub async fn bind(addr: SocketAddr, config: Config) -> io::Result<FakeSnyk> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(AppState::new(config));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, router(state.clone()), stopped));
+        tracing::info!(%addr, "fake Snyk listening");
+        Ok(FakeSnyk {
+            state,
+            addr,
+            stop: Arc::new(stop),
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+
+    /// The base URL of both the app host and the API host, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.state.lock().stats.clone()
+    }
+
+    /// Arms a fault; see [`Fault`] for what each one does.
+    pub fn inject(&self, fault: Fault) {
+        self.state.inject(fault);
+    }
+
+    /// Disarms every fault, token latency included.
+    pub fn clear_faults(&self) {
+        self.state.lock().faults.clear();
+    }
+
+    /// Test shortcut for the consent page: validates exactly like `GET /oauth2/authorize` followed
+    /// by Approve (with `response_type=code` and `code_challenge_method=S256`) and returns the code
+    /// the redirect would carry.
+    pub fn approve(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+        code_challenge: &str,
+        scope: Option<&str>,
+    ) -> Result<String, AuthorizeError> {
+        authorize::approve(&self.state, client_id, redirect_uri, code_challenge, scope)
+    }
+
+    /// Every live access token expires now (REST then answers 401); refresh tokens stay usable.
+    pub fn expire_access_tokens(&self) {
+        self.state.lock().store.expire_access_tokens(Instant::now());
+    }
+
+    /// How many grants have a current refresh token that could be redeemed now.
+    pub fn live_refresh_tokens(&self) -> usize {
+        self.state.lock().store.live_refresh_tokens(Instant::now())
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to 10 s) and returns.
+    /// Stops the server for every clone of this handle.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task
+            && let Err(error) = task.await
+        {
+            tracing::error!(%error, "fake Snyk server task failed");
+        }
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully (what the binary does with
+    /// SIGINT/SIGTERM).
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+/// Completes when a stop was requested. If every handle is gone without asking, never completes:
+/// dropping the handle is not a request to stop.
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The accept loop: one task per connection; on stop, stop accepting and drain.
+async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stop_requested(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    connections.spawn(serve_connection(stream, app.clone(), stop.clone()));
+                }
+                Err(error) => {
+                    // Typically EMFILE under a benchmark's load: back off instead of spinning,
+                    // and keep serving the connections already open.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        tracing::warn!("connections still open after the drain timeout; closing them");
+        connections.shutdown().await;
+    }
+}
+
+async fn serve_connection(stream: TcpStream, app: Router, mut stop: watch::Receiver<bool>) {
+    // Small request/response exchanges: do not let Nagle delay them (latency benchmarks).
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "set_nodelay failed");
+    }
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let app = app.clone();
+        async move {
+            let response = match app.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            if response.extensions().get::<DropConnection>().is_some() {
+                Err(LostResponse)
+            } else {
+                Ok(response)
+            }
+        }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stop_requested(&mut stop) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}

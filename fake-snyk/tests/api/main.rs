@@ -1,0 +1,17 @@
+//! Integration tests of the fake Snyk: each test starts its own fake in-process on port 0 and
+//! talks to it over HTTP with reqwest.
+
+#![allow(clippy::unwrap_used)]
+
+mod authorize;
+mod binary;
+mod control;
+mod faults;
+mod helpers;
+mod lifecycle;
+mod openapi;
+mod pagination;
+mod refresh;
+mod rest;
+mod revoke;
+mod token;

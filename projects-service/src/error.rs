@@ -1,0 +1,109 @@
+//! The one place that knows the wire format of errors: `{"code", "message"}` with a stable code.
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use serde::Serialize;
+
+use crate::{listing::ListError, tokens::TokenError};
+
+/// An error as the HTTP API reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    BadRequest(String),
+    /// The org is unknown (to token-service or to Snyk).
+    #[error("{0}")]
+    NotFound(String),
+    #[error("no such route")]
+    NoRoute,
+    #[error("{0}")]
+    NeedsReauth(String),
+    #[error("{message}")]
+    Unavailable { message: String, retry_after_secs: u64 },
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::NotFound(_) => "unknown_org",
+            ApiError::NoRoute => "not_found",
+            ApiError::NeedsReauth(_) => "needs_reauth",
+            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::BadGateway(_) => "upstream_error",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::NeedsReauth(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = match self {
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                "internal error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut res = HttpResponse::build(self.status_code());
+        if let ApiError::Unavailable { retry_after_secs, .. } = self {
+            res.insert_header(("Retry-After", retry_after_secs.to_string()));
+        }
+        if let ApiError::Unauthorized(_) = self {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        res.json(Body { code: self.code(), message })
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::UnknownOrg => ApiError::NotFound("no install serves this org".into()),
+            TokenError::NeedsReauth(m) => ApiError::NeedsReauth(m),
+            TokenError::Unavailable(m) => {
+                ApiError::Unavailable { message: format!("token-service is unavailable: {m}"), retry_after_secs: 2 }
+            }
+            TokenError::Misconfigured(m) => ApiError::Internal(format!("token-service refused this service: {m}")),
+        }
+    }
+}
+
+impl From<ListError> for ApiError {
+    fn from(e: ListError) -> Self {
+        match e {
+            ListError::Token(t) => t.into(),
+            ListError::OrgNotVisible => ApiError::NotFound("Snyk does not show this org to the install".into()),
+            e @ ListError::StillUnauthorized(_) => ApiError::BadGateway(e.to_string()),
+            ListError::Unavailable { error, retry_after } => ApiError::Unavailable {
+                message: format!("Snyk is unavailable: {error}"),
+                retry_after_secs: retry_after.map_or(5, |d| d.as_secs().max(1)),
+            },
+            ListError::Upstream(e) => ApiError::BadGateway(format!("Snyk refused the request: {e}")),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Every project of one org: pages fetched in order (Snyk cursors are sequential), a forced
+//! refresh of exactly the rejected token on a 401 (once per page), and bounded retries of
+//! 429/5xx that resume at the page that failed.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Serialize;
+use snyk_rest::{ProjectAttributes, RestClient, RestError};
+
+use crate::{
+    tokens::{TokenError, TokenSource},
+    trace::TraceContext,
+};
+
+/// Snyk's page size maximum.
+const PAGE_LIMIT: u32 = 100;
+/// A guard against a server whose cursors never end.
+const MAX_PAGES: usize = 10_000;
+
+/// One project as this service returns it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub origin: String,
+    pub status: String,
+    pub target_file: Option<String>,
+    pub target_reference: Option<String>,
+    pub created: String,
+}
+
+/// Filters passed through to Snyk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub origin: Option<String>,
+    pub kind: Option<String>,
+    pub names_start_with: Option<String>,
+}
+
+/// Why a listing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("Snyk does not know this org or the install may not see it")]
+    OrgNotVisible,
+    #[error("Snyk rejected the access token again right after a refresh: {0}")]
+    StillUnauthorized(String),
+    #[error("Snyk is unavailable: {error}")]
+    Unavailable { error: RestError, retry_after: Option<Duration> },
+    #[error("Snyk refused the request: {0}")]
+    Upstream(RestError),
+}
+
+/// Retry policy for 429/5xx/unreachable.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub base: Duration,
+    pub max_backoff: Duration,
+}
+
+/// Lists the projects of `org` (a validated UUID) with `filters`.
+#[tracing::instrument(skip_all, fields(org_id = %org, pages = tracing::field::Empty))]
+pub async fn list_projects(
+    rest: &RestClient,
+    tokens: &TokenSource,
+    policy: RetryPolicy,
+    org: &str,
+    filters: &Filters,
+    trace: &TraceContext,
+) -> Result<Vec<Project>, ListError> {
+    let mut query = Vec::new();
+    if let Some(o) = &filters.origin {
+        query.push(("origins", o.as_str()));
+    }
+    if let Some(t) = &filters.kind {
+        query.push(("types", t.as_str()));
+    }
+    if let Some(n) = &filters.names_start_with {
+        query.push(("names_start_with", n.as_str()));
+    }
+    let mut url = rest.url(&format!("/orgs/{org}/projects"), PAGE_LIMIT, &query);
+    let mut token: SecretString = tokens.get(org, trace).await?;
+    let mut projects = Vec::new();
+    let mut retries_used = 0;
+    let mut refreshed_for_this_page = false;
+    let mut pages = 0;
+
+    while pages < MAX_PAGES {
+        let headers = [("traceparent", trace.child())];
+        match rest.get_page::<ProjectAttributes>(&url, &token, &headers).await {
+            Ok(page) => {
+                pages += 1;
+                refreshed_for_this_page = false;
+                projects.extend(page.data.into_iter().map(|r| Project {
+                    id: r.id,
+                    name: r.attributes.name,
+                    kind: r.attributes.kind,
+                    origin: r.attributes.origin,
+                    status: r.attributes.status,
+                    target_file: r.attributes.target_file,
+                    target_reference: r.attributes.target_reference,
+                    created: r.attributes.created,
+                }));
+                match page.next {
+                    Some(next) => url = next,
+                    None => {
+                        tracing::Span::current().record("pages", pages);
+                        return Ok(projects);
+                    }
+                }
+            }
+            Err(RestError::Unauthorized(detail)) => {
+                if refreshed_for_this_page {
+                    return Err(ListError::StillUnauthorized(detail));
+                }
+                tracing::info!("Snyk rejected the access token; asking token-service for a refresh");
+                token = tokens.force_refresh(org, &token, trace).await?;
+                refreshed_for_this_page = true;
+            }
+            Err(RestError::NotFound { .. }) => return Err(ListError::OrgNotVisible),
+            Err(error) if error.is_retryable() => {
+                let retry_after = match &error {
+                    RestError::Retryable { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                retries_used += 1;
+                let wait = snyk_rest::backoff(policy.base, retries_used, policy.max_backoff, retry_after);
+                if retries_used > policy.retries || wait > policy.max_backoff {
+                    return Err(ListError::Unavailable { error, retry_after });
+                }
+                tracing::warn!(error = %error, wait_ms = wait.as_millis() as u64, "retrying the same page");
+                tokio::time::sleep(wait).await;
+            }
+            Err(error) => return Err(ListError::Upstream(error)),
+        }
+    }
+    Err(ListError::Upstream(RestError::Unexpected(format!("more than {MAX_PAGES} pages"))))
+}

@@ -1,0 +1,80 @@
+//! Builds the HTTP server from settings and runs it until a shutdown future resolves.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use tracing_actix_web::TracingLogger;
+
+use crate::{
+    api::{AppState, routes},
+    config::Settings,
+    listing::RetryPolicy,
+    tokens::TokenSource,
+};
+
+/// A built projects-service, bound to its port, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: std::net::TcpListener,
+    local_addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let rest = snyk_rest::RestClient::new(
+            settings.snyk_api_url.clone(),
+            settings.snyk_rest_version.clone(),
+            settings.snyk_timeout,
+        )?;
+        let tokens =
+            TokenSource::new(&settings.token_service_url, &settings.token_service_api_key, settings.token_service_timeout)?;
+        let state = AppState {
+            rest,
+            tokens,
+            policy: RetryPolicy {
+                retries: settings.snyk_retries,
+                base: Duration::from_millis(200),
+                max_backoff: settings.snyk_max_backoff,
+            },
+            client_keys: settings.client_keys.clone(),
+        };
+        let listener = std::net::TcpListener::bind(settings.addr)
+            .with_context(|| format!("cannot listen on PROJECTS_SERVICE_ADDR {}", settings.addr))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Application { listener, local_addr, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let state = web::Data::new(self.state);
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .app_data(web::PathConfig::default().error_handler(|e, _| {
+                    crate::error::ApiError::BadRequest(format!("bad path: {e}")).into()
+                }))
+                .configure(routes)
+        })
+        .disable_signals()
+        .shutdown_timeout(30)
+        .listen(self.listener)?
+        .run();
+        let handle = server.handle();
+        tracing::info!(addr = %self.local_addr, "projects-service listening");
+        tokio::select! {
+            r = server => r.context("HTTP server failed")?,
+            () = shutdown => {
+                tracing::info!("shutting down: finishing in-flight requests");
+                handle.stop(true).await;
+            }
+        }
+        Ok(())
+    }
+}

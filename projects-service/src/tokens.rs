@@ -1,0 +1,106 @@
+//! The token-service client: an access token for an org, and a forced refresh of exactly the token
+//! Snyk rejected.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use snykapps_proto::token_v1::{
+    self as pb, force_refresh_request, get_access_token_request, token_service_client::TokenServiceClient,
+};
+use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
+
+use crate::trace::TraceContext;
+
+/// Why no token could be had.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("no install serves this org")]
+    UnknownOrg,
+    #[error("the install serving this org needs re-authorization: {0}")]
+    NeedsReauth(String),
+    #[error("token-service is unavailable: {0}")]
+    Unavailable(String),
+    /// Our own misconfiguration (wrong key, bad request): not the caller's fault.
+    #[error("token-service refused this service: {0}")]
+    Misconfigured(String),
+}
+
+/// A cheap-to-clone handle on token-service.
+#[derive(Debug, Clone)]
+pub struct TokenSource {
+    channel: Channel,
+    client: TokenServiceClient<Channel>,
+    authorization: MetadataValue<tonic::metadata::Ascii>,
+    timeout: Duration,
+}
+
+impl TokenSource {
+    /// Lazily connects to `url`; calls fail with `Unavailable` while it is down.
+    pub fn new(url: &url::Url, api_key: &SecretString, timeout: Duration) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(url.to_string())?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(timeout)
+            .connect_lazy();
+        let authorization = format!("Bearer {}", api_key.expose_secret())
+            .parse()
+            .map_err(|_| anyhow::anyhow!("TOKEN_SERVICE_API_KEY contains characters not allowed in a header"))?;
+        Ok(TokenSource { client: TokenServiceClient::new(channel.clone()), channel, authorization, timeout })
+    }
+
+    fn request<T>(&self, msg: T, trace: &TraceContext) -> Request<T> {
+        let mut req = Request::new(msg);
+        req.set_timeout(self.timeout);
+        req.metadata_mut().insert("authorization", self.authorization.clone());
+        if let Ok(tp) = trace.child().parse() {
+            req.metadata_mut().insert("traceparent", tp);
+        }
+        req
+    }
+
+    /// A valid access token for `org`.
+    pub async fn get(&self, org: &str, trace: &TraceContext) -> Result<SecretString, TokenError> {
+        let req = pb::GetAccessTokenRequest {
+            target: Some(get_access_token_request::Target::OrgId(org.to_owned())),
+            min_validity_seconds: 0,
+        };
+        let token = self.client.clone().get_access_token(self.request(req, trace)).await.map_err(map_status)?;
+        Ok(token.into_inner().access_token.into())
+    }
+
+    /// Snyk answered 401 to `rejected`: a newer token (token-service refreshes at most once).
+    pub async fn force_refresh(
+        &self,
+        org: &str,
+        rejected: &SecretString,
+        trace: &TraceContext,
+    ) -> Result<SecretString, TokenError> {
+        let req = pb::ForceRefreshRequest {
+            target: Some(force_refresh_request::Target::OrgId(org.to_owned())),
+            rejected_access_token: rejected.expose_secret().to_owned(),
+        };
+        let token = self.client.clone().force_refresh(self.request(req, trace)).await.map_err(map_status)?;
+        Ok(token.into_inner().access_token.into())
+    }
+
+    /// Is token-service up and serving the token API? (gRPC health check)
+    pub async fn ready(&self) -> bool {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        let mut req = Request::new(tonic_health::pb::HealthCheckRequest { service: "snykapps.token.v1.TokenService".into() });
+        req.set_timeout(Duration::from_secs(2));
+        matches!(
+            health.check(req).await.map(|r| r.into_inner().status()),
+            Ok(tonic_health::pb::health_check_response::ServingStatus::Serving)
+        )
+    }
+}
+
+fn map_status(s: tonic::Status) -> TokenError {
+    match s.code() {
+        Code::NotFound => TokenError::UnknownOrg,
+        Code::FailedPrecondition => TokenError::NeedsReauth(s.message().to_owned()),
+        Code::Unauthenticated | Code::InvalidArgument | Code::PermissionDenied => {
+            TokenError::Misconfigured(s.message().to_owned())
+        }
+        _ => TokenError::Unavailable(format!("{:?}: {}", s.code(), s.message())),
+    }
+}
