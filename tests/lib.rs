@@ -196,6 +196,68 @@ pub async fn client(replica: &Replica) -> Client {
     client_with_key(replica.addr, CALLER_KEY).await
 }
 
+/// The key auth-service presents to projects-service.
+pub const PROJECTS_KEY: &str = "auth-service-key-0123456789abcdef";
+
+/// One running projects-service.
+pub struct ProjectsService {
+    pub url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl ProjectsService {
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.handle.await?
+    }
+
+    /// `GET {url}{path}` with the valid caller key.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(PROJECTS_KEY)
+            .send()
+            .await
+            .expect("projects-service answers")
+    }
+}
+
+impl Stack {
+    /// projects-service settings that use token-service at `token_service` and this stack's fake.
+    pub fn projects_settings(&self, token_service: SocketAddr, overrides: &[(&str, &str)]) -> projects_service::Settings {
+        let base: Vec<(&str, String)> = vec![
+            ("PROJECTS_SERVICE_ADDR", "127.0.0.1:0".into()),
+            ("SNYK_API_URL", self.fake.url()),
+            ("TOKEN_SERVICE_URL", format!("http://{token_service}")),
+            ("TOKEN_SERVICE_API_KEY", CALLER_KEY.into()),
+            ("PROJECTS_SERVICE_CLIENT_KEYS", format!("auth-service={PROJECTS_KEY}")),
+        ];
+        projects_service::Settings::from_lookup(|k| {
+            overrides
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+                .or_else(|| base.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+        })
+        .expect("valid projects-service settings")
+    }
+
+    /// Starts a projects-service in front of `token_service`.
+    pub async fn projects(&self, token_service: SocketAddr, overrides: &[(&str, &str)]) -> ProjectsService {
+        let app = projects_service::Application::build(self.projects_settings(token_service, overrides))
+            .expect("projects-service builds");
+        let url = format!("http://{}", app.local_addr());
+        let (tx, rx) = oneshot::channel();
+        let handle = tokio::spawn(app.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        ProjectsService { url, shutdown: Some(tx), handle }
+    }
+}
+
 /// A fresh PKCE pair: (verifier, S256 challenge).
 pub fn pkce() -> (String, String) {
     let bytes: [u8; 48] = rand::rng().random();
