@@ -214,14 +214,10 @@ impl ProjectsService {
         self.handle.await?
     }
 
-    /// `GET {url}{path}` with the valid caller key.
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        reqwest::Client::new()
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(PROJECTS_KEY)
-            .send()
-            .await
-            .expect("projects-service answers")
+    /// `GET {url}{path}` with the valid caller key (the future borrows nothing).
+    pub fn get(&self, path: &str) -> impl std::future::Future<Output = reqwest::Response> + Send + use<> {
+        let url = format!("{}{path}", self.url);
+        async move { reqwest::Client::new().get(url).bearer_auth(PROJECTS_KEY).send().await.expect("projects-service answers") }
     }
 }
 
