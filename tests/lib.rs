@@ -2,7 +2,11 @@
 //! real token-service replicas (their `Application`s, on port 0), plus typed clients.
 //! (Test scaffolding: `Debug` would add nothing here.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_debug_implementations)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_debug_implementations
+)]
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -102,7 +106,10 @@ impl Stack {
             ("SNYK_CLIENT_ID", CLIENT_ID.into()),
             ("SNYK_CLIENT_SECRET", CLIENT_SECRET.into()),
             ("TOKEN_ENCRYPTION_KEYS", K1.into()),
-            ("TOKEN_SERVICE_CLIENT_KEYS", format!("projects-service={CALLER_KEY}")),
+            (
+                "TOKEN_SERVICE_CLIENT_KEYS",
+                format!("projects-service={CALLER_KEY}"),
+            ),
             ("SNYK_TOKEN_BACKOFF_MS", "50".into()),
         ];
         Settings::from_lookup(|k| {
@@ -122,7 +129,10 @@ impl Stack {
     /// Completes an install through the fake's consent shortcut and `CompleteInstall`.
     pub async fn install(&self, client: &mut Client) -> pb::Install {
         let (verifier, challenge) = pkce();
-        let code = self.fake.approve(CLIENT_ID, REDIRECT_URI, &challenge, None).expect("approved");
+        let code = self
+            .fake
+            .approve(CLIENT_ID, REDIRECT_URI, &challenge, None)
+            .expect("approved");
         client
             .complete_install(pb::CompleteInstallRequest {
                 code,
@@ -148,16 +158,38 @@ impl Stack {
 
     /// Every key and value in Redis, as raw bytes (to prove no token is stored in clear).
     pub async fn redis_dump(&self) -> Vec<u8> {
-        let mut c = redis::Client::open(self.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut c).await.unwrap();
+        let mut c = redis::Client::open(self.redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut c)
+            .await
+            .unwrap();
         let mut out = Vec::new();
         for k in keys {
             out.extend_from_slice(k.as_bytes());
-            let t: String = redis::cmd("TYPE").arg(&k).query_async(&mut c).await.unwrap();
+            let t: String = redis::cmd("TYPE")
+                .arg(&k)
+                .query_async(&mut c)
+                .await
+                .unwrap();
             let vals: Vec<Vec<u8>> = match t.as_str() {
                 "string" => vec![redis::cmd("GET").arg(&k).query_async(&mut c).await.unwrap()],
-                "hash" => redis::cmd("HGETALL").arg(&k).query_async(&mut c).await.unwrap(),
-                "zset" => redis::cmd("ZRANGE").arg(&k).arg(0).arg(-1).query_async(&mut c).await.unwrap(),
+                "hash" => redis::cmd("HGETALL")
+                    .arg(&k)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap(),
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap(),
                 other => panic!("unexpected key type {other}"),
             };
             for v in vals {
@@ -169,26 +201,44 @@ impl Stack {
 
     /// A raw Redis connection to this stack's server.
     pub async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+        redis::Client::open(self.redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
     }
 }
 
 /// Starts a token-service with `settings` on its own task.
 pub async fn spawn(settings: Settings) -> Replica {
-    let app = Application::build(settings).await.expect("token-service builds");
+    let app = Application::build(settings)
+        .await
+        .expect("token-service builds");
     let addr = app.local_addr();
     let metrics = app.metrics();
     let (tx, rx) = oneshot::channel();
     let handle = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
     }));
-    Replica { addr, metrics, shutdown: Some(tx), handle }
+    Replica {
+        addr,
+        metrics,
+        shutdown: Some(tx),
+        handle,
+    }
 }
 
 /// A client of `addr` that presents `key`.
 pub async fn client_with_key(addr: SocketAddr, key: &str) -> Client {
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connects");
-    TokenServiceClient::with_interceptor(channel, BearerKey(format!("Bearer {key}").parse().unwrap()))
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects");
+    TokenServiceClient::with_interceptor(
+        channel,
+        BearerKey(format!("Bearer {key}").parse().unwrap()),
+    )
 }
 
 /// A client of `replica` with the valid caller key.
@@ -215,21 +265,38 @@ impl ProjectsService {
     }
 
     /// `GET {url}{path}` with the valid caller key (the future borrows nothing).
-    pub fn get(&self, path: &str) -> impl std::future::Future<Output = reqwest::Response> + Send + use<> {
+    pub fn get(
+        &self,
+        path: &str,
+    ) -> impl std::future::Future<Output = reqwest::Response> + Send + use<> {
         let url = format!("{}{path}", self.url);
-        async move { reqwest::Client::new().get(url).bearer_auth(PROJECTS_KEY).send().await.expect("projects-service answers") }
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(PROJECTS_KEY)
+                .send()
+                .await
+                .expect("projects-service answers")
+        }
     }
 }
 
 impl Stack {
     /// projects-service settings that use token-service at `token_service` and this stack's fake.
-    pub fn projects_settings(&self, token_service: SocketAddr, overrides: &[(&str, &str)]) -> projects_service::Settings {
+    pub fn projects_settings(
+        &self,
+        token_service: SocketAddr,
+        overrides: &[(&str, &str)],
+    ) -> projects_service::Settings {
         let base: Vec<(&str, String)> = vec![
             ("PROJECTS_SERVICE_ADDR", "127.0.0.1:0".into()),
             ("SNYK_API_URL", self.fake.url()),
             ("TOKEN_SERVICE_URL", format!("http://{token_service}")),
             ("TOKEN_SERVICE_API_KEY", CALLER_KEY.into()),
-            ("PROJECTS_SERVICE_CLIENT_KEYS", format!("auth-service={PROJECTS_KEY}")),
+            (
+                "PROJECTS_SERVICE_CLIENT_KEYS",
+                format!("auth-service={PROJECTS_KEY}"),
+            ),
         ];
         projects_service::Settings::from_lookup(|k| {
             overrides
@@ -242,15 +309,24 @@ impl Stack {
     }
 
     /// Starts a projects-service in front of `token_service`.
-    pub async fn projects(&self, token_service: SocketAddr, overrides: &[(&str, &str)]) -> ProjectsService {
-        let app = projects_service::Application::build(self.projects_settings(token_service, overrides))
-            .expect("projects-service builds");
+    pub async fn projects(
+        &self,
+        token_service: SocketAddr,
+        overrides: &[(&str, &str)],
+    ) -> ProjectsService {
+        let app =
+            projects_service::Application::build(self.projects_settings(token_service, overrides))
+                .expect("projects-service builds");
         let url = format!("http://{}", app.local_addr());
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
         }));
-        ProjectsService { url, shutdown: Some(tx), handle }
+        ProjectsService {
+            url,
+            shutdown: Some(tx),
+            handle,
+        }
     }
 }
 
@@ -258,20 +334,25 @@ impl Stack {
 pub fn pkce() -> (String, String) {
     let bytes: [u8; 48] = rand::rng().random();
     let verifier = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
 }
 
 pub fn by_install(install_id: &str) -> pb::GetAccessTokenRequest {
     pb::GetAccessTokenRequest {
-        target: Some(pb::get_access_token_request::Target::InstallId(install_id.into())),
+        target: Some(pb::get_access_token_request::Target::InstallId(
+            install_id.into(),
+        )),
         min_validity_seconds: 0,
     }
 }
 
 pub fn force(install_id: &str, rejected: &str) -> pb::ForceRefreshRequest {
     pb::ForceRefreshRequest {
-        target: Some(pb::force_refresh_request::Target::InstallId(install_id.into())),
+        target: Some(pb::force_refresh_request::Target::InstallId(
+            install_id.into(),
+        )),
         rejected_access_token: rejected.into(),
     }
 }

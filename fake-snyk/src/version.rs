@@ -209,7 +209,7 @@ mod tests {
     fn release_tables_match_rest_json() {
         let path = std::env::var("SNYK_OPENAPI_PATH").unwrap_or_else(|_| {
             format!(
-                "{}/../../shared/snyk-openapi/rest.json",
+                "{}/../docs/snyk-openapi/rest.json",
                 env!("CARGO_MANIFEST_DIR")
             )
         });

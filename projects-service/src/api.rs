@@ -41,17 +41,26 @@ struct ProjectsResponse {
 
 fn authenticate<'a>(state: &'a AppState, req: &HttpRequest) -> Result<&'a str, ApiError> {
     let header = req.headers().get("authorization").map(|v| v.as_bytes());
-    state.client_keys.authenticate(header).map_err(|r| ApiError::Unauthorized(r.to_string()))
+    state
+        .client_keys
+        .authenticate(header)
+        .map_err(|r| ApiError::Unauthorized(r.to_string()))
 }
 
 /// A filter value: 1-64 characters of `[A-Za-z0-9._-]` (Snyk's origins and types look like that).
 fn token_filter(name: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
     match v {
         None => Ok(None),
-        Some(v) if (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) => {
+        Some(v)
+            if (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+        {
             Ok(Some(v))
         }
-        Some(_) => Err(ApiError::BadRequest(format!("{name} must be 1-64 characters of [A-Za-z0-9._-]"))),
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "{name} must be 1-64 characters of [A-Za-z0-9._-]"
+        ))),
     }
 }
 
@@ -69,10 +78,14 @@ async fn projects(
         .ok_or_else(|| ApiError::BadRequest("org_id must be a UUID".into()))?
         .hyphenated()
         .to_string();
-    let query = query.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?.into_inner();
+    let query = query
+        .map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?
+        .into_inner();
     let names_start_with = match query.names_start_with {
         Some(n) if n.is_empty() || n.len() > 256 || n.chars().any(char::is_control) => {
-            return Err(ApiError::BadRequest("names_start_with must be 1-256 printable characters".into()));
+            return Err(ApiError::BadRequest(
+                "names_start_with must be 1-256 printable characters".into(),
+            ));
         }
         other => other,
     };
@@ -81,10 +94,26 @@ async fn projects(
         kind: token_filter("type", query.kind)?,
         names_start_with,
     };
-    let trace = TraceContext::from_header(req.headers().get("traceparent").and_then(|v| v.to_str().ok()));
+    let trace = TraceContext::from_header(
+        req.headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
+    );
     tracing::info!(caller, org_id = %org, trace_id = trace.trace_id(), "listing projects");
-    let projects = list_projects(&state.rest, &state.tokens, state.policy, &org, &filters, &trace).await?;
-    Ok(HttpResponse::Ok().json(ProjectsResponse { org_id: org, count: projects.len(), projects }))
+    let projects = list_projects(
+        &state.rest,
+        &state.tokens,
+        state.policy,
+        &org,
+        &filters,
+        &trace,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(ProjectsResponse {
+        org_id: org,
+        count: projects.len(),
+        projects,
+    }))
 }
 
 #[get("/healthz")]
@@ -97,13 +126,19 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.tokens.ready().await {
         Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
     } else {
-        Err(ApiError::Unavailable { message: "token-service is not reachable".into(), retry_after_secs: 2 })
+        Err(ApiError::Unavailable {
+            message: "token-service is not reachable".into(),
+            retry_after_secs: 2,
+        })
     }
 }
 
 /// Registers the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(projects).service(healthz).service(readyz).default_service(web::to(|| async {
-        Err::<HttpResponse, _>(ApiError::NoRoute)
-    }));
+    cfg.service(projects)
+        .service(healthz)
+        .service(readyz)
+        .default_service(web::to(|| async {
+            Err::<HttpResponse, _>(ApiError::NoRoute)
+        }));
 }

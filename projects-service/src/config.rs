@@ -42,7 +42,8 @@ impl Settings {
             _ => bail!("{k} must be set"),
         };
         let url = |k: &str, default: &str| {
-            let u = Url::parse(&var(k, default)).with_context(|| format!("{k} is not a valid URL"))?;
+            let u =
+                Url::parse(&var(k, default)).with_context(|| format!("{k} is not a valid URL"))?;
             if !matches!(u.scheme(), "http" | "https") {
                 bail!("{k} must be an http(s) URL");
             }
@@ -62,8 +63,10 @@ impl Settings {
         if !is_rest_version(&version) {
             bail!("SNYK_REST_VERSION must be YYYY-MM-DD with an optional ~beta or ~experimental");
         }
-        let client_keys =
-            ClientKeys::parse("PROJECTS_SERVICE_CLIENT_KEYS", &required("PROJECTS_SERVICE_CLIENT_KEYS")?)?;
+        let client_keys = ClientKeys::parse(
+            "PROJECTS_SERVICE_CLIENT_KEYS",
+            &required("PROJECTS_SERVICE_CLIENT_KEYS")?,
+        )?;
         Ok(Settings {
             addr: var("PROJECTS_SERVICE_ADDR", "0.0.0.0:8081")
                 .parse()
@@ -71,7 +74,10 @@ impl Settings {
             snyk_api_url: url("SNYK_API_URL", "https://api.snyk.io")?,
             snyk_rest_version: version,
             snyk_timeout: millis("SNYK_REST_TIMEOUT_MS", 30_000)?,
-            snyk_retries: var("SNYK_REST_RETRIES", "4").trim().parse().context("SNYK_REST_RETRIES must be a whole number")?,
+            snyk_retries: var("SNYK_REST_RETRIES", "4")
+                .trim()
+                .parse()
+                .context("SNYK_REST_RETRIES must be a whole number")?,
             snyk_max_backoff: millis("SNYK_REST_MAX_BACKOFF_MS", 10_000)?,
             token_service_url: url("TOKEN_SERVICE_URL", "http://127.0.0.1:50051")?,
             token_service_api_key: required("TOKEN_SERVICE_API_KEY")?.into(),
@@ -83,13 +89,19 @@ impl Settings {
 
 fn is_rest_version(v: &str) -> bool {
     let date = v.split_once('~').map_or(v, |(d, stability)| {
-        if matches!(stability, "beta" | "experimental") { d } else { "" }
+        if matches!(stability, "beta" | "experimental") {
+            d
+        } else {
+            ""
+        }
     });
     let b = date.as_bytes();
     b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -97,12 +109,20 @@ mod tests {
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     const MINIMAL: &[(&str, &str)] = &[
         ("TOKEN_SERVICE_API_KEY", "tk"),
-        ("PROJECTS_SERVICE_CLIENT_KEYS", "auth-service=0123456789abcdef0123"),
+        (
+            "PROJECTS_SERVICE_CLIENT_KEYS",
+            "auth-service=0123456789abcdef0123",
+        ),
     ];
 
     fn with(extra: &[(&'static str, &'static str)]) -> anyhow::Result<Settings> {
@@ -147,6 +167,9 @@ mod tests {
     #[test]
     fn keys_stay_out_of_debug() {
         let dbg = format!("{:?}", with(&[]).expect("valid"));
-        assert!(!dbg.contains("0123456789abcdef0123") && !dbg.contains("\"tk\""), "{dbg}");
+        assert!(
+            !dbg.contains("0123456789abcdef0123") && !dbg.contains("\"tk\""),
+            "{dbg}"
+        );
     }
 }

@@ -20,7 +20,10 @@ pub enum ApiError {
     #[error("{0}")]
     NeedsReauth(String),
     #[error("{message}")]
-    Unavailable { message: String, retry_after_secs: u64 },
+    Unavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
@@ -70,13 +73,19 @@ impl ResponseError for ApiError {
             other => other.to_string(),
         };
         let mut res = HttpResponse::build(self.status_code());
-        if let ApiError::Unavailable { retry_after_secs, .. } = self {
+        if let ApiError::Unavailable {
+            retry_after_secs, ..
+        } = self
+        {
             res.insert_header(("Retry-After", retry_after_secs.to_string()));
         }
         if let ApiError::Unauthorized(_) = self {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        res.json(Body { code: self.code(), message })
+        res.json(Body {
+            code: self.code(),
+            message,
+        })
     }
 }
 
@@ -85,10 +94,13 @@ impl From<TokenError> for ApiError {
         match e {
             TokenError::UnknownOrg => ApiError::NotFound("no install serves this org".into()),
             TokenError::NeedsReauth(m) => ApiError::NeedsReauth(m),
-            TokenError::Unavailable(m) => {
-                ApiError::Unavailable { message: format!("token-service is unavailable: {m}"), retry_after_secs: 2 }
+            TokenError::Unavailable(m) => ApiError::Unavailable {
+                message: format!("token-service is unavailable: {m}"),
+                retry_after_secs: 2,
+            },
+            TokenError::Misconfigured(m) => {
+                ApiError::Internal(format!("token-service refused this service: {m}"))
             }
-            TokenError::Misconfigured(m) => ApiError::Internal(format!("token-service refused this service: {m}")),
         }
     }
 }
@@ -97,13 +109,17 @@ impl From<ListError> for ApiError {
     fn from(e: ListError) -> Self {
         match e {
             ListError::Token(t) => t.into(),
-            ListError::OrgNotVisible => ApiError::NotFound("Snyk does not show this org to the install".into()),
+            ListError::OrgNotVisible => {
+                ApiError::NotFound("Snyk does not show this org to the install".into())
+            }
             e @ ListError::StillUnauthorized(_) => ApiError::BadGateway(e.to_string()),
             ListError::Unavailable { error, retry_after } => ApiError::Unavailable {
                 message: format!("Snyk is unavailable: {error}"),
                 retry_after_secs: retry_after.map_or(5, |d| d.as_secs().max(1)),
             },
-            ListError::Upstream(e) => ApiError::BadGateway(format!("Snyk refused the request: {e}")),
+            ListError::Upstream(e) => {
+                ApiError::BadGateway(format!("Snyk refused the request: {e}"))
+            }
         }
     }
 }

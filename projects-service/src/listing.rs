@@ -50,7 +50,10 @@ pub enum ListError {
     #[error("Snyk rejected the access token again right after a refresh: {0}")]
     StillUnauthorized(String),
     #[error("Snyk is unavailable: {error}")]
-    Unavailable { error: RestError, retry_after: Option<Duration> },
+    Unavailable {
+        error: RestError,
+        retry_after: Option<Duration>,
+    },
     #[error("Snyk refused the request: {0}")]
     Upstream(RestError),
 }
@@ -92,7 +95,10 @@ pub async fn list_projects(
 
     while pages < MAX_PAGES {
         let headers = [("traceparent", trace.child())];
-        match rest.get_page::<ProjectAttributes>(&url, &token, &headers).await {
+        match rest
+            .get_page::<ProjectAttributes>(&url, &token, &headers)
+            .await
+        {
             Ok(page) => {
                 pages += 1;
                 refreshed_for_this_page = false;
@@ -118,7 +124,9 @@ pub async fn list_projects(
                 if refreshed_for_this_page {
                     return Err(ListError::StillUnauthorized(detail));
                 }
-                tracing::info!("Snyk rejected the access token; asking token-service for a refresh");
+                tracing::info!(
+                    "Snyk rejected the access token; asking token-service for a refresh"
+                );
                 token = tokens.force_refresh(org, &token, trace).await?;
                 refreshed_for_this_page = true;
             }
@@ -129,7 +137,8 @@ pub async fn list_projects(
                     _ => None,
                 };
                 retries_used += 1;
-                let wait = snyk_rest::backoff(policy.base, retries_used, policy.max_backoff, retry_after);
+                let wait =
+                    snyk_rest::backoff(policy.base, retries_used, policy.max_backoff, retry_after);
                 if retries_used > policy.retries || wait > policy.max_backoff {
                     return Err(ListError::Unavailable { error, retry_after });
                 }
@@ -139,5 +148,7 @@ pub async fn list_projects(
             Err(error) => return Err(ListError::Upstream(error)),
         }
     }
-    Err(ListError::Upstream(RestError::Unexpected(format!("more than {MAX_PAGES} pages"))))
+    Err(ListError::Upstream(RestError::Unexpected(format!(
+        "more than {MAX_PAGES} pages"
+    ))))
 }

@@ -28,8 +28,11 @@ impl Application {
             settings.snyk_rest_version.clone(),
             settings.snyk_timeout,
         )?;
-        let tokens =
-            TokenSource::new(&settings.token_service_url, &settings.token_service_api_key, settings.token_service_timeout)?;
+        let tokens = TokenSource::new(
+            &settings.token_service_url,
+            &settings.token_service_api_key,
+            settings.token_service_timeout,
+        )?;
         let state = AppState {
             rest,
             tokens,
@@ -43,7 +46,11 @@ impl Application {
         let listener = std::net::TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on PROJECTS_SERVICE_ADDR {}", settings.addr))?;
         let local_addr = listener.local_addr()?;
-        Ok(Application { listener, local_addr, state })
+        Ok(Application {
+            listener,
+            local_addr,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use snykapps_proto::token_v1::{
-    self as pb, force_refresh_request, get_access_token_request, token_service_client::TokenServiceClient,
+    self as pb, force_refresh_request, get_access_token_request,
+    token_service_client::TokenServiceClient,
 };
 use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
 
@@ -43,14 +44,22 @@ impl TokenSource {
             .connect_lazy();
         let authorization = format!("Bearer {}", api_key.expose_secret())
             .parse()
-            .map_err(|_| anyhow::anyhow!("TOKEN_SERVICE_API_KEY contains characters not allowed in a header"))?;
-        Ok(TokenSource { client: TokenServiceClient::new(channel.clone()), channel, authorization, timeout })
+            .map_err(|_| {
+                anyhow::anyhow!("TOKEN_SERVICE_API_KEY contains characters not allowed in a header")
+            })?;
+        Ok(TokenSource {
+            client: TokenServiceClient::new(channel.clone()),
+            channel,
+            authorization,
+            timeout,
+        })
     }
 
     fn request<T>(&self, msg: T, trace: &TraceContext) -> Request<T> {
         let mut req = Request::new(msg);
         req.set_timeout(self.timeout);
-        req.metadata_mut().insert("authorization", self.authorization.clone());
+        req.metadata_mut()
+            .insert("authorization", self.authorization.clone());
         if let Ok(tp) = trace.child().parse() {
             req.metadata_mut().insert("traceparent", tp);
         }
@@ -63,7 +72,12 @@ impl TokenSource {
             target: Some(get_access_token_request::Target::OrgId(org.to_owned())),
             min_validity_seconds: 0,
         };
-        let token = self.client.clone().get_access_token(self.request(req, trace)).await.map_err(map_status)?;
+        let token = self
+            .client
+            .clone()
+            .get_access_token(self.request(req, trace))
+            .await
+            .map_err(map_status)?;
         Ok(token.into_inner().access_token.into())
     }
 
@@ -78,14 +92,21 @@ impl TokenSource {
             target: Some(force_refresh_request::Target::OrgId(org.to_owned())),
             rejected_access_token: rejected.expose_secret().to_owned(),
         };
-        let token = self.client.clone().force_refresh(self.request(req, trace)).await.map_err(map_status)?;
+        let token = self
+            .client
+            .clone()
+            .force_refresh(self.request(req, trace))
+            .await
+            .map_err(map_status)?;
         Ok(token.into_inner().access_token.into())
     }
 
     /// Is token-service up and serving the token API? (gRPC health check)
     pub async fn ready(&self) -> bool {
         let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
-        let mut req = Request::new(tonic_health::pb::HealthCheckRequest { service: "snykapps.token.v1.TokenService".into() });
+        let mut req = Request::new(tonic_health::pb::HealthCheckRequest {
+            service: "snykapps.token.v1.TokenService".into(),
+        });
         req.set_timeout(Duration::from_secs(2));
         matches!(
             health.check(req).await.map(|r| r.into_inner().status()),

@@ -19,7 +19,9 @@ pub struct ClientKeys {
 impl fmt::Debug for ClientKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let callers: Vec<_> = self.entries.iter().map(|(c, _)| c.as_str()).collect();
-        f.debug_struct("ClientKeys").field("callers", &callers).finish()
+        f.debug_struct("ClientKeys")
+            .field("callers", &callers)
+            .finish()
     }
 }
 
@@ -60,10 +62,16 @@ impl ClientKeys {
             };
             let (caller, key) = (caller.trim(), key.trim());
             if caller.is_empty() || key.len() < MIN_KEY_LEN {
-                return Err(ClientKeysError::Weak { var: var.to_owned(), caller: caller.to_owned() });
+                return Err(ClientKeysError::Weak {
+                    var: var.to_owned(),
+                    caller: caller.to_owned(),
+                });
             }
             if entries.iter().any(|(c, _)| c == caller) {
-                return Err(ClientKeysError::Duplicate { var: var.to_owned(), caller: caller.to_owned() });
+                return Err(ClientKeysError::Duplicate {
+                    var: var.to_owned(),
+                    caller: caller.to_owned(),
+                });
             }
             entries.push((caller.to_owned(), digest(key)));
         }
@@ -87,12 +95,18 @@ impl ClientKeys {
 
     /// Checks an `authorization` header value (`None` when absent); returns the caller's name.
     pub fn authenticate(&self, header: Option<&[u8]>) -> Result<&str, Rejection> {
-        let value = std::str::from_utf8(header.ok_or(Rejection::Missing)?).map_err(|_| Rejection::Malformed)?;
+        let value = std::str::from_utf8(header.ok_or(Rejection::Missing)?)
+            .map_err(|_| Rejection::Malformed)?;
         let key = match value.split_once(' ') {
-            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() => key.trim(),
+            Some((scheme, key))
+                if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() =>
+            {
+                key.trim()
+            }
             _ => return Err(Rejection::Malformed),
         };
-        self.identify(&SecretString::from(key.to_owned())).ok_or(Rejection::UnknownKey)
+        self.identify(&SecretString::from(key.to_owned()))
+            .ok_or(Rejection::UnknownKey)
     }
 }
 
@@ -106,28 +120,53 @@ mod tests {
     use super::*;
 
     fn keys() -> ClientKeys {
-        ClientKeys::parse("V", "projects-service=aaaaaaaaaaaaaaaa1, auth-service=bbbbbbbbbbbbbbbb2").unwrap()
+        ClientKeys::parse(
+            "V",
+            "projects-service=aaaaaaaaaaaaaaaa1, auth-service=bbbbbbbbbbbbbbbb2",
+        )
+        .unwrap()
     }
 
     #[test]
     fn known_keys_name_their_caller() {
-        assert_eq!(keys().authenticate(Some(b"Bearer bbbbbbbbbbbbbbbb2")), Ok("auth-service"));
-        assert_eq!(keys().authenticate(Some(b"bearer aaaaaaaaaaaaaaaa1")), Ok("projects-service"));
+        assert_eq!(
+            keys().authenticate(Some(b"Bearer bbbbbbbbbbbbbbbb2")),
+            Ok("auth-service")
+        );
+        assert_eq!(
+            keys().authenticate(Some(b"bearer aaaaaaaaaaaaaaaa1")),
+            Ok("projects-service")
+        );
     }
 
     #[test]
     fn missing_wrong_or_malformed_keys_are_rejected() {
         let k = keys();
         assert_eq!(k.authenticate(None), Err(Rejection::Missing));
-        for bad in [&b"Bearer nope"[..], b"aaaaaaaaaaaaaaaa1", b"Basic aaaaaaaaaaaaaaaa1", b"Bearer ", b"Bearer \xff"] {
+        for bad in [
+            &b"Bearer nope"[..],
+            b"aaaaaaaaaaaaaaaa1",
+            b"Basic aaaaaaaaaaaaaaaa1",
+            b"Bearer ",
+            b"Bearer \xff",
+        ] {
             assert!(k.authenticate(Some(bad)).is_err(), "{bad:?}");
         }
-        assert_eq!(k.authenticate(Some(b"Bearer aaaaaaaaaaaaaaaa1x")), Err(Rejection::UnknownKey));
+        assert_eq!(
+            k.authenticate(Some(b"Bearer aaaaaaaaaaaaaaaa1x")),
+            Err(Rejection::UnknownKey)
+        );
     }
 
     #[test]
     fn parse_rejects_bad_specs_and_names_the_variable() {
-        for bad in ["", "x", "=aaaaaaaaaaaaaaaa", "a=short", "a=aaaaaaaaaaaaaaaa,a=bbbbbbbbbbbbbbbb"] {
+        for bad in [
+            "",
+            "x",
+            "=aaaaaaaaaaaaaaaa",
+            "a=short",
+            "a=aaaaaaaaaaaaaaaa,a=bbbbbbbbbbbbbbbb",
+        ] {
             let err = ClientKeys::parse("SOME_VAR", bad).unwrap_err();
             assert!(err.to_string().contains("SOME_VAR"), "{err}");
             assert!(!err.to_string().contains("aaaa"), "key echoed: {err}");
@@ -136,6 +175,9 @@ mod tests {
 
     #[test]
     fn debug_names_callers_only() {
-        assert_eq!(format!("{:?}", keys()), r#"ClientKeys { callers: ["projects-service", "auth-service"] }"#);
+        assert_eq!(
+            format!("{:?}", keys()),
+            r#"ClientKeys { callers: ["projects-service", "auth-service"] }"#
+        );
     }
 }

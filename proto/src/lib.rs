@@ -18,10 +18,11 @@ pub mod snykapps {
 }
 
 /// The encoded `FileDescriptorSet` of every file in the contract, for `tonic-reflection`.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/snykapps_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/snykapps_descriptor.bin"));
 
-pub use snykapps::token::v1 as token_v1;
 pub use prost_types::Timestamp;
+pub use snykapps::token::v1 as token_v1;
 
 #[cfg(test)]
 mod tests {
@@ -41,17 +42,27 @@ mod tests {
         let methods: Vec<_> = service.method.iter().map(|m| m.name()).collect();
         assert_eq!(
             methods,
-            ["CompleteInstall", "GetAccessToken", "ForceRefresh", "GetInstall", "ListInstalls", "DeleteInstall"]
+            [
+                "CompleteInstall",
+                "GetAccessToken",
+                "ForceRefresh",
+                "GetInstall",
+                "ListInstalls",
+                "DeleteInstall"
+            ]
         );
     }
 
     #[test]
     fn oneof_target_round_trips() {
         let req = token_v1::GetAccessTokenRequest {
-            target: Some(token_v1::get_access_token_request::Target::OrgId("org".into())),
+            target: Some(token_v1::get_access_token_request::Target::OrgId(
+                "org".into(),
+            )),
             min_validity_seconds: 60,
         };
-        let back = token_v1::GetAccessTokenRequest::decode(req.encode_to_vec().as_slice()).expect("decodes");
+        let back = token_v1::GetAccessTokenRequest::decode(req.encode_to_vec().as_slice())
+            .expect("decodes");
         assert_eq!(back, req);
     }
 }

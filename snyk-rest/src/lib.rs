@@ -29,7 +29,10 @@ pub enum RestError {
     BadRequest { status: u16, detail: String },
     /// 429 or 5xx: retry later (after `retry_after` when Snyk says).
     #[error("Snyk answered {status}; retry later")]
-    Retryable { status: u16, retry_after: Option<Duration> },
+    Retryable {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     /// No answer (connect error, timeout, reset).
     #[error("Snyk is unreachable: {0}")]
     Transport(String),
@@ -128,19 +131,30 @@ pub struct RestClient {
 
 impl fmt::Debug for RestClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RestClient").field("api", &self.api.as_str()).field("version", &self.version).finish()
+        f.debug_struct("RestClient")
+            .field("api", &self.api.as_str())
+            .field("version", &self.version)
+            .finish()
     }
 }
 
 impl RestClient {
     /// `api` is the API host (`https://api.snyk.io`), `version` the pinned REST version date.
-    pub fn new(api: Url, version: impl Into<String>, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        api: Url,
+        version: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .timeout(timeout)
             .user_agent(concat!("snykapps/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(RestClient { http, api, version: version.into() })
+        Ok(RestClient {
+            http,
+            api,
+            version: version.into(),
+        })
     }
 
     /// `{api}/rest{path}?version=…&limit=…` plus `query`.
@@ -148,7 +162,8 @@ impl RestClient {
         let mut url = self.join_path(&format!("/rest{path}"));
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("version", &self.version).append_pair("limit", &limit.to_string());
+            q.append_pair("version", &self.version)
+                .append_pair("limit", &limit.to_string());
             for (k, v) in query {
                 q.append_pair(k, v);
             }
@@ -175,40 +190,61 @@ impl RestClient {
             .http
             .get(url.clone())
             .header(header::ACCEPT, JSON_API)
-            .header(header::AUTHORIZATION, format!("bearer {}", token.expose_secret()));
+            .header(
+                header::AUTHORIZATION,
+                format!("bearer {}", token.expose_secret()),
+            );
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        let response = req.send().await.map_err(|e| RestError::Transport(e.without_url().to_string()))?;
+        let response = req
+            .send()
+            .await
+            .map_err(|e| RestError::Transport(e.without_url().to_string()))?;
         let status = response.status();
         if !status.is_success() {
             return Err(error_from(response).await);
         }
-        let body = response.bytes().await.map_err(|e| RestError::Transport(e.without_url().to_string()))?;
-        let doc: Document<T> =
-            serde_json::from_slice(&body).map_err(|e| RestError::Unexpected(format!("unreadable page: {e}")))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| RestError::Transport(e.without_url().to_string()))?;
+        let doc: Document<T> = serde_json::from_slice(&body)
+            .map_err(|e| RestError::Unexpected(format!("unreadable page: {e}")))?;
         let next = match doc.links.and_then(|l| l.next) {
             Some(Link::Href(h) | Link::Object { href: h }) => Some(self.resolve_next(&h)?),
             None => None,
         };
-        Ok(Page { data: doc.data, next })
+        Ok(Page {
+            data: doc.data,
+            next,
+        })
     }
 
     /// Resolves a `links.next`: relative with or without the `/rest` prefix, or absolute on the
     /// API's own origin. Anything else is refused: following it would send the token elsewhere.
     pub fn resolve_next(&self, next: &str) -> Result<Url, RestError> {
         if next.starts_with("http://") || next.starts_with("https://") {
-            let url = Url::parse(next).map_err(|e| RestError::Unexpected(format!("bad links.next: {e}")))?;
+            let url = Url::parse(next)
+                .map_err(|e| RestError::Unexpected(format!("bad links.next: {e}")))?;
             if url.origin() != self.api.origin() {
-                return Err(RestError::Unexpected("links.next points to another host".into()));
+                return Err(RestError::Unexpected(
+                    "links.next points to another host".into(),
+                ));
             }
             return Ok(url);
         }
         if !next.starts_with('/') {
-            return Err(RestError::Unexpected("links.next is neither absolute nor rooted".into()));
+            return Err(RestError::Unexpected(
+                "links.next is neither absolute nor rooted".into(),
+            ));
         }
         let (path, query) = next.split_once('?').unwrap_or((next, ""));
-        let path = if path == "/rest" || path.starts_with("/rest/") { path.to_owned() } else { format!("/rest{path}") };
+        let path = if path == "/rest" || path.starts_with("/rest/") {
+            path.to_owned()
+        } else {
+            format!("/rest{path}")
+        };
         let mut url = self.join_path(&path);
         url.set_query((!query.is_empty()).then_some(query));
         Ok(url)
@@ -224,7 +260,10 @@ async fn error_from(response: reqwest::Response) -> RestError {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        return RestError::Retryable { status: status.as_u16(), retry_after };
+        return RestError::Retryable {
+            status: status.as_u16(),
+            retry_after,
+        };
     }
     let detail = response
         .json::<ErrorDocument>()
@@ -235,14 +274,22 @@ async fn error_from(response: reqwest::Response) -> RestError {
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
     match status {
         StatusCode::UNAUTHORIZED => RestError::Unauthorized(detail),
-        StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => RestError::NotFound { status: status.as_u16(), detail },
-        s => RestError::BadRequest { status: s.as_u16(), detail },
+        StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => RestError::NotFound {
+            status: status.as_u16(),
+            detail,
+        },
+        s => RestError::BadRequest {
+            status: s.as_u16(),
+            detail,
+        },
     }
 }
 
 /// Exponential backoff for attempt `n` (1-based) from `base`, capped at `cap`, at least the
 /// server's `Retry-After`.
 pub fn backoff(base: Duration, n: u32, cap: Duration, retry_after: Option<Duration>) -> Duration {
-    let step = base.saturating_mul(1u32 << n.saturating_sub(1).min(16)).min(cap);
+    let step = base
+        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(cap);
     step.max(retry_after.unwrap_or_default())
 }

@@ -23,8 +23,12 @@ fn project(id: &str) -> serde_json::Value {
 }
 
 async fn client(server: &MockServer, base_path: &str) -> RestClient {
-    RestClient::new(Url::parse(&format!("{}{base_path}", server.uri())).unwrap(), "2024-05-31", Duration::from_secs(5))
-        .unwrap()
+    RestClient::new(
+        Url::parse(&format!("{}{base_path}", server.uri())).unwrap(),
+        "2024-05-31",
+        Duration::from_secs(5),
+    )
+    .unwrap()
 }
 
 fn token() -> SecretString {
@@ -39,7 +43,10 @@ async fn next_link_forms_all_resolve() {
         serde_json::json!("/orgs/o/projects?version=2024-05-31&starting_after=abc"),
         serde_json::json!("/rest/orgs/o/projects?version=2024-05-31&starting_after=abc"),
         serde_json::json!({"href": "/orgs/o/projects?version=2024-05-31&starting_after=abc"}),
-        serde_json::json!(format!("{}/rest/orgs/o/projects?version=2024-05-31&starting_after=abc", server.uri())),
+        serde_json::json!(format!(
+            "{}/rest/orgs/o/projects?version=2024-05-31&starting_after=abc",
+            server.uri()
+        )),
     ];
     for next in cases {
         server.reset().await;
@@ -52,7 +59,10 @@ async fn next_link_forms_all_resolve() {
             })))
             .mount(&server)
             .await;
-        let page = c.get_page::<ProjectAttributes>(&c.url("/orgs/o/projects", 100, &[]), &token(), &[]).await.unwrap();
+        let page = c
+            .get_page::<ProjectAttributes>(&c.url("/orgs/o/projects", 100, &[]), &token(), &[])
+            .await
+            .unwrap();
         let next = page.next.expect("has next");
         assert_eq!(next.path(), "/rest/orgs/o/projects", "{next}");
         assert_eq!(next.query(), Some("version=2024-05-31&starting_after=abc"));
@@ -64,23 +74,38 @@ async fn next_link_forms_all_resolve() {
 async fn api_base_with_a_path_prefix_is_kept() {
     let server = MockServer::start().await;
     let c = client(&server, "/proxy").await;
-    assert_eq!(c.url("/orgs", 10, &[("origins", "github")]).path(), "/proxy/rest/orgs");
-    assert_eq!(c.resolve_next("/orgs?x=1").unwrap().as_str(), format!("{}/proxy/rest/orgs?x=1", server.uri()));
+    assert_eq!(
+        c.url("/orgs", 10, &[("origins", "github")]).path(),
+        "/proxy/rest/orgs"
+    );
+    assert_eq!(
+        c.resolve_next("/orgs?x=1").unwrap().as_str(),
+        format!("{}/proxy/rest/orgs?x=1", server.uri())
+    );
 }
 
 #[tokio::test]
 async fn foreign_or_unrooted_next_links_are_refused() {
     let server = MockServer::start().await;
     let c = client(&server, "").await;
-    assert!(matches!(c.resolve_next("https://evil.example/rest/orgs"), Err(RestError::Unexpected(_))));
-    assert!(matches!(c.resolve_next("orgs?x"), Err(RestError::Unexpected(_))));
+    assert!(matches!(
+        c.resolve_next("https://evil.example/rest/orgs"),
+        Err(RestError::Unexpected(_))
+    ));
+    assert!(matches!(
+        c.resolve_next("orgs?x"),
+        Err(RestError::Unexpected(_))
+    ));
 }
 
 #[tokio::test]
 async fn last_page_has_no_next_and_optional_fields_may_be_absent() {
     let server = MockServer::start().await;
     let mut p = project("p1");
-    p["attributes"].as_object_mut().unwrap().remove("target_file");
+    p["attributes"]
+        .as_object_mut()
+        .unwrap()
+        .remove("target_file");
     Mock::given(method("GET"))
         .and(query_param("version", "2024-05-31"))
         .and(query_param("limit", "100"))
@@ -90,7 +115,10 @@ async fn last_page_has_no_next_and_optional_fields_may_be_absent() {
         .mount(&server)
         .await;
     let c = client(&server, "").await;
-    let page = c.get_page::<ProjectAttributes>(&c.url("/orgs/o/projects", 100, &[]), &token(), &[]).await.unwrap();
+    let page = c
+        .get_page::<ProjectAttributes>(&c.url("/orgs/o/projects", 100, &[]), &token(), &[])
+        .await
+        .unwrap();
     assert!(page.next.is_none());
     assert_eq!(page.data[0].attributes.target_file, None);
 }
@@ -98,30 +126,67 @@ async fn last_page_has_no_next_and_optional_fields_may_be_absent() {
 #[tokio::test]
 async fn errors_are_classified() {
     let server = MockServer::start().await;
-    let err_doc = |status: &str, detail: &str| {
-        serde_json::json!({"jsonapi": {"version": "1.0"}, "errors": [{"status": status, "detail": detail}]})
-    };
+    let err_doc = |status: &str, detail: &str| serde_json::json!({"jsonapi": {"version": "1.0"}, "errors": [{"status": status, "detail": detail}]});
     let c = client(&server, "").await;
     let cases: Vec<(ResponseTemplate, RestError)> = vec![
-        (ResponseTemplate::new(401).set_body_json(err_doc("401", "token expired")), RestError::Unauthorized("token expired".into())),
-        (ResponseTemplate::new(404).set_body_json(err_doc("404", "no org")), RestError::NotFound { status: 404, detail: "no org".into() }),
-        (ResponseTemplate::new(400).set_body_json(err_doc("400", "bad version")), RestError::BadRequest { status: 400, detail: "bad version".into() }),
+        (
+            ResponseTemplate::new(401).set_body_json(err_doc("401", "token expired")),
+            RestError::Unauthorized("token expired".into()),
+        ),
+        (
+            ResponseTemplate::new(404).set_body_json(err_doc("404", "no org")),
+            RestError::NotFound {
+                status: 404,
+                detail: "no org".into(),
+            },
+        ),
+        (
+            ResponseTemplate::new(400).set_body_json(err_doc("400", "bad version")),
+            RestError::BadRequest {
+                status: 400,
+                detail: "bad version".into(),
+            },
+        ),
         (
             ResponseTemplate::new(429).insert_header("retry-after", "7"),
-            RestError::Retryable { status: 429, retry_after: Some(Duration::from_secs(7)) },
+            RestError::Retryable {
+                status: 429,
+                retry_after: Some(Duration::from_secs(7)),
+            },
         ),
-        (ResponseTemplate::new(503).set_body_string("<html>"), RestError::Retryable { status: 503, retry_after: None }),
-        (ResponseTemplate::new(401).set_body_string("not json"), RestError::Unauthorized("Unauthorized".into())),
+        (
+            ResponseTemplate::new(503).set_body_string("<html>"),
+            RestError::Retryable {
+                status: 503,
+                retry_after: None,
+            },
+        ),
+        (
+            ResponseTemplate::new(401).set_body_string("not json"),
+            RestError::Unauthorized("Unauthorized".into()),
+        ),
     ];
     for (response, expected) in cases {
         server.reset().await;
-        Mock::given(method("GET")).respond_with(response).mount(&server).await;
-        let err = c.get_page::<ProjectAttributes>(&c.url("/orgs/o/projects", 100, &[]), &token(), &[]).await.unwrap_err();
+        Mock::given(method("GET"))
+            .respond_with(response)
+            .mount(&server)
+            .await;
+        let err = c
+            .get_page::<ProjectAttributes>(&c.url("/orgs/o/projects", 100, &[]), &token(), &[])
+            .await
+            .unwrap_err();
         assert_eq!(err, expected);
     }
     server.reset().await;
-    Mock::given(method("GET")).respond_with(ResponseTemplate::new(200).set_body_string("{\"data\": 5}")).mount(&server).await;
-    let err = c.get_page::<ProjectAttributes>(&c.url("/orgs/o/projects", 100, &[]), &token(), &[]).await.unwrap_err();
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{\"data\": 5}"))
+        .mount(&server)
+        .await;
+    let err = c
+        .get_page::<ProjectAttributes>(&c.url("/orgs/o/projects", 100, &[]), &token(), &[])
+        .await
+        .unwrap_err();
     assert!(matches!(err, RestError::Unexpected(_)));
 }
 
@@ -129,7 +194,10 @@ async fn errors_are_classified() {
 async fn unreachable_is_a_transport_error() {
     let url = Url::parse("http://127.0.0.1:1").unwrap();
     let c = RestClient::new(url, "2024-05-31", Duration::from_secs(2)).unwrap();
-    let err = c.get_page::<ProjectAttributes>(&c.url("/orgs", 10, &[]), &token(), &[]).await.unwrap_err();
+    let err = c
+        .get_page::<ProjectAttributes>(&c.url("/orgs", 10, &[]), &token(), &[])
+        .await
+        .unwrap_err();
     assert!(matches!(err, RestError::Transport(_)) && err.is_retryable());
 }
 

@@ -13,7 +13,10 @@ async fn stack_with_org(projects: usize) -> (Stack, Replica, String) {
     stack_with_org_config(projects, fake_config()).await
 }
 
-async fn stack_with_org_config(projects: usize, mut config: fake_snyk::Config) -> (Stack, Replica, String) {
+async fn stack_with_org_config(
+    projects: usize,
+    mut config: fake_snyk::Config,
+) -> (Stack, Replica, String) {
     config.orgs = vec![OrgSeed::new("Big Org", projects)];
     let stack = Stack::start(config).await;
     let replica = stack.replica(&[]).await;
@@ -24,7 +27,13 @@ async fn stack_with_org_config(projects: usize, mut config: fake_snyk::Config) -
 }
 
 fn project_calls(stack: &Stack) -> u64 {
-    stack.fake.stats().rest_calls_by_path.get("projects").copied().unwrap_or(0)
+    stack
+        .fake
+        .stats()
+        .rest_calls_by_path
+        .get("projects")
+        .copied()
+        .unwrap_or(0)
 }
 
 async fn json(res: reqwest::Response) -> (u16, Value) {
@@ -45,11 +54,28 @@ async fn direct_listing(stack: &Stack, replica: &Replica, org: &str) -> Vec<Stri
         .into_inner()
         .access_token;
     let http = reqwest::Client::new();
-    let mut url = format!("{}/rest/orgs/{org}/projects?version=2024-05-31&limit=100", stack.fake.url());
+    let mut url = format!(
+        "{}/rest/orgs/{org}/projects?version=2024-05-31&limit=100",
+        stack.fake.url()
+    );
     let mut ids = Vec::new();
     loop {
-        let page: Value = http.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-        ids.extend(page["data"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()));
+        let page: Value = http
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["id"].as_str().unwrap().to_owned()),
+        );
         match page["links"]["next"].as_str() {
             Some(next) => url = format!("{}/rest{next}", stack.fake.url()),
             None => return ids,
@@ -67,15 +93,33 @@ async fn lists_every_project_in_order() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["org_id"], org.as_str());
     assert_eq!(body["count"], 1234);
-    let got: Vec<String> = body["projects"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
+    let got: Vec<String> = body["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
     let expected = direct_listing(&stack, &replica, &org).await;
     assert_eq!(got, expected, "whole and in Snyk's order");
     assert_eq!(got.iter().collect::<HashSet<_>>().len(), 1234);
     let first = &body["projects"][0];
-    for field in ["id", "name", "type", "origin", "status", "target_file", "target_reference", "created"] {
+    for field in [
+        "id",
+        "name",
+        "type",
+        "origin",
+        "status",
+        "target_file",
+        "target_reference",
+        "created",
+    ] {
         assert!(first.get(field).is_some(), "{field} missing in {first}");
     }
-    assert_eq!(project_calls(&stack), 13 * 2, "13 pages through the service, 13 directly");
+    assert_eq!(
+        project_calls(&stack),
+        13 * 2,
+        "13 pages through the service, 13 directly"
+    );
 }
 
 #[tokio::test]
@@ -85,19 +129,34 @@ async fn filters_pass_through() {
     let (status, all) = json(projects.get(&format!("/v1/orgs/{org}/projects")).await).await;
     assert_eq!(status, 200);
     let origin = all["projects"][0]["origin"].as_str().unwrap().to_owned();
-    let expected = all["projects"].as_array().unwrap().iter().filter(|p| p["origin"] == origin.as_str()).count();
+    let expected = all["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["origin"] == origin.as_str())
+        .count();
 
-    let (status, filtered) = json(projects.get(&format!("/v1/orgs/{org}/projects?origin={origin}")).await).await;
+    let (status, filtered) = json(
+        projects
+            .get(&format!("/v1/orgs/{org}/projects?origin={origin}"))
+            .await,
+    )
+    .await;
     assert_eq!(status, 200, "{filtered}");
     assert_eq!(filtered["count"].as_u64().unwrap() as usize, expected);
-    assert!(expected < 120, "the filter must narrow something for this test to mean anything");
+    assert!(
+        expected < 120,
+        "the filter must narrow something for this test to mean anything"
+    );
 }
 
 #[tokio::test]
 async fn token_revoked_mid_listing_costs_exactly_one_refresh() {
     let (stack, replica, org) = stack_with_org(1234).await;
     let projects = stack.projects(replica.addr, &[]).await;
-    stack.fake.inject(Fault::ExpireAccessTokensAfterRestCalls(5));
+    stack
+        .fake
+        .inject(Fault::ExpireAccessTokensAfterRestCalls(5));
 
     let (status, body) = json(projects.get(&format!("/v1/orgs/{org}/projects")).await).await;
 
@@ -140,25 +199,49 @@ async fn rate_limits_and_server_errors_are_retried() {
     let (stack, replica, org) = stack_with_org(250).await;
     let projects = stack.projects(replica.addr, &[]).await;
 
-    stack.fake.inject(Fault::RestErrors { status: 429, count: 1, retry_after: Some(1) });
-    stack.fake.inject(Fault::RestErrors { status: 500, count: 1, retry_after: None });
+    stack.fake.inject(Fault::RestErrors {
+        status: 429,
+        count: 1,
+        retry_after: Some(1),
+    });
+    stack.fake.inject(Fault::RestErrors {
+        status: 500,
+        count: 1,
+        retry_after: None,
+    });
     let started = std::time::Instant::now();
     let (status, body) = json(projects.get(&format!("/v1/orgs/{org}/projects")).await).await;
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["count"], 250);
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After honoured");
-    assert_eq!(project_calls(&stack), 3 + 2, "3 pages plus the two failed attempts");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    assert_eq!(
+        project_calls(&stack),
+        3 + 2,
+        "3 pages plus the two failed attempts"
+    );
 }
 
 #[tokio::test]
 async fn snyk_down_beyond_the_budget_is_503_with_retry_after() {
     let (stack, replica, org) = stack_with_org(10).await;
-    let projects = stack.projects(replica.addr, &[("SNYK_REST_RETRIES", "1")]).await;
-    stack.fake.inject(Fault::RestErrors { status: 503, count: 5, retry_after: None });
+    let projects = stack
+        .projects(replica.addr, &[("SNYK_REST_RETRIES", "1")])
+        .await;
+    stack.fake.inject(Fault::RestErrors {
+        status: 503,
+        count: 5,
+        retry_after: None,
+    });
 
     let res = projects.get(&format!("/v1/orgs/{org}/projects")).await;
-    let retry_after = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
     let (status, body) = json(res).await;
 
     assert_eq!(status, 503);
@@ -182,7 +265,11 @@ async fn needs_reauth_is_409() {
         .into_inner();
     reqwest::Client::new()
         .post(format!("{}/oauth2/revoke", stack.fake.url()))
-        .form(&[("token", token.access_token.as_str()), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)])
+        .form(&[
+            ("token", token.access_token.as_str()),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ])
         .send()
         .await
         .unwrap();
@@ -194,7 +281,10 @@ async fn needs_reauth_is_409() {
     let before = stack.fake.stats().token_calls.get("refresh_token").copied();
     let (status, _) = json(projects.get(&format!("/v1/orgs/{org}/projects")).await).await;
     assert_eq!(status, 409);
-    assert_eq!(stack.fake.stats().token_calls.get("refresh_token").copied(), before);
+    assert_eq!(
+        stack.fake.stats().token_calls.get("refresh_token").copied(),
+        before
+    );
 }
 
 #[tokio::test]
@@ -204,18 +294,54 @@ async fn bad_requests_get_stable_error_bodies() {
     let http = reqwest::Client::new();
 
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
-        (http.get(format!("{}/v1/orgs/{org}/projects", projects.url)), 401, "unauthorized"),
-        (http.get(format!("{}/v1/orgs/{org}/projects", projects.url)).bearer_auth("wrong-key-000000000000"), 401, "unauthorized"),
-        (http.get(format!("{}/v1/orgs/not-a-uuid/projects", projects.url)).bearer_auth(PROJECTS_KEY), 400, "bad_request"),
-        (http.get(format!("{}/v1/orgs/{org}/projects?origin=a%20b", projects.url)).bearer_auth(PROJECTS_KEY), 400, "bad_request"),
-        (http.get(format!("{}/v1/orgs/{org}/projects?unknown=1", projects.url)).bearer_auth(PROJECTS_KEY), 400, "bad_request"),
         (
-            http.get(format!("{}/v1/orgs/{org}/projects?names_start_with={}", projects.url, "a".repeat(300))).bearer_auth(PROJECTS_KEY),
+            http.get(format!("{}/v1/orgs/{org}/projects", projects.url)),
+            401,
+            "unauthorized",
+        ),
+        (
+            http.get(format!("{}/v1/orgs/{org}/projects", projects.url))
+                .bearer_auth("wrong-key-000000000000"),
+            401,
+            "unauthorized",
+        ),
+        (
+            http.get(format!("{}/v1/orgs/not-a-uuid/projects", projects.url))
+                .bearer_auth(PROJECTS_KEY),
             400,
             "bad_request",
         ),
         (
-            http.get(format!("{}/v1/orgs/123e4567-e89b-12d3-a456-426614174000/projects", projects.url)).bearer_auth(PROJECTS_KEY),
+            http.get(format!(
+                "{}/v1/orgs/{org}/projects?origin=a%20b",
+                projects.url
+            ))
+            .bearer_auth(PROJECTS_KEY),
+            400,
+            "bad_request",
+        ),
+        (
+            http.get(format!("{}/v1/orgs/{org}/projects?unknown=1", projects.url))
+                .bearer_auth(PROJECTS_KEY),
+            400,
+            "bad_request",
+        ),
+        (
+            http.get(format!(
+                "{}/v1/orgs/{org}/projects?names_start_with={}",
+                projects.url,
+                "a".repeat(300)
+            ))
+            .bearer_auth(PROJECTS_KEY),
+            400,
+            "bad_request",
+        ),
+        (
+            http.get(format!(
+                "{}/v1/orgs/123e4567-e89b-12d3-a456-426614174000/projects",
+                projects.url
+            ))
+            .bearer_auth(PROJECTS_KEY),
             404,
             "unknown_org",
         ),
@@ -223,17 +349,27 @@ async fn bad_requests_get_stable_error_bodies() {
     ];
     for (req, status, code) in cases {
         let (got, body) = json(req.send().await.unwrap()).await;
-        assert_eq!((got, body["code"].as_str().unwrap()), (status, code), "{body}");
+        assert_eq!(
+            (got, body["code"].as_str().unwrap()),
+            (status, code),
+            "{body}"
+        );
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    assert_eq!(stack.fake.stats().rest_calls_by_path.get("projects"), None, "bad input never reaches Snyk");
+    assert_eq!(
+        stack.fake.stats().rest_calls_by_path.get("projects"),
+        None,
+        "bad input never reaches Snyk"
+    );
 }
 
 #[tokio::test]
 async fn token_service_down_is_503_and_readyz_says_so() {
     let (stack, replica, org) = stack_with_org(10).await;
     let projects = stack.projects(replica.addr, &[]).await;
-    let ready = reqwest::get(format!("{}/readyz", projects.url)).await.unwrap();
+    let ready = reqwest::get(format!("{}/readyz", projects.url))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
 
     replica.stop().await.unwrap();
@@ -243,9 +379,13 @@ async fn token_service_down_is_503_and_readyz_says_so() {
     let (status, body) = json(res).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "unavailable");
-    let ready = reqwest::get(format!("{}/readyz", projects.url)).await.unwrap();
+    let ready = reqwest::get(format!("{}/readyz", projects.url))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503);
-    let health = reqwest::get(format!("{}/healthz", projects.url)).await.unwrap();
+    let health = reqwest::get(format!("{}/healthz", projects.url))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 }
 
@@ -253,7 +393,11 @@ async fn token_service_down_is_503_and_readyz_says_so() {
 async fn several_orgs_concurrently_still_refresh_once_per_install() {
     let mut config = fake_config();
     config.access_token_ttl = Duration::from_secs(3600);
-    config.orgs = vec![OrgSeed::new("Org A", 150), OrgSeed::new("Org B", 150), OrgSeed::new("Org C", 150)];
+    config.orgs = vec![
+        OrgSeed::new("Org A", 150),
+        OrgSeed::new("Org B", 150),
+        OrgSeed::new("Org C", 150),
+    ];
     let stack = Stack::start(config).await;
     let replica = stack.replica(&[]).await;
     let mut c = client(&replica).await;
@@ -261,7 +405,12 @@ async fn several_orgs_concurrently_still_refresh_once_per_install() {
     let projects = stack.projects(replica.addr, &[]).await;
     stack.fake.expire_access_tokens();
 
-    let calls = install.orgs.iter().cycle().take(30).map(|o| projects.get(&format!("/v1/orgs/{}/projects", o.id)));
+    let calls = install
+        .orgs
+        .iter()
+        .cycle()
+        .take(30)
+        .map(|o| projects.get(&format!("/v1/orgs/{}/projects", o.id)));
     for res in join_all(calls).await {
         let (status, body) = json(res).await;
         assert_eq!((status, body["count"].as_u64()), (200, Some(150)), "{body}");
@@ -275,12 +424,20 @@ async fn several_orgs_concurrently_still_refresh_once_per_install() {
 async fn a_second_401_after_the_refresh_is_an_error_not_a_loop() {
     let (stack, replica, org) = stack_with_org(10).await;
     let projects = stack.projects(replica.addr, &[]).await;
-    stack.fake.inject(Fault::RestErrors { status: 401, count: 3, retry_after: None });
+    stack.fake.inject(Fault::RestErrors {
+        status: 401,
+        count: 3,
+        retry_after: None,
+    });
 
     let (status, body) = json(projects.get(&format!("/v1/orgs/{org}/projects")).await).await;
 
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["code"], "upstream_error");
-    assert_eq!(project_calls(&stack), 2, "one attempt, one retry after the refresh");
+    assert_eq!(
+        project_calls(&stack),
+        2,
+        "one attempt, one retry after the refresh"
+    );
     assert_eq!(stack.fake.stats().successful_refreshes, 1);
 }

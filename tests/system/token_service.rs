@@ -9,7 +9,13 @@ use system_tests::*;
 use tonic::Code;
 
 fn refresh_calls(stack: &Stack) -> u64 {
-    stack.fake.stats().token_calls.get("refresh_token").copied().unwrap_or(0)
+    stack
+        .fake
+        .stats()
+        .token_calls
+        .get("refresh_token")
+        .copied()
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -25,13 +31,20 @@ async fn complete_install_stores_the_grant_and_indexes_orgs() {
     assert_eq!(install.orgs[0].name, "Demo Org");
     assert!(!install.bot_id.is_empty());
     assert_eq!(install.scope, "org.read org.project.read");
-    let got = c.get_install(pb::GetInstallRequest { install_id: install.install_id.clone() }).await.unwrap();
+    let got = c
+        .get_install(pb::GetInstallRequest {
+            install_id: install.install_id.clone(),
+        })
+        .await
+        .unwrap();
     assert_eq!(got.into_inner(), install);
 
     // By org id, one token, no refresh needed.
     let by_org = c
         .get_access_token(pb::GetAccessTokenRequest {
-            target: Some(pb::get_access_token_request::Target::OrgId(install.orgs[0].id.clone())),
+            target: Some(pb::get_access_token_request::Target::OrgId(
+                install.orgs[0].id.clone(),
+            )),
             min_validity_seconds: 0,
         })
         .await
@@ -49,7 +62,10 @@ async fn bad_codes_are_invalid_argument_with_snyks_description() {
     let replica = stack.replica(&[]).await;
     let mut c = client(&replica).await;
     let (verifier, challenge) = pkce();
-    let code = stack.fake.approve(CLIENT_ID, REDIRECT_URI, &challenge, None).unwrap();
+    let code = stack
+        .fake
+        .approve(CLIENT_ID, REDIRECT_URI, &challenge, None)
+        .unwrap();
     let (other_verifier, _) = pkce();
 
     let err = c
@@ -61,7 +77,12 @@ async fn bad_codes_are_invalid_argument_with_snyks_description() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    assert!(err.message().starts_with("Snyk rejected the authorization code"), "{}", err.message());
+    assert!(
+        err.message()
+            .starts_with("Snyk rejected the authorization code"),
+        "{}",
+        err.message()
+    );
 
     let err = c
         .complete_install(pb::CompleteInstallRequest {
@@ -84,24 +105,57 @@ async fn bad_input_gets_clear_statuses() {
 
     for (target, code) in [
         (None, Code::InvalidArgument),
-        (Some(pb::get_access_token_request::Target::InstallId(String::new())), Code::InvalidArgument),
-        (Some(pb::get_access_token_request::Target::InstallId("nope".into())), Code::InvalidArgument),
-        (Some(pb::get_access_token_request::Target::InstallId(long.clone())), Code::InvalidArgument),
-        (Some(pb::get_access_token_request::Target::OrgId("../../etc".into())), Code::InvalidArgument),
         (
-            Some(pb::get_access_token_request::Target::InstallId("123e4567-e89b-12d3-a456-426614174000".into())),
+            Some(pb::get_access_token_request::Target::InstallId(
+                String::new(),
+            )),
+            Code::InvalidArgument,
+        ),
+        (
+            Some(pb::get_access_token_request::Target::InstallId(
+                "nope".into(),
+            )),
+            Code::InvalidArgument,
+        ),
+        (
+            Some(pb::get_access_token_request::Target::InstallId(
+                long.clone(),
+            )),
+            Code::InvalidArgument,
+        ),
+        (
+            Some(pb::get_access_token_request::Target::OrgId(
+                "../../etc".into(),
+            )),
+            Code::InvalidArgument,
+        ),
+        (
+            Some(pb::get_access_token_request::Target::InstallId(
+                "123e4567-e89b-12d3-a456-426614174000".into(),
+            )),
             Code::NotFound,
         ),
-        (Some(pb::get_access_token_request::Target::OrgId("123e4567-e89b-12d3-a456-426614174000".into())), Code::NotFound),
+        (
+            Some(pb::get_access_token_request::Target::OrgId(
+                "123e4567-e89b-12d3-a456-426614174000".into(),
+            )),
+            Code::NotFound,
+        ),
     ] {
         let err = c
-            .get_access_token(pb::GetAccessTokenRequest { target: target.clone(), min_validity_seconds: 0 })
+            .get_access_token(pb::GetAccessTokenRequest {
+                target: target.clone(),
+                min_validity_seconds: 0,
+            })
             .await
             .unwrap_err();
         assert_eq!(err.code(), code, "{}", err.message());
     }
 
-    let err = c.force_refresh(force("123e4567-e89b-12d3-a456-426614174000", "")).await.unwrap_err();
+    let err = c
+        .force_refresh(force("123e4567-e89b-12d3-a456-426614174000", ""))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("rejected_access_token"));
 
@@ -145,11 +199,27 @@ async fn bad_input_gets_clear_statuses() {
         .unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
 
-    let err = c.list_installs(pb::ListInstallsRequest { page_size: 0, page_token: "!!".into() }).await.unwrap_err();
+    let err = c
+        .list_installs(pb::ListInstallsRequest {
+            page_size: 0,
+            page_token: "!!".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    let err = c.list_installs(pb::ListInstallsRequest { page_size: 10_000, page_token: String::new() }).await.unwrap_err();
+    let err = c
+        .list_installs(pb::ListInstallsRequest {
+            page_size: 10_000,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(stack.fake.stats().token_calls.values().sum::<u64>(), 0, "bad input never reaches Snyk");
+    assert_eq!(
+        stack.fake.stats().token_calls.values().sum::<u64>(),
+        0,
+        "bad input never reaches Snyk"
+    );
 }
 
 #[tokio::test]
@@ -162,7 +232,11 @@ async fn callers_must_present_a_known_key() {
     let err = wrong.get_access_token(req()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", replica.addr)).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", replica.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut anonymous = pb::token_service_client::TokenServiceClient::new(channel);
     let err = anonymous.get_access_token(req()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
@@ -172,23 +246,38 @@ async fn callers_must_present_a_known_key() {
 #[tokio::test]
 async fn concurrent_get_access_token_over_three_replicas_refreshes_once() {
     let stack = Stack::start(fake_config()).await;
-    let replicas = [stack.replica(&[]).await, stack.replica(&[]).await, stack.replica(&[]).await];
+    let replicas = [
+        stack.replica(&[]).await,
+        stack.replica(&[]).await,
+        stack.replica(&[]).await,
+    ];
     let mut clients = Vec::new();
     for r in &replicas {
         clients.push(client(r).await);
     }
     let install = stack.install(&mut clients[0]).await;
-    let old = clients[0].get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
+    let old = clients[0]
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
     until_refresh_due().await;
 
     let calls = (0..500).map(|i| {
         let mut c = clients[i % 3].clone();
         let id = install.install_id.clone();
-        async move { c.get_access_token(by_install(&id)).await.map(|r| r.into_inner().access_token) }
+        async move {
+            c.get_access_token(by_install(&id))
+                .await
+                .map(|r| r.into_inner().access_token)
+        }
     });
     let results = join_all(calls).await;
 
-    let tokens: HashSet<String> = results.into_iter().map(|r| r.expect("every caller gets a token")).collect();
+    let tokens: HashSet<String> = results
+        .into_iter()
+        .map(|r| r.expect("every caller gets a token"))
+        .collect();
     assert_eq!(tokens.len(), 1, "all callers get the same new token");
     assert!(!tokens.contains(&old.access_token));
     let stats = stack.fake.stats();
@@ -201,7 +290,11 @@ async fn concurrent_get_access_token_over_three_replicas_refreshes_once() {
 #[tokio::test]
 async fn concurrent_force_refresh_and_mixed_callers_refresh_once() {
     let stack = Stack::start(fake_config()).await;
-    let replicas = [stack.replica(&[]).await, stack.replica(&[]).await, stack.replica(&[]).await];
+    let replicas = [
+        stack.replica(&[]).await,
+        stack.replica(&[]).await,
+        stack.replica(&[]).await,
+    ];
     let mut clients = Vec::new();
     for r in &replicas {
         clients.push(client(r).await);
@@ -210,13 +303,26 @@ async fn concurrent_force_refresh_and_mixed_callers_refresh_once() {
     let id = install.install_id.clone();
 
     // 1) ForceRefresh only: the token is not expired, Snyk "rejected" it.
-    let rejected = clients[0].get_access_token(by_install(&id)).await.unwrap().into_inner().access_token;
+    let rejected = clients[0]
+        .get_access_token(by_install(&id))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
     let calls = (0..500).map(|i| {
         let mut c = clients[i % 3].clone();
         let req = force(&id, &rejected);
-        async move { c.force_refresh(req).await.map(|r| r.into_inner().access_token) }
+        async move {
+            c.force_refresh(req)
+                .await
+                .map(|r| r.into_inner().access_token)
+        }
     });
-    let tokens: HashSet<String> = join_all(calls).await.into_iter().map(|r| r.unwrap()).collect();
+    let tokens: HashSet<String> = join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
     assert_eq!(tokens.len(), 1);
     assert!(!tokens.contains(&rejected));
     assert_eq!(stack.fake.stats().successful_refreshes, 1);
@@ -231,13 +337,21 @@ async fn concurrent_force_refresh_and_mixed_callers_refresh_once() {
         let current = current.clone();
         async move {
             if i % 2 == 0 {
-                c.get_access_token(by_install(&id)).await.map(|r| r.into_inner().access_token)
+                c.get_access_token(by_install(&id))
+                    .await
+                    .map(|r| r.into_inner().access_token)
             } else {
-                c.force_refresh(force(&id, &current)).await.map(|r| r.into_inner().access_token)
+                c.force_refresh(force(&id, &current))
+                    .await
+                    .map(|r| r.into_inner().access_token)
             }
         }
     });
-    let tokens: HashSet<String> = join_all(calls).await.into_iter().map(|r| r.unwrap()).collect();
+    let tokens: HashSet<String> = join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
     assert_eq!(tokens.len(), 1, "{tokens:?}");
     let stats = stack.fake.stats();
     assert_eq!(stats.successful_refreshes, 2, "{stats:?}");
@@ -251,11 +365,23 @@ async fn force_refresh_with_an_outdated_token_returns_the_stored_one() {
     let replica = stack.replica(&[]).await;
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
-    let first = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
-    let second = c.force_refresh(force(&install.install_id, &first.access_token)).await.unwrap().into_inner();
+    let first = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = c
+        .force_refresh(force(&install.install_id, &first.access_token))
+        .await
+        .unwrap()
+        .into_inner();
     assert_ne!(first.access_token, second.access_token);
     // A late caller still holding the first token does not cause another refresh.
-    let third = c.force_refresh(force(&install.install_id, &first.access_token)).await.unwrap().into_inner();
+    let third = c
+        .force_refresh(force(&install.install_id, &first.access_token))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(third.access_token, second.access_token);
     assert_eq!(refresh_calls(&stack), 1);
 }
@@ -266,20 +392,41 @@ async fn invalid_grant_moves_the_install_to_needs_reauth() {
     let replica = stack.replica(&[]).await;
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
-    let token = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
+    let token = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
     // The user revokes the app at Snyk: the whole grant dies.
     let revoked = reqwest::Client::new()
         .post(format!("{}/oauth2/revoke", stack.fake.url()))
-        .form(&[("token", token.access_token.as_str()), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)])
+        .form(&[
+            ("token", token.access_token.as_str()),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ])
         .send()
         .await
         .unwrap();
     assert!(revoked.status().is_success());
 
-    let err = c.force_refresh(force(&install.install_id, &token.access_token)).await.unwrap_err();
+    let err = c
+        .force_refresh(force(&install.install_id, &token.access_token))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains("refresh_token_rejected"), "{}", err.message());
-    let got = c.get_install(pb::GetInstallRequest { install_id: install.install_id.clone() }).await.unwrap().into_inner();
+    assert!(
+        err.message().contains("refresh_token_rejected"),
+        "{}",
+        err.message()
+    );
+    let got = c
+        .get_install(pb::GetInstallRequest {
+            install_id: install.install_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(got.status(), pb::InstallStatus::NeedsReauth);
     assert_eq!(got.needs_reauth_reason, "refresh_token_rejected");
     assert_eq!(replica.metrics.snapshot().needs_reauth_rejected, 1);
@@ -287,7 +434,10 @@ async fn invalid_grant_moves_the_install_to_needs_reauth() {
     // Not retried: further calls fail at once without calling Snyk.
     let before = refresh_calls(&stack);
     for _ in 0..5 {
-        let err = c.get_access_token(by_install(&install.install_id)).await.unwrap_err();
+        let err = c
+            .get_access_token(by_install(&install.install_id))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::FailedPrecondition);
     }
     assert_eq!(refresh_calls(&stack), before);
@@ -299,17 +449,40 @@ async fn transient_errors_are_retried_then_succeed() {
     let replica = stack.replica(&[]).await;
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
-    let t0 = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
+    let t0 = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
 
-    stack.fake.inject(Fault::TokenErrors { status: 500, count: 1, retry_after: None });
-    let t1 = c.force_refresh(force(&install.install_id, &t0.access_token)).await.unwrap().into_inner();
+    stack.fake.inject(Fault::TokenErrors {
+        status: 500,
+        count: 1,
+        retry_after: None,
+    });
+    let t1 = c
+        .force_refresh(force(&install.install_id, &t0.access_token))
+        .await
+        .unwrap()
+        .into_inner();
     assert_ne!(t1.access_token, t0.access_token);
     assert_eq!(refresh_calls(&stack), 2);
 
-    stack.fake.inject(Fault::TokenErrors { status: 429, count: 1, retry_after: Some(1) });
+    stack.fake.inject(Fault::TokenErrors {
+        status: 429,
+        count: 1,
+        retry_after: Some(1),
+    });
     let started = std::time::Instant::now();
-    let t2 = c.force_refresh(force(&install.install_id, &t1.access_token)).await.unwrap().into_inner();
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After honoured");
+    let t2 = c
+        .force_refresh(force(&install.install_id, &t1.access_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
     assert_ne!(t2.access_token, t1.access_token);
 
     let stats = stack.fake.stats();
@@ -324,17 +497,38 @@ async fn snyk_down_is_unavailable_and_never_needs_reauth() {
     let replica = stack.replica(&[("SNYK_TOKEN_RETRIES", "1")]).await;
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
-    let t0 = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
+    let t0 = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
 
-    stack.fake.inject(Fault::TokenErrors { status: 503, count: 4, retry_after: None });
+    stack.fake.inject(Fault::TokenErrors {
+        status: 503,
+        count: 4,
+        retry_after: None,
+    });
     for _ in 0..2 {
-        let err = c.force_refresh(force(&install.install_id, &t0.access_token)).await.unwrap_err();
+        let err = c
+            .force_refresh(force(&install.install_id, &t0.access_token))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     }
-    let got = c.get_install(pb::GetInstallRequest { install_id: install.install_id.clone() }).await.unwrap().into_inner();
+    let got = c
+        .get_install(pb::GetInstallRequest {
+            install_id: install.install_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(got.status(), pb::InstallStatus::Active);
     // Once Snyk is back, the same refresh token still works.
-    let t1 = c.force_refresh(force(&install.install_id, &t0.access_token)).await.unwrap().into_inner();
+    let t1 = c
+        .force_refresh(force(&install.install_id, &t0.access_token))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(stack.token_works(&t1.access_token).await);
     assert_eq!(stack.fake.stats().spent_refresh_token_reuses, 0);
 }
@@ -345,23 +539,47 @@ async fn lost_refresh_answer_takes_the_in_doubt_path() {
     let replica = stack.replica(&[]).await;
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
-    let t0 = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
+    let t0 = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
 
     // Snyk rotates the pair but the answer never arrives; the retry with the same token is a
     // reuse, which (worst case) revokes the grant.
     stack.fake.inject(Fault::LoseRefreshResponses(1));
-    let err = c.force_refresh(force(&install.install_id, &t0.access_token)).await.unwrap_err();
+    let err = c
+        .force_refresh(force(&install.install_id, &t0.access_token))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains("refresh_in_doubt"), "{}", err.message());
+    assert!(
+        err.message().contains("refresh_in_doubt"),
+        "{}",
+        err.message()
+    );
 
-    let got = c.get_install(pb::GetInstallRequest { install_id: install.install_id.clone() }).await.unwrap().into_inner();
+    let got = c
+        .get_install(pb::GetInstallRequest {
+            install_id: install.install_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(got.status(), pb::InstallStatus::NeedsReauth);
     assert_eq!(got.needs_reauth_reason, "refresh_in_doubt");
     let m = replica.metrics.snapshot();
     assert_eq!(m.in_doubt_events, 1, "{m:?}");
     assert_eq!(m.needs_reauth_in_doubt, 1, "{m:?}");
     let stats = stack.fake.stats();
-    assert_eq!((stats.lost_responses, stats.spent_refresh_token_reuses, refresh_calls(&stack)), (1, 1, 2));
+    assert_eq!(
+        (
+            stats.lost_responses,
+            stats.spent_refresh_token_reuses,
+            refresh_calls(&stack)
+        ),
+        (1, 1, 2)
+    );
 }
 
 #[tokio::test]
@@ -370,7 +588,11 @@ async fn a_holder_that_died_before_reaching_snyk_is_recovered_by_the_next_one() 
     let replica = stack.replica(&[]).await;
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
-    let t0 = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
+    let t0 = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
 
     // Leave the "refresh started" mark exactly as a holder killed before its request left would.
     let store = stack_store(&stack).await;
@@ -378,18 +600,37 @@ async fn a_holder_that_died_before_reaching_snyk_is_recovered_by_the_next_one() 
     let v = store.load(&id).await.unwrap().unwrap();
     let mut marked = v.grant.clone();
     marked.refresh_started_at = Some(token_service::grant::now_millis());
-    store.write_fenced(v.generation, &marked, None).await.unwrap();
+    store
+        .write_fenced(v.generation, &marked, None)
+        .await
+        .unwrap();
 
-    let t1 = c.force_refresh(force(&install.install_id, &t0.access_token)).await.unwrap().into_inner();
+    let t1 = c
+        .force_refresh(force(&install.install_id, &t0.access_token))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(stack.token_works(&t1.access_token).await);
     assert_eq!(replica.metrics.snapshot().in_doubt_events, 1);
-    let got = c.get_install(pb::GetInstallRequest { install_id: install.install_id.clone() }).await.unwrap().into_inner();
+    let got = c
+        .get_install(pb::GetInstallRequest {
+            install_id: install.install_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(got.status(), pb::InstallStatus::Active);
 }
 
 async fn stack_store(stack: &Stack) -> token_service::store::Store {
     let settings = stack.settings(&[]);
-    token_service::store::Store::connect(&settings.redis_url, settings.keyring, Duration::from_secs(2)).await.unwrap()
+    token_service::store::Store::connect(
+        &settings.redis_url,
+        settings.keyring,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -402,13 +643,28 @@ async fn a_stale_writer_cannot_overwrite_a_newer_grant() {
     let id = token_service::grant::InstallId::parse(&install.install_id).unwrap();
 
     let stale = store.load(&id).await.unwrap().unwrap();
-    let t0 = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
-    let t1 = c.force_refresh(force(&install.install_id, &t0.access_token)).await.unwrap().into_inner();
+    let t0 = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
+    let t1 = c
+        .force_refresh(force(&install.install_id, &t0.access_token))
+        .await
+        .unwrap()
+        .into_inner();
 
     // A holder that read the grant before the refresh tries to write its (older) view back.
-    let outcome = store.write_fenced(stale.generation, &stale.grant, None).await.unwrap();
+    let outcome = store
+        .write_fenced(stale.generation, &stale.grant, None)
+        .await
+        .unwrap();
     assert_eq!(outcome, token_service::store::Fenced::Stale);
-    let now = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
+    let now = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(now.access_token, t1.access_token);
 }
 
@@ -416,21 +672,31 @@ async fn a_stale_writer_cannot_overwrite_a_newer_grant() {
 async fn a_lease_holder_stalled_past_its_lease_cannot_redeem_twice() {
     let stack = Stack::start(fake_config()).await;
     // Attempts of 300 ms with no transient retries fit a 1.7 s lease.
-    let tight: &[(&str, &str)] =
-        &[("SNYK_TOKEN_TIMEOUT_MS", "300"), ("SNYK_TOKEN_RETRIES", "0"), ("TOKEN_REFRESH_LEASE_MS", "1700")];
+    let tight: &[(&str, &str)] = &[
+        ("SNYK_TOKEN_TIMEOUT_MS", "300"),
+        ("SNYK_TOKEN_RETRIES", "0"),
+        ("TOKEN_REFRESH_LEASE_MS", "1700"),
+    ];
     let a = stack.replica(tight).await;
     let b = stack.replica(tight).await;
     let (mut ca, mut cb) = (client(&a).await, client(&b).await);
     let install = stack.install(&mut ca).await;
-    let t0 = ca.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
+    let t0 = ca
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
 
     // Snyk stalls far beyond every deadline; both replicas push for a refresh.
-    stack.fake.inject(Fault::TokenLatency(Duration::from_secs(3)));
+    stack
+        .fake
+        .inject(Fault::TokenLatency(Duration::from_secs(3)));
     let (ra, rb) = tokio::join!(
         ca.force_refresh(force(&install.install_id, &t0.access_token)),
         async {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            cb.force_refresh(force(&install.install_id, &t0.access_token)).await
+            cb.force_refresh(force(&install.install_id, &t0.access_token))
+                .await
         }
     );
     for r in [&ra, &rb] {
@@ -440,7 +706,9 @@ async fn a_lease_holder_stalled_past_its_lease_cannot_redeem_twice() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     stack.fake.clear_faults();
 
-    let after = ca.force_refresh(force(&install.install_id, &t0.access_token)).await;
+    let after = ca
+        .force_refresh(force(&install.install_id, &t0.access_token))
+        .await;
     let stats = stack.fake.stats();
     assert!(stats.successful_refreshes <= 1, "{stats:?}");
     match after {
@@ -463,18 +731,31 @@ async fn a_caller_hanging_up_does_not_cancel_the_refresh() {
     let replica = stack.replica(&[]).await;
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
-    let t0 = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
+    let t0 = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
 
-    stack.fake.inject(Fault::TokenLatency(Duration::from_millis(500)));
+    stack
+        .fake
+        .inject(Fault::TokenLatency(Duration::from_millis(500)));
     let mut req = tonic::Request::new(force(&install.install_id, &t0.access_token));
     req.set_timeout(Duration::from_millis(100));
     let err = c.force_refresh(req).await.unwrap_err();
-    assert!(matches!(err.code(), Code::Cancelled | Code::DeadlineExceeded), "{err:?}");
+    assert!(
+        matches!(err.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{err:?}"
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     stack.fake.clear_faults();
 
     // The refresh finished and was stored: the next caller gets its result without another one.
-    let t1 = c.force_refresh(force(&install.install_id, &t0.access_token)).await.unwrap().into_inner();
+    let t1 = c
+        .force_refresh(force(&install.install_id, &t0.access_token))
+        .await
+        .unwrap()
+        .into_inner();
     assert_ne!(t1.access_token, t0.access_token);
     assert_eq!(refresh_calls(&stack), 1);
     assert!(stack.token_works(&t1.access_token).await);
@@ -486,9 +767,15 @@ async fn shutdown_waits_for_in_flight_refreshes_to_persist() {
     let mut replica = stack.replica(&[]).await;
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
-    let t0 = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
+    let t0 = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
 
-    stack.fake.inject(Fault::TokenLatency(Duration::from_millis(600)));
+    stack
+        .fake
+        .inject(Fault::TokenLatency(Duration::from_millis(600)));
     let id = install.install_id.clone();
     let mut c2 = c.clone();
     let call = tokio::spawn(async move { c2.force_refresh(force(&id, &t0.access_token)).await });
@@ -496,11 +783,20 @@ async fn shutdown_waits_for_in_flight_refreshes_to_persist() {
     replica.begin_stop();
     replica.join().await.unwrap();
 
-    let t1 = call.await.unwrap().expect("the in-flight call completes").into_inner();
+    let t1 = call
+        .await
+        .unwrap()
+        .expect("the in-flight call completes")
+        .into_inner();
     let store = stack_store(&stack).await;
     let id = token_service::grant::InstallId::parse(&install.install_id).unwrap();
     let stored = store.load(&id).await.unwrap().unwrap();
-    assert!(stored.grant.has_access_token(&t1.access_token.clone().into()), "persisted before exit");
+    assert!(
+        stored
+            .grant
+            .has_access_token(&t1.access_token.clone().into()),
+        "persisted before exit"
+    );
     assert!(stored.grant.refresh_started_at.is_none());
 }
 
@@ -510,8 +806,16 @@ async fn redis_holds_no_token_in_clear() {
     let replica = stack.replica(&[]).await;
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
-    let t = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner();
-    let t = c.force_refresh(force(&install.install_id, &t.access_token)).await.unwrap().into_inner();
+    let t = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner();
+    let t = c
+        .force_refresh(force(&install.install_id, &t.access_token))
+        .await
+        .unwrap()
+        .into_inner();
 
     let dump = stack.redis_dump().await;
     assert!(!dump.is_empty());
@@ -519,7 +823,10 @@ async fn redis_holds_no_token_in_clear() {
     assert!(!contains(t.access_token.as_bytes()));
     // Every token the fake issues starts with these prefixes; none may appear in Redis.
     assert!(!contains(b"snyk_at_") && !contains(b"snyk_rt_"));
-    assert!(contains(install.install_id.as_bytes()), "the dump does cover the install");
+    assert!(
+        contains(install.install_id.as_bytes()),
+        "the dump does cover the install"
+    );
 }
 
 #[tokio::test]
@@ -533,7 +840,12 @@ async fn unreadable_records_fail_only_their_install_and_keys_rotate() {
     // Tamper with install A's ciphertext: A fails with an opaque INTERNAL, B is untouched.
     let mut conn = stack.redis_conn().await;
     let key = format!("snykapps:grant:{{{}}}", a.install_id);
-    let mut rec: Vec<u8> = redis::cmd("HGET").arg(&key).arg("rec").query_async(&mut conn).await.unwrap();
+    let mut rec: Vec<u8> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("rec")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let last = rec.len() - 1;
     rec[last] ^= 0x55;
     let original_a = {
@@ -541,48 +853,93 @@ async fn unreadable_records_fail_only_their_install_and_keys_rotate() {
         r[last] ^= 0x55;
         r
     };
-    let _: () = redis::cmd("HSET").arg(&key).arg("rec").arg(&rec).query_async(&mut conn).await.unwrap();
-    let err = c.get_access_token(by_install(&a.install_id)).await.unwrap_err();
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("rec")
+        .arg(&rec)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = c
+        .get_access_token(by_install(&a.install_id))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Internal);
     assert_eq!(err.message(), "internal error");
-    c.get_access_token(by_install(&b.install_id)).await.expect("B unaffected");
-    let _: () = redis::cmd("HSET").arg(&key).arg("rec").arg(&original_a).query_async(&mut conn).await.unwrap();
+    c.get_access_token(by_install(&b.install_id))
+        .await
+        .expect("B unaffected");
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("rec")
+        .arg(&original_a)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     replica.stop().await.unwrap();
 
     // Restart with only a new key: old records cannot be opened (unknown key id).
     let only_new = stack.replica(&[("TOKEN_ENCRYPTION_KEYS", K2)]).await;
     let mut c = client(&only_new).await;
-    assert_eq!(c.get_access_token(by_install(&a.install_id)).await.unwrap_err().code(), Code::Internal);
+    assert_eq!(
+        c.get_access_token(by_install(&a.install_id))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Internal
+    );
     only_new.stop().await.unwrap();
 
     // The same id with other key material: authentication fails.
     let impostor = "k1:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
     let wrong = stack.replica(&[("TOKEN_ENCRYPTION_KEYS", impostor)]).await;
     let mut c = client(&wrong).await;
-    assert_eq!(c.get_access_token(by_install(&b.install_id)).await.unwrap_err().code(), Code::Internal);
+    assert_eq!(
+        c.get_access_token(by_install(&b.install_id))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Internal
+    );
     wrong.stop().await.unwrap();
 
     // Rotation: new key first, old key kept. Old records open; a write re-seals; `reseal` does the rest.
     let rotated_keys = format!("{K2},{K1}");
-    let rotated = stack.replica(&[("TOKEN_ENCRYPTION_KEYS", &rotated_keys)]).await;
+    let rotated = stack
+        .replica(&[("TOKEN_ENCRYPTION_KEYS", &rotated_keys)])
+        .await;
     let mut c = client(&rotated).await;
-    let ta = c.get_access_token(by_install(&a.install_id)).await.unwrap().into_inner();
-    c.force_refresh(force(&a.install_id, &ta.access_token)).await.unwrap();
+    let ta = c
+        .get_access_token(by_install(&a.install_id))
+        .await
+        .unwrap()
+        .into_inner();
+    c.force_refresh(force(&a.install_id, &ta.access_token))
+        .await
+        .unwrap();
     let store = token_service::store::Store::connect(
         &stack.redis.url(),
-        stack.settings(&[("TOKEN_ENCRYPTION_KEYS", &rotated_keys)]).keyring,
+        stack
+            .settings(&[("TOKEN_ENCRYPTION_KEYS", &rotated_keys)])
+            .keyring,
         Duration::from_secs(2),
     )
     .await
     .unwrap();
     let report = token_service::reseal::reseal_all(&store).await.unwrap();
-    assert_eq!((report.resealed, report.already_current, report.unreadable), (1, 1, 0), "{report:?}");
+    assert_eq!(
+        (report.resealed, report.already_current, report.unreadable),
+        (1, 1, 0),
+        "{report:?}"
+    );
     rotated.stop().await.unwrap();
 
     let only_new = stack.replica(&[("TOKEN_ENCRYPTION_KEYS", K2)]).await;
     let mut c = client(&only_new).await;
     for id in [&a.install_id, &b.install_id] {
-        c.get_access_token(by_install(id)).await.expect("readable with the new key alone");
+        c.get_access_token(by_install(id))
+            .await
+            .expect("readable with the new key alone");
     }
 }
 
@@ -596,30 +953,72 @@ async fn list_and_delete_installs() {
         ids.insert(stack.install(&mut c).await.install_id);
     }
 
-    let page1 = c.list_installs(pb::ListInstallsRequest { page_size: 2, page_token: String::new() }).await.unwrap().into_inner();
+    let page1 = c
+        .list_installs(pb::ListInstallsRequest {
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(page1.installs.len(), 2);
     assert!(!page1.next_page_token.is_empty());
     let page2 = c
-        .list_installs(pb::ListInstallsRequest { page_size: 2, page_token: page1.next_page_token.clone() })
+        .list_installs(pb::ListInstallsRequest {
+            page_size: 2,
+            page_token: page1.next_page_token.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(page2.installs.len(), 1);
     assert!(page2.next_page_token.is_empty());
-    let listed: HashSet<_> = page1.installs.iter().chain(&page2.installs).map(|i| i.install_id.clone()).collect();
+    let listed: HashSet<_> = page1
+        .installs
+        .iter()
+        .chain(&page2.installs)
+        .map(|i| i.install_id.clone())
+        .collect();
     assert_eq!(listed, ids);
 
     let victim = page1.installs[0].install_id.clone();
-    let token = c.get_access_token(by_install(&victim)).await.unwrap().into_inner();
-    c.delete_install(pb::DeleteInstallRequest { install_id: victim.clone() }).await.unwrap();
+    let token = c
+        .get_access_token(by_install(&victim))
+        .await
+        .unwrap()
+        .into_inner();
+    c.delete_install(pb::DeleteInstallRequest {
+        install_id: victim.clone(),
+    })
+    .await
+    .unwrap();
     assert_eq!(stack.fake.stats().revocations, 1);
-    assert!(!stack.token_works(&token.access_token).await, "revoked at Snyk");
-    let err = c.get_install(pb::GetInstallRequest { install_id: victim.clone() }).await.unwrap_err();
+    assert!(
+        !stack.token_works(&token.access_token).await,
+        "revoked at Snyk"
+    );
+    let err = c
+        .get_install(pb::GetInstallRequest {
+            install_id: victim.clone(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     // Idempotent.
-    c.delete_install(pb::DeleteInstallRequest { install_id: victim.clone() }).await.unwrap();
+    c.delete_install(pb::DeleteInstallRequest {
+        install_id: victim.clone(),
+    })
+    .await
+    .unwrap();
     assert_eq!(stack.fake.stats().revocations, 1);
-    let all = c.list_installs(pb::ListInstallsRequest { page_size: 10, page_token: String::new() }).await.unwrap().into_inner();
+    let all = c
+        .list_installs(pb::ListInstallsRequest {
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(all.installs.len(), 2);
     // The org now maps to a remaining install (the newest install of the org wins the index).
     let org = page1.installs[0].orgs[0].id.clone();
@@ -643,7 +1042,9 @@ async fn min_validity_beyond_the_lifetime_is_refused() {
     let install = stack.install(&mut c).await;
     let err = c
         .get_access_token(pb::GetAccessTokenRequest {
-            target: Some(pb::get_access_token_request::Target::InstallId(install.install_id.clone())),
+            target: Some(pb::get_access_token_request::Target::InstallId(
+                install.install_id.clone(),
+            )),
             min_validity_seconds: 7200,
         })
         .await

@@ -10,7 +10,10 @@ pub struct Caller(pub String);
 /// A tonic interceptor: rejects calls without a known key, tags the others with [`Caller`].
 pub fn check(keys: &ClientKeys, mut req: Request<()>) -> Result<Request<()>, Status> {
     let header = req.metadata().get("authorization").map(|v| v.as_bytes());
-    let caller = keys.authenticate(header).map_err(|r| Status::unauthenticated(r.to_string()))?.to_owned();
+    let caller = keys
+        .authenticate(header)
+        .map_err(|r| Status::unauthenticated(r.to_string()))?
+        .to_owned();
     req.extensions_mut().insert(Caller(caller));
     Ok(req)
 }
@@ -25,9 +28,13 @@ mod tests {
     fn tags_known_callers_and_refuses_the_rest() {
         let keys = ClientKeys::parse("V", "projects-service=aaaaaaaaaaaaaaaa1").unwrap();
         let mut req = Request::new(());
-        req.metadata_mut().insert("authorization", "Bearer aaaaaaaaaaaaaaaa1".parse().unwrap());
+        req.metadata_mut()
+            .insert("authorization", "Bearer aaaaaaaaaaaaaaaa1".parse().unwrap());
         let req = check(&keys, req).unwrap();
-        assert_eq!(req.extensions().get::<Caller>(), Some(&Caller("projects-service".into())));
+        assert_eq!(
+            req.extensions().get::<Caller>(),
+            Some(&Caller("projects-service".into()))
+        );
         let err = check(&keys, Request::new(())).unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated);
     }

@@ -41,7 +41,10 @@ impl Settings {
         };
         let millis = |k: &str, default: u64| -> anyhow::Result<Duration> {
             let v = var(k, &default.to_string());
-            let n: u64 = v.trim().parse().with_context(|| format!("{k} must be a whole number of milliseconds"))?;
+            let n: u64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("{k} must be a whole number of milliseconds"))?;
             if n == 0 {
                 bail!("{k} must be greater than 0");
             }
@@ -82,11 +85,17 @@ impl Settings {
             );
         }
         let refresh = RefreshSettings {
-            wait_timeout: millis("TOKEN_REFRESH_WAIT_MS", (refresh.lease_ttl * 2).as_millis() as u64)?,
+            wait_timeout: millis(
+                "TOKEN_REFRESH_WAIT_MS",
+                (refresh.lease_ttl * 2).as_millis() as u64,
+            )?,
             ..refresh
         };
         let keyring = Keyring::parse(&required("TOKEN_ENCRYPTION_KEYS")?)?;
-        let client_keys = ClientKeys::parse("TOKEN_SERVICE_CLIENT_KEYS", &required("TOKEN_SERVICE_CLIENT_KEYS")?)?;
+        let client_keys = ClientKeys::parse(
+            "TOKEN_SERVICE_CLIENT_KEYS",
+            &required("TOKEN_SERVICE_CLIENT_KEYS")?,
+        )?;
         Ok(Settings {
             addr: var("TOKEN_SERVICE_ADDR", "0.0.0.0:50051")
                 .parse()
@@ -109,14 +118,25 @@ mod tests {
     use super::*;
 
     pub(crate) fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     const MINIMAL: &[(&str, &str)] = &[
         ("SNYK_CLIENT_ID", "cid"),
         ("SNYK_CLIENT_SECRET", "the-client-secret"),
-        ("TOKEN_ENCRYPTION_KEYS", "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
-        ("TOKEN_SERVICE_CLIENT_KEYS", "projects-service=0123456789abcdef0123"),
+        (
+            "TOKEN_ENCRYPTION_KEYS",
+            "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+        (
+            "TOKEN_SERVICE_CLIENT_KEYS",
+            "projects-service=0123456789abcdef0123",
+        ),
     ];
 
     fn with(extra: &[(&'static str, &'static str)]) -> anyhow::Result<Settings> {
@@ -149,8 +169,12 @@ mod tests {
     fn lease_must_cover_the_attempts() {
         let err = with(&[("TOKEN_REFRESH_LEASE_MS", "5000")]).expect_err("invalid");
         assert!(err.to_string().contains("TOKEN_REFRESH_LEASE_MS"), "{err}");
-        with(&[("TOKEN_REFRESH_LEASE_MS", "5000"), ("SNYK_TOKEN_TIMEOUT_MS", "500"), ("SNYK_TOKEN_RETRIES", "1")])
-            .expect("fits");
+        with(&[
+            ("TOKEN_REFRESH_LEASE_MS", "5000"),
+            ("SNYK_TOKEN_TIMEOUT_MS", "500"),
+            ("SNYK_TOKEN_RETRIES", "1"),
+        ])
+        .expect("fits");
     }
 
     #[test]
@@ -171,7 +195,10 @@ mod tests {
     #[test]
     fn secrets_stay_out_of_debug() {
         let dbg = format!("{:?}", with(&[]).expect("valid"));
-        assert!(!dbg.contains("the-client-secret") && !dbg.contains("0123456789abcdef0123"), "{dbg}");
+        assert!(
+            !dbg.contains("the-client-secret") && !dbg.contains("0123456789abcdef0123"),
+            "{dbg}"
+        );
         assert!(!dbg.contains("AAECAwQF"), "{dbg}");
     }
 }

@@ -39,9 +39,13 @@ impl From<BadId> for Error {
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(e) => Error::Unavailable(format!("storage is unavailable: {e}")),
+            StoreError::Unavailable(e) => {
+                Error::Unavailable(format!("storage is unavailable: {e}"))
+            }
             // One unreadable record is an error for that install only.
-            e @ (StoreError::Unreadable { .. } | StoreError::Corrupt { .. }) => Error::Internal(e.to_string()),
+            e @ (StoreError::Unreadable { .. } | StoreError::Corrupt { .. }) => {
+                Error::Internal(e.to_string())
+            }
         }
     }
 }
@@ -49,9 +53,11 @@ impl From<StoreError> for Error {
 impl From<SnykError> for Error {
     fn from(e: SnykError) -> Self {
         match e {
-            SnykError::Rejected { ref error, .. } if error == "invalid_client" => Error::Internal(format!(
-                "Snyk rejected token-service's client credentials ({e}); check SNYK_CLIENT_ID and SNYK_CLIENT_SECRET"
-            )),
+            SnykError::Rejected { ref error, .. } if error == "invalid_client" => {
+                Error::Internal(format!(
+                    "Snyk rejected token-service's client credentials ({e}); check SNYK_CLIENT_ID and SNYK_CLIENT_SECRET"
+                ))
+            }
             e @ SnykError::Rejected { .. } => Error::Internal(e.to_string()),
             e @ (SnykError::Transient { .. } | SnykError::NotSent(_) | SnykError::Lost(_)) => {
                 Error::Unavailable(e.to_string())
@@ -88,14 +94,20 @@ mod tests {
             (Error::InvalidArgument("x".into()), Code::InvalidArgument),
             (Error::CodeRejected("bad".into()), Code::InvalidArgument),
             (Error::UnknownInstall(id), Code::NotFound),
-            (Error::NeedsReauth(id, ReauthReason::RefreshInDoubt), Code::FailedPrecondition),
+            (
+                Error::NeedsReauth(id, ReauthReason::RefreshInDoubt),
+                Code::FailedPrecondition,
+            ),
             (Error::Unavailable("x".into()), Code::Unavailable),
             (Error::Internal("secret detail".into()), Code::Internal),
         ];
         for (e, code) in cases {
             assert_eq!(Status::from(e).code(), code);
         }
-        assert_eq!(Status::from(Error::Internal("secret detail".into())).message(), "internal error");
+        assert_eq!(
+            Status::from(Error::Internal("secret detail".into())).message(),
+            "internal error"
+        );
         assert_eq!(
             Status::from(Error::NeedsReauth(id, ReauthReason::RefreshInDoubt)).message(),
             format!("install {id} needs re-authorization (refresh_in_doubt)")

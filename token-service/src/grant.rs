@@ -37,7 +37,9 @@ macro_rules! uuid_id {
                 if s.len() != 36 {
                     return Err(BadId { field: $field });
                 }
-                Uuid::try_parse(s).map(Self).map_err(|_| BadId { field: $field })
+                Uuid::try_parse(s)
+                    .map(Self)
+                    .map_err(|_| BadId { field: $field })
             }
             pub fn as_uuid(&self) -> Uuid {
                 self.0
@@ -58,7 +60,11 @@ macro_rules! uuid_id {
     };
 }
 
-uuid_id!(InstallId, "install_id", "One completed install of the app: one grant.");
+uuid_id!(
+    InstallId,
+    "install_id",
+    "One completed install of the app: one grant."
+);
 uuid_id!(OrgId, "org_id", "A Snyk organization id.");
 
 impl InstallId {
@@ -184,18 +190,38 @@ pub(crate) mod tests {
     #[test]
     fn ids_accept_only_canonical_uuids() {
         assert!(InstallId::parse("123e4567-e89b-12d3-a456-426614174000").is_ok());
-        for bad in ["", "x", "123e4567e89b12d3a456426614174000", "{123e4567-e89b-12d3-a456-426614174000}", &"a".repeat(5000)] {
-            assert_eq!(InstallId::parse(bad).unwrap_err(), BadId { field: "install_id" });
+        for bad in [
+            "",
+            "x",
+            "123e4567e89b12d3a456426614174000",
+            "{123e4567-e89b-12d3-a456-426614174000}",
+            &"a".repeat(5000),
+        ] {
+            assert_eq!(
+                InstallId::parse(bad).unwrap_err(),
+                BadId {
+                    field: "install_id"
+                }
+            );
         }
-        assert_eq!(OrgId::parse("nope").unwrap_err().to_string(), "org_id must be a UUID like 123e4567-e89b-12d3-a456-426614174000");
+        assert_eq!(
+            OrgId::parse("nope").unwrap_err().to_string(),
+            "org_id must be a UUID like 123e4567-e89b-12d3-a456-426614174000"
+        );
     }
 
     #[test]
     fn margin_is_capped_at_half_the_lifetime() {
         let g = sample(InstallId::new_random(), 4, 0);
-        assert_eq!(g.effective_margin(Duration::from_secs(300)), Duration::from_secs(2));
+        assert_eq!(
+            g.effective_margin(Duration::from_secs(300)),
+            Duration::from_secs(2)
+        );
         let g = sample(InstallId::new_random(), 3600, 0);
-        assert_eq!(g.effective_margin(Duration::from_secs(300)), Duration::from_secs(300));
+        assert_eq!(
+            g.effective_margin(Duration::from_secs(300)),
+            Duration::from_secs(300)
+        );
     }
 
     #[test]
@@ -219,14 +245,29 @@ pub(crate) mod tests {
     #[test]
     fn replace_compares_the_token() {
         let g = sample(InstallId::new_random(), 3600, 0);
-        assert!(!g.satisfies(&Need::Replace("snyk_at_sample".to_owned().into()), Duration::ZERO, 0));
-        assert!(g.satisfies(&Need::Replace("snyk_at_other".to_owned().into()), Duration::ZERO, 0));
-        assert!(g.satisfies(&Need::Replace("snyk_at_sampl".to_owned().into()), Duration::ZERO, 0));
+        assert!(!g.satisfies(
+            &Need::Replace("snyk_at_sample".to_owned().into()),
+            Duration::ZERO,
+            0
+        ));
+        assert!(g.satisfies(
+            &Need::Replace("snyk_at_other".to_owned().into()),
+            Duration::ZERO,
+            0
+        ));
+        assert!(g.satisfies(
+            &Need::Replace("snyk_at_sampl".to_owned().into()),
+            Duration::ZERO,
+            0
+        ));
     }
 
     #[test]
     fn debug_redacts_tokens() {
         let dbg = format!("{:?}", sample(InstallId::new_random(), 1, 0));
-        assert!(!dbg.contains("snyk_at_sample") && !dbg.contains("snyk_rt_sample"), "{dbg}");
+        assert!(
+            !dbg.contains("snyk_at_sample") && !dbg.contains("snyk_rt_sample"),
+            "{dbg}"
+        );
     }
 }

@@ -28,11 +28,15 @@ async fn try_main() -> anyhow::Result<()> {
             let report = reseal::reseal_all(app.store()).await?;
             tracing::info!(?report, "re-seal finished");
             if report.unreadable > 0 {
-                anyhow::bail!("{} record(s) could not be opened with any key in TOKEN_ENCRYPTION_KEYS", report.unreadable);
+                anyhow::bail!(
+                    "{} record(s) could not be opened with any key in TOKEN_ENCRYPTION_KEYS",
+                    report.unreadable
+                );
             }
             Ok(())
         }
-        Some(other) => anyhow::bail!("unknown command {other:?}; use `serve` (default) or `reseal`"),
+        Some(other) => {
+            anyhow::bail!("unknown command {other:?}; use `serve` (default) or `reseal`")
+        }
     }
 }
-

@@ -42,7 +42,12 @@ pub struct Snapshot {
 
 impl Metrics {
     pub fn token_served(&self, after_refresh: bool) {
-        if after_refresh { &self.tokens_after_refresh } else { &self.tokens_cached }.fetch_add(1, Relaxed);
+        if after_refresh {
+            &self.tokens_after_refresh
+        } else {
+            &self.tokens_cached
+        }
+        .fetch_add(1, Relaxed);
     }
 
     pub fn refresh(&self, outcome: &'static str) {
@@ -69,7 +74,8 @@ impl Metrics {
 
     pub fn lease_waited(&self, d: Duration) {
         self.lease_waits.fetch_add(1, Relaxed);
-        self.lease_wait_micros.fetch_add(d.as_micros() as u64, Relaxed);
+        self.lease_wait_micros
+            .fetch_add(d.as_micros() as u64, Relaxed);
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -73,7 +73,12 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    pub fn new(store: Store, snyk: SnykClient, settings: RefreshSettings, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        snyk: SnykClient,
+        settings: RefreshSettings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Refresher {
             store,
             snyk,
@@ -96,7 +101,11 @@ impl Refresher {
 
     /// A grant whose access token satisfies `need`; refreshes first when it does not.
     pub async fn token(self: &Arc<Self>, id: InstallId, need: Need) -> Result<Grant, Error> {
-        let v = self.store.load(&id).await?.ok_or(Error::UnknownInstall(id))?;
+        let v = self
+            .store
+            .load(&id)
+            .await?
+            .ok_or(Error::UnknownInstall(id))?;
         check_usable(&v.grant)?;
         if let Need::Validity(min) = &need
             && min.as_secs() >= v.grant.access_lifetime_secs
@@ -120,7 +129,9 @@ impl Refresher {
                 return Ok(grant);
             }
         }
-        Err(Error::Unavailable("the token could not be refreshed; retry".into()))
+        Err(Error::Unavailable(
+            "the token could not be refreshed; retry".into(),
+        ))
     }
 
     fn join_or_start(self: &Arc<Self>, id: InstallId, need: Need) -> Flight {
@@ -139,7 +150,9 @@ impl Refresher {
             result
         });
         let flight = async move {
-            handle.await.unwrap_or_else(|e| Err(Error::Internal(format!("refresh task failed: {e}"))))
+            handle
+                .await
+                .unwrap_or_else(|e| Err(Error::Internal(format!("refresh task failed: {e}"))))
         }
         .boxed()
         .shared();
@@ -154,7 +167,11 @@ impl Refresher {
         loop {
             let owner = format!("{:032x}", rand::rng().random::<u128>());
             let started = Instant::now();
-            if self.store.try_lease(&id, &owner, self.settings.lease_ttl).await? {
+            if self
+                .store
+                .try_lease(&id, &owner, self.settings.lease_ttl)
+                .await?
+            {
                 if waited {
                     self.metrics.lease_waited(started.elapsed());
                 }
@@ -166,9 +183,14 @@ impl Refresher {
                 return result;
             }
             waited = true;
-            let jitter = rand::rng().random_range(0..=self.settings.poll_interval.as_millis() as u64 / 2);
+            let jitter =
+                rand::rng().random_range(0..=self.settings.poll_interval.as_millis() as u64 / 2);
             tokio::time::sleep(self.settings.poll_interval + Duration::from_millis(jitter)).await;
-            let v = self.store.load(&id).await?.ok_or(Error::UnknownInstall(id))?;
+            let v = self
+                .store
+                .load(&id)
+                .await?
+                .ok_or(Error::UnknownInstall(id))?;
             check_usable(&v.grant)?;
             if v.grant.satisfies(&need, self.settings.margin, now_millis()) {
                 return Ok(v.grant);
@@ -181,8 +203,18 @@ impl Refresher {
         }
     }
 
-    async fn refresh_under_lease(&self, id: InstallId, need: &Need, owner: &str, leased_at: Instant) -> FlightResult {
-        let v = self.store.load(&id).await?.ok_or(Error::UnknownInstall(id))?;
+    async fn refresh_under_lease(
+        &self,
+        id: InstallId,
+        need: &Need,
+        owner: &str,
+        leased_at: Instant,
+    ) -> FlightResult {
+        let v = self
+            .store
+            .load(&id)
+            .await?
+            .ok_or(Error::UnknownInstall(id))?;
         check_usable(&v.grant)?;
         if v.grant.satisfies(need, self.settings.margin, now_millis()) {
             return Ok(v.grant);
@@ -190,10 +222,16 @@ impl Refresher {
         let was_started = v.grant.refresh_started_at.is_some();
         let mut marked = v.grant.clone();
         marked.refresh_started_at = Some(now_millis());
-        let generation = match self.store.write_fenced(v.generation, &marked, Some(owner)).await? {
+        let generation = match self
+            .store
+            .write_fenced(v.generation, &marked, Some(owner))
+            .await?
+        {
             Fenced::Written(g) => g,
             Fenced::Stale | Fenced::NotLeaseHolder => {
-                return Err(Error::Unavailable("the grant changed during the refresh; retry".into()));
+                return Err(Error::Unavailable(
+                    "the grant changed during the refresh; retry".into(),
+                ));
             }
         };
 
@@ -230,16 +268,25 @@ impl Refresher {
                     self.metrics.refresh("unavailable");
                 }
                 tracing::warn!(install_id = %id, maybe_spent, error = %error, "refresh failed");
-                Err(Error::Unavailable(format!("Snyk's token endpoint is unavailable: {error}")))
+                Err(Error::Unavailable(format!(
+                    "Snyk's token endpoint is unavailable: {error}"
+                )))
             }
         }
     }
 
     /// Calls the token endpoint with bounded retries, never past the lease.
-    async fn call_snyk(&self, grant: &Grant, was_started: bool, leased_at: Instant) -> Result<TokenPair, Outcome> {
+    async fn call_snyk(
+        &self,
+        grant: &Grant,
+        was_started: bool,
+        leased_at: Instant,
+    ) -> Result<TokenPair, Outcome> {
         let s = &self.settings;
         // Stop starting attempts when one more could outlive the lease.
-        let last_start = leased_at + s.lease_ttl.saturating_sub(s.attempt_timeout + Duration::from_secs(1));
+        let last_start = leased_at
+            + s.lease_ttl
+                .saturating_sub(s.attempt_timeout + Duration::from_secs(1));
         let mut in_doubt = was_started;
         let mut doubt_retried = false;
         let mut retries = 0;
@@ -261,8 +308,11 @@ impl Refresher {
             };
             match &error {
                 e if e.is_invalid_grant() => {
-                    let reason =
-                        if in_doubt { ReauthReason::RefreshInDoubt } else { ReauthReason::RefreshTokenRejected };
+                    let reason = if in_doubt {
+                        ReauthReason::RefreshInDoubt
+                    } else {
+                        ReauthReason::RefreshTokenRejected
+                    };
                     return Err(Outcome::InvalidGrant(reason));
                 }
                 SnykError::Lost(_) if !doubt_retried => {
@@ -273,9 +323,13 @@ impl Refresher {
                 }
                 SnykError::Transient { retry_after, .. } if retries < s.transient_retries => {
                     retries += 1;
-                    let wait = backoff(s.backoff_base, retries).max(retry_after.unwrap_or_default());
+                    let wait =
+                        backoff(s.backoff_base, retries).max(retry_after.unwrap_or_default());
                     if Instant::now() + wait > last_start {
-                        return Err(Outcome::Failed { maybe_spent: in_doubt, error });
+                        return Err(Outcome::Failed {
+                            maybe_spent: in_doubt,
+                            error,
+                        });
                     }
                     tokio::time::sleep(wait).await;
                 }
@@ -283,8 +337,18 @@ impl Refresher {
                     retries += 1;
                     tokio::time::sleep(backoff(s.backoff_base, retries)).await;
                 }
-                SnykError::Lost(_) => return Err(Outcome::Failed { maybe_spent: true, error }),
-                _ => return Err(Outcome::Failed { maybe_spent: in_doubt, error }),
+                SnykError::Lost(_) => {
+                    return Err(Outcome::Failed {
+                        maybe_spent: true,
+                        error,
+                    });
+                }
+                _ => {
+                    return Err(Outcome::Failed {
+                        maybe_spent: in_doubt,
+                        error,
+                    });
+                }
             }
         }
     }
@@ -298,7 +362,9 @@ impl Refresher {
                 Ok(Fenced::Written(_)) => return Ok(()),
                 Ok(_) => {
                     tracing::error!(install_id = %grant.install_id, "grant changed while this replica held the refresh lease; result discarded");
-                    return Err(Error::Unavailable("the grant changed during the refresh; retry".into()));
+                    return Err(Error::Unavailable(
+                        "the grant changed during the refresh; retry".into(),
+                    ));
                 }
                 Err(StoreError::Unavailable(e)) if attempt < 5 => {
                     attempt += 1;
@@ -324,7 +390,9 @@ impl Refresher {
                         tracing::error!(install_id = %id, "refresh lease lost while calling Snyk");
                         return;
                     }
-                    Err(e) => tracing::warn!(install_id = %id, error = %e, "could not renew the refresh lease"),
+                    Err(e) => {
+                        tracing::warn!(install_id = %id, error = %e, "could not renew the refresh lease")
+                    }
                 }
             }
         })
@@ -365,11 +433,18 @@ pub fn grant_from_pair(install_id: InstallId, orgs: Vec<Org>, pair: TokenPair) -
 
 /// The grant after a successful refresh: new pair, mark cleared, active; same install and orgs.
 fn with_new_pair(grant: &Grant, pair: TokenPair) -> Grant {
-    Grant { created_at: grant.created_at, ..grant_from_pair(grant.install_id, grant.orgs.clone(), pair) }
+    Grant {
+        created_at: grant.created_at,
+        ..grant_from_pair(grant.install_id, grant.orgs.clone(), pair)
+    }
 }
 
 /// Exponential backoff with jitter (between half and all of the step), capped at 2 s.
 fn backoff(base: Duration, attempt: u32) -> Duration {
-    let cap = base.saturating_mul(1 << attempt.min(10)).min(Duration::from_secs(2));
-    Duration::from_millis(rand::rng().random_range(cap.as_millis() as u64 / 2..=cap.as_millis() as u64))
+    let cap = base
+        .saturating_mul(1 << attempt.min(10))
+        .min(Duration::from_secs(2));
+    Duration::from_millis(
+        rand::rng().random_range(cap.as_millis() as u64 / 2..=cap.as_millis() as u64),
+    )
 }

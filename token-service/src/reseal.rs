@@ -22,7 +22,9 @@ pub async fn reseal_all(store: &Store) -> anyhow::Result<ResealReport> {
     let mut after: Option<InstallId> = None;
     loop {
         let ids = store.list_ids(after.as_ref(), 200).await?;
-        let Some(last) = ids.last().copied() else { break };
+        let Some(last) = ids.last().copied() else {
+            break;
+        };
         for id in ids {
             for _attempt in 0..5 {
                 let v = match store.load(&id).await {
@@ -39,7 +41,8 @@ pub async fn reseal_all(store: &Store) -> anyhow::Result<ResealReport> {
                     report.already_current += 1;
                     break;
                 }
-                if let Fenced::Written(_) = store.write_fenced(v.generation, &v.grant, None).await? {
+                if let Fenced::Written(_) = store.write_fenced(v.generation, &v.grant, None).await?
+                {
                     report.resealed += 1;
                     break;
                 }

@@ -72,10 +72,19 @@ impl Keyring {
     /// Parses `id:base64key,…`.
     pub fn parse(spec: &str) -> Result<Self, KeyringError> {
         let mut keys: Vec<Key> = Vec::new();
-        for (i, entry) in spec.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
-            let (id, b64) = entry.split_once(':').ok_or(KeyringError::Malformed(i + 1))?;
+        for (i, entry) in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+        {
+            let (id, b64) = entry
+                .split_once(':')
+                .ok_or(KeyringError::Malformed(i + 1))?;
             let id_ok = (1..=32).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !id_ok {
                 return Err(KeyringError::BadId(id.to_owned()));
             }
@@ -85,9 +94,12 @@ impl Keyring {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .map_err(|_| KeyringError::BadKey(id.to_owned()))?;
-            let cipher =
-                Aes256Gcm::new_from_slice(&bytes).map_err(|_| KeyringError::BadKey(id.to_owned()))?;
-            keys.push(Key { id: id.to_owned(), cipher });
+            let cipher = Aes256Gcm::new_from_slice(&bytes)
+                .map_err(|_| KeyringError::BadKey(id.to_owned()))?;
+            keys.push(Key {
+                id: id.to_owned(),
+                cipher,
+            });
         }
         if keys.is_empty() {
             return Err(KeyringError::Empty);
@@ -110,7 +122,13 @@ impl Keyring {
         #[allow(clippy::expect_used)]
         let ciphertext = key
             .cipher
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .expect("AES-GCM encrypts inputs far below its size limit");
         let mut out = Vec::with_capacity(2 + key.id.len() + NONCE_LEN + ciphertext.len());
         out.push(FORMAT_V1);
@@ -122,7 +140,12 @@ impl Keyring {
     }
 
     /// Opens a record sealed for `install_id` at `generation`.
-    pub fn open(&self, install_id: &str, generation: u64, record: &[u8]) -> Result<Opened, OpenError> {
+    pub fn open(
+        &self,
+        install_id: &str,
+        generation: u64,
+        record: &[u8],
+    ) -> Result<Opened, OpenError> {
         let (&format, rest) = record.split_first().ok_or(OpenError::Malformed)?;
         if format != FORMAT_V1 {
             return Err(OpenError::Malformed);
@@ -145,9 +168,18 @@ impl Keyring {
         let aad = associated_data(install_id, id, generation);
         let plaintext = key
             .cipher
-            .decrypt(&Nonce::from(nonce), Payload { msg: ciphertext, aad: &aad })
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| OpenError::Inauthentic)?;
-        Ok(Opened { plaintext, sealed_with_primary: index == 0 })
+        Ok(Opened {
+            plaintext,
+            sealed_with_primary: index == 0,
+        })
     }
 }
 
@@ -183,8 +215,14 @@ mod tests {
     fn bound_to_install_and_generation() {
         let ring = Keyring::parse(K1).unwrap();
         let sealed = ring.seal("a", 1, b"x");
-        assert_eq!(ring.open("b", 1, &sealed).unwrap_err(), OpenError::Inauthentic);
-        assert_eq!(ring.open("a", 2, &sealed).unwrap_err(), OpenError::Inauthentic);
+        assert_eq!(
+            ring.open("b", 1, &sealed).unwrap_err(),
+            OpenError::Inauthentic
+        );
+        assert_eq!(
+            ring.open("a", 2, &sealed).unwrap_err(),
+            OpenError::Inauthentic
+        );
     }
 
     #[test]
@@ -194,7 +232,10 @@ mod tests {
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;
-            assert!(ring.open("a", 1, &bad).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                ring.open("a", 1, &bad).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
         for len in 0..sealed.len() {
             assert!(ring.open("a", 1, &sealed[..len]).is_err());
@@ -208,7 +249,10 @@ mod tests {
         let ring = Keyring::parse(&format!("{K1},{same}")).unwrap();
         let mut sealed = ring.seal("a", 1, b"x");
         sealed[3] = b'2'; // "k1" -> "k2"
-        assert_eq!(ring.open("a", 1, &sealed).unwrap_err(), OpenError::Inauthentic);
+        assert_eq!(
+            ring.open("a", 1, &sealed).unwrap_err(),
+            OpenError::Inauthentic
+        );
     }
 
     #[test]
@@ -219,22 +263,37 @@ mod tests {
         let opened = rotated.open("a", 1, &sealed).unwrap();
         assert!(!opened.sealed_with_primary);
         let only_new = Keyring::parse(K2).unwrap();
-        assert_eq!(only_new.open("a", 1, &sealed).unwrap_err(), OpenError::UnknownKey("k1".into()));
+        assert_eq!(
+            only_new.open("a", 1, &sealed).unwrap_err(),
+            OpenError::UnknownKey("k1".into())
+        );
     }
 
     #[test]
     fn wrong_key_with_same_id_fails() {
         let sealed = Keyring::parse(K1).unwrap().seal("a", 1, b"x");
         let impostor = Keyring::parse("k1:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=").unwrap();
-        assert_eq!(impostor.open("a", 1, &sealed).unwrap_err(), OpenError::Inauthentic);
+        assert_eq!(
+            impostor.open("a", 1, &sealed).unwrap_err(),
+            OpenError::Inauthentic
+        );
     }
 
     #[test]
     fn parse_errors_name_the_problem() {
         assert_eq!(Keyring::parse("").unwrap_err(), KeyringError::Empty);
-        assert_eq!(Keyring::parse("nocolon").unwrap_err(), KeyringError::Malformed(1));
-        assert_eq!(Keyring::parse("bad id:AAAA").unwrap_err(), KeyringError::BadId("bad id".into()));
-        assert_eq!(Keyring::parse("k:AAAA").unwrap_err(), KeyringError::BadKey("k".into()));
+        assert_eq!(
+            Keyring::parse("nocolon").unwrap_err(),
+            KeyringError::Malformed(1)
+        );
+        assert_eq!(
+            Keyring::parse("bad id:AAAA").unwrap_err(),
+            KeyringError::BadId("bad id".into())
+        );
+        assert_eq!(
+            Keyring::parse("k:AAAA").unwrap_err(),
+            KeyringError::BadKey("k".into())
+        );
         assert_eq!(
             Keyring::parse(&format!("{K1},{K1}")).unwrap_err(),
             KeyringError::DuplicateId("k1".into())

@@ -31,7 +31,11 @@ pub struct TokenApi {
 
 impl TokenApi {
     pub fn new(store: Store, refresher: Arc<Refresher>, snyk: SnykClient) -> Self {
-        TokenApi { store, refresher, snyk }
+        TokenApi {
+            store,
+            refresher,
+            snyk,
+        }
     }
 
     async fn resolve(&self, target: Option<Target<'_>>) -> Result<InstallId, Error> {
@@ -39,13 +43,21 @@ impl TokenApi {
             Some(Target::Install(s)) => Ok(InstallId::parse(s)?),
             Some(Target::Org(s)) => {
                 let org = OrgId::parse(s)?;
-                self.store.install_for_org(&org).await?.ok_or(Error::UnknownOrg(org))
+                self.store
+                    .install_for_org(&org)
+                    .await?
+                    .ok_or(Error::UnknownOrg(org))
             }
-            None => Err(Error::InvalidArgument("target must be set: install_id or org_id".into())),
+            None => Err(Error::InvalidArgument(
+                "target must be set: install_id or org_id".into(),
+            )),
         }
     }
 
-    async fn complete_install(&self, req: pb::CompleteInstallRequest) -> Result<pb::Install, Error> {
+    async fn complete_install(
+        &self,
+        req: pb::CompleteInstallRequest,
+    ) -> Result<pb::Install, Error> {
         check_field("code", &req.code, 1)?;
         check_verifier(&req.code_verifier)?;
         check_redirect_uri(&req.redirect_uri)?;
@@ -54,9 +66,11 @@ impl TokenApi {
             .exchange_code(&req.code, &req.code_verifier, &req.redirect_uri)
             .await
             .map_err(|e| match e {
-                SnykError::Rejected { ref error, ref description, .. }
-                    if matches!(error.as_str(), "invalid_grant" | "invalid_request") =>
-                {
+                SnykError::Rejected {
+                    ref error,
+                    ref description,
+                    ..
+                } if matches!(error.as_str(), "invalid_grant" | "invalid_request") => {
                     Error::CodeRejected(description.clone().unwrap_or_else(|| error.clone()))
                 }
                 e => Error::from(e),
@@ -88,15 +102,22 @@ impl TokenApi {
         }
     }
 
-    async fn list_orgs_with_retry(&self, token: &secrecy::SecretString) -> Result<Vec<crate::grant::Org>, Error> {
+    async fn list_orgs_with_retry(
+        &self,
+        token: &secrecy::SecretString,
+    ) -> Result<Vec<crate::grant::Org>, Error> {
         let mut attempt = 0;
         loop {
             match self.snyk.list_orgs(token).await {
                 Ok(orgs) => return Ok(orgs),
                 Err(SnykError::Transient { retry_after, .. }) if attempt < 2 => {
                     attempt += 1;
-                    tokio::time::sleep(retry_after.unwrap_or(Duration::from_millis(300)).min(Duration::from_secs(3)))
-                        .await;
+                    tokio::time::sleep(
+                        retry_after
+                            .unwrap_or(Duration::from_millis(300))
+                            .min(Duration::from_secs(3)),
+                    )
+                    .await;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -115,18 +136,30 @@ impl TokenApi {
         Ok(())
     }
 
-    async fn list_installs(&self, req: pb::ListInstallsRequest) -> Result<pb::ListInstallsResponse, Error> {
+    async fn list_installs(
+        &self,
+        req: pb::ListInstallsRequest,
+    ) -> Result<pb::ListInstallsResponse, Error> {
         let size = match req.page_size as usize {
             0 => DEFAULT_PAGE_SIZE,
             n if n <= MAX_PAGE_SIZE => n,
-            _ => return Err(Error::InvalidArgument(format!("page_size must be at most {MAX_PAGE_SIZE}"))),
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "page_size must be at most {MAX_PAGE_SIZE}"
+                )));
+            }
         };
         let after = if req.page_token.is_empty() {
             None
         } else {
             let bad = || Error::InvalidArgument("page_token is not one this service issued".into());
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&req.page_token).map_err(|_| bad())?;
-            Some(InstallId::parse(std::str::from_utf8(&raw).map_err(|_| bad())?).map_err(|_| bad())?)
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&req.page_token)
+                .map_err(|_| bad())?;
+            Some(
+                InstallId::parse(std::str::from_utf8(&raw).map_err(|_| bad())?)
+                    .map_err(|_| bad())?,
+            )
         };
         let ids = self.store.list_ids(after.as_ref(), size + 1).await?;
         let more = ids.len() > size;
@@ -138,10 +171,15 @@ impl TokenApi {
             }
         }
         let next_page_token = match (more, ids.get(size - 1)) {
-            (true, Some(last)) => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.to_string()),
+            (true, Some(last)) => {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.to_string())
+            }
             _ => String::new(),
         };
-        Ok(pb::ListInstallsResponse { installs, next_page_token })
+        Ok(pb::ListInstallsResponse {
+            installs,
+            next_page_token,
+        })
     }
 }
 
@@ -171,10 +209,14 @@ fn check_field(name: &str, value: &str, min: usize) -> Result<(), Error> {
         return Err(Error::InvalidArgument(format!("{name} must not be empty")));
     }
     if value.len() > MAX_FIELD {
-        return Err(Error::InvalidArgument(format!("{name} is longer than {MAX_FIELD} bytes")));
+        return Err(Error::InvalidArgument(format!(
+            "{name} is longer than {MAX_FIELD} bytes"
+        )));
     }
     if value.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(format!("{name} contains control characters")));
+        return Err(Error::InvalidArgument(format!(
+            "{name} contains control characters"
+        )));
     }
     Ok(())
 }
@@ -182,11 +224,14 @@ fn check_field(name: &str, value: &str, min: usize) -> Result<(), Error> {
 /// RFC 7636: 43-128 characters of `[A-Za-z0-9-._~]`.
 fn check_verifier(v: &str) -> Result<(), Error> {
     let ok = (43..=128).contains(&v.len())
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidArgument("code_verifier must be 43-128 characters of [A-Za-z0-9-._~]".into()))
+        Err(Error::InvalidArgument(
+            "code_verifier must be 43-128 characters of [A-Za-z0-9-._~]".into(),
+        ))
     }
 }
 
@@ -194,12 +239,17 @@ fn check_redirect_uri(v: &str) -> Result<(), Error> {
     check_field("redirect_uri", v, 1)?;
     match url::Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
-        _ => Err(Error::InvalidArgument("redirect_uri must be an absolute http(s) URL".into())),
+        _ => Err(Error::InvalidArgument(
+            "redirect_uri must be an absolute http(s) URL".into(),
+        )),
     }
 }
 
 fn timestamp(millis: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: millis.div_euclid(1000), nanos: (millis.rem_euclid(1000) * 1_000_000) as i32 }
+    prost_types::Timestamp {
+        seconds: millis.div_euclid(1000),
+        nanos: (millis.rem_euclid(1000) * 1_000_000) as i32,
+    }
 }
 
 fn install_to_pb(g: &Grant) -> pb::Install {
@@ -209,7 +259,14 @@ fn install_to_pb(g: &Grant) -> pb::Install {
     };
     pb::Install {
         install_id: g.install_id.to_string(),
-        orgs: g.orgs.iter().map(|o| pb::Org { id: o.id.to_string(), name: o.name.clone() }).collect(),
+        orgs: g
+            .orgs
+            .iter()
+            .map(|o| pb::Org {
+                id: o.id.to_string(),
+                name: o.name.clone(),
+            })
+            .collect(),
         scope: g.scope.clone(),
         status: status as i32,
         created_at: Some(timestamp(g.created_at)),
@@ -232,8 +289,13 @@ fn access_token_to_pb(g: &Grant) -> pb::AccessToken {
 #[tonic::async_trait]
 impl TokenService for TokenApi {
     #[tracing::instrument(skip_all, fields(rpc = "CompleteInstall", install_id = tracing::field::Empty))]
-    async fn complete_install(&self, req: Request<pb::CompleteInstallRequest>) -> Result<Response<pb::Install>, Status> {
-        Ok(Response::new(self.complete_install(req.into_inner()).await?))
+    async fn complete_install(
+        &self,
+        req: Request<pb::CompleteInstallRequest>,
+    ) -> Result<Response<pb::Install>, Status> {
+        Ok(Response::new(
+            self.complete_install(req.into_inner()).await?,
+        ))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "GetAccessToken"))]
@@ -249,7 +311,10 @@ impl TokenService for TokenApi {
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "ForceRefresh"))]
-    async fn force_refresh(&self, req: Request<pb::ForceRefreshRequest>) -> Result<Response<pb::AccessToken>, Status> {
+    async fn force_refresh(
+        &self,
+        req: Request<pb::ForceRefreshRequest>,
+    ) -> Result<Response<pb::AccessToken>, Status> {
         let req = req.into_inner();
         check_field("rejected_access_token", &req.rejected_access_token, 1)?;
         let id = self.resolve(force_target(&req.target)).await?;
@@ -259,9 +324,17 @@ impl TokenService for TokenApi {
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "GetInstall"))]
-    async fn get_install(&self, req: Request<pb::GetInstallRequest>) -> Result<Response<pb::Install>, Status> {
+    async fn get_install(
+        &self,
+        req: Request<pb::GetInstallRequest>,
+    ) -> Result<Response<pb::Install>, Status> {
         let id = InstallId::parse(&req.get_ref().install_id).map_err(Error::from)?;
-        let v = self.store.load(&id).await.map_err(Error::from)?.ok_or(Error::UnknownInstall(id))?;
+        let v = self
+            .store
+            .load(&id)
+            .await
+            .map_err(Error::from)?
+            .ok_or(Error::UnknownInstall(id))?;
         Ok(Response::new(install_to_pb(&v.grant)))
     }
 

@@ -48,10 +48,17 @@ struct OAuthErrorBody {
 pub enum SnykError {
     /// An OAuth error answer (`invalid_grant`, `invalid_client`, …): definite, do not retry.
     #[error("Snyk rejected the request: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
-    Rejected { status: u16, error: String, description: Option<String> },
+    Rejected {
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
     /// 429 or 5xx: Snyk did not act; retry later.
     #[error("Snyk answered {status}; retry later")]
-    Transient { status: u16, retry_after: Option<Duration> },
+    Transient {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     /// The connection could not be made: the request never left.
     #[error("Snyk is unreachable: {0}")]
     NotSent(String),
@@ -99,10 +106,19 @@ impl SnykClient {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .timeout(timeout)
-            .user_agent(concat!("snykapps-token-service/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "snykapps-token-service/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()?;
         let rest = RestClient::new(api.clone(), rest_version, timeout)?;
-        Ok(SnykClient { http, api, client_id, client_secret, rest })
+        Ok(SnykClient {
+            http,
+            api,
+            client_id,
+            client_secret,
+            rest,
+        })
     }
 
     fn endpoint(&self, path: &str) -> Url {
@@ -132,8 +148,11 @@ impl SnykClient {
     /// `grant_type=refresh_token`: spends `refresh_token` if Snyk accepts it.
     #[tracing::instrument(skip_all)]
     pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenPair, SnykError> {
-        self.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())])
-            .await
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose_secret()),
+        ])
+        .await
     }
 
     async fn token(&self, params: &[(&str, &str)]) -> Result<TokenPair, SnykError> {
@@ -150,10 +169,9 @@ impl SnykClient {
             .map_err(classify)?;
         let status = response.status();
         if status.is_success() {
-            let body: TokenBody = response
-                .json()
-                .await
-                .map_err(|e| SnykError::Lost(format!("unreadable token answer: {}", e.without_url())))?;
+            let body: TokenBody = response.json().await.map_err(|e| {
+                SnykError::Lost(format!("unreadable token answer: {}", e.without_url()))
+            })?;
             let refresh_token = body
                 .refresh_token
                 .ok_or_else(|| SnykError::Lost("token answer without refresh_token".into()))?;
@@ -197,24 +215,40 @@ impl SnykClient {
         let mut orgs = Vec::new();
         // A bound on pages guards against a server that links a page to itself forever.
         for _ in 0..1000 {
-            let page = self.rest.get_page::<OrgAttributes>(&url, access_token, &[]).await.map_err(from_rest)?;
+            let page = self
+                .rest
+                .get_page::<OrgAttributes>(&url, access_token, &[])
+                .await
+                .map_err(from_rest)?;
             for o in page.data {
-                let id = OrgId::parse(&o.id)
-                    .map_err(|_| SnykError::Unexpected(format!("org id {:?} is not a UUID", o.id)))?;
-                orgs.push(Org { id, name: o.attributes.name });
+                let id = OrgId::parse(&o.id).map_err(|_| {
+                    SnykError::Unexpected(format!("org id {:?} is not a UUID", o.id))
+                })?;
+                orgs.push(Org {
+                    id,
+                    name: o.attributes.name,
+                });
             }
             match page.next {
                 Some(next) => url = next,
                 None => return Ok(orgs),
             }
         }
-        Err(SnykError::Unexpected("/rest/orgs paginates beyond 1000 pages".into()))
+        Err(SnykError::Unexpected(
+            "/rest/orgs paginates beyond 1000 pages".into(),
+        ))
     }
 }
 
 fn from_rest(e: RestError) -> SnykError {
     match e {
-        RestError::Retryable { status, retry_after } => SnykError::Transient { status, retry_after },
+        RestError::Retryable {
+            status,
+            retry_after,
+        } => SnykError::Transient {
+            status,
+            retry_after,
+        },
         RestError::Transport(m) => SnykError::Lost(m),
         e => SnykError::Unexpected(e.to_string()),
     }
@@ -238,10 +272,17 @@ async fn error_answer(response: reqwest::Response) -> SnykError {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        return SnykError::Transient { status: status.as_u16(), retry_after };
+        return SnykError::Transient {
+            status: status.as_u16(),
+            retry_after,
+        };
     }
     match response.json::<OAuthErrorBody>().await {
-        Ok(body) => SnykError::Rejected { status: status.as_u16(), error: body.error, description: body.error_description },
+        Ok(body) => SnykError::Rejected {
+            status: status.as_u16(),
+            error: body.error,
+            description: body.error_description,
+        },
         Err(_) => SnykError::Unexpected(format!("status {status} without an OAuth error body")),
     }
 }

@@ -10,7 +10,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::{
-    config::Settings, metrics::Metrics, refresh::Refresher, service::TokenApi, snyk::SnykClient, store::Store,
+    config::Settings, metrics::Metrics, refresh::Refresher, service::TokenApi, snyk::SnykClient,
+    store::Store,
 };
 
 /// Largest request we decode: every field we accept is at most a few KiB.
@@ -31,9 +32,13 @@ pub struct Application {
 impl Application {
     /// Connects to Redis (failing fast with a clear message) and binds `settings.addr`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = Store::connect(&settings.redis_url, Arc::clone(&settings.keyring), settings.redis_timeout)
-            .await
-            .context("cannot connect to Redis at REDIS_URL")?;
+        let store = Store::connect(
+            &settings.redis_url,
+            Arc::clone(&settings.keyring),
+            settings.redis_timeout,
+        )
+        .await
+        .context("cannot connect to Redis at REDIS_URL")?;
         let snyk = SnykClient::new(
             settings.snyk_api_url.clone(),
             settings.client_id.clone(),
@@ -42,12 +47,25 @@ impl Application {
             settings.refresh.attempt_timeout,
         )?;
         let metrics = Arc::new(Metrics::default());
-        let refresher = Refresher::new(store.clone(), snyk.clone(), settings.refresh.clone(), Arc::clone(&metrics));
+        let refresher = Refresher::new(
+            store.clone(),
+            snyk.clone(),
+            settings.refresh.clone(),
+            Arc::clone(&metrics),
+        );
         let listener = TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("cannot listen on TOKEN_SERVICE_ADDR {}", settings.addr))?;
         let local_addr = listener.local_addr()?;
-        Ok(Application { listener, local_addr, settings, store, refresher, snyk, metrics })
+        Ok(Application {
+            listener,
+            local_addr,
+            settings,
+            store,
+            refresher,
+            snyk,
+            metrics,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -65,7 +83,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight RPCs finish and waits
     /// for every refresh in flight to store its result.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TokenServiceServer<TokenApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
@@ -76,13 +97,16 @@ impl Application {
         let server = TokenServiceServer::new(api)
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(4 * 1024 * 1024);
-        let authenticated = InterceptedService::new(server, move |req| crate::caller::check(&keys, req));
+        let authenticated =
+            InterceptedService::new(server, move |req| crate::caller::check(&keys, req));
 
         tracing::info!(addr = %self.local_addr, "token-service listening");
         let stopped = async {
             shutdown.await;
             tracing::info!("shutting down: no new calls; finishing in-flight calls and refreshes");
-            health.set_not_serving::<TokenServiceServer<TokenApi>>().await;
+            health
+                .set_not_serving::<TokenServiceServer<TokenApi>>()
+                .await;
         };
         tonic::transport::Server::builder()
             .add_service(health_service)

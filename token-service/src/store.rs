@@ -62,7 +62,9 @@ pub struct Store {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("keyring", &self.keyring).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("keyring", &self.keyring)
+            .finish_non_exhaustive()
     }
 }
 
@@ -138,7 +140,11 @@ struct Record {
 
 impl Store {
     /// Connects to Redis at `url` (fails fast when it is unreachable).
-    pub async fn connect(url: &str, keyring: Arc<Keyring>, timeout: Duration) -> Result<Self, redis::RedisError> {
+    pub async fn connect(
+        url: &str,
+        keyring: Arc<Keyring>,
+        timeout: Duration,
+    ) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -168,21 +174,36 @@ impl Store {
     /// Reads one grant: one round trip (`HMGET gen rec`).
     pub async fn load(&self, id: &InstallId) -> Result<Option<Versioned>, StoreError> {
         let mut c = self.conn.clone();
-        let (generation, rec): (Option<u64>, Option<Vec<u8>>) =
-            redis::cmd("HMGET").arg(grant_key(id)).arg("gen").arg("rec").query_async(&mut c).await?;
+        let (generation, rec): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(grant_key(id))
+            .arg("gen")
+            .arg("rec")
+            .query_async(&mut c)
+            .await?;
         match (generation, rec) {
             (Some(generation), Some(rec)) => self.open(id, generation, &rec).map(Some),
             _ => Ok(None),
         }
     }
 
-    fn open(&self, id: &InstallId, generation: u64, sealed: &[u8]) -> Result<Versioned, StoreError> {
+    fn open(
+        &self,
+        id: &InstallId,
+        generation: u64,
+        sealed: &[u8],
+    ) -> Result<Versioned, StoreError> {
         let opened = self
             .keyring
             .open(&id.to_string(), generation, sealed)
-            .map_err(|source| StoreError::Unreadable { install: *id, source })?;
-        let r: Record = serde_json::from_slice(&opened.plaintext)
-            .map_err(|e| StoreError::Corrupt { install: *id, reason: e.to_string() })?;
+            .map_err(|source| StoreError::Unreadable {
+                install: *id,
+                source,
+            })?;
+        let r: Record =
+            serde_json::from_slice(&opened.plaintext).map_err(|e| StoreError::Corrupt {
+                install: *id,
+                reason: e.to_string(),
+            })?;
         let grant = Grant {
             install_id: *id,
             access_token: r.access_token.into(),
@@ -198,7 +219,11 @@ impl Store {
             status: r.status,
             refresh_started_at: r.refresh_started_at,
         };
-        Ok(Versioned { generation, grant, sealed_with_primary: opened.sealed_with_primary })
+        Ok(Versioned {
+            generation,
+            grant,
+            sealed_with_primary: opened.sealed_with_primary,
+        })
     }
 
     fn seal(&self, grant: &Grant, generation: u64) -> Vec<u8> {
@@ -218,7 +243,8 @@ impl Store {
         };
         // Serializing plain strings and numbers cannot fail.
         let json = serde_json::to_vec(&r).unwrap_or_default();
-        self.keyring.seal(&grant.install_id.to_string(), generation, &json)
+        self.keyring
+            .seal(&grant.install_id.to_string(), generation, &json)
     }
 
     /// Stores a new install's grant (generation 1), then indexes it and its orgs.
@@ -233,7 +259,10 @@ impl Store {
             .invoke_async(&mut c)
             .await?;
         if created != 1 {
-            return Err(StoreError::Corrupt { install: id, reason: "install id already in use".into() });
+            return Err(StoreError::Corrupt {
+                install: id,
+                reason: "install id already in use".into(),
+            });
         }
         let mut pipe = redis::pipe();
         pipe.zadd(INSTALLS, id.to_string(), 0).ignore();
@@ -297,7 +326,11 @@ impl Store {
     }
 
     /// Up to `limit` install ids after `after` (exclusive), in id order.
-    pub async fn list_ids(&self, after: Option<&InstallId>, limit: usize) -> Result<Vec<InstallId>, StoreError> {
+    pub async fn list_ids(
+        &self,
+        after: Option<&InstallId>,
+        limit: usize,
+    ) -> Result<Vec<InstallId>, StoreError> {
         let mut c = self.conn.clone();
         let min = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
         let ids: Vec<String> = redis::cmd("ZRANGE")
@@ -310,11 +343,19 @@ impl Store {
             .arg(limit)
             .query_async(&mut c)
             .await?;
-        Ok(ids.iter().filter_map(|s| InstallId::parse(s).ok()).collect())
+        Ok(ids
+            .iter()
+            .filter_map(|s| InstallId::parse(s).ok())
+            .collect())
     }
 
     /// `SET NX PX`: takes the refresh lease of `id` for `owner`.
-    pub async fn try_lease(&self, id: &InstallId, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn try_lease(
+        &self,
+        id: &InstallId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
         let ok: Option<String> = redis::cmd("SET")
             .arg(lease_key(id))
@@ -328,7 +369,12 @@ impl Store {
     }
 
     /// Extends the lease while `owner` still holds it; false when it was lost.
-    pub async fn renew_lease(&self, id: &InstallId, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn renew_lease(
+        &self,
+        id: &InstallId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
         let n: i64 = self
             .scripts
@@ -344,7 +390,13 @@ impl Store {
     /// Releases the lease only if `owner` still holds it (compare-and-delete).
     pub async fn release_lease(&self, id: &InstallId, owner: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let _: i64 = self.scripts.release.key(lease_key(id)).arg(owner).invoke_async(&mut c).await?;
+        let _: i64 = self
+            .scripts
+            .release
+            .key(lease_key(id))
+            .arg(owner)
+            .invoke_async(&mut c)
+            .await?;
         Ok(())
     }
 

@@ -23,7 +23,7 @@ fn document() -> &'static Value {
         let path = std::env::var_os("SNYK_OPENAPI_PATH")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/snyk-openapi/rest.json")
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/snyk-openapi/rest.json")
             });
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(

@@ -104,7 +104,9 @@ impl RedisServer {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         let child = spawn_tied_to_process(cmd).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => RedisStartError::NotInstalled,
             _ => RedisStartError::Io(e),
@@ -164,7 +166,10 @@ impl RedisServer {
                 let Ok(line) = line else { break };
                 log.push_str(&line);
                 log.push('\n');
-                if line.to_ascii_lowercase().contains("ready to accept connections") {
+                if line
+                    .to_ascii_lowercase()
+                    .contains("ready to accept connections")
+                {
                     let _ = tx.send(Ok(()));
                     // Keep draining so the server never blocks on a full pipe.
                     continue;
@@ -270,25 +275,68 @@ mod tests {
     async fn two_servers_do_not_share_state() {
         let a = RedisServer::start().unwrap();
         let b = RedisServer::start().unwrap();
-        let mut ca = redis::Client::open(a.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let mut cb = redis::Client::open(b.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let _: () = redis::cmd("SET").arg("k").arg("a").query_async(&mut ca).await.unwrap();
-        let got: Option<String> = redis::cmd("GET").arg("k").query_async(&mut cb).await.unwrap();
+        let mut ca = redis::Client::open(a.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut cb = redis::Client::open(b.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("a")
+            .query_async(&mut ca)
+            .await
+            .unwrap();
+        let got: Option<String> = redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut cb)
+            .await
+            .unwrap();
         assert_eq!(got, None);
     }
 
     #[tokio::test]
     async fn persistent_server_keeps_data_across_a_kill() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = RedisOptions { tcp: true, persistent: true, dir: Some(dir.path().into()), port: None };
+        let opts = RedisOptions {
+            tcp: true,
+            persistent: true,
+            dir: Some(dir.path().into()),
+            port: None,
+        };
         let mut first = RedisServer::start_with(opts.clone()).unwrap();
         let port = first.port().unwrap();
-        let mut c = redis::Client::open(first.tcp_url().unwrap()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let _: () = redis::cmd("SET").arg("k").arg("v").query_async(&mut c).await.unwrap();
+        let mut c = redis::Client::open(first.tcp_url().unwrap())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query_async(&mut c)
+            .await
+            .unwrap();
         first.kill();
-        let second = RedisServer::start_with(RedisOptions { port: Some(port), ..opts }).unwrap();
-        let mut c = redis::Client::open(second.tcp_url().unwrap()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let got: Option<String> = redis::cmd("GET").arg("k").query_async(&mut c).await.unwrap();
+        let second = RedisServer::start_with(RedisOptions {
+            port: Some(port),
+            ..opts
+        })
+        .unwrap();
+        let mut c = redis::Client::open(second.tcp_url().unwrap())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let got: Option<String> = redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut c)
+            .await
+            .unwrap();
         assert_eq!(got.as_deref(), Some("v"));
     }
 }
