@@ -101,6 +101,7 @@ impl Stack {
         let api = self.fake.url();
         let base: Vec<(&str, String)> = vec![
             ("TOKEN_SERVICE_ADDR", "127.0.0.1:0".into()),
+            ("TOKEN_SERVICE_METRICS_ADDR", "127.0.0.1:0".into()),
             ("REDIS_URL", redis_url),
             ("SNYK_API_URL", api),
             ("SNYK_CLIENT_ID", CLIENT_ID.into()),

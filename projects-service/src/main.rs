@@ -1,21 +1,31 @@
-//! The `projects-service` binary.
+//! The `projects-service` binary. `projects-service` serves; `projects-service healthcheck` asks the
+//! service listening on `PROJECTS_SERVICE_ADDR` for `/readyz` (exit code 0 on 200).
 
 use std::process::ExitCode;
 
 use projects_service::{Application, Settings};
-use service_runtime::{init_logging, shutdown_signal};
+use service_runtime::{shutdown_signal, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_logging("info");
-    match try_main().await {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        // Needs only the listen address: no settings, no telemetry.
+        let result =
+            service_runtime::healthcheck::http("PROJECTS_SERVICE_ADDR", "0.0.0.0:8081", "/readyz")
+                .await;
+        return service_runtime::healthcheck::report("projects-service", &result);
+    }
+    let telemetry = telemetry::init("projects-service", "info");
+    let code = match try_main().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "projects-service failed");
             eprintln!("projects-service: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 async fn try_main() -> anyhow::Result<()> {

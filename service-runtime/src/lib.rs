@@ -1,22 +1,17 @@
-//! What every service binary does the same way: logging set-up (`RUST_LOG`, `LOG_FORMAT=json`)
-//! and the shutdown signal (SIGINT or SIGTERM).
+//! What every service binary does the same way: telemetry set-up (logs, traces, metrics) and the
+//! shutdown signal (SIGINT or SIGTERM).
 
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+pub mod healthcheck;
+pub mod telemetry;
 
-/// Installs the global subscriber once; later calls (tests) are no-ops. JSON lines when
-/// `LOG_FORMAT=json`, human-readable otherwise; `RUST_LOG` overrides `default_filter`.
+/// Logging and tracing without a flush at exit. Prefer [`telemetry::init`] and keep its handle;
+/// this remains for binaries not yet moved over.
 pub fn init_logging(default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = if json {
-        registry
-            .with(fmt::layer().json().with_current_span(true))
-            .try_init()
-    } else {
-        registry.with(fmt::layer()).try_init()
-    };
+    let name = std::env::args()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "service".into());
+    std::mem::forget(telemetry::init(&name, default_filter));
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -42,6 +42,17 @@ pub enum RestError {
 }
 
 impl RestError {
+    /// The HTTP status as a metric label, or "error" when there was no answer to read.
+    pub fn status_label(&self) -> String {
+        match self {
+            RestError::Unauthorized(_) => "401".into(),
+            RestError::NotFound { status, .. } | RestError::BadRequest { status, .. } | RestError::Retryable { status, .. } => {
+                status.to_string()
+            }
+            RestError::Transport(_) | RestError::Unexpected(_) => "error".into(),
+        }
+    }
+
     /// Worth another attempt after a pause.
     pub fn is_retryable(&self) -> bool {
         matches!(self, RestError::Retryable { .. } | RestError::Transport(_))

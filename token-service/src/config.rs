@@ -15,6 +15,10 @@ use crate::{refresh::RefreshSettings, seal::Keyring};
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served (Prometheus text).
+    pub metrics_addr: SocketAddr,
+    /// How long to keep serving after readiness turned off at shutdown.
+    pub shutdown_drain: Duration,
     pub redis_url: String,
     pub redis_timeout: Duration,
     pub snyk_api_url: Url,
@@ -96,7 +100,17 @@ impl Settings {
             "TOKEN_SERVICE_CLIENT_KEYS",
             &required("TOKEN_SERVICE_CLIENT_KEYS")?,
         )?;
+        let shutdown_drain = Duration::from_millis(
+            var("SHUTDOWN_DRAIN_MS", "0")
+                .trim()
+                .parse()
+                .context("SHUTDOWN_DRAIN_MS must be a whole number of milliseconds")?,
+        );
         Ok(Settings {
+            metrics_addr: var("TOKEN_SERVICE_METRICS_ADDR", "0.0.0.0:9464")
+                .parse()
+                .context("TOKEN_SERVICE_METRICS_ADDR must be host:port")?,
+            shutdown_drain,
             addr: var("TOKEN_SERVICE_ADDR", "0.0.0.0:50051")
                 .parse()
                 .context("TOKEN_SERVICE_ADDR must be host:port")?,

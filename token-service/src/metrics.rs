@@ -1,15 +1,68 @@
-//! Counters of what token-service did, read by tests now and exported by the telemetry work later.
+//! What token-service did, counted twice on purpose: OpenTelemetry instruments (exported over
+//! OTLP and at `/metrics`) and plain atomics that tests read as a [`Snapshot`] without any
+//! exporter in the way.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering::Relaxed},
     time::Duration,
 };
 
+use opentelemetry::{
+    KeyValue, global,
+    metrics::{Counter, Histogram},
+};
+
 use crate::grant::ReauthReason;
+
+/// The OpenTelemetry instruments (no-ops until `service_runtime::telemetry::init` ran).
+#[derive(Debug)]
+struct Instruments {
+    token_requests: Counter<u64>,
+    refreshes: Counter<u64>,
+    in_doubt: Counter<u64>,
+    needs_reauth: Counter<u64>,
+    lease_wait: Histogram<f64>,
+    snyk_calls: Counter<u64>,
+}
+
+impl Default for Instruments {
+    fn default() -> Self {
+        let meter = global::meter("token-service");
+        Instruments {
+            token_requests: meter
+                .u64_counter("snykapps.token.requests")
+                .with_description("Access tokens handed out, by whether a refresh was needed (cache=hit: none)")
+                .build(),
+            refreshes: meter
+                .u64_counter("snykapps.token.refreshes")
+                .with_description("Refreshes at Snyk's token endpoint, by outcome")
+                .build(),
+            in_doubt: meter
+                .u64_counter("snykapps.token.refresh_in_doubt")
+                .with_description("Refreshes whose answer was lost or whose holder died mid-refresh (the token may be spent)")
+                .build(),
+            needs_reauth: meter
+                .u64_counter("snykapps.installs.needs_reauth")
+                .with_description("Installs moved to NEEDS_REAUTH, by reason")
+                .build(),
+            lease_wait: meter
+                .f64_histogram("snykapps.token.refresh_lease_wait")
+                .with_unit("s")
+                .with_description("Time a replica waited for another replica's refresh lease")
+                .with_boundaries(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+                .build(),
+            snyk_calls: meter
+                .u64_counter("snykapps.snyk.calls")
+                .with_description("Calls to Snyk, by endpoint and HTTP status (or error)")
+                .build(),
+        }
+    }
+}
 
 /// Process-wide counters (lock-free; read as a [`Snapshot`]).
 #[derive(Debug, Default)]
 pub struct Metrics {
+    otel: Instruments,
     tokens_cached: AtomicU64,
     tokens_after_refresh: AtomicU64,
     refresh_ok: AtomicU64,
@@ -48,6 +101,18 @@ impl Metrics {
             &self.tokens_cached
         }
         .fetch_add(1, Relaxed);
+        let cache = if after_refresh { "miss" } else { "hit" };
+        self.otel.token_requests.add(1, &[KeyValue::new("outcome", "ok"), KeyValue::new("cache", cache)]);
+    }
+
+    /// A token request that ended in an error (the gRPC status code's name).
+    pub fn token_failed(&self, code: String) {
+        self.otel.token_requests.add(1, &[KeyValue::new("outcome", code), KeyValue::new("cache", "miss")]);
+    }
+
+    /// One call to Snyk: `endpoint` like "oauth2/token", `status` the HTTP status or "error".
+    pub fn snyk_call(&self, endpoint: &'static str, status: String) {
+        self.otel.snyk_calls.add(1, &[KeyValue::new("endpoint", endpoint), KeyValue::new("status", status)]);
     }
 
     pub fn refresh(&self, outcome: &'static str) {
@@ -58,10 +123,12 @@ impl Metrics {
             _ => &self.refresh_unavailable,
         }
         .fetch_add(1, Relaxed);
+        self.otel.refreshes.add(1, &[KeyValue::new("outcome", outcome)]);
     }
 
     pub fn in_doubt(&self) {
         self.in_doubt_events.fetch_add(1, Relaxed);
+        self.otel.in_doubt.add(1, &[]);
     }
 
     pub fn needs_reauth(&self, reason: ReauthReason) {
@@ -70,12 +137,13 @@ impl Metrics {
             ReauthReason::RefreshInDoubt => &self.needs_reauth_in_doubt,
         }
         .fetch_add(1, Relaxed);
+        self.otel.needs_reauth.add(1, &[KeyValue::new("reason", reason.as_str())]);
     }
 
     pub fn lease_waited(&self, d: Duration) {
         self.lease_waits.fetch_add(1, Relaxed);
-        self.lease_wait_micros
-            .fetch_add(d.as_micros() as u64, Relaxed);
+        self.lease_wait_micros.fetch_add(d.as_micros() as u64, Relaxed);
+        self.otel.lease_wait.record(d.as_secs_f64(), &[]);
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     error::Error,
     grant::{Grant, InstallId, Need, OrgId, Status as GrantStatus},
+    metrics::Metrics,
     refresh::{Refresher, grant_from_pair},
     snyk::{SnykClient, SnykError},
     store::Store,
@@ -27,15 +28,19 @@ pub struct TokenApi {
     store: Store,
     refresher: Arc<Refresher>,
     snyk: SnykClient,
+    metrics: Arc<Metrics>,
 }
 
 impl TokenApi {
-    pub fn new(store: Store, refresher: Arc<Refresher>, snyk: SnykClient) -> Self {
-        TokenApi {
-            store,
-            refresher,
-            snyk,
-        }
+    pub fn new(store: Store, refresher: Arc<Refresher>, snyk: SnykClient, metrics: Arc<Metrics>) -> Self {
+        TokenApi { store, refresher, snyk, metrics }
+    }
+
+    /// Counts a failed token request by its status before handing the status back.
+    fn failed(&self, e: Error) -> Status {
+        let status = Status::from(e);
+        self.metrics.token_failed(format!("{:?}", status.code()));
+        status
     }
 
     async fn resolve(&self, target: Option<Target<'_>>) -> Result<InstallId, Error> {
@@ -304,9 +309,10 @@ impl TokenService for TokenApi {
         req: Request<pb::GetAccessTokenRequest>,
     ) -> Result<Response<pb::AccessToken>, Status> {
         let req = req.into_inner();
-        let id = self.resolve(access_target(&req.target)).await?;
         let need = Need::Validity(Duration::from_secs(req.min_validity_seconds.into()));
-        let grant = self.refresher.token(id, need).await?;
+        let grant = async { self.refresher.token(self.resolve(access_target(&req.target)).await?, need).await }
+            .await
+            .map_err(|e| self.failed(e))?;
         Ok(Response::new(access_token_to_pb(&grant)))
     }
 
@@ -316,10 +322,13 @@ impl TokenService for TokenApi {
         req: Request<pb::ForceRefreshRequest>,
     ) -> Result<Response<pb::AccessToken>, Status> {
         let req = req.into_inner();
-        check_field("rejected_access_token", &req.rejected_access_token, 1)?;
-        let id = self.resolve(force_target(&req.target)).await?;
-        let need = Need::Replace(req.rejected_access_token.into());
-        let grant = self.refresher.token(id, need).await?;
+        let grant = async {
+            check_field("rejected_access_token", &req.rejected_access_token, 1)?;
+            let id = self.resolve(force_target(&req.target)).await?;
+            self.refresher.token(id, Need::Replace(req.rejected_access_token.into())).await
+        }
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(Response::new(access_token_to_pb(&grant)))
     }
 

@@ -2,7 +2,7 @@
 //! learn which orgs a new install may see. Each call is one attempt; the caller decides retries,
 //! because only it knows whether a retry could spend a refresh token twice.
 
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use reqwest::{StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
@@ -10,7 +10,10 @@ use serde::Deserialize;
 use snyk_rest::{OrgAttributes, RestClient, RestError};
 use url::Url;
 
-use crate::grant::{Org, OrgId};
+use crate::{
+    grant::{Org, OrgId},
+    metrics::Metrics,
+};
 
 /// A successful token answer. `Debug` redacts the tokens.
 #[derive(Debug, Clone)]
@@ -79,6 +82,7 @@ impl SnykError {
 /// Typed client for the endpoints token-service calls.
 #[derive(Clone)]
 pub struct SnykClient {
+    metrics: Arc<Metrics>,
     http: reqwest::Client,
     api: Url,
     client_id: String,
@@ -102,6 +106,7 @@ impl SnykClient {
         client_secret: SecretString,
         rest_version: String,
         timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(3)))
@@ -112,13 +117,7 @@ impl SnykClient {
             ))
             .build()?;
         let rest = RestClient::new(api.clone(), rest_version, timeout)?;
-        Ok(SnykClient {
-            http,
-            api,
-            client_id,
-            client_secret,
-            rest,
-        })
+        Ok(SnykClient { metrics, http, api, client_id, client_secret, rest })
     }
 
     fn endpoint(&self, path: &str) -> Url {
@@ -163,11 +162,14 @@ impl SnykClient {
             .http
             .post(self.endpoint("/oauth2/token"))
             .header(header::ACCEPT, "application/json")
+            .headers(trace_headers())
             .form(&form)
             .send()
             .await
+            .inspect_err(|_| self.metrics.snyk_call("oauth2/token", "error".into()))
             .map_err(classify)?;
         let status = response.status();
+        self.metrics.snyk_call("oauth2/token", status.as_u16().to_string());
         if status.is_success() {
             let body: TokenBody = response.json().await.map_err(|e| {
                 SnykError::Lost(format!("unreadable token answer: {}", e.without_url()))
@@ -194,6 +196,7 @@ impl SnykClient {
         let response = self
             .http
             .post(self.endpoint("/oauth2/revoke"))
+            .headers(trace_headers())
             .form(&[
                 ("token", token.expose_secret()),
                 ("client_id", &self.client_id),
@@ -201,7 +204,9 @@ impl SnykClient {
             ])
             .send()
             .await
+            .inspect_err(|_| self.metrics.snyk_call("oauth2/revoke", "error".into()))
             .map_err(classify)?;
+        self.metrics.snyk_call("oauth2/revoke", response.status().as_u16().to_string());
         if response.status().is_success() {
             return Ok(());
         }
@@ -217,8 +222,10 @@ impl SnykClient {
         for _ in 0..1000 {
             let page = self
                 .rest
-                .get_page::<OrgAttributes>(&url, access_token, &[])
+                .get_page::<OrgAttributes>(&url, access_token, &service_runtime::telemetry::current_context_headers())
                 .await
+                .inspect(|_| self.metrics.snyk_call("rest/orgs", "200".into()))
+                .inspect_err(|e| self.metrics.snyk_call("rest/orgs", e.status_label()))
                 .map_err(from_rest)?;
             for o in page.data {
                 let id = OrgId::parse(&o.id).map_err(|_| {
@@ -252,6 +259,14 @@ fn from_rest(e: RestError) -> SnykError {
         RestError::Transport(m) => SnykError::Lost(m),
         e => SnykError::Unexpected(e.to_string()),
     }
+}
+
+/// `traceparent`/`tracestate` of the current span, for the next hop.
+fn trace_headers() -> reqwest::header::HeaderMap {
+    service_runtime::telemetry::current_context_headers()
+        .into_iter()
+        .filter_map(|(k, v)| Some((reqwest::header::HeaderName::from_static(k), v.parse().ok()?)))
+        .collect()
 }
 
 fn classify(e: reqwest::Error) -> SnykError {

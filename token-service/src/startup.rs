@@ -1,27 +1,36 @@
-//! Builds the gRPC server from settings and runs it until a shutdown future resolves
-//! (zero2prod's `Application`, mini-redis's passed-in shutdown).
+//! Builds the gRPC server (and its `/metrics` side port) from settings and runs it until a
+//! shutdown future resolves (zero2prod's `Application`, mini-redis's passed-in shutdown).
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::Arc,
+    task::{Context as TaskContext, Poll},
+    time::Instant,
+};
 
 use anyhow::Context;
+use futures::future::BoxFuture;
+use opentelemetry::{KeyValue, global, metrics::Histogram};
 use snykapps_proto::token_v1::token_service_server::TokenServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::{
-    config::Settings, metrics::Metrics, refresh::Refresher, service::TokenApi, snyk::SnykClient,
-    store::Store,
+    config::Settings, metrics::Metrics, refresh::Refresher, service::TokenApi, snyk::SnykClient, store::Store,
 };
 
 /// Largest request we decode: every field we accept is at most a few KiB.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// A built token-service, bound to its port, not yet serving.
+/// A built token-service, bound to its ports, not yet serving.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    metrics_listener: TcpListener,
+    metrics_addr: SocketAddr,
     settings: Settings,
     store: Store,
     refresher: Arc<Refresher>,
@@ -30,46 +39,39 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to Redis (failing fast with a clear message) and binds `settings.addr`.
+    /// Connects to Redis (failing fast with a clear message) and binds both ports.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = Store::connect(
-            &settings.redis_url,
-            Arc::clone(&settings.keyring),
-            settings.redis_timeout,
-        )
-        .await
-        .context("cannot connect to Redis at REDIS_URL")?;
+        let store = Store::connect(&settings.redis_url, Arc::clone(&settings.keyring), settings.redis_timeout)
+            .await
+            .context("cannot connect to Redis at REDIS_URL")?;
+        let metrics = Arc::new(Metrics::default());
         let snyk = SnykClient::new(
             settings.snyk_api_url.clone(),
             settings.client_id.clone(),
             settings.client_secret.clone(),
             settings.rest_version.clone(),
             settings.refresh.attempt_timeout,
-        )?;
-        let metrics = Arc::new(Metrics::default());
-        let refresher = Refresher::new(
-            store.clone(),
-            snyk.clone(),
-            settings.refresh.clone(),
             Arc::clone(&metrics),
-        );
+        )?;
+        let refresher = Refresher::new(store.clone(), snyk.clone(), settings.refresh.clone(), Arc::clone(&metrics));
         let listener = TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("cannot listen on TOKEN_SERVICE_ADDR {}", settings.addr))?;
         let local_addr = listener.local_addr()?;
-        Ok(Application {
-            listener,
-            local_addr,
-            settings,
-            store,
-            refresher,
-            snyk,
-            metrics,
-        })
+        let metrics_listener = TcpListener::bind(settings.metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on TOKEN_SERVICE_METRICS_ADDR {}", settings.metrics_addr))?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        Ok(Application { listener, local_addr, metrics_listener, metrics_addr, settings, store, refresher, snyk, metrics })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `GET /metrics` (Prometheus text) is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -81,42 +83,134 @@ impl Application {
         &self.store
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight RPCs finish and waits
-    /// for every refresh in flight to store its result.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> anyhow::Result<()> {
+    /// Serves until `shutdown` resolves. Then health turns NOT_SERVING, the service keeps serving
+    /// for `SHUTDOWN_DRAIN_MS` (so load balancers notice), stops accepting, lets in-flight RPCs
+    /// finish and waits for every refresh in flight to store its result.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TokenServiceServer<TokenApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(snykapps_proto::FILE_DESCRIPTOR_SET)
             .build_v1()?;
-        let api = TokenApi::new(self.store, Arc::clone(&self.refresher), self.snyk);
+        let api = TokenApi::new(self.store, Arc::clone(&self.refresher), self.snyk, Arc::clone(&self.metrics));
         let keys = Arc::clone(&self.settings.client_keys);
         let server = TokenServiceServer::new(api)
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(4 * 1024 * 1024);
-        let authenticated =
-            InterceptedService::new(server, move |req| crate::caller::check(&keys, req));
+        let authenticated = InterceptedService::new(server, move |req| crate::caller::check(&keys, req));
 
-        tracing::info!(addr = %self.local_addr, "token-service listening");
-        let stopped = async {
+        let metrics_server = tokio::spawn(serve_metrics(self.metrics_listener));
+        tracing::info!(addr = %self.local_addr, metrics = %self.metrics_addr, "token-service listening");
+        let drain = self.settings.shutdown_drain;
+        let stopped = async move {
             shutdown.await;
-            tracing::info!("shutting down: no new calls; finishing in-flight calls and refreshes");
-            health
-                .set_not_serving::<TokenServiceServer<TokenApi>>()
-                .await;
+            tracing::info!("shutting down: readiness off, draining");
+            health.set_not_serving::<TokenServiceServer<TokenApi>>().await;
+            tokio::time::sleep(drain).await;
+            tracing::info!("no new calls; finishing in-flight calls and refreshes");
         };
-        tonic::transport::Server::builder()
+        let result = tonic::transport::Server::builder()
+            .trace_fn(grpc_span)
+            .layer(tower::layer::layer_fn(RpcDuration::new))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(authenticated)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stopped)
             .await
-            .context("gRPC server failed")?;
+            .context("gRPC server failed");
         self.refresher.drain().await;
+        metrics_server.abort();
         tracing::info!("token-service stopped");
-        Ok(())
+        result
+    }
+}
+
+/// One span per RPC, child of the caller's `traceparent` when it sent one.
+fn grpc_span(req: &http::Request<()>) -> tracing::Span {
+    let path = req.uri().path();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let span = tracing::info_span!(
+        "grpc",
+        otel.name = %path,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.method = %path,
+        request_id = %request_id,
+    );
+    service_runtime::telemetry::set_parent_from(&span, |k| {
+        req.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    });
+    span
+}
+
+/// A tower layer recording `rpc.server.duration` by method and gRPC status.
+#[derive(Debug, Clone)]
+struct RpcDuration<S> {
+    inner: S,
+    histogram: Histogram<f64>,
+}
+
+impl<S> RpcDuration<S> {
+    fn new(inner: S) -> Self {
+        let histogram = global::meter("token-service")
+            .f64_histogram("rpc.server.duration")
+            .with_unit("s")
+            .with_description("gRPC request durations, by method and status")
+            .with_boundaries(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
+            .build();
+        RpcDuration { inner, histogram }
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for RpcDuration<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let method = req.uri().path().to_owned();
+        let histogram = self.histogram.clone();
+        let started = Instant::now();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let res = fut.await;
+            // Errors come back "trailers-only", with grpc-status in the headers; success has it
+            // in the trailers, so no header means OK here.
+            let status = match &res {
+                Ok(r) => r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0").to_owned(),
+                Err(_) => "transport_error".to_owned(),
+            };
+            histogram.record(
+                started.elapsed().as_secs_f64(),
+                &[KeyValue::new("rpc.method", method), KeyValue::new("rpc.grpc.status_code", status)],
+            );
+            res
+        })
+    }
+}
+
+/// `GET /metrics` in Prometheus text format on the side port.
+async fn serve_metrics(listener: TcpListener) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            ([("content-type", "text/plain; version=0.0.4")], service_runtime::telemetry::prometheus_text())
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "metrics server failed");
     }
 }
