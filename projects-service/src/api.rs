@@ -11,7 +11,6 @@ use crate::{
     error::ApiError,
     listing::{Filters, Project, RetryPolicy, list_projects},
     tokens::TokenSource,
-    trace::TraceContext,
 };
 
 /// What every handler shares.
@@ -21,6 +20,8 @@ pub struct AppState {
     pub tokens: TokenSource,
     pub policy: RetryPolicy,
     pub client_keys: Arc<ClientKeys>,
+    /// Set at shutdown: readiness turns false while in-flight requests finish.
+    pub draining: service_runtime::http::Draining,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,21 +95,8 @@ async fn projects(
         kind: token_filter("type", query.kind)?,
         names_start_with,
     };
-    let trace = TraceContext::from_header(
-        req.headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok()),
-    );
-    tracing::info!(caller, org_id = %org, trace_id = trace.trace_id(), "listing projects");
-    let projects = list_projects(
-        &state.rest,
-        &state.tokens,
-        state.policy,
-        &org,
-        &filters,
-        &trace,
-    )
-    .await?;
+    tracing::info!(caller, org_id = %org, "listing projects");
+    let projects = list_projects(&state.rest, &state.tokens, state.policy, &org, &filters).await?;
     Ok(HttpResponse::Ok().json(ProjectsResponse {
         org_id: org,
         count: projects.len(),
@@ -123,6 +111,12 @@ async fn healthz() -> HttpResponse {
 
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.draining.is_draining() {
+        return Err(ApiError::Unavailable {
+            message: "shutting down".into(),
+            retry_after_secs: 1,
+        });
+    }
     if state.tokens.ready().await {
         Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
     } else {
@@ -135,7 +129,8 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 /// Registers the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(projects)
+    cfg.route("/metrics", web::get().to(service_runtime::http::metrics))
+        .service(projects)
         .service(healthz)
         .service(readyz)
         .default_service(web::to(|| async {

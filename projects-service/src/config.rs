@@ -26,6 +26,8 @@ pub struct Settings {
     pub token_service_timeout: Duration,
     /// Who may call this service.
     pub client_keys: Arc<ClientKeys>,
+    /// How long to keep serving (with readiness off) after a shutdown signal.
+    pub shutdown_drain: Duration,
 }
 
 impl Settings {
@@ -83,6 +85,12 @@ impl Settings {
             token_service_api_key: required("TOKEN_SERVICE_API_KEY")?.into(),
             token_service_timeout: millis("TOKEN_SERVICE_TIMEOUT_MS", 15_000)?,
             client_keys: Arc::new(client_keys),
+            shutdown_drain: Duration::from_millis(
+                var("SHUTDOWN_DRAIN_MS", "0")
+                    .trim()
+                    .parse()
+                    .context("SHUTDOWN_DRAIN_MS must be a whole number of milliseconds")?,
+            ),
         })
     }
 }

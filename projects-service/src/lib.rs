@@ -2,7 +2,7 @@
 //!
 //! A request reads top to bottom: `api` (routes, caller key, input checks) -> `listing` (paging,
 //! refresh on 401, retries) -> `tokens` (token-service) and `snyk_rest` (Snyk); `error` is the one
-//! place that knows the error body; `trace` carries `traceparent` along.
+//! place that knows the error body. `traceparent` rides along on every hop (service-runtime).
 
 pub mod api;
 pub mod config;
@@ -10,7 +10,6 @@ pub mod error;
 pub mod listing;
 pub mod startup;
 pub mod tokens;
-pub mod trace;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -8,10 +8,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 use snyk_rest::{ProjectAttributes, RestClient, RestError};
 
-use crate::{
-    tokens::{TokenError, TokenSource},
-    trace::TraceContext,
-};
+use crate::tokens::{TokenError, TokenSource};
 
 /// Snyk's page size maximum.
 const PAGE_LIMIT: u32 = 100;
@@ -66,6 +63,26 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
 }
 
+/// Counts one REST call to Snyk by status (`snykapps.snyk.calls`, as token-service does).
+fn count_snyk_call(status: String) {
+    static CALLS: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> =
+        std::sync::OnceLock::new();
+    CALLS
+        .get_or_init(|| {
+            opentelemetry::global::meter("projects-service")
+                .u64_counter("snykapps.snyk.calls")
+                .with_description("Calls to Snyk, by endpoint and HTTP status (or error)")
+                .build()
+        })
+        .add(
+            1,
+            &[
+                opentelemetry::KeyValue::new("endpoint", "rest/projects"),
+                opentelemetry::KeyValue::new("status", status),
+            ],
+        );
+}
+
 /// Lists the projects of `org` (a validated UUID) with `filters`.
 #[tracing::instrument(skip_all, fields(org_id = %org, pages = tracing::field::Empty))]
 pub async fn list_projects(
@@ -74,7 +91,6 @@ pub async fn list_projects(
     policy: RetryPolicy,
     org: &str,
     filters: &Filters,
-    trace: &TraceContext,
 ) -> Result<Vec<Project>, ListError> {
     let mut query = Vec::new();
     if let Some(o) = &filters.origin {
@@ -87,18 +103,23 @@ pub async fn list_projects(
         query.push(("names_start_with", n.as_str()));
     }
     let mut url = rest.url(&format!("/orgs/{org}/projects"), PAGE_LIMIT, &query);
-    let mut token: SecretString = tokens.get(org, trace).await?;
+    let mut token: SecretString = tokens.get(org).await?;
     let mut projects = Vec::new();
     let mut retries_used = 0;
     let mut refreshed_for_this_page = false;
     let mut pages = 0;
 
     while pages < MAX_PAGES {
-        let headers = [("traceparent", trace.child())];
-        match rest
+        let headers = service_runtime::telemetry::current_context_headers();
+        let result = rest
             .get_page::<ProjectAttributes>(&url, &token, &headers)
-            .await
-        {
+            .await;
+        count_snyk_call(
+            result
+                .as_ref()
+                .map_or_else(RestError::status_label, |_| "200".into()),
+        );
+        match result {
             Ok(page) => {
                 pages += 1;
                 refreshed_for_this_page = false;
@@ -127,7 +148,7 @@ pub async fn list_projects(
                 tracing::info!(
                     "Snyk rejected the access token; asking token-service for a refresh"
                 );
-                token = tokens.force_refresh(org, &token, trace).await?;
+                token = tokens.force_refresh(org, &token).await?;
                 refreshed_for_this_page = true;
             }
             Err(RestError::NotFound { .. }) => return Err(ListError::OrgNotVisible),

@@ -19,6 +19,7 @@ pub struct Application {
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
     state: AppState,
+    drain: Duration,
 }
 
 impl Application {
@@ -42,6 +43,7 @@ impl Application {
                 max_backoff: settings.snyk_max_backoff,
             },
             client_keys: settings.client_keys.clone(),
+            draining: service_runtime::http::Draining::default(),
         };
         let listener = std::net::TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on PROJECTS_SERVICE_ADDR {}", settings.addr))?;
@@ -50,6 +52,7 @@ impl Application {
             listener,
             local_addr,
             state,
+            drain: settings.shutdown_drain,
         })
     }
 
@@ -59,9 +62,13 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let draining = self.state.draining.clone();
         let state = web::Data::new(self.state);
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    service_runtime::http::record_duration,
+                ))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
@@ -78,7 +85,10 @@ impl Application {
         tokio::select! {
             r = server => r.context("HTTP server failed")?,
             () = shutdown => {
-                tracing::info!("shutting down: finishing in-flight requests");
+                tracing::info!("shutting down: readiness off, draining");
+                draining.start();
+                tokio::time::sleep(self.drain).await;
+                tracing::info!("no new requests; finishing in-flight ones");
                 handle.stop(true).await;
             }
         }

@@ -10,8 +10,6 @@ use snykapps_proto::token_v1::{
 };
 use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
 
-use crate::trace::TraceContext;
-
 /// Why no token could be had.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
@@ -55,19 +53,21 @@ impl TokenSource {
         })
     }
 
-    fn request<T>(&self, msg: T, trace: &TraceContext) -> Request<T> {
+    fn request<T>(&self, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
         req.set_timeout(self.timeout);
         req.metadata_mut()
             .insert("authorization", self.authorization.clone());
-        if let Ok(tp) = trace.child().parse() {
-            req.metadata_mut().insert("traceparent", tp);
+        for (key, value) in service_runtime::telemetry::current_context_headers() {
+            if let Ok(value) = value.parse() {
+                req.metadata_mut().insert(key, value);
+            }
         }
         req
     }
 
     /// A valid access token for `org`.
-    pub async fn get(&self, org: &str, trace: &TraceContext) -> Result<SecretString, TokenError> {
+    pub async fn get(&self, org: &str) -> Result<SecretString, TokenError> {
         let req = pb::GetAccessTokenRequest {
             target: Some(get_access_token_request::Target::OrgId(org.to_owned())),
             min_validity_seconds: 0,
@@ -75,7 +75,7 @@ impl TokenSource {
         let token = self
             .client
             .clone()
-            .get_access_token(self.request(req, trace))
+            .get_access_token(self.request(req))
             .await
             .map_err(map_status)?;
         Ok(token.into_inner().access_token.into())
@@ -86,7 +86,6 @@ impl TokenSource {
         &self,
         org: &str,
         rejected: &SecretString,
-        trace: &TraceContext,
     ) -> Result<SecretString, TokenError> {
         let req = pb::ForceRefreshRequest {
             target: Some(force_refresh_request::Target::OrgId(org.to_owned())),
@@ -95,7 +94,7 @@ impl TokenSource {
         let token = self
             .client
             .clone()
-            .force_refresh(self.request(req, trace))
+            .force_refresh(self.request(req))
             .await
             .map_err(map_status)?;
         Ok(token.into_inner().access_token.into())

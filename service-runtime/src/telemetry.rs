@@ -40,9 +40,14 @@ static PROMETHEUS: OnceLock<Arc<ManualReader>> = OnceLock::new();
 /// Installs logging, tracing and metrics for `service` (overridden by `OTEL_SERVICE_NAME`).
 /// Must be called inside the Tokio runtime (the OTLP exporter is a tonic client).
 pub fn init(service: &str, default_filter: &str) -> Telemetry {
-    let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| service.to_owned());
+    let name = std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| service.to_owned());
     let resource = Resource::builder().with_service_name(name.clone()).build();
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|s| !s.trim().is_empty());
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
 
     global::set_text_map_propagator(TraceContextPropagator::new());
 
@@ -50,11 +55,17 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
     let mut meter_builder = SdkMeterProvider::builder().with_resource(resource);
     let mut export_error = None;
     if endpoint.is_some() {
-        match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+        {
             Ok(exporter) => tracing_builder = tracing_builder.with_batch_exporter(exporter),
             Err(e) => export_error = Some(format!("span exporter: {e}")),
         }
-        match opentelemetry_otlp::MetricExporter::builder().with_tonic().build() {
+        match opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .build()
+        {
             Ok(exporter) => {
                 let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
                     .with_interval(export_interval())
@@ -64,27 +75,44 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
             Err(e) => export_error = Some(format!("metric exporter: {e}")),
         }
     }
-    let prometheus = Arc::clone(PROMETHEUS.get_or_init(|| Arc::new(ManualReader::builder().build())));
+    let prometheus =
+        Arc::clone(PROMETHEUS.get_or_init(|| Arc::new(ManualReader::builder().build())));
     let meter_provider = meter_builder.with_reader(SharedReader(prometheus)).build();
     let tracer_provider = tracing_builder.build();
     global::set_meter_provider(meter_provider.clone());
     global::set_tracer_provider(tracer_provider.clone());
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let otel_layer = tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer(name.clone()));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let otel_layer =
+        tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer(name.clone()));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     let _ = if json {
-        registry.with(fmt::layer().json().with_current_span(true).with_span_list(true)).try_init()
+        registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true),
+            )
+            .try_init()
     } else {
         registry.with(fmt::layer()).try_init()
     };
     match (endpoint, export_error) {
-        (Some(e), None) => tracing::info!(endpoint = %e, service = %name, "exporting traces and metrics over OTLP"),
-        (Some(_), Some(err)) => tracing::error!(error = %err, "OTLP export is configured but could not start"),
+        (Some(e), None) => {
+            tracing::info!(endpoint = %e, service = %name, "exporting traces and metrics over OTLP")
+        }
+        (Some(_), Some(err)) => {
+            tracing::error!(error = %err, "OTLP export is configured but could not start")
+        }
         (None, _) => tracing::debug!("OTEL_EXPORTER_OTLP_ENDPOINT not set: no OTLP export"),
     }
-    Telemetry { tracer_provider, meter_provider }
+    Telemetry {
+        tracer_provider,
+        meter_provider,
+    }
 }
 
 fn export_interval() -> Duration {
@@ -131,7 +159,9 @@ impl MetricReader for SharedReader {
 
 /// Every metric of this process in Prometheus text exposition format (empty before [`init`]).
 pub fn prometheus_text() -> String {
-    let Some(reader) = PROMETHEUS.get() else { return String::new() };
+    let Some(reader) = PROMETHEUS.get() else {
+        return String::new();
+    };
     let mut rm = ResourceMetrics::default();
     if reader.collect(&mut rm).is_err() {
         return String::new();
@@ -155,20 +185,39 @@ fn render_prometheus(rm: &ResourceMetrics) -> String {
     out
 }
 
-fn render_data<T: Copy>(out: &mut String, name: &str, help: &str, data: &MetricData<T>, f: impl Fn(T) -> f64) {
+fn render_data<T: Copy>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    data: &MetricData<T>,
+    f: impl Fn(T) -> f64,
+) {
     match data {
         MetricData::Sum(sum) => {
-            let (name, kind) =
-                if sum.is_monotonic() { (format!("{name}_total"), "counter") } else { (name.to_owned(), "gauge") };
+            let (name, kind) = if sum.is_monotonic() {
+                (format!("{name}_total"), "counter")
+            } else {
+                (name.to_owned(), "gauge")
+            };
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for p in sum.data_points() {
-                let _ = writeln!(out, "{name}{} {}", labels(p.attributes(), None), f(p.value()));
+                let _ = writeln!(
+                    out,
+                    "{name}{} {}",
+                    labels(p.attributes(), None),
+                    f(p.value())
+                );
             }
         }
         MetricData::Gauge(g) => {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             for p in g.data_points() {
-                let _ = writeln!(out, "{name}{} {}", labels(p.attributes(), None), f(p.value()));
+                let _ = writeln!(
+                    out,
+                    "{name}{} {}",
+                    labels(p.attributes(), None),
+                    f(p.value())
+                );
             }
         }
         MetricData::Histogram(h) => {
@@ -179,11 +228,30 @@ fn render_data<T: Copy>(out: &mut String, name: &str, help: &str, data: &MetricD
                 for (bound, count) in p.bounds().zip(p.bucket_counts()) {
                     cumulative += count;
                     let le = bound.to_string();
-                    let _ = writeln!(out, "{name}_bucket{} {cumulative}", labels(attrs.iter().copied(), Some(&le)));
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{} {cumulative}",
+                        labels(attrs.iter().copied(), Some(&le))
+                    );
                 }
-                let _ = writeln!(out, "{name}_bucket{} {}", labels(attrs.iter().copied(), Some("+Inf")), p.count());
-                let _ = writeln!(out, "{name}_sum{} {}", labels(attrs.iter().copied(), None), f(p.sum()));
-                let _ = writeln!(out, "{name}_count{} {}", labels(attrs.iter().copied(), None), p.count());
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{} {}",
+                    labels(attrs.iter().copied(), Some("+Inf")),
+                    p.count()
+                );
+                let _ = writeln!(
+                    out,
+                    "{name}_sum{} {}",
+                    labels(attrs.iter().copied(), None),
+                    f(p.sum())
+                );
+                let _ = writeln!(
+                    out,
+                    "{name}_count{} {}",
+                    labels(attrs.iter().copied(), None),
+                    p.count()
+                );
             }
         }
         MetricData::ExponentialHistogram(_) => {}
@@ -191,27 +259,46 @@ fn render_data<T: Copy>(out: &mut String, name: &str, help: &str, data: &MetricD
 }
 
 fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn labels<'a>(attrs: impl Iterator<Item = &'a KeyValue>, le: Option<&str>) -> String {
     let mut parts: Vec<String> = attrs
         .map(|kv| {
-            let v = kv.value.to_string().replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let v = kv
+                .value
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             format!("{}=\"{v}\"", sanitize(kv.key.as_str()))
         })
         .collect();
     if let Some(le) = le {
         parts.push(format!("le=\"{le}\""));
     }
-    if parts.is_empty() { String::new() } else { format!("{{{}}}", parts.join(",")) }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
 }
 
 /// Sets the parent of `span` from incoming headers (`traceparent`, `tracestate`) read through
 /// `get`; without them the span starts a new trace.
 pub fn set_parent_from(span: &tracing::Span, get: impl Fn(&str) -> Option<String>) {
-    let carrier: HashMap<String, String> =
-        ["traceparent", "tracestate"].into_iter().filter_map(|k| get(k).map(|v| (k.to_owned(), v))).collect();
+    let carrier: HashMap<String, String> = ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|k| get(k).map(|v| (k.to_owned(), v)))
+        .collect();
     if carrier.is_empty() {
         return;
     }
@@ -246,25 +333,51 @@ mod tests {
     #[test]
     fn renders_counters_and_histograms_in_prometheus_format() {
         let reader = Arc::new(ManualReader::builder().build());
-        let provider = SdkMeterProvider::builder().with_reader(SharedReader(Arc::clone(&reader))).build();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(SharedReader(Arc::clone(&reader)))
+            .build();
         let meter = provider.meter("test");
-        let c = meter.u64_counter("token_requests").with_description("Token requests").build();
+        let c = meter
+            .u64_counter("token_requests")
+            .with_description("Token requests")
+            .build();
         c.add(2, &[KeyValue::new("outcome", "cached")]);
         c.add(1, &[KeyValue::new("outcome", "refreshed")]);
-        let h = meter.f64_histogram("rpc.duration").with_boundaries(vec![0.001, 0.01]).build();
+        let h = meter
+            .f64_histogram("rpc.duration")
+            .with_boundaries(vec![0.001, 0.01])
+            .build();
         h.record(0.0005, &[]);
         h.record(0.005, &[]);
         h.record(1.0, &[]);
         let mut rm = ResourceMetrics::default();
         reader.collect(&mut rm).expect("collects");
         let text = render_prometheus(&rm);
-        assert!(text.contains("# TYPE token_requests_total counter"), "{text}");
-        assert!(text.contains("token_requests_total{outcome=\"cached\"} 2"), "{text}");
-        assert!(text.contains("token_requests_total{outcome=\"refreshed\"} 1"), "{text}");
+        assert!(
+            text.contains("# TYPE token_requests_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("token_requests_total{outcome=\"cached\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("token_requests_total{outcome=\"refreshed\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE rpc_duration histogram"), "{text}");
-        assert!(text.contains("rpc_duration_bucket{le=\"0.001\"} 1"), "{text}");
-        assert!(text.contains("rpc_duration_bucket{le=\"0.01\"} 2"), "{text}");
-        assert!(text.contains("rpc_duration_bucket{le=\"+Inf\"} 3"), "{text}");
+        assert!(
+            text.contains("rpc_duration_bucket{le=\"0.001\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rpc_duration_bucket{le=\"0.01\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rpc_duration_bucket{le=\"+Inf\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("rpc_duration_count 3"), "{text}");
     }
 

@@ -46,9 +46,9 @@ impl RestError {
     pub fn status_label(&self) -> String {
         match self {
             RestError::Unauthorized(_) => "401".into(),
-            RestError::NotFound { status, .. } | RestError::BadRequest { status, .. } | RestError::Retryable { status, .. } => {
-                status.to_string()
-            }
+            RestError::NotFound { status, .. }
+            | RestError::BadRequest { status, .. }
+            | RestError::Retryable { status, .. } => status.to_string(),
             RestError::Transport(_) | RestError::Unexpected(_) => "error".into(),
         }
     }

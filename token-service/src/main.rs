@@ -49,7 +49,9 @@ async fn try_main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(other) => {
-            anyhow::bail!("unknown command {other:?}; use `serve` (default), `reseal` or `healthcheck`")
+            anyhow::bail!(
+                "unknown command {other:?}; use `serve` (default), `reseal` or `healthcheck`"
+            )
         }
     }
 }

@@ -102,17 +102,35 @@ impl Metrics {
         }
         .fetch_add(1, Relaxed);
         let cache = if after_refresh { "miss" } else { "hit" };
-        self.otel.token_requests.add(1, &[KeyValue::new("outcome", "ok"), KeyValue::new("cache", cache)]);
+        self.otel.token_requests.add(
+            1,
+            &[
+                KeyValue::new("outcome", "ok"),
+                KeyValue::new("cache", cache),
+            ],
+        );
     }
 
     /// A token request that ended in an error (the gRPC status code's name).
     pub fn token_failed(&self, code: String) {
-        self.otel.token_requests.add(1, &[KeyValue::new("outcome", code), KeyValue::new("cache", "miss")]);
+        self.otel.token_requests.add(
+            1,
+            &[
+                KeyValue::new("outcome", code),
+                KeyValue::new("cache", "miss"),
+            ],
+        );
     }
 
     /// One call to Snyk: `endpoint` like "oauth2/token", `status` the HTTP status or "error".
     pub fn snyk_call(&self, endpoint: &'static str, status: String) {
-        self.otel.snyk_calls.add(1, &[KeyValue::new("endpoint", endpoint), KeyValue::new("status", status)]);
+        self.otel.snyk_calls.add(
+            1,
+            &[
+                KeyValue::new("endpoint", endpoint),
+                KeyValue::new("status", status),
+            ],
+        );
     }
 
     pub fn refresh(&self, outcome: &'static str) {
@@ -123,7 +141,9 @@ impl Metrics {
             _ => &self.refresh_unavailable,
         }
         .fetch_add(1, Relaxed);
-        self.otel.refreshes.add(1, &[KeyValue::new("outcome", outcome)]);
+        self.otel
+            .refreshes
+            .add(1, &[KeyValue::new("outcome", outcome)]);
     }
 
     pub fn in_doubt(&self) {
@@ -137,12 +157,15 @@ impl Metrics {
             ReauthReason::RefreshInDoubt => &self.needs_reauth_in_doubt,
         }
         .fetch_add(1, Relaxed);
-        self.otel.needs_reauth.add(1, &[KeyValue::new("reason", reason.as_str())]);
+        self.otel
+            .needs_reauth
+            .add(1, &[KeyValue::new("reason", reason.as_str())]);
     }
 
     pub fn lease_waited(&self, d: Duration) {
         self.lease_waits.fetch_add(1, Relaxed);
-        self.lease_wait_micros.fetch_add(d.as_micros() as u64, Relaxed);
+        self.lease_wait_micros
+            .fetch_add(d.as_micros() as u64, Relaxed);
         self.otel.lease_wait.record(d.as_secs_f64(), &[]);
     }
 

@@ -32,8 +32,18 @@ pub struct TokenApi {
 }
 
 impl TokenApi {
-    pub fn new(store: Store, refresher: Arc<Refresher>, snyk: SnykClient, metrics: Arc<Metrics>) -> Self {
-        TokenApi { store, refresher, snyk, metrics }
+    pub fn new(
+        store: Store,
+        refresher: Arc<Refresher>,
+        snyk: SnykClient,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        TokenApi {
+            store,
+            refresher,
+            snyk,
+            metrics,
+        }
     }
 
     /// Counts a failed token request by its status before handing the status back.
@@ -310,9 +320,13 @@ impl TokenService for TokenApi {
     ) -> Result<Response<pb::AccessToken>, Status> {
         let req = req.into_inner();
         let need = Need::Validity(Duration::from_secs(req.min_validity_seconds.into()));
-        let grant = async { self.refresher.token(self.resolve(access_target(&req.target)).await?, need).await }
-            .await
-            .map_err(|e| self.failed(e))?;
+        let grant = async {
+            self.refresher
+                .token(self.resolve(access_target(&req.target)).await?, need)
+                .await
+        }
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(Response::new(access_token_to_pb(&grant)))
     }
 
@@ -325,7 +339,9 @@ impl TokenService for TokenApi {
         let grant = async {
             check_field("rejected_access_token", &req.rejected_access_token, 1)?;
             let id = self.resolve(force_target(&req.target)).await?;
-            self.refresher.token(id, Need::Replace(req.rejected_access_token.into())).await
+            self.refresher
+                .token(id, Need::Replace(req.rejected_access_token.into()))
+                .await
         }
         .await
         .map_err(|e| self.failed(e))?;

@@ -117,7 +117,14 @@ impl SnykClient {
             ))
             .build()?;
         let rest = RestClient::new(api.clone(), rest_version, timeout)?;
-        Ok(SnykClient { metrics, http, api, client_id, client_secret, rest })
+        Ok(SnykClient {
+            metrics,
+            http,
+            api,
+            client_id,
+            client_secret,
+            rest,
+        })
     }
 
     fn endpoint(&self, path: &str) -> Url {
@@ -169,7 +176,8 @@ impl SnykClient {
             .inspect_err(|_| self.metrics.snyk_call("oauth2/token", "error".into()))
             .map_err(classify)?;
         let status = response.status();
-        self.metrics.snyk_call("oauth2/token", status.as_u16().to_string());
+        self.metrics
+            .snyk_call("oauth2/token", status.as_u16().to_string());
         if status.is_success() {
             let body: TokenBody = response.json().await.map_err(|e| {
                 SnykError::Lost(format!("unreadable token answer: {}", e.without_url()))
@@ -206,7 +214,8 @@ impl SnykClient {
             .await
             .inspect_err(|_| self.metrics.snyk_call("oauth2/revoke", "error".into()))
             .map_err(classify)?;
-        self.metrics.snyk_call("oauth2/revoke", response.status().as_u16().to_string());
+        self.metrics
+            .snyk_call("oauth2/revoke", response.status().as_u16().to_string());
         if response.status().is_success() {
             return Ok(());
         }
@@ -222,7 +231,11 @@ impl SnykClient {
         for _ in 0..1000 {
             let page = self
                 .rest
-                .get_page::<OrgAttributes>(&url, access_token, &service_runtime::telemetry::current_context_headers())
+                .get_page::<OrgAttributes>(
+                    &url,
+                    access_token,
+                    &service_runtime::telemetry::current_context_headers(),
+                )
                 .await
                 .inspect(|_| self.metrics.snyk_call("rest/orgs", "200".into()))
                 .inspect_err(|e| self.metrics.snyk_call("rest/orgs", e.status_label()))

@@ -18,7 +18,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::{
-    config::Settings, metrics::Metrics, refresh::Refresher, service::TokenApi, snyk::SnykClient, store::Store,
+    config::Settings, metrics::Metrics, refresh::Refresher, service::TokenApi, snyk::SnykClient,
+    store::Store,
 };
 
 /// Largest request we decode: every field we accept is at most a few KiB.
@@ -41,9 +42,13 @@ pub struct Application {
 impl Application {
     /// Connects to Redis (failing fast with a clear message) and binds both ports.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = Store::connect(&settings.redis_url, Arc::clone(&settings.keyring), settings.redis_timeout)
-            .await
-            .context("cannot connect to Redis at REDIS_URL")?;
+        let store = Store::connect(
+            &settings.redis_url,
+            Arc::clone(&settings.keyring),
+            settings.redis_timeout,
+        )
+        .await
+        .context("cannot connect to Redis at REDIS_URL")?;
         let metrics = Arc::new(Metrics::default());
         let snyk = SnykClient::new(
             settings.snyk_api_url.clone(),
@@ -53,16 +58,36 @@ impl Application {
             settings.refresh.attempt_timeout,
             Arc::clone(&metrics),
         )?;
-        let refresher = Refresher::new(store.clone(), snyk.clone(), settings.refresh.clone(), Arc::clone(&metrics));
+        let refresher = Refresher::new(
+            store.clone(),
+            snyk.clone(),
+            settings.refresh.clone(),
+            Arc::clone(&metrics),
+        );
         let listener = TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("cannot listen on TOKEN_SERVICE_ADDR {}", settings.addr))?;
         let local_addr = listener.local_addr()?;
         let metrics_listener = TcpListener::bind(settings.metrics_addr)
             .await
-            .with_context(|| format!("cannot listen on TOKEN_SERVICE_METRICS_ADDR {}", settings.metrics_addr))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on TOKEN_SERVICE_METRICS_ADDR {}",
+                    settings.metrics_addr
+                )
+            })?;
         let metrics_addr = metrics_listener.local_addr()?;
-        Ok(Application { listener, local_addr, metrics_listener, metrics_addr, settings, store, refresher, snyk, metrics })
+        Ok(Application {
+            listener,
+            local_addr,
+            metrics_listener,
+            metrics_addr,
+            settings,
+            store,
+            refresher,
+            snyk,
+            metrics,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -86,18 +111,27 @@ impl Application {
     /// Serves until `shutdown` resolves. Then health turns NOT_SERVING, the service keeps serving
     /// for `SHUTDOWN_DRAIN_MS` (so load balancers notice), stops accepting, lets in-flight RPCs
     /// finish and waits for every refresh in flight to store its result.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TokenServiceServer<TokenApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(snykapps_proto::FILE_DESCRIPTOR_SET)
             .build_v1()?;
-        let api = TokenApi::new(self.store, Arc::clone(&self.refresher), self.snyk, Arc::clone(&self.metrics));
+        let api = TokenApi::new(
+            self.store,
+            Arc::clone(&self.refresher),
+            self.snyk,
+            Arc::clone(&self.metrics),
+        );
         let keys = Arc::clone(&self.settings.client_keys);
         let server = TokenServiceServer::new(api)
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(4 * 1024 * 1024);
-        let authenticated = InterceptedService::new(server, move |req| crate::caller::check(&keys, req));
+        let authenticated =
+            InterceptedService::new(server, move |req| crate::caller::check(&keys, req));
 
         let metrics_server = tokio::spawn(serve_metrics(self.metrics_listener));
         tracing::info!(addr = %self.local_addr, metrics = %self.metrics_addr, "token-service listening");
@@ -105,7 +139,9 @@ impl Application {
         let stopped = async move {
             shutdown.await;
             tracing::info!("shutting down: readiness off, draining");
-            health.set_not_serving::<TokenServiceServer<TokenApi>>().await;
+            health
+                .set_not_serving::<TokenServiceServer<TokenApi>>()
+                .await;
             tokio::time::sleep(drain).await;
             tracing::info!("no new calls; finishing in-flight calls and refreshes");
         };
@@ -142,7 +178,10 @@ fn grpc_span(req: &http::Request<()>) -> tracing::Span {
         request_id = %request_id,
     );
     service_runtime::telemetry::set_parent_from(&span, |k| {
-        req.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        req.headers()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     });
     span
 }
@@ -160,7 +199,9 @@ impl<S> RpcDuration<S> {
             .f64_histogram("rpc.server.duration")
             .with_unit("s")
             .with_description("gRPC request durations, by method and status")
-            .with_boundaries(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
+            .with_boundaries(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+            ])
             .build();
         RpcDuration { inner, histogram }
     }
@@ -168,7 +209,9 @@ impl<S> RpcDuration<S> {
 
 impl<S, B> tower::Service<http::Request<B>> for RpcDuration<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Send + 'static,
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -190,12 +233,20 @@ where
             // Errors come back "trailers-only", with grpc-status in the headers; success has it
             // in the trailers, so no header means OK here.
             let status = match &res {
-                Ok(r) => r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0").to_owned(),
+                Ok(r) => r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0")
+                    .to_owned(),
                 Err(_) => "transport_error".to_owned(),
             };
             histogram.record(
                 started.elapsed().as_secs_f64(),
-                &[KeyValue::new("rpc.method", method), KeyValue::new("rpc.grpc.status_code", status)],
+                &[
+                    KeyValue::new("rpc.method", method),
+                    KeyValue::new("rpc.grpc.status_code", status),
+                ],
             );
             res
         })
@@ -207,7 +258,10 @@ async fn serve_metrics(listener: TcpListener) {
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(|| async {
-            ([("content-type", "text/plain; version=0.0.4")], service_runtime::telemetry::prometheus_text())
+            (
+                [("content-type", "text/plain; version=0.0.4")],
+                service_runtime::telemetry::prometheus_text(),
+            )
         }),
     );
     if let Err(e) = axum::serve(listener, app).await {
