@@ -625,7 +625,7 @@ async fn a_holder_that_died_before_reaching_snyk_is_recovered_by_the_next_one() 
 async fn stack_store(stack: &Stack) -> token_service::store::Store {
     let settings = stack.settings(&[]);
     token_service::store::Store::connect(
-        &settings.redis_url,
+        &settings.redis,
         settings.keyring,
         Duration::from_secs(2),
     )
@@ -918,7 +918,7 @@ async fn unreadable_records_fail_only_their_install_and_keys_rotate() {
         .await
         .unwrap();
     let store = token_service::store::Store::connect(
-        &stack.redis.url(),
+        &token_service::store::RedisTarget::Single(stack.redis.url()),
         stack
             .settings(&[("TOKEN_ENCRYPTION_KEYS", &rotated_keys)])
             .keyring,

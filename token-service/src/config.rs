@@ -9,7 +9,7 @@ use url::Url;
 
 use snykapps_proto::auth::ClientKeys;
 
-use crate::{refresh::RefreshSettings, seal::Keyring};
+use crate::{refresh::RefreshSettings, seal::Keyring, store::RedisTarget};
 
 /// Everything token-service needs to run.
 #[derive(Debug, Clone)]
@@ -19,7 +19,7 @@ pub struct Settings {
     pub metrics_addr: SocketAddr,
     /// How long to keep serving after readiness turned off at shutdown.
     pub shutdown_drain: Duration,
-    pub redis_url: String,
+    pub redis: RedisTarget,
     pub redis_timeout: Duration,
     pub snyk_api_url: Url,
     pub client_id: String,
@@ -114,7 +114,24 @@ impl Settings {
             addr: var("TOKEN_SERVICE_ADDR", "0.0.0.0:50051")
                 .parse()
                 .context("TOKEN_SERVICE_ADDR must be host:port")?,
-            redis_url: var("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis: match get("REDIS_CLUSTER_URLS").filter(|v| !v.trim().is_empty()) {
+                Some(list) => {
+                    let urls: Vec<String> = list
+                        .split(',')
+                        .map(|u| u.trim().to_owned())
+                        .filter(|u| !u.is_empty())
+                        .collect();
+                    for u in &urls {
+                        if !u.starts_with("redis://") && !u.starts_with("rediss://") {
+                            bail!(
+                                "REDIS_CLUSTER_URLS must be a comma-separated list of redis:// URLs"
+                            );
+                        }
+                    }
+                    RedisTarget::Cluster(urls)
+                }
+                None => RedisTarget::Single(var("REDIS_URL", "redis://127.0.0.1:6379")),
+            },
             redis_timeout: millis("REDIS_TIMEOUT_MS", 2_000)?,
             snyk_api_url,
             client_id: required("SNYK_CLIENT_ID")?,
@@ -167,7 +184,10 @@ mod tests {
         assert_eq!(s.refresh.margin, Duration::from_secs(300));
         assert_eq!(s.refresh.lease_ttl, Duration::from_secs(30));
         assert_eq!(s.refresh.wait_timeout, Duration::from_secs(60));
-        assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(
+            s.redis,
+            RedisTarget::Single("redis://127.0.0.1:6379".into())
+        );
     }
 
     #[test]
@@ -177,6 +197,17 @@ mod tests {
             let err = Settings::from_lookup(env(&pairs)).expect_err("invalid");
             assert!(format!("{err:#}").contains(name), "{name}: {err:#}");
         }
+    }
+
+    #[test]
+    fn cluster_urls_select_cluster_mode() {
+        let s = with(&[("REDIS_CLUSTER_URLS", "redis://a:1, redis://b:2")]).expect("valid");
+        assert_eq!(
+            s.redis,
+            RedisTarget::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
+        );
+        let err = with(&[("REDIS_CLUSTER_URLS", "a:1")]).expect_err("invalid");
+        assert!(err.to_string().contains("REDIS_CLUSTER_URLS"), "{err}");
     }
 
     #[test]

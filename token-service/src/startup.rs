@@ -43,12 +43,12 @@ impl Application {
     /// Connects to Redis (failing fast with a clear message) and binds both ports.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = Store::connect(
-            &settings.redis_url,
+            &settings.redis,
             Arc::clone(&settings.keyring),
             settings.redis_timeout,
         )
         .await
-        .context("cannot connect to Redis at REDIS_URL")?;
+        .context("cannot connect to Redis (REDIS_URL or REDIS_CLUSTER_URLS)")?;
         let metrics = Arc::new(Metrics::default());
         let snyk = SnykClient::new(
             settings.snyk_api_url.clone(),

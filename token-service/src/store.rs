@@ -9,7 +9,11 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use redis::{
+    AsyncCommands, Cmd, Pipeline, RedisFuture, Script, Value,
+    aio::{ConnectionLike, ConnectionManager},
+    cluster_async::ClusterConnection,
+};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
@@ -52,10 +56,53 @@ pub enum Fenced {
     NotLeaseHolder,
 }
 
+/// Where Redis is: one server (`REDIS_URL`) or a cluster (`REDIS_CLUSTER_URLS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+/// One connection type for both modes. Both reconnect by themselves; every key an operation
+/// touches together shares an `{install}` hash tag, so the same scripts run on both.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// The Redis side of token-service.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Conn,
     keyring: Arc<Keyring>,
     scripts: Arc<Scripts>,
 }
@@ -139,19 +186,32 @@ struct Record {
 }
 
 impl Store {
-    /// Connects to Redis at `url` (fails fast when it is unreachable).
+    /// Connects to Redis (fails fast when it is unreachable).
     pub async fn connect(
-        url: &str,
+        target: &RedisTarget,
         keyring: Arc<Keyring>,
         timeout: Duration,
     ) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = match target {
+            RedisTarget::Single(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                Conn::Single(ConnectionManager::new_with_config(client, config).await?)
+            }
+            RedisTarget::Cluster(urls) => {
+                let client =
+                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                        .connection_timeout(timeout)
+                        .response_timeout(timeout)
+                        .retries(2)
+                        .build()?;
+                Conn::Cluster(client.get_async_connection().await?)
+            }
+        };
         Ok(Store {
             conn,
             keyring,
@@ -264,12 +324,11 @@ impl Store {
                 reason: "install id already in use".into(),
             });
         }
-        let mut pipe = redis::pipe();
-        pipe.zadd(INSTALLS, id.to_string(), 0).ignore();
+        // One command per key: on a cluster these keys live on different slots.
+        let _: i64 = c.zadd(INSTALLS, id.to_string(), 0).await?;
         for org in &grant.orgs {
-            pipe.set(org_key(&org.id), id.to_string()).ignore();
+            let _: () = c.set(org_key(&org.id), id.to_string()).await?;
         }
-        let _: () = pipe.query_async(&mut c).await?;
         Ok(())
     }
 

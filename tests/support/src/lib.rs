@@ -38,6 +38,8 @@ pub struct RedisOptions {
     pub dir: Option<PathBuf>,
     /// Reuse this TCP port (a restart keeps the address its clients know).
     pub port: Option<u16>,
+    /// Start with `--cluster-enabled yes` (see [`RedisCluster`]).
+    pub cluster: bool,
 }
 
 /// A running `redis-server` that is killed when dropped.
@@ -99,6 +101,10 @@ impl RedisServer {
             .args(["--save", ""])
             .args(["--logfile", ""])
             .args(["--daemonize", "no"]);
+        if options.cluster {
+            cmd.args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                .arg(dir.join("nodes.conf"));
+        }
         if options.persistent {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -189,6 +195,78 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A local Redis Cluster of three masters (no replicas), created with `redis-cli --cluster create`.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three `--cluster-enabled` servers on free ports and joins them into one cluster.
+    pub fn start() -> Result<Self, RedisStartError> {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(RedisServer::start_with(RedisOptions {
+                tcp: true,
+                cluster: true,
+                ..RedisOptions::default()
+            })?);
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| n.port())
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => RedisStartError::NotInstalled,
+                _ => RedisStartError::Io(e),
+            })?;
+        if !out.status.success() {
+            return Err(RedisStartError::NotReady(
+                READY_TIMEOUT,
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            ));
+        }
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_ok()?;
+        Ok(cluster)
+    }
+
+    /// `redis://127.0.0.1:PORT` of every node, for `REDIS_CLUSTER_URLS`.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().filter_map(RedisServer::tcp_url).collect()
+    }
+
+    fn wait_until_ok(&self) -> Result<(), RedisStartError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let all_ok = self.nodes.iter().all(|n| {
+                Command::new("redis-cli")
+                    .arg("-s")
+                    .arg(n.socket_path())
+                    .args(["cluster", "info"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+            });
+            if all_ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(RedisStartError::NotReady(
+                    READY_TIMEOUT,
+                    "cluster_state never became ok".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -300,13 +378,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn three_master_cluster_serves_keys_on_every_slot() {
+        let cluster = RedisCluster::start().unwrap();
+        assert_eq!(cluster.urls().len(), 3);
+        let client = redis::cluster::ClusterClient::new(cluster.urls()).unwrap();
+        let mut c = client.get_async_connection().await.unwrap();
+        for i in 0..50 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("k{i}"))
+                .arg(i)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+        let got: i64 = redis::cmd("GET")
+            .arg("k42")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(got, 42);
+    }
+
+    #[tokio::test]
     async fn persistent_server_keeps_data_across_a_kill() {
         let dir = tempfile::tempdir().unwrap();
         let opts = RedisOptions {
             tcp: true,
             persistent: true,
             dir: Some(dir.path().into()),
-            port: None,
+            ..RedisOptions::default()
         };
         let mut first = RedisServer::start_with(opts.clone()).unwrap();
         let port = first.port().unwrap();
