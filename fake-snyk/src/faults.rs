@@ -17,6 +17,10 @@ pub enum Fault {
     /// else happens, until cleared; zero clears it. The wait comes *before* the state change, so a
     /// client that gives up during the wait leaves its refresh token unredeemed.
     TokenLatency(#[serde(with = "millis")] Duration),
+    /// Every successful token answer waits this long *after* the state change (the new pair is
+    /// issued, the old refresh token spent), until cleared; zero clears it. A client that dies
+    /// during the wait never learns the pair: the crash-after-Snyk-answered case.
+    TokenAnswerDelay(#[serde(with = "millis")] Duration),
     /// The next `count` token requests answer `status` (with `Retry-After: retry_after` if set)
     /// without touching any grant.
     TokenErrors {
@@ -76,6 +80,7 @@ struct Burst {
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
     token_latency: Duration,
+    token_answer_delay: Duration,
     token_errors: VecDeque<Burst>,
     rest_errors: VecDeque<Burst>,
     lose_refresh_responses: u32,
@@ -95,6 +100,7 @@ impl Faults {
     pub(crate) fn inject(&mut self, fault: Fault) -> Armed {
         match fault {
             Fault::TokenLatency(latency) => self.token_latency = latency,
+            Fault::TokenAnswerDelay(delay) => self.token_answer_delay = delay,
             Fault::TokenErrors {
                 status,
                 count,
@@ -124,6 +130,10 @@ impl Faults {
 
     pub(crate) fn token_latency(&self) -> Duration {
         self.token_latency
+    }
+
+    pub(crate) fn token_answer_delay(&self) -> Duration {
+        self.token_answer_delay
     }
 
     pub(crate) fn take_token_error(&mut self) -> Option<InjectedError> {

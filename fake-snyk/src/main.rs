@@ -1,10 +1,15 @@
 //! The `fake-snyk` binary: serves the fake on `FAKE_SNYK_ADDR` until SIGINT or SIGTERM.
+//! `fake-snyk healthcheck` asks the fake listening on `FAKE_SNYK_ADDR` for `/_fake/stats` (exit code
+//! 0 on 200), for container healthchecks.
 
 use anyhow::Context as _;
 use fake_snyk::{Config, FakeSnyk};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck();
+    }
     init_tracing();
     match try_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -14,6 +19,22 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `fake-snyk healthcheck`: needs only `FAKE_SNYK_ADDR`; says one line on stderr.
+fn healthcheck() -> std::process::ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the Tokio runtime")
+        .and_then(|runtime| {
+            runtime.block_on(service_runtime::healthcheck::http(
+                "FAKE_SNYK_ADDR",
+                "127.0.0.1:8090",
+                "/_fake/stats",
+            ))
+        });
+    service_runtime::healthcheck::report("fake-snyk", &result)
 }
 
 fn init_tracing() {

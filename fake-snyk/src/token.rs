@@ -113,7 +113,13 @@ pub(crate) async fn token(
 
     let outcome = form.and_then(|form| grant(&state, &form));
     match outcome {
-        Ok(Granted::Tokens(issued)) => token_response(&issued),
+        Ok(Granted::Tokens(issued)) => {
+            let delay = state.lock().faults.token_answer_delay();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            token_response(&issued)
+        }
         Ok(Granted::Lost) => {
             let mut response = StatusCode::OK.into_response();
             response.extensions_mut().insert(DropConnection);

@@ -94,9 +94,7 @@ async fn get_status(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String
     if !path.starts_with('/') || path.bytes().any(|b| !b.is_ascii_graphic()) {
         bail!("the path must start with '/' and be printable ASCII");
     }
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .context("cannot connect")?;
+    let mut stream = TcpStream::connect(addr).await.context("cannot connect")?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: healthcheck\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     );
@@ -130,7 +128,10 @@ fn parse_status_line(line: &str) -> anyhow::Result<(u16, String)> {
     let code: u16 = code
         .parse()
         .with_context(|| format!("not an HTTP/1.x answer: {:?}", truncate(line, 80)))?;
-    Ok((code, truncate(parts.next().unwrap_or_default(), 80).to_owned()))
+    Ok((
+        code,
+        truncate(parts.next().unwrap_or_default(), 80).to_owned(),
+    ))
 }
 
 /// [`grpc`] against a known address.
@@ -298,10 +299,7 @@ mod tests {
                 "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
                 "answered 503 Service Unavailable",
             ),
-            (
-                "HTTP/1.1 204 No Content\r\n\r\n",
-                "answered 204 No Content",
-            ),
+            ("HTTP/1.1 204 No Content\r\n\r\n", "answered 204 No Content"),
             (
                 "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
                 "answered 404",
@@ -338,7 +336,10 @@ mod tests {
         });
         let started = std::time::Instant::now();
         let err = http_at(addr, "/healthz").await.expect_err("times out");
-        assert!(format!("{err:#}").contains("no answer within 2 s"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("no answer within 2 s"),
+            "{err:#}"
+        );
         assert!(started.elapsed() < TIMEOUT + Duration::from_secs(1));
     }
 
@@ -373,11 +374,16 @@ mod tests {
     async fn grpc_serving_is_healthy_and_anything_else_is_not() {
         let (addr, _stop) = health_server().await;
         grpc_at(addr, "svc.Up").await.expect("serving");
-        grpc_at(addr, "").await.expect("the server as a whole serves");
+        grpc_at(addr, "")
+            .await
+            .expect("the server as a whole serves");
 
         let err = grpc_at(addr, "svc.Down").await.expect_err("not serving");
         let msg = format!("{err:#}");
-        assert!(msg.contains("NOT_SERVING") && msg.contains("svc.Down"), "{msg}");
+        assert!(
+            msg.contains("NOT_SERVING") && msg.contains("svc.Down"),
+            "{msg}"
+        );
 
         let err = grpc_at(addr, "svc.Unknown").await.expect_err("unknown");
         assert!(

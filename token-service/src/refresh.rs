@@ -242,7 +242,7 @@ impl Refresher {
         match outcome {
             Ok(pair) => {
                 let fresh = with_new_pair(&marked, pair);
-                self.commit(generation, &fresh).await?;
+                self.commit(generation, &fresh, leased_at).await?;
                 self.metrics.refresh("ok");
                 tracing::info!(install_id = %id, "refreshed the access token");
                 Ok(fresh)
@@ -251,7 +251,7 @@ impl Refresher {
                 let mut dead = marked.clone();
                 dead.status = Status::NeedsReauth(reason);
                 dead.refresh_started_at = None;
-                self.commit(generation, &dead).await?;
+                self.commit(generation, &dead, leased_at).await?;
                 self.metrics.refresh("invalid_grant");
                 self.metrics.needs_reauth(reason);
                 tracing::warn!(install_id = %id, reason = reason.as_str(), "install needs re-authorization");
@@ -264,7 +264,7 @@ impl Refresher {
                 } else {
                     let mut unmarked = marked.clone();
                     unmarked.refresh_started_at = None;
-                    self.commit(generation, &unmarked).await?;
+                    self.commit(generation, &unmarked, leased_at).await?;
                     self.metrics.refresh("unavailable");
                 }
                 tracing::warn!(install_id = %id, maybe_spent, error = %error, "refresh failed");
@@ -353,23 +353,23 @@ impl Refresher {
         }
     }
 
-    /// Stores the result of a refresh over `generation`, retrying Redis hiccups: the pair in hand
-    /// exists nowhere else.
-    async fn commit(&self, generation: u64, grant: &Grant) -> Result<(), Error> {
+    /// Stores the result of a refresh over `generation`. Redis hiccups are retried until the
+    /// lease runs out: the pair in hand exists nowhere else, and while the lease is ours (Redis
+    /// keeps its expiry across a restart) no other replica may act on this install.
+    async fn commit(&self, generation: u64, grant: &Grant, leased_at: Instant) -> Result<(), Error> {
+        let deadline = leased_at + self.settings.lease_ttl.saturating_sub(Duration::from_millis(500));
         let mut attempt = 0;
         loop {
             match self.store.write_fenced(generation, grant, None).await {
                 Ok(Fenced::Written(_)) => return Ok(()),
                 Ok(_) => {
                     tracing::error!(install_id = %grant.install_id, "grant changed while this replica held the refresh lease; result discarded");
-                    return Err(Error::Unavailable(
-                        "the grant changed during the refresh; retry".into(),
-                    ));
+                    return Err(Error::Unavailable("the grant changed during the refresh; retry".into()));
                 }
-                Err(StoreError::Unavailable(e)) if attempt < 5 => {
+                Err(StoreError::Unavailable(e)) if Instant::now() < deadline => {
                     attempt += 1;
                     tracing::warn!(install_id = %grant.install_id, error = %e, attempt, "could not store the refreshed grant; retrying");
-                    tokio::time::sleep(backoff(Duration::from_millis(100), attempt)).await;
+                    tokio::time::sleep(backoff(Duration::from_millis(100), attempt).min(deadline - Instant::now())).await;
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -115,6 +115,34 @@ async fn a_client_that_gives_up_during_the_latency_leaves_the_token_unspent() {
 }
 
 #[tokio::test]
+async fn a_client_that_gives_up_during_the_answer_delay_has_spent_its_token() {
+    let app = spawn().await;
+    let tokens = app.install().await;
+    app.fake.inject(Fault::TokenAnswerDelay(Duration::from_millis(800)));
+
+    let result = app
+        .client
+        .post(format!("{}/oauth2/token", app.base))
+        .timeout(Duration::from_millis(150))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens.refresh_token.as_str()),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ])
+        .send()
+        .await;
+    assert!(result.unwrap_err().is_timeout());
+
+    // The rotation happened before the wait: the old refresh token is now spent.
+    assert_eq!(app.fake.stats().successful_refreshes, 1);
+    app.fake.clear_faults();
+    let replay = app.refresh(&tokens.refresh_token).await;
+    assert_oauth_error(replay, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    assert_eq!(app.fake.stats().spent_refresh_token_reuses, 1);
+}
+
+#[tokio::test]
 async fn a_lost_refresh_response_closes_the_connection_after_rotating() {
     let app = spawn().await;
     let tokens = app.install().await;

@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+#
+# One image for every binary of the workspace; docker-compose.yml runs it as each service and
+# picks the binary with `command:`.
+#
+#   docker build -t snykapps:local .        (BuildKit: the default of Docker 23 and later)
+#
+# The `--bin` list and the copy below must name every binary of the workspace: the system test
+# tests/system/deploy.rs compares them with `cargo metadata` and fails when a binary is missing.
+
+ARG RUST_VERSION=1.95
+
+FROM rust:${RUST_VERSION}-slim-bookworm AS builder
+WORKDIR /app
+# The sources (.dockerignore leaves out target/, .git/, docs/ and local files). The proto crate
+# compiles its contract with protox, so no protoc is needed; the C parts of the TLS stack build
+# with the gcc that the rust image ships.
+COPY . .
+# Dependencies are cached across builds in BuildKit cache mounts (the registry, git checkouts and
+# the target directory), so a source change rebuilds only our crates. The target directory is a
+# cache mount, not part of the image: the binaries are copied out of it in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
+    --mount=type=cache,target=/app/target,sharing=locked \
+    cargo build --release --locked \
+        --bin auth-service --bin token-service --bin projects-service --bin fake-snyk \
+ && mkdir -p /out \
+ && cp target/release/auth-service target/release/token-service \
+       target/release/projects-service target/release/fake-snyk /out/
+
+FROM debian:bookworm-slim AS runtime
+# CA certificates for HTTPS to Snyk and nothing else: no shell tools are added, and healthchecks
+# use each binary's own `healthcheck` subcommand (there is no curl or wget in this image). Not
+# pinned: Debian's archive drops superseded versions, and a rebuild should get the current CAs.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 snykapps \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin snykapps
+COPY --from=builder /out/ /usr/local/bin/
+USER 10001:10001
+ENV RUST_LOG=info
+# No default command: run it as `auth-service`, `token-service`, `projects-service` or
+# `fake-snyk` (each also takes `healthcheck`; token-service also takes `reseal`).

@@ -1,0 +1,594 @@
+//! The container deployment stays in step with the workspace (no Docker engine is needed): the
+//! Dockerfile builds and ships every binary `cargo metadata` knows, docker-compose.yml runs each of
+//! them with its own `healthcheck` subcommand, in the documented start order, and the Prometheus
+//! targets are the ports the services listen on. `.ci/run` also runs `docker-compose config`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_norway::Value;
+
+/// The image every app service of docker-compose.yml runs.
+const IMAGE: &str = "snykapps:local";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+fn read(relative: &str) -> String {
+    let path = root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn yaml(relative: &str) -> Value {
+    let mut value: Value = serde_norway::from_str(&read(relative))
+        .unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"));
+    value
+        .apply_merge()
+        .unwrap_or_else(|e| panic!("{relative}: bad `<<` merge: {e}"));
+    value
+}
+
+/// Every binary target of the workspace's packages: name → path of its `main`.
+fn workspace_binaries() -> BTreeMap<String, PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--manifest-path",
+        ])
+        .arg(root().join("Cargo.toml"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+    let mut bins = BTreeMap::new();
+    for package in meta["packages"].as_array().expect("packages") {
+        for target in package["targets"].as_array().expect("targets") {
+            let is_bin = target["kind"]
+                .as_array()
+                .expect("kind")
+                .iter()
+                .any(|k| k == "bin");
+            if is_bin {
+                bins.insert(
+                    target["name"].as_str().expect("name").to_owned(),
+                    PathBuf::from(target["src_path"].as_str().expect("src_path")),
+                );
+            }
+        }
+    }
+    bins
+}
+
+/// The Dockerfile as logical instructions: comments dropped, `\` continuations joined.
+fn dockerfile_instructions() -> Vec<String> {
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in read("Dockerfile").lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(part) => {
+                current.push_str(part);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(trimmed);
+                instructions.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    assert!(
+        current.is_empty(),
+        "the Dockerfile ends inside a continuation"
+    );
+    instructions
+}
+
+/// The `--bin` names of the `cargo build` in the Dockerfile, and the names it copies out of
+/// `target/release/`.
+fn dockerfile_binaries() -> (BTreeSet<String>, BTreeSet<String>) {
+    let instructions = dockerfile_instructions();
+    let build: Vec<&String> = instructions
+        .iter()
+        .filter(|i| i.starts_with("RUN ") && i.contains("cargo build"))
+        .collect();
+    assert_eq!(build.len(), 1, "one RUN with `cargo build`: {build:#?}");
+    let words: Vec<&str> = build[0].split_whitespace().collect();
+    let bins = words
+        .windows(2)
+        .filter(|w| w[0] == "--bin")
+        .map(|w| w[1].to_owned())
+        .collect();
+    let copied = words
+        .iter()
+        .filter_map(|w| w.strip_prefix("target/release/"))
+        .map(str::to_owned)
+        .collect();
+    (bins, copied)
+}
+
+#[test]
+fn the_image_builds_and_ships_every_workspace_binary() {
+    let workspace: BTreeSet<String> = workspace_binaries().into_keys().collect();
+    for expected in [
+        "auth-service",
+        "token-service",
+        "projects-service",
+        "fake-snyk",
+    ] {
+        assert!(
+            workspace.contains(expected),
+            "cargo metadata lists no binary {expected}: {workspace:?}"
+        );
+    }
+    let (built, copied) = dockerfile_binaries();
+    assert_eq!(
+        built, workspace,
+        "the Dockerfile's `cargo build --bin …` list must name exactly the workspace's binaries"
+    );
+    assert_eq!(
+        copied, workspace,
+        "the Dockerfile must copy every built binary out of target/release/"
+    );
+}
+
+#[test]
+fn the_dockerfile_builds_locked_with_cached_dependencies_and_ships_a_slim_non_root_image() {
+    let instructions = dockerfile_instructions();
+    let build = instructions
+        .iter()
+        .find(|i| i.contains("cargo build"))
+        .expect("a cargo build");
+    for needed in [
+        "--release",
+        "--locked",
+        "--mount=type=cache,target=/usr/local/cargo/registry",
+        "--mount=type=cache,target=/usr/local/cargo/git",
+        "--mount=type=cache,target=/app/target",
+    ] {
+        assert!(build.contains(needed), "`{needed}` missing from: {build}");
+    }
+
+    // The last stage is what ships.
+    let last_from = instructions
+        .iter()
+        .rposition(|i| i.starts_with("FROM "))
+        .expect("a FROM");
+    let runtime = &instructions[last_from..];
+    assert!(
+        runtime[0].starts_with("FROM debian:bookworm-slim"),
+        "{}",
+        runtime[0]
+    );
+    assert!(
+        runtime
+            .iter()
+            .any(|i| i == "USER 10001:10001" || i == "USER 10001"),
+        "the runtime stage must switch to uid 10001: {runtime:#?}"
+    );
+    let installed: Vec<&str> = runtime
+        .iter()
+        .filter(|i| i.starts_with("RUN "))
+        .flat_map(|i| i.split("&&"))
+        .filter_map(|cmd| cmd.trim().strip_prefix("apt-get install"))
+        .flat_map(str::split_whitespace)
+        .filter(|w| !w.starts_with('-'))
+        .collect();
+    assert_eq!(installed, ["ca-certificates"], "runtime packages");
+    for instruction in runtime {
+        for tool in ["curl", "wget"] {
+            assert!(
+                !instruction.split_whitespace().any(|w| w.contains(tool)),
+                "the runtime image must not get {tool}: {instruction}"
+            );
+        }
+    }
+    assert!(
+        !instructions.iter().any(|i| i.contains("protoc")),
+        "the build must not need protoc (the proto crate uses protox)"
+    );
+}
+
+fn services(compose: &Value) -> &serde_norway::Mapping {
+    compose["services"].as_mapping().expect("services")
+}
+
+fn name(key: &Value) -> &str {
+    key.as_str().expect("a service name")
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_sequence()
+        .unwrap_or_else(|| panic!("a list, got {value:?}"))
+        .iter()
+        .map(|v| v.as_str().unwrap_or_else(|| panic!("a string, got {v:?}")))
+        .collect()
+}
+
+fn env<'a>(service: &'a Value, var: &str) -> Option<&'a str> {
+    service["environment"].get(var).map(|v| {
+        v.as_str()
+            .unwrap_or_else(|| panic!("{var} must be a string, got {v:?}"))
+    })
+}
+
+/// `depends_on` as name → condition.
+fn depends_on(service: &Value) -> BTreeMap<String, String> {
+    match service.get("depends_on") {
+        None => BTreeMap::new(),
+        Some(Value::Sequence(names)) => names
+            .iter()
+            .map(|n| (name(n).to_owned(), "service_started".to_owned()))
+            .collect(),
+        Some(Value::Mapping(m)) => m
+            .iter()
+            .map(|(k, v)| {
+                let extra: Vec<&str> = v
+                    .as_mapping()
+                    .expect("a depends_on entry")
+                    .keys()
+                    .map(name)
+                    .filter(|key| *key != "condition")
+                    .collect();
+                assert!(
+                    extra.is_empty(),
+                    "depends_on.{}: {extra:?} is not understood by docker-compose 1.29",
+                    name(k)
+                );
+                (
+                    name(k).to_owned(),
+                    v["condition"].as_str().expect("condition").to_owned(),
+                )
+            })
+            .collect(),
+        Some(other) => panic!("unexpected depends_on {other:?}"),
+    }
+}
+
+fn port_of(addr: &str) -> &str {
+    addr.rsplit_once(':').expect("host:port").1
+}
+
+#[test]
+fn every_compose_app_service_runs_an_image_binary_with_its_own_healthcheck() {
+    let compose = yaml("docker-compose.yml");
+    assert!(
+        compose.get("name").is_none() && compose.get("version").is_none(),
+        "no top-level `name:` (docker-compose 1.29) and no obsolete `version:`"
+    );
+    let (in_image, _) = dockerfile_binaries();
+
+    let builders: Vec<&str> = services(&compose)
+        .iter()
+        .filter(|(_, s)| s.get("build").is_some())
+        .map(|(k, _)| name(k))
+        .collect();
+    assert_eq!(
+        builders.len(),
+        1,
+        "one service builds the image: {builders:?}"
+    );
+    let builder = &services(&compose)[builders[0]];
+    assert_eq!(builder["image"].as_str(), Some(IMAGE));
+    assert!(
+        builder.get("profiles").is_none(),
+        "the service that builds the image must run in every mode"
+    );
+
+    let mut run = BTreeSet::new();
+    for (key, service) in services(&compose) {
+        let svc = name(key);
+        let healthcheck = || {
+            strings(
+                service
+                    .get("healthcheck")
+                    .and_then(|h| h.get("test"))
+                    .unwrap_or_else(|| panic!("{svc} has no healthcheck")),
+            )
+        };
+        if svc == "redis" {
+            assert_eq!(healthcheck(), ["CMD", "redis-cli", "ping"]);
+        }
+        if service["image"].as_str() != Some(IMAGE) {
+            continue;
+        }
+        let command = strings(&service["command"]);
+        let binary = command[0];
+        assert!(
+            in_image.contains(binary),
+            "{svc} runs {binary:?}, which the image does not ship ({in_image:?})"
+        );
+        assert_eq!(
+            healthcheck(),
+            ["CMD", binary, "healthcheck"],
+            "{svc} must be checked by its own binary's `healthcheck` subcommand (no curl in the image)"
+        );
+        assert_eq!(env(service, "DEMO_MODE"), Some("true"), "{svc}: DEMO_MODE");
+        run.insert(binary.to_owned());
+    }
+    assert_eq!(
+        run, in_image,
+        "every binary of the image runs as a compose service"
+    );
+}
+
+#[test]
+fn compose_starts_services_in_dependency_order_and_nothing_waits_for_the_fake() {
+    let compose = yaml("docker-compose.yml");
+    let all = services(&compose);
+    let deps = |svc: &str| depends_on(&all[svc]);
+    let healthy = |names: &[&str]| -> BTreeMap<String, String> {
+        names
+            .iter()
+            .map(|n| ((*n).to_owned(), "service_healthy".to_owned()))
+            .collect()
+    };
+    assert_eq!(deps("token-service"), healthy(&["redis"]));
+    assert_eq!(deps("projects-service"), healthy(&["token-service"]));
+    assert_eq!(
+        deps("auth-service"),
+        healthy(&["redis", "token-service", "projects-service"])
+    );
+    for (key, service) in all {
+        let svc = name(key);
+        for dep in depends_on(service).keys() {
+            assert_ne!(dep, "fake-snyk", "{svc} must not depend on fake-snyk");
+            let target = all
+                .get(dep.as_str())
+                .unwrap_or_else(|| panic!("{svc} depends on unknown {dep}"));
+            if service.get("profiles").is_none() {
+                assert!(
+                    target.get("profiles").is_none(),
+                    "{svc} (always on) depends on {dep}, which only runs in a profile"
+                );
+            }
+        }
+    }
+
+    // Redis keeps its data: AOF, fsync at least every second, a named volume.
+    let redis = strings(&all["redis"]["command"]).join(" ");
+    assert!(
+        redis.contains("--appendonly yes") && redis.contains("--appendfsync everysec"),
+        "{redis}"
+    );
+    assert!(
+        strings(&all["redis"]["volumes"])
+            .iter()
+            .any(|v| v.ends_with(":/data"))
+    );
+}
+
+#[test]
+fn compose_wires_services_by_name_on_the_ports_they_listen_on() {
+    let compose = yaml("docker-compose.yml");
+    let all = services(&compose);
+    let listen = |svc: &str, var: &str| -> String {
+        let addr = env(&all[svc], var).unwrap_or_else(|| panic!("{svc}: {var}"));
+        assert!(
+            addr.starts_with("0.0.0.0:"),
+            "{svc}: {var}={addr} must listen on every interface of the container"
+        );
+        port_of(addr).to_owned()
+    };
+    let token = listen("token-service", "TOKEN_SERVICE_ADDR");
+    let token_metrics = listen("token-service", "TOKEN_SERVICE_METRICS_ADDR");
+    let projects = listen("projects-service", "PROJECTS_SERVICE_ADDR");
+    let auth = listen("auth-service", "AUTH_SERVICE_ADDR");
+    let fake = listen("fake-snyk", "FAKE_SNYK_ADDR");
+
+    let token_url = format!("http://token-service:{token}");
+    for svc in ["projects-service", "auth-service"] {
+        assert_eq!(
+            env(&all[svc], "TOKEN_SERVICE_URL"),
+            Some(token_url.as_str()),
+            "{svc}"
+        );
+    }
+    assert_eq!(
+        env(&all["auth-service"], "PROJECTS_SERVICE_URL"),
+        Some(format!("http://projects-service:{projects}").as_str())
+    );
+    // The services reach the fake by name; the browser reaches its consent page on localhost.
+    let fake_api = format!("${{SNYK_API_URL:-http://fake-snyk:{fake}}}");
+    for svc in ["token-service", "projects-service"] {
+        assert_eq!(
+            env(&all[svc], "SNYK_API_URL"),
+            Some(fake_api.as_str()),
+            "{svc}"
+        );
+    }
+    assert_eq!(
+        env(&all["auth-service"], "SNYK_APP_URL"),
+        Some(format!("${{SNYK_APP_URL:-http://localhost:{fake}}}").as_str())
+    );
+    assert_eq!(
+        strings(&all["fake-snyk"]["ports"]),
+        [format!("{fake}:{fake}")]
+    );
+    assert_eq!(
+        strings(&all["auth-service"]["ports"]),
+        [format!("{auth}:{auth}")]
+    );
+    assert_eq!(
+        env(&all["fake-snyk"], "FAKE_SNYK_REDIRECT_URIS"),
+        env(&all["auth-service"], "SNYK_REDIRECT_URI"),
+        "the fake must accept auth-service's redirect URI"
+    );
+
+    for svc in ["auth-service", "token-service", "projects-service"] {
+        assert_eq!(env(&all[svc], "OTEL_SERVICE_NAME"), Some(svc));
+        assert_eq!(
+            env(&all[svc], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            Some("${OTEL_EXPORTER_OTLP_ENDPOINT:-}"),
+            "{svc}"
+        );
+    }
+
+    // Prometheus scrapes each service's /metrics where it is served.
+    let prometheus = yaml("deploy/prometheus.yml");
+    let targets: BTreeSet<String> = prometheus["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+        .iter()
+        .flat_map(|job| job["static_configs"].as_sequence().expect("static_configs"))
+        .flat_map(|sc| strings(&sc["targets"]))
+        .map(str::to_owned)
+        .collect();
+    for expected in [
+        format!("auth-service:{auth}"),
+        format!("projects-service:{projects}"),
+        format!("token-service:{token_metrics}"),
+    ] {
+        assert!(targets.contains(&expected), "{expected} not in {targets:?}");
+    }
+    for target in &targets {
+        let host = target.split(':').next().unwrap_or_default();
+        assert!(
+            all.get(host).is_some(),
+            "prometheus scrapes unknown {target}"
+        );
+    }
+
+    // The observability profile: collector → Jaeger, and a Prometheus exporter endpoint.
+    for svc in ["otel-collector", "jaeger", "prometheus"] {
+        assert_eq!(
+            strings(&all[svc]["profiles"]),
+            ["observability"],
+            "{svc} profile"
+        );
+    }
+    let collector = yaml("deploy/otel-collector.yaml");
+    let pipelines = &collector["service"]["pipelines"];
+    assert_eq!(strings(&pipelines["traces"]["exporters"]), ["otlp/jaeger"]);
+    assert_eq!(strings(&pipelines["metrics"]["exporters"]), ["prometheus"]);
+    assert_eq!(
+        collector["exporters"]["otlp/jaeger"]["endpoint"].as_str(),
+        Some("jaeger:4317")
+    );
+    assert!(targets.contains(&format!(
+        "otel-collector:{}",
+        port_of(
+            collector["exporters"]["prometheus"]["endpoint"]
+                .as_str()
+                .expect("prometheus exporter endpoint")
+        )
+    )));
+}
+
+/// Settings whose demo default is harmless in real mode (real values come from .env).
+const NOT_SECRET: &[&str] = &[
+    "SNYK_API_URL",
+    "SNYK_APP_URL",
+    "SNYK_REDIRECT_URI",
+    "SNYK_SCOPES",
+    "RUST_LOG",
+    "LOG_FORMAT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+];
+
+#[test]
+fn real_mode_drops_the_fake_turns_demo_mode_off_and_requires_every_secret() {
+    let real = yaml("compose.real.yml");
+    let all = services(&real);
+    assert_eq!(strings(&all["fake-snyk"]["profiles"]), ["demo"]);
+    let base = yaml("docker-compose.yml");
+    for (key, service) in services(&base) {
+        let svc = name(key);
+        if service["image"].as_str() != Some(IMAGE) || svc == "fake-snyk" {
+            continue;
+        }
+        assert_eq!(
+            env(&all[svc], "DEMO_MODE"),
+            Some("false"),
+            "{svc} in compose.real.yml"
+        );
+        // Every setting with a demo default (`${X:-…}`) in the base file is, unless it is one of
+        // the harmless ones, a secret: real mode must require it (`${X:?…}`), never fall back.
+        for (var, value) in service["environment"].as_mapping().expect("environment") {
+            let var = name(var);
+            let value = value.as_str().unwrap_or_default();
+            if value.contains(":-") && !NOT_SECRET.contains(&var) {
+                let real_value = env(&all[svc], var)
+                    .unwrap_or_else(|| panic!("{svc}: compose.real.yml must override {var}"));
+                assert!(
+                    real_value.contains(":?") && !real_value.contains("demo"),
+                    "{svc}: {var} must be required in real mode, got {real_value}"
+                );
+            }
+        }
+    }
+
+    // .env.example sets every variable that compose.real.yml requires, and selects it.
+    let example = read(".env.example");
+    let set: BTreeSet<&str> = example
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .collect();
+    assert!(
+        example
+            .lines()
+            .any(|l| l == "COMPOSE_FILE=docker-compose.yml:compose.real.yml")
+    );
+    let text: String = read("compose.real.yml")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    for required in text.split("${").skip(1).filter_map(|rest| {
+        let (var, rest) = rest.split_at(rest.find([':', '}'])?);
+        rest.starts_with(":?").then_some(var)
+    }) {
+        assert!(
+            set.contains(required),
+            ".env.example must document {required}"
+        );
+    }
+    for host in [
+        "app.snyk.io",
+        "api.snyk.io",
+        "app.us.snyk.io",
+        "api.us.snyk.io",
+        "app.eu.snyk.io",
+        "api.eu.snyk.io",
+        "app.au.snyk.io",
+        "api.au.snyk.io",
+    ] {
+        assert!(example.contains(host), ".env.example region table: {host}");
+    }
+}
+
+#[test]
+fn every_binary_in_the_image_has_a_healthcheck_subcommand() {
+    let (in_image, _) = dockerfile_binaries();
+    let sources = workspace_binaries();
+    for binary in in_image {
+        let main = sources
+            .get(&binary)
+            .unwrap_or_else(|| panic!("no source for {binary}"));
+        let text = std::fs::read_to_string(main).expect("main.rs");
+        assert!(
+            text.contains("Some(\"healthcheck\")") && text.contains("healthcheck::"),
+            "{}: `{binary} healthcheck` (service_runtime::healthcheck) is what compose runs; \
+             the binary must handle it before it loads its settings",
+            main.display()
+        );
+    }
+}
