@@ -8,6 +8,8 @@
     missing_debug_implementations
 )]
 
+pub mod process;
+
 use std::{net::SocketAddr, sync::Arc};
 
 use base64::Engine as _;
@@ -96,31 +98,52 @@ impl Stack {
     }
 
     /// token-service settings pointing at this stack; `overrides` win over the defaults.
-    pub fn settings(&self, overrides: &[(&str, &str)]) -> Settings {
-        let redis_url = self.redis.url();
-        let api = self.fake.url();
-        let base: Vec<(&str, String)> = vec![
-            ("TOKEN_SERVICE_ADDR", "127.0.0.1:0".into()),
-            ("TOKEN_SERVICE_METRICS_ADDR", "127.0.0.1:0".into()),
-            ("REDIS_URL", redis_url),
-            ("SNYK_API_URL", api),
-            ("SNYK_CLIENT_ID", CLIENT_ID.into()),
-            ("SNYK_CLIENT_SECRET", CLIENT_SECRET.into()),
-            ("TOKEN_ENCRYPTION_KEYS", K1.into()),
-            (
-                "TOKEN_SERVICE_CLIENT_KEYS",
-                format!("projects-service={CALLER_KEY}"),
-            ),
-            ("SNYK_TOKEN_BACKOFF_MS", "50".into()),
+    /// token-service's environment for this stack; `overrides` win over the defaults.
+    pub fn token_env(&self, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let base = [
+            ("TOKEN_SERVICE_ADDR", "127.0.0.1:0".to_owned()),
+            ("TOKEN_SERVICE_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+            ("REDIS_URL", self.redis.url()),
+            ("SNYK_API_URL", self.fake.url()),
+            ("SNYK_CLIENT_ID", CLIENT_ID.to_owned()),
+            ("SNYK_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+            ("TOKEN_ENCRYPTION_KEYS", K1.to_owned()),
+            ("TOKEN_SERVICE_CLIENT_KEYS", format!("projects-service={CALLER_KEY}")),
+            ("SNYK_TOKEN_BACKOFF_MS", "50".to_owned()),
         ];
-        Settings::from_lookup(|k| {
-            overrides
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| (*v).to_owned())
-                .or_else(|| base.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-        })
-        .expect("valid test settings")
+        for (k, v) in base {
+            if !env.iter().any(|(n, _)| n == k) {
+                env.push((k.to_owned(), v));
+            }
+        }
+        env
+    }
+
+    /// token-service settings pointing at this stack; `overrides` win over the defaults.
+    pub fn settings(&self, overrides: &[(&str, &str)]) -> Settings {
+        let env = self.token_env(overrides);
+        Settings::from_lookup(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+            .expect("valid test settings")
+    }
+
+    /// A token-service as its own process (the real binary), ready to serve.
+    pub async fn replica_process(&self, overrides: &[(&str, &str)]) -> (process::Process, SocketAddr) {
+        let port = test_support::free_port().expect("free port");
+        let metrics_port = test_support::free_port().expect("free port");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut env = self.token_env(overrides);
+        for (k, v) in env.iter_mut() {
+            match k.as_str() {
+                "TOKEN_SERVICE_ADDR" => *v = addr.to_string(),
+                "TOKEN_SERVICE_METRICS_ADDR" => *v = format!("127.0.0.1:{metrics_port}"),
+                _ => {}
+            }
+        }
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let mut p = process::Process::spawn("token-service", &env);
+        process::wait_grpc_serving(&mut p, addr, "snykapps.token.v1.TokenService").await;
+        (p, addr)
     }
 
     pub async fn replica(&self, overrides: &[(&str, &str)]) -> Replica {
@@ -361,4 +384,310 @@ pub fn force(install_id: &str, rejected: &str) -> pb::ForceRefreshRequest {
 /// Sleeps until a 2-second token is inside its 1-second refresh margin.
 pub async fn until_refresh_due() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+}
+
+// ---- auth-service: the browser install flow (system/auth.rs, system/browser.rs) ----------------
+
+/// The key auth-service presents to token-service.
+pub const AUTH_TOKEN_KEY: &str = "auth-service-token-key-0123456789";
+/// `AUTH_COOKIE_KEY` of the test auth-services: the 64 bytes 0..=63, base64.
+pub const AUTH_COOKIE_KEY: &str =
+    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+
+/// The fake's configuration for browser-flow tests: `fake_config()` with hour-long access tokens,
+/// so no refresh happens unless a test asks for one.
+pub fn auth_fake_config() -> fake_snyk::Config {
+    let mut c = fake_config();
+    c.access_token_ttl = std::time::Duration::from_secs(3600);
+    c
+}
+
+/// One running auth-service (its `Application`, on its own task).
+pub struct AuthService {
+    pub url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl AuthService {
+    /// Builds and starts an auth-service with `settings`.
+    pub async fn spawn(settings: auth_service::Settings) -> anyhow::Result<AuthService> {
+        let app = auth_service::Application::build(settings).await?;
+        let url = format!("http://{}", app.local_addr());
+        let (tx, rx) = oneshot::channel();
+        let handle = tokio::spawn(app.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        Ok(AuthService { url, shutdown: Some(tx), handle })
+    }
+
+    /// Graceful stop: returns once in-flight requests are done.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.handle.await?
+    }
+}
+
+/// The whole system behind a browser: Redis, the fake Snyk, token-service, projects-service and
+/// auth-service, wired as in production. The fake checks redirect URIs exactly, so
+/// auth-service's port is chosen first and the fake registers `http://127.0.0.1:{port}/callback`.
+pub struct AuthStack {
+    pub stack: Stack,
+    /// `None` once [`AuthStack::stop_token_service`] ran.
+    pub replica: Option<Replica>,
+    pub token_addr: SocketAddr,
+    pub projects: ProjectsService,
+    pub auth: AuthService,
+    /// auth-service's `SNYK_REDIRECT_URI`, registered at the fake.
+    pub redirect_uri: String,
+}
+
+impl AuthStack {
+    /// The stack with [`auth_fake_config`] and auth-service's default test settings.
+    pub async fn start() -> AuthStack {
+        Self::start_with(auth_fake_config(), &[]).await
+    }
+
+    /// The stack with `fake` (its redirect URIs get auth-service's added) and auth-service
+    /// settings `overrides`.
+    pub async fn start_with(mut fake: fake_snyk::Config, overrides: &[(&str, &str)]) -> AuthStack {
+        let port = test_support::free_port().expect("a free port");
+        let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+        fake.redirect_uris.push(redirect_uri.clone());
+        let stack = Stack::start(fake).await;
+        let keys = format!("projects-service={CALLER_KEY},auth-service={AUTH_TOKEN_KEY}");
+        let replica = stack.replica(&[("TOKEN_SERVICE_CLIENT_KEYS", keys.as_str())]).await;
+        let token_addr = replica.addr;
+        let projects = stack.projects(token_addr, &[]).await;
+        let vars = auth_vars(&stack, port, token_addr, &projects.url, overrides);
+        let settings = auth_service::Settings::from_lookup(lookup(&vars)).expect("valid auth-service settings");
+        let auth = AuthService::spawn(settings).await.expect("auth-service starts");
+        AuthStack { stack, replica: Some(replica), token_addr, projects, auth, redirect_uri }
+    }
+
+    /// The environment auth-service runs with in this stack, `overrides` applied.
+    pub fn auth_vars(&self, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+        let port = reqwest::Url::parse(&self.auth.url).unwrap().port().unwrap();
+        auth_vars(&self.stack, port, self.token_addr, &self.projects.url, overrides)
+    }
+
+    /// `{auth-service}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.auth.url)
+    }
+
+    /// Stops token-service (gracefully); auth-service keeps running.
+    pub async fn stop_token_service(&mut self) {
+        if let Some(replica) = self.replica.take() {
+            replica.stop().await.expect("token-service stops");
+        }
+    }
+
+    /// A token-service client with projects-service's key (to inspect installs and tokens).
+    pub async fn token_client(&self) -> Client {
+        client_with_key(self.token_addr, CALLER_KEY).await
+    }
+
+    /// `GET /auth`: asserts the 302 to the fake's consent page and returns its URL.
+    pub async fn begin(&self, browser: &Browser) -> reqwest::Url {
+        let res = browser.get(&self.url("/auth")).await;
+        assert_eq!(res.status(), 302, "GET /auth redirects to Snyk");
+        let location = res.headers().get("location").expect("a Location").to_str().unwrap();
+        let url = reqwest::Url::parse(location).expect("an absolute URL");
+        assert!(url.as_str().starts_with(&format!("{}/oauth2/authorize?", self.stack.fake.url())), "{url}");
+        url
+    }
+
+    /// On the consent page at `consent`, presses the button with id `button` (`approve` or
+    /// `deny`) as a browser would; returns where Snyk sends the browser back to (not visited).
+    pub async fn decide(&self, browser: &Browser, consent: &reqwest::Url, button: &str) -> reqwest::Url {
+        let res = browser.get(consent.as_str()).await;
+        assert_eq!(res.status(), 200, "the consent page shows");
+        let form = HtmlForm::parse(&res.text().await.unwrap(), button);
+        let res = browser.submit(consent, &form).await;
+        assert_eq!(res.status(), 302, "the decision redirects back to the app");
+        let location = res.headers().get("location").expect("a Location").to_str().unwrap();
+        let url = reqwest::Url::parse(location).expect("an absolute URL");
+        assert!(url.as_str().starts_with(&format!("{}?", self.redirect_uri)), "{url}");
+        url
+    }
+
+    /// `/auth`, then Approve: the callback URL the browser is sent to (not visited yet).
+    pub async fn approved_callback(&self, browser: &Browser) -> reqwest::Url {
+        let consent = self.begin(browser).await;
+        self.decide(browser, &consent, "approve").await
+    }
+
+    /// The whole install in `browser`; asserts the 303 to the install's page, returns its id.
+    pub async fn install(&self, browser: &Browser) -> String {
+        let callback = self.approved_callback(browser).await;
+        let res = browser.get(callback.as_str()).await;
+        assert_eq!(res.status(), 303, "the callback completes the install");
+        let location = res.headers().get("location").expect("a Location").to_str().unwrap().to_owned();
+        location.strip_prefix("/installs/").expect("redirects to the install's page").to_owned()
+    }
+}
+
+fn auth_vars(
+    stack: &Stack,
+    port: u16,
+    token_service: SocketAddr,
+    projects_url: &str,
+    overrides: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = vec![
+        ("AUTH_SERVICE_ADDR".into(), format!("127.0.0.1:{port}")),
+        ("SNYK_APP_URL".into(), stack.fake.url()),
+        ("SNYK_CLIENT_ID".into(), CLIENT_ID.into()),
+        ("SNYK_REDIRECT_URI".into(), format!("http://127.0.0.1:{port}/callback")),
+        ("TOKEN_SERVICE_URL".into(), format!("http://{token_service}")),
+        ("TOKEN_SERVICE_API_KEY".into(), AUTH_TOKEN_KEY.into()),
+        ("PROJECTS_SERVICE_URL".into(), projects_url.to_owned()),
+        ("PROJECTS_SERVICE_API_KEY".into(), PROJECTS_KEY.into()),
+        ("REDIS_URL".into(), stack.redis.url()),
+        ("AUTH_COOKIE_KEY".into(), AUTH_COOKIE_KEY.into()),
+    ];
+    for (k, v) in overrides {
+        vars.retain(|(n, _)| n != k);
+        vars.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    vars
+}
+
+/// A settings lookup over `vars`.
+pub fn lookup(vars: &[(String, String)]) -> impl Fn(&str) -> Option<String> + '_ {
+    move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+}
+
+/// What a browser does that the flow depends on: it keeps cookies per host (ports do not separate
+/// cookies, as in real browsers) and sends them back; it does not follow redirects by itself, so
+/// tests see each one.
+pub struct Browser {
+    http: reqwest::Client,
+    jar: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { http, jar: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        let res = self.with_cookies(self.http.get(url)).send().await.expect("the server answers");
+        self.remember(&res);
+        res
+    }
+
+    /// Posts `form` (urlencoded) to its action, resolved against `page`.
+    pub async fn submit(&self, page: &reqwest::Url, form: &HtmlForm) -> reqwest::Response {
+        let action = page.join(&form.action).expect("a valid form action");
+        let res = self.with_cookies(self.http.post(action).form(&form.fields)).send().await.expect("the server answers");
+        self.remember(&res);
+        res
+    }
+
+    /// The value of cookie `name`, if the browser holds it.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.lock().unwrap().iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    }
+
+    /// Puts a cookie in the jar as if a server had set it (to forge one).
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        let mut jar = self.jar.lock().unwrap();
+        jar.retain(|(n, _)| n != name);
+        jar.push((name.to_owned(), value.to_owned()));
+    }
+
+    fn with_cookies(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let jar = self.jar.lock().unwrap();
+        if jar.is_empty() {
+            return req;
+        }
+        let header = jar.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ");
+        req.header("cookie", header)
+    }
+
+    fn remember(&self, res: &reqwest::Response) {
+        for value in res.headers().get_all("set-cookie") {
+            let value = value.to_str().unwrap();
+            let (pair, attrs) = value.split_once(';').unwrap_or((value, ""));
+            let (name, val) = pair.split_once('=').unwrap();
+            let deleted = attrs.split(';').any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+            let mut jar = self.jar.lock().unwrap();
+            jar.retain(|(n, _)| n != name.trim());
+            if !deleted {
+                jar.push((name.trim().to_owned(), val.trim().to_owned()));
+            }
+        }
+    }
+}
+
+/// What a browser submits for an HTML form when the button with a given id is pressed: the
+/// action, every named `<input>` and the pressed button's `name=value`.
+pub struct HtmlForm {
+    pub action: String,
+    pub fields: Vec<(String, String)>,
+}
+
+impl HtmlForm {
+    /// Parses the (first) form of `html`. Enough HTML for the fake's consent page, not more.
+    pub fn parse(html: &str, button_id: &str) -> HtmlForm {
+        let form_tag = *tags(html, "form").first().expect("a <form>");
+        let action = attr(form_tag, "action").unwrap_or_default();
+        let mut fields = Vec::new();
+        for input in tags(html, "input") {
+            let kind = attr(input, "type").unwrap_or_else(|| "text".into());
+            if let Some(name) = attr(input, "name")
+                && !matches!(kind.as_str(), "submit" | "button" | "image")
+            {
+                fields.push((name, attr(input, "value").unwrap_or_default()));
+            }
+        }
+        let button = tags(html, "button")
+            .into_iter()
+            .find(|b| attr(b, "id").as_deref() == Some(button_id))
+            .unwrap_or_else(|| panic!("no button with id {button_id}"));
+        if let Some(name) = attr(button, "name") {
+            fields.push((name, attr(button, "value").unwrap_or_default()));
+        }
+        HtmlForm { action, fields }
+    }
+}
+
+/// The text of the opening tags `<name …>` of `html`.
+fn tags<'a>(html: &'a str, name: &str) -> Vec<&'a str> {
+    let open = format!("<{name}");
+    html.match_indices(&open)
+        .filter_map(|(i, _)| {
+            let rest = &html[i + open.len()..];
+            if !rest.starts_with([' ', '>', '\n', '\t']) {
+                return None;
+            }
+            rest.find('>').map(|end| &rest[..end])
+        })
+        .collect()
+}
+
+/// The value of attribute `name="…"` in a tag's text, HTML entities decoded.
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let needle = format!(" {name}=\"");
+    let start = tag.find(&needle)? + needle.len();
+    let end = tag[start..].find('"')? + start;
+    Some(
+        tag[start..end]
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
 }

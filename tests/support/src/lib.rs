@@ -278,7 +278,7 @@ pub fn free_port() -> std::io::Result<u16> {
 
 /// Spawns `cmd` so that it dies with this process even if the test is killed before its guards
 /// drop (`PR_SET_PDEATHSIG`): CI must not leave servers behind.
-fn spawn_tied_to_process(mut cmd: Command) -> std::io::Result<Child> {
+pub fn spawn_tied_to_process(mut cmd: Command) -> std::io::Result<Child> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
