@@ -83,9 +83,48 @@ impl From<Error> for Status {
     }
 }
 
+/// tonic answers a request body that is not a valid protobuf message with INTERNAL ("failed to
+/// decode Protobuf message"), before any of our code runs. That is the caller's fault, so it is
+/// rewritten to INVALID_ARGUMENT on the way out (a "trailers-only" response carries the status
+/// in its headers).
+pub fn decode_failures_are_invalid_argument(headers: &mut http::HeaderMap) {
+    let is_internal = headers.get("grpc-status").is_some_and(|v| v == "13");
+    let is_decode = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| {
+            m.starts_with("failed%20to%20decode%20Protobuf%20message")
+                || m.starts_with("failed to decode Protobuf message")
+        });
+    if is_internal && is_decode {
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn undecodable_requests_become_invalid_argument() {
+        let mut h = http::HeaderMap::new();
+        h.insert("grpc-status", http::HeaderValue::from_static("13"));
+        h.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("failed%20to%20decode%20Protobuf%20message:%20x"),
+        );
+        decode_failures_are_invalid_argument(&mut h);
+        assert_eq!(h["grpc-status"], "3");
+        // Our own INTERNAL errors are left alone.
+        let mut h = http::HeaderMap::new();
+        h.insert("grpc-status", http::HeaderValue::from_static("13"));
+        h.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("internal%20error"),
+        );
+        decode_failures_are_invalid_argument(&mut h);
+        assert_eq!(h["grpc-status"], "13");
+    }
 
     #[test]
     fn statuses_are_stable() {

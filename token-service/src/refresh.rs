@@ -356,20 +356,34 @@ impl Refresher {
     /// Stores the result of a refresh over `generation`. Redis hiccups are retried until the
     /// lease runs out: the pair in hand exists nowhere else, and while the lease is ours (Redis
     /// keeps its expiry across a restart) no other replica may act on this install.
-    async fn commit(&self, generation: u64, grant: &Grant, leased_at: Instant) -> Result<(), Error> {
-        let deadline = leased_at + self.settings.lease_ttl.saturating_sub(Duration::from_millis(500));
+    async fn commit(
+        &self,
+        generation: u64,
+        grant: &Grant,
+        leased_at: Instant,
+    ) -> Result<(), Error> {
+        let deadline = leased_at
+            + self
+                .settings
+                .lease_ttl
+                .saturating_sub(Duration::from_millis(500));
         let mut attempt = 0;
         loop {
             match self.store.write_fenced(generation, grant, None).await {
                 Ok(Fenced::Written(_)) => return Ok(()),
                 Ok(_) => {
                     tracing::error!(install_id = %grant.install_id, "grant changed while this replica held the refresh lease; result discarded");
-                    return Err(Error::Unavailable("the grant changed during the refresh; retry".into()));
+                    return Err(Error::Unavailable(
+                        "the grant changed during the refresh; retry".into(),
+                    ));
                 }
                 Err(StoreError::Unavailable(e)) if Instant::now() < deadline => {
                     attempt += 1;
                     tracing::warn!(install_id = %grant.install_id, error = %e, attempt, "could not store the refreshed grant; retrying");
-                    tokio::time::sleep(backoff(Duration::from_millis(100), attempt).min(deadline - Instant::now())).await;
+                    tokio::time::sleep(
+                        backoff(Duration::from_millis(100), attempt).min(deadline - Instant::now()),
+                    )
+                    .await;
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -186,7 +186,8 @@ fn grpc_span(req: &http::Request<()>) -> tracing::Span {
     span
 }
 
-/// A tower layer recording `rpc.server.duration` by method and gRPC status.
+/// A tower layer recording `rpc.server.duration` by method and gRPC status; it also turns tonic's
+/// INTERNAL for undecodable request bytes into INVALID_ARGUMENT (see `error`).
 #[derive(Debug, Clone)]
 struct RpcDuration<S> {
     inner: S,
@@ -229,7 +230,10 @@ where
         let started = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
-            let res = fut.await;
+            let mut res = fut.await;
+            if let Ok(r) = &mut res {
+                crate::error::decode_failures_are_invalid_argument(r.headers_mut());
+            }
             // Errors come back "trailers-only", with grpc-status in the headers; success has it
             // in the trailers, so no header means OK here.
             let status = match &res {
