@@ -1,0 +1,190 @@
+//! Telemetry across processes: the real binaries export OTLP to an in-process receiver, and one
+//! user action must come back as one trace spanning every service it touched.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
+    common::v1::any_value::Value,
+};
+use system_tests::{process::Process, *};
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// One exported span: (service.name, trace id, span name).
+pub type SpanRecord = (String, Vec<u8>, String);
+
+/// An OTLP/gRPC trace receiver that keeps everything it is sent.
+#[derive(Clone, Default)]
+pub struct Receiver {
+    spans: Arc<Mutex<Vec<SpanRecord>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for rs in request.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+                .map(|v| match v {
+                    Value::StringValue(s) => s.clone(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                for span in ss.spans {
+                    spans.push((service.clone(), span.trace_id, span.name));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+impl Receiver {
+    /// Starts the receiver on a free port; returns its endpoint URL.
+    pub async fn start(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = TraceServiceServer::new(self.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder().add_service(service).serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        format!("http://{addr}")
+    }
+
+    /// The services seen in the trace with this id.
+    pub fn services_in(&self, trace_id: &[u8]) -> BTreeSet<String> {
+        self.spans.lock().unwrap().iter().filter(|(_, t, _)| t == trace_id).map(|(s, _, _)| s.clone()).collect()
+    }
+
+    /// Waits until some trace contains spans of every one of `services`; returns its id.
+    pub async fn trace_spanning(&self, services: &[&str], root_span_hint: &str) -> Vec<u8> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            {
+                let spans = self.spans.lock().unwrap();
+                let mut by_trace: HashMap<&Vec<u8>, BTreeSet<&str>> = HashMap::new();
+                for (s, t, _) in spans.iter() {
+                    by_trace.entry(t).or_default().insert(s.as_str());
+                }
+                let hinted = spans.iter().filter(|(_, _, n)| n.contains(root_span_hint)).map(|(_, t, _)| t);
+                for t in hinted {
+                    if services.iter().all(|s| by_trace.get(t).is_some_and(|set| set.contains(s))) {
+                        return t.clone();
+                    }
+                }
+                if Instant::now() > deadline {
+                    let summary: Vec<_> = by_trace.iter().map(|(t, s)| (hex(t), s.clone())).collect();
+                    panic!("no trace spans {services:?} (hint {root_span_hint}); traces seen: {summary:?}");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The telemetry environment every process gets.
+pub fn otel_env(endpoint: &str, service: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_owned()),
+        ("OTEL_SERVICE_NAME", service.to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "600000".to_owned()),
+    ]
+}
+
+/// token-service and projects-service as processes exporting to `endpoint`.
+pub async fn traced_backends(stack: &Stack, endpoint: &str) -> (Process, SocketAddr, Process, String, String) {
+    let token_port = test_support::free_port().unwrap();
+    let token_addr: SocketAddr = ([127, 0, 0, 1], token_port).into();
+    let mut env: Vec<(&str, String)> = stack
+        .token_env(&[])
+        .into_iter()
+        .filter(|(k, _)| k != "TOKEN_SERVICE_ADDR" && k != "TOKEN_SERVICE_METRICS_ADDR")
+        .map(|(k, v)| (leak(k), v))
+        .collect();
+    env.push(("TOKEN_SERVICE_ADDR", token_addr.to_string()));
+    let metrics_port = test_support::free_port().unwrap();
+    env.push(("TOKEN_SERVICE_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")));
+    env.extend(otel_env(endpoint, "token-service"));
+    let mut token = Process::spawn("token-service", &env);
+    system_tests::process::wait_grpc_serving(&mut token, token_addr, "snykapps.token.v1.TokenService").await;
+
+    let projects_port = test_support::free_port().unwrap();
+    let projects_url = format!("http://127.0.0.1:{projects_port}");
+    let mut env: Vec<(&str, String)> = vec![
+        ("PROJECTS_SERVICE_ADDR", format!("127.0.0.1:{projects_port}")),
+        ("SNYK_API_URL", stack.fake.url()),
+        ("TOKEN_SERVICE_URL", format!("http://{token_addr}")),
+        ("TOKEN_SERVICE_API_KEY", CALLER_KEY.to_owned()),
+        ("PROJECTS_SERVICE_CLIENT_KEYS", format!("auth-service={PROJECTS_KEY}")),
+    ];
+    env.extend(otel_env(endpoint, "projects-service"));
+    let mut projects = Process::spawn("projects-service", &env);
+    system_tests::process::wait_http_ok(&mut projects, &format!("{projects_url}/readyz")).await;
+    (token, token_addr, projects, projects_url, format!("http://127.0.0.1:{metrics_port}/metrics"))
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+#[tokio::test]
+async fn a_projects_listing_is_one_trace_across_projects_and_token_service() {
+    let receiver = Receiver::default();
+    let endpoint = receiver.start().await;
+    let stack = Stack::start(fake_config()).await;
+    let (_token, token_addr, _projects, projects_url, token_metrics) = traced_backends(&stack, &endpoint).await;
+    let mut c = client_with_key(token_addr, CALLER_KEY).await;
+    let install = stack.install(&mut c).await;
+    let org = &install.orgs[0].id;
+
+    // The caller starts the trace; every hop must continue it.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let res = reqwest::Client::new()
+        .get(format!("{projects_url}/v1/orgs/{org}/projects"))
+        .bearer_auth(PROJECTS_KEY)
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let found = receiver.trace_spanning(&["projects-service", "token-service"], "").await;
+    assert_eq!(hex(&found), trace_id, "the caller's trace was continued, not replaced");
+    assert_eq!(receiver.services_in(&found), BTreeSet::from(["projects-service".into(), "token-service".into()]));
+
+    // The same work shows up in each service's Prometheus endpoint.
+    let token = reqwest::get(&token_metrics).await.unwrap().text().await.unwrap();
+    for series in [
+        "snykapps_token_requests_total{cache=\"hit\",outcome=\"ok\"}",
+        "snykapps_snyk_calls_total{endpoint=\"oauth2/token\",status=\"200\"}",
+        "rpc_server_duration_bucket",
+    ] {
+        assert!(token.contains(series), "token-service /metrics lacks {series}:\n{token}");
+    }
+    let projects = reqwest::get(format!("{projects_url}/metrics")).await.unwrap().text().await.unwrap();
+    for series in ["snykapps_snyk_calls_total{endpoint=\"rest/projects\",status=\"200\"}", "http_server_duration_bucket"] {
+        assert!(projects.contains(series), "projects-service /metrics lacks {series}:\n{projects}");
+    }
+}
