@@ -100,6 +100,9 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
     } else {
         registry.with(fmt::layer()).try_init()
     };
+    if demo_mode() {
+        tracing::warn!(service = %name, "DEMO MODE: talking to fake-snyk with demo secrets; not for real installs");
+    }
     match (endpoint, export_error) {
         (Some(e), None) => {
             tracing::info!(endpoint = %e, service = %name, "exporting traces and metrics over OTLP")
@@ -113,6 +116,12 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
         tracer_provider,
         meter_provider,
     }
+}
+
+/// `DEMO_MODE=true` (set by the demo compose stack and `scripts/dev-stack`).
+pub fn demo_mode() -> bool {
+    std::env::var("DEMO_MODE")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
 }
 
 fn export_interval() -> Duration {

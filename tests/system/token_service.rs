@@ -1053,3 +1053,58 @@ async fn min_validity_beyond_the_lifetime_is_refused() {
     assert!(err.message().contains("min_validity_seconds"));
     assert_eq!(refresh_calls(&stack), 0);
 }
+
+/// Sum of `calls=` over Redis's command statistics (every command but INFO itself).
+async fn redis_calls(stack: &Stack) -> u64 {
+    let mut conn = stack.redis_conn().await;
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn the_hot_path_is_one_redis_round_trip_by_install_and_by_org() {
+    let mut config = fake_config();
+    config.access_token_ttl = Duration::from_secs(3600);
+    let stack = Stack::start(config).await;
+    let replica = stack.replica(&[]).await;
+    let mut c = client(&replica).await;
+    let install = stack.install(&mut c).await;
+    let by_org = || pb::GetAccessTokenRequest {
+        target: Some(pb::get_access_token_request::Target::OrgId(install.orgs[0].id.clone())),
+        min_validity_seconds: 0,
+    };
+    c.get_access_token(by_org()).await.unwrap(); // warms the org -> install mapping
+
+    let before = redis_calls(&stack).await;
+    for _ in 0..100 {
+        c.get_access_token(by_org()).await.unwrap();
+        c.get_access_token(by_install(&install.install_id)).await.unwrap();
+    }
+    let after = redis_calls(&stack).await;
+
+    assert_eq!(after - before, 200, "one Redis command per token request");
+}
+
+#[tokio::test]
+async fn a_cached_org_mapping_follows_a_deletion_on_another_replica() {
+    let stack = Stack::start(fake_config()).await;
+    let (a, b) = (stack.replica(&[]).await, stack.replica(&[]).await);
+    let (mut ca, mut cb) = (client(&a).await, client(&b).await);
+    let install = stack.install(&mut ca).await;
+    let by_org = || pb::GetAccessTokenRequest {
+        target: Some(pb::get_access_token_request::Target::OrgId(install.orgs[0].id.clone())),
+        min_validity_seconds: 0,
+    };
+    ca.get_access_token(by_org()).await.unwrap(); // A now caches org -> install
+
+    cb.delete_install(pb::DeleteInstallRequest { install_id: install.install_id.clone() }).await.unwrap();
+    assert_eq!(ca.get_access_token(by_org()).await.unwrap_err().code(), Code::NotFound);
+
+    // A fresh install of the same org is found at once, too.
+    let again = stack.install(&mut cb).await;
+    let t = ca.get_access_token(by_org()).await.unwrap().into_inner();
+    assert_eq!(t.install_id, again.install_id);
+}

@@ -29,6 +29,7 @@ pub struct TokenApi {
     refresher: Arc<Refresher>,
     snyk: SnykClient,
     metrics: Arc<Metrics>,
+    org_cache: Arc<OrgCache>,
 }
 
 impl TokenApi {
@@ -43,6 +44,7 @@ impl TokenApi {
             refresher,
             snyk,
             metrics,
+            org_cache: Arc::new(OrgCache::default()),
         }
     }
 
@@ -53,20 +55,37 @@ impl TokenApi {
         status
     }
 
-    async fn resolve(&self, target: Option<Target<'_>>) -> Result<InstallId, Error> {
-        match target {
-            Some(Target::Install(s)) => Ok(InstallId::parse(s)?),
-            Some(Target::Org(s)) => {
-                let org = OrgId::parse(s)?;
-                self.store
-                    .install_for_org(&org)
-                    .await?
-                    .ok_or(Error::UnknownOrg(org))
+    /// A token for `target`, refreshed first when `need` requires it. For an org, the org ->
+    /// install mapping comes from a short-lived in-process cache, so the hot path stays at one
+    /// Redis round trip (the grant read); a cached mapping that leads to a missing or dead
+    /// install is looked up again once, so a re-install elsewhere is picked up at once.
+    async fn token_for(&self, target: Option<Target<'_>>, need: Need) -> Result<Grant, Error> {
+        let org = match target {
+            Some(Target::Install(s)) => {
+                return self.refresher.token(InstallId::parse(s)?, need).await;
             }
-            None => Err(Error::InvalidArgument(
-                "target must be set: install_id or org_id".into(),
-            )),
+            Some(Target::Org(s)) => OrgId::parse(s)?,
+            None => {
+                return Err(Error::InvalidArgument(
+                    "target must be set: install_id or org_id".into(),
+                ));
+            }
+        };
+        if let Some(cached) = self.org_cache.get(&org) {
+            match self.refresher.token(cached, need.clone()).await {
+                Err(Error::UnknownInstall(_) | Error::NeedsReauth(..)) => {
+                    self.org_cache.forget(&org)
+                }
+                done => return done,
+            }
         }
+        let id = self
+            .store
+            .install_for_org(&org)
+            .await?
+            .ok_or(Error::UnknownOrg(org))?;
+        self.org_cache.put(org, id);
+        self.refresher.token(id, need).await
     }
 
     async fn complete_install(
@@ -198,6 +217,45 @@ impl TokenApi {
     }
 }
 
+/// org -> install, as last read from Redis, for [`ORG_CACHE_TTL`]. The mapping only changes when
+/// an org is installed again or its install deleted; both are caught on use (see `token_for`).
+#[derive(Debug, Default)]
+struct OrgCache {
+    // A std mutex: held for one map operation, never across an await.
+    entries: std::sync::Mutex<std::collections::HashMap<OrgId, (InstallId, std::time::Instant)>>,
+}
+
+const ORG_CACHE_TTL: Duration = Duration::from_secs(30);
+const ORG_CACHE_MAX: usize = 100_000;
+
+impl OrgCache {
+    fn get(&self, org: &OrgId) -> Option<InstallId> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(org)
+            .filter(|(_, at)| at.elapsed() < ORG_CACHE_TTL)
+            .map(|(id, _)| *id)
+    }
+
+    fn put(&self, org: OrgId, id: InstallId) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= ORG_CACHE_MAX {
+            entries.retain(|_, (_, at)| at.elapsed() < ORG_CACHE_TTL);
+            if entries.len() >= ORG_CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(org, (id, std::time::Instant::now()));
+    }
+
+    fn forget(&self, org: &OrgId) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(org);
+    }
+}
+
 enum Target<'a> {
     Install(&'a str),
     Org(&'a str),
@@ -320,13 +378,10 @@ impl TokenService for TokenApi {
     ) -> Result<Response<pb::AccessToken>, Status> {
         let req = req.into_inner();
         let need = Need::Validity(Duration::from_secs(req.min_validity_seconds.into()));
-        let grant = async {
-            self.refresher
-                .token(self.resolve(access_target(&req.target)).await?, need)
-                .await
-        }
-        .await
-        .map_err(|e| self.failed(e))?;
+        let grant = self
+            .token_for(access_target(&req.target), need)
+            .await
+            .map_err(|e| self.failed(e))?;
         Ok(Response::new(access_token_to_pb(&grant)))
     }
 
@@ -338,10 +393,11 @@ impl TokenService for TokenApi {
         let req = req.into_inner();
         let grant = async {
             check_field("rejected_access_token", &req.rejected_access_token, 1)?;
-            let id = self.resolve(force_target(&req.target)).await?;
-            self.refresher
-                .token(id, Need::Replace(req.rejected_access_token.into()))
-                .await
+            self.token_for(
+                force_target(&req.target),
+                Need::Replace(req.rejected_access_token.into()),
+            )
+            .await
         }
         .await
         .map_err(|e| self.failed(e))?;
