@@ -40,6 +40,9 @@ impl Settings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let var = |k: &str, default: &str| get(k).unwrap_or_else(|| default.to_owned());
         let required = |k: &str| match get(k) {
+            Some(v) if v.contains("REPLACE-ME") => {
+                bail!("{k} still holds the REPLACE-ME placeholder from .env.example")
+            }
             Some(v) if !v.trim().is_empty() => Ok(v),
             _ => bail!("{k} must be set"),
         };

@@ -40,6 +40,9 @@ impl Settings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let var = |k: &str, default: &str| get(k).unwrap_or_else(|| default.to_owned());
         let required = |k: &str| match get(k) {
+            Some(v) if v.contains("REPLACE-ME") => {
+                bail!("{k} still holds the REPLACE-ME placeholder from .env.example")
+            }
             Some(v) if !v.trim().is_empty() => Ok(v),
             _ => bail!("{k} must be set"),
         };
@@ -197,6 +200,12 @@ mod tests {
             let err = Settings::from_lookup(env(&pairs)).expect_err("invalid");
             assert!(format!("{err:#}").contains(name), "{name}: {err:#}");
         }
+    }
+
+    #[test]
+    fn env_example_placeholders_are_refused() {
+        let err = with(&[("SNYK_CLIENT_SECRET", "REPLACE-ME")]).expect_err("placeholder");
+        assert!(err.to_string().contains("SNYK_CLIENT_SECRET"), "{err}");
     }
 
     #[test]
