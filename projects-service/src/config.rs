@@ -2,8 +2,9 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use secrecy::SecretString;
+use service_runtime::config::Env;
 use snykapps_proto::auth::ClientKeys;
 use url::Url;
 
@@ -38,62 +39,26 @@ impl Settings {
 
     /// Reads the settings through `get`, so tests need not touch the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let var = |k: &str, default: &str| get(k).unwrap_or_else(|| default.to_owned());
-        let required = |k: &str| match get(k) {
-            Some(v) if v.contains("REPLACE-ME") => {
-                bail!("{k} still holds the REPLACE-ME placeholder from .env.example")
-            }
-            Some(v) if !v.trim().is_empty() => Ok(v),
-            _ => bail!("{k} must be set"),
-        };
-        let url = |k: &str, default: &str| {
-            let u =
-                Url::parse(&var(k, default)).with_context(|| format!("{k} is not a valid URL"))?;
-            if !matches!(u.scheme(), "http" | "https") {
-                bail!("{k} must be an http(s) URL");
-            }
-            Ok(u)
-        };
-        let millis = |k: &str, default: u64| -> anyhow::Result<Duration> {
-            let n: u64 = var(k, &default.to_string())
-                .trim()
-                .parse()
-                .with_context(|| format!("{k} must be a whole number of milliseconds"))?;
-            if n == 0 {
-                bail!("{k} must be greater than 0");
-            }
-            Ok(Duration::from_millis(n))
-        };
-        let version = var("SNYK_REST_VERSION", "2024-05-31");
+        let env = Env::new(get);
+        let version = env.var("SNYK_REST_VERSION", "2024-05-31");
         if !is_rest_version(&version) {
             bail!("SNYK_REST_VERSION must be YYYY-MM-DD with an optional ~beta or ~experimental");
         }
-        let client_keys = ClientKeys::parse(
-            "PROJECTS_SERVICE_CLIENT_KEYS",
-            &required("PROJECTS_SERVICE_CLIENT_KEYS")?,
-        )?;
         Ok(Settings {
-            addr: var("PROJECTS_SERVICE_ADDR", "0.0.0.0:8081")
-                .parse()
-                .context("PROJECTS_SERVICE_ADDR must be host:port")?,
-            snyk_api_url: url("SNYK_API_URL", "https://api.snyk.io")?,
+            addr: env.addr("PROJECTS_SERVICE_ADDR", "0.0.0.0:8081")?,
+            snyk_api_url: env.http_url("SNYK_API_URL", "https://api.snyk.io")?,
             snyk_rest_version: version,
-            snyk_timeout: millis("SNYK_REST_TIMEOUT_MS", 30_000)?,
-            snyk_retries: var("SNYK_REST_RETRIES", "4")
-                .trim()
-                .parse()
-                .context("SNYK_REST_RETRIES must be a whole number")?,
-            snyk_max_backoff: millis("SNYK_REST_MAX_BACKOFF_MS", 10_000)?,
-            token_service_url: url("TOKEN_SERVICE_URL", "http://127.0.0.1:50051")?,
-            token_service_api_key: required("TOKEN_SERVICE_API_KEY")?.into(),
-            token_service_timeout: millis("TOKEN_SERVICE_TIMEOUT_MS", 15_000)?,
-            client_keys: Arc::new(client_keys),
-            shutdown_drain: Duration::from_millis(
-                var("SHUTDOWN_DRAIN_MS", "0")
-                    .trim()
-                    .parse()
-                    .context("SHUTDOWN_DRAIN_MS must be a whole number of milliseconds")?,
-            ),
+            snyk_timeout: env.millis("SNYK_REST_TIMEOUT_MS", 30_000)?,
+            snyk_retries: env.parse("SNYK_REST_RETRIES", 4, "a whole number")?,
+            snyk_max_backoff: env.millis("SNYK_REST_MAX_BACKOFF_MS", 10_000)?,
+            token_service_url: env.http_url("TOKEN_SERVICE_URL", "http://127.0.0.1:50051")?,
+            token_service_api_key: env.header_secret("TOKEN_SERVICE_API_KEY")?,
+            token_service_timeout: env.millis("TOKEN_SERVICE_TIMEOUT_MS", 15_000)?,
+            client_keys: Arc::new(ClientKeys::parse(
+                "PROJECTS_SERVICE_CLIENT_KEYS",
+                &env.required("PROJECTS_SERVICE_CLIENT_KEYS")?,
+            )?),
+            shutdown_drain: env.millis_or_zero("SHUTDOWN_DRAIN_MS", 0)?,
         })
     }
 }

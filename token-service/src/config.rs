@@ -3,8 +3,9 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use secrecy::SecretString;
+use service_runtime::config::Env;
 use url::Url;
 
 use snykapps_proto::auth::ClientKeys;
@@ -38,46 +39,21 @@ impl Settings {
 
     /// Reads the settings through `get`, so tests need not touch the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let var = |k: &str, default: &str| get(k).unwrap_or_else(|| default.to_owned());
-        let required = |k: &str| match get(k) {
-            Some(v) if v.contains("REPLACE-ME") => {
-                bail!("{k} still holds the REPLACE-ME placeholder from .env.example")
-            }
-            Some(v) if !v.trim().is_empty() => Ok(v),
-            _ => bail!("{k} must be set"),
-        };
-        let millis = |k: &str, default: u64| -> anyhow::Result<Duration> {
-            let v = var(k, &default.to_string());
-            let n: u64 = v
-                .trim()
-                .parse()
-                .with_context(|| format!("{k} must be a whole number of milliseconds"))?;
-            if n == 0 {
-                bail!("{k} must be greater than 0");
-            }
-            Ok(Duration::from_millis(n))
-        };
-        let snyk_api_url = Url::parse(&var("SNYK_API_URL", "https://api.snyk.io"))
-            .context("SNYK_API_URL is not a valid URL")?;
-        if !matches!(snyk_api_url.scheme(), "http" | "https") {
-            bail!("SNYK_API_URL must be an http(s) URL");
-        }
-        let margin_secs: u64 = var("TOKEN_REFRESH_MARGIN_SECONDS", "300")
-            .trim()
-            .parse()
-            .context("TOKEN_REFRESH_MARGIN_SECONDS must be a whole number of seconds")?;
-        let retries: u32 = var("SNYK_TOKEN_RETRIES", "2")
-            .trim()
-            .parse()
-            .context("SNYK_TOKEN_RETRIES must be a whole number")?;
+        let env = Env::new(get);
+        let margin_secs: u64 = env.parse(
+            "TOKEN_REFRESH_MARGIN_SECONDS",
+            300,
+            "a whole number of seconds",
+        )?;
+        let retries: u32 = env.parse("SNYK_TOKEN_RETRIES", 2, "a whole number")?;
         let refresh = RefreshSettings {
             margin: Duration::from_secs(margin_secs),
-            lease_ttl: millis("TOKEN_REFRESH_LEASE_MS", 30_000)?,
-            attempt_timeout: millis("SNYK_TOKEN_TIMEOUT_MS", 5_000)?,
+            lease_ttl: env.millis("TOKEN_REFRESH_LEASE_MS", 30_000)?,
+            attempt_timeout: env.millis("SNYK_TOKEN_TIMEOUT_MS", 5_000)?,
             transient_retries: retries.min(10),
-            backoff_base: millis("SNYK_TOKEN_BACKOFF_MS", 200)?,
+            backoff_base: env.millis("SNYK_TOKEN_BACKOFF_MS", 200)?,
             wait_timeout: Duration::ZERO,
-            poll_interval: millis("TOKEN_REFRESH_POLL_MS", 25)?,
+            poll_interval: env.millis("TOKEN_REFRESH_POLL_MS", 25)?,
         };
         // Every attempt (retries plus the one lost-answer retry) must fit inside the lease, with
         // room for backoff and the final write, or a second holder could start while we wait.
@@ -92,56 +68,44 @@ impl Settings {
             );
         }
         let refresh = RefreshSettings {
-            wait_timeout: millis(
+            wait_timeout: env.millis(
                 "TOKEN_REFRESH_WAIT_MS",
                 (refresh.lease_ttl * 2).as_millis() as u64,
             )?,
             ..refresh
         };
-        let keyring = Keyring::parse(&required("TOKEN_ENCRYPTION_KEYS")?)?;
-        let client_keys = ClientKeys::parse(
-            "TOKEN_SERVICE_CLIENT_KEYS",
-            &required("TOKEN_SERVICE_CLIENT_KEYS")?,
-        )?;
-        let shutdown_drain = Duration::from_millis(
-            var("SHUTDOWN_DRAIN_MS", "0")
-                .trim()
-                .parse()
-                .context("SHUTDOWN_DRAIN_MS must be a whole number of milliseconds")?,
-        );
-        Ok(Settings {
-            metrics_addr: var("TOKEN_SERVICE_METRICS_ADDR", "0.0.0.0:9464")
-                .parse()
-                .context("TOKEN_SERVICE_METRICS_ADDR must be host:port")?,
-            shutdown_drain,
-            addr: var("TOKEN_SERVICE_ADDR", "0.0.0.0:50051")
-                .parse()
-                .context("TOKEN_SERVICE_ADDR must be host:port")?,
-            redis: match get("REDIS_CLUSTER_URLS").filter(|v| !v.trim().is_empty()) {
-                Some(list) => {
-                    let urls: Vec<String> = list
-                        .split(',')
-                        .map(|u| u.trim().to_owned())
-                        .filter(|u| !u.is_empty())
-                        .collect();
-                    for u in &urls {
-                        if !u.starts_with("redis://") && !u.starts_with("rediss://") {
-                            bail!(
-                                "REDIS_CLUSTER_URLS must be a comma-separated list of redis:// URLs"
-                            );
-                        }
-                    }
-                    RedisTarget::Cluster(urls)
+        let redis = match env.optional("REDIS_CLUSTER_URLS") {
+            Some(list) => {
+                let urls: Vec<String> = list
+                    .split(',')
+                    .map(|u| u.trim().to_owned())
+                    .filter(|u| !u.is_empty())
+                    .collect();
+                if urls
+                    .iter()
+                    .any(|u| !u.starts_with("redis://") && !u.starts_with("rediss://"))
+                {
+                    bail!("REDIS_CLUSTER_URLS must be a comma-separated list of redis:// URLs");
                 }
-                None => RedisTarget::Single(var("REDIS_URL", "redis://127.0.0.1:6379")),
-            },
-            redis_timeout: millis("REDIS_TIMEOUT_MS", 2_000)?,
-            snyk_api_url,
-            client_id: required("SNYK_CLIENT_ID")?,
-            client_secret: required("SNYK_CLIENT_SECRET")?.into(),
-            rest_version: var("SNYK_REST_VERSION", "2024-05-31"),
-            keyring: Arc::new(keyring),
-            client_keys: Arc::new(client_keys),
+                RedisTarget::Cluster(urls)
+            }
+            None => RedisTarget::Single(env.var("REDIS_URL", "redis://127.0.0.1:6379")),
+        };
+        Ok(Settings {
+            addr: env.addr("TOKEN_SERVICE_ADDR", "0.0.0.0:50051")?,
+            metrics_addr: env.addr("TOKEN_SERVICE_METRICS_ADDR", "0.0.0.0:9464")?,
+            shutdown_drain: env.millis_or_zero("SHUTDOWN_DRAIN_MS", 0)?,
+            redis,
+            redis_timeout: env.millis("REDIS_TIMEOUT_MS", 2_000)?,
+            snyk_api_url: env.http_url("SNYK_API_URL", "https://api.snyk.io")?,
+            client_id: env.required("SNYK_CLIENT_ID")?,
+            client_secret: env.required("SNYK_CLIENT_SECRET")?.into(),
+            rest_version: env.var("SNYK_REST_VERSION", "2024-05-31"),
+            keyring: Arc::new(Keyring::parse(&env.required("TOKEN_ENCRYPTION_KEYS")?)?),
+            client_keys: Arc::new(ClientKeys::parse(
+                "TOKEN_SERVICE_CLIENT_KEYS",
+                &env.required("TOKEN_SERVICE_CLIENT_KEYS")?,
+            )?),
             refresh,
         })
     }

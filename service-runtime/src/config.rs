@@ -1,0 +1,176 @@
+//! Reading settings from the environment the same way in every service: each error names the
+//! variable, secrets are refused when empty or still the `.env.example` placeholder.
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+use url::Url;
+
+/// The placeholder `.env.example` puts where a real value must go.
+pub const PLACEHOLDER: &str = "REPLACE-ME";
+
+/// Where values come from: the process environment, or a test's map.
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
+/// A view of the environment with typed, validated readers.
+pub struct Env<'a> {
+    get: Lookup<'a>,
+}
+
+impl fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Env")
+    }
+}
+
+impl<'a> Env<'a> {
+    pub fn new(get: impl Fn(&str) -> Option<String> + 'a) -> Self {
+        Env { get: Box::new(get) }
+    }
+
+    /// The process environment.
+    pub fn process() -> Env<'static> {
+        Env::new(|k| std::env::var(k).ok())
+    }
+
+    /// The value, or `default` when unset.
+    pub fn var(&self, k: &str, default: &str) -> String {
+        (self.get)(k).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// The trimmed value when set and not blank.
+    pub fn optional(&self, k: &str) -> Option<String> {
+        (self.get)(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A value that must be set, and not to the `.env.example` placeholder.
+    pub fn required(&self, k: &str) -> anyhow::Result<String> {
+        match (self.get)(k) {
+            Some(v) if v.contains(PLACEHOLDER) => {
+                bail!("{k} still holds the {PLACEHOLDER} placeholder from .env.example")
+            }
+            Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+            _ => bail!("{k} must be set"),
+        }
+    }
+
+    /// A required key that will travel in an `authorization` header: printable ASCII, no spaces.
+    pub fn header_secret(&self, k: &str) -> anyhow::Result<SecretString> {
+        let v = self.required(k)?;
+        if !v.bytes().all(|b| b.is_ascii_graphic()) {
+            bail!("{k} must be printable ASCII without spaces");
+        }
+        Ok(v.into())
+    }
+
+    /// An absolute http(s) URL without a fragment.
+    pub fn http_url(&self, k: &str, default: &str) -> anyhow::Result<Url> {
+        let u = Url::parse(self.var(k, default).trim())
+            .with_context(|| format!("{k} is not a valid URL"))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            bail!("{k} must be an http(s) URL");
+        }
+        if u.fragment().is_some() {
+            bail!("{k} must not have a fragment");
+        }
+        Ok(u)
+    }
+
+    /// `host:port`.
+    pub fn addr(&self, k: &str, default: &str) -> anyhow::Result<SocketAddr> {
+        self.var(k, default)
+            .trim()
+            .parse()
+            .with_context(|| format!("{k} must be host:port, like {default}"))
+    }
+
+    /// A duration in whole milliseconds, greater than zero.
+    pub fn millis(&self, k: &str, default: u64) -> anyhow::Result<Duration> {
+        let d = self.millis_or_zero(k, default)?;
+        if d.is_zero() {
+            bail!("{k} must be greater than 0");
+        }
+        Ok(d)
+    }
+
+    /// A duration in whole milliseconds; zero allowed.
+    pub fn millis_or_zero(&self, k: &str, default: u64) -> anyhow::Result<Duration> {
+        let n: u64 = self.parse(k, default, "a whole number of milliseconds")?;
+        Ok(Duration::from_millis(n))
+    }
+
+    /// Any `FromStr` value; `what` describes the expected form in the error.
+    pub fn parse<T: FromStr>(
+        &self,
+        k: &str,
+        default: impl fmt::Display,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        self.var(k, &default.to_string())
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{k} must be {what}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<'static> {
+        Env::new(move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn every_error_names_its_variable() {
+        let e = env(&[
+            ("A", "x y"),
+            ("U", "ftp://h"),
+            ("F", "http://h/#f"),
+            ("M", "0"),
+            ("N", "-3"),
+            ("P", "REPLACE-ME"),
+        ]);
+        let errors = [
+            e.required("MISSING").unwrap_err(),
+            e.required("P").unwrap_err(),
+            e.header_secret("A").unwrap_err(),
+            e.http_url("U", "").unwrap_err(),
+            e.http_url("F", "").unwrap_err(),
+            e.addr("A", "0.0.0.0:1").unwrap_err(),
+            e.millis("M", 5).unwrap_err(),
+            e.millis("N", 5).unwrap_err(),
+        ];
+        for (err, var) in errors
+            .iter()
+            .zip(["MISSING", "P", "A", "U", "F", "A", "M", "N"])
+        {
+            assert!(err.to_string().contains(var), "{err}");
+        }
+        assert!(errors[1].to_string().contains("REPLACE-ME"));
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let e = env(&[("S", "  v  "), ("B", "   ")]);
+        assert_eq!(e.required("S").unwrap(), "v");
+        assert_eq!(e.optional("B"), None);
+        assert_eq!(e.var("X", "d"), "d");
+        assert_eq!(e.millis("X", 250).unwrap(), Duration::from_millis(250));
+        assert_eq!(e.millis_or_zero("X", 0).unwrap(), Duration::ZERO);
+        assert_eq!(e.addr("X", "127.0.0.1:8080").unwrap().port(), 8080);
+        assert_eq!(
+            e.http_url("X", "https://api.snyk.io").unwrap().as_str(),
+            "https://api.snyk.io/"
+        );
+    }
+}
