@@ -418,7 +418,11 @@ impl AuthService {
         let handle = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
         }));
-        Ok(AuthService { url, shutdown: Some(tx), handle })
+        Ok(AuthService {
+            url,
+            shutdown: Some(tx),
+            handle,
+        })
     }
 
     /// Graceful stop: returns once in-flight requests are done.
@@ -442,6 +446,8 @@ pub struct AuthStack {
     pub auth: AuthService,
     /// auth-service's `SNYK_REDIRECT_URI`, registered at the fake.
     pub redirect_uri: String,
+    /// The stopped token-service's port, held closed (see [`hold_port`]).
+    token_port_hold: Option<tokio::net::TcpSocket>,
 }
 
 impl AuthStack {
@@ -458,19 +464,38 @@ impl AuthStack {
         fake.redirect_uris.push(redirect_uri.clone());
         let stack = Stack::start(fake).await;
         let keys = format!("projects-service={CALLER_KEY},auth-service={AUTH_TOKEN_KEY}");
-        let replica = stack.replica(&[("TOKEN_SERVICE_CLIENT_KEYS", keys.as_str())]).await;
+        let replica = stack
+            .replica(&[("TOKEN_SERVICE_CLIENT_KEYS", keys.as_str())])
+            .await;
         let token_addr = replica.addr;
         let projects = stack.projects(token_addr, &[]).await;
         let vars = auth_vars(&stack, port, token_addr, &projects.url, overrides);
-        let settings = auth_service::Settings::from_lookup(lookup(&vars)).expect("valid auth-service settings");
-        let auth = AuthService::spawn(settings).await.expect("auth-service starts");
-        AuthStack { stack, replica: Some(replica), token_addr, projects, auth, redirect_uri }
+        let settings = auth_service::Settings::from_lookup(lookup(&vars))
+            .expect("valid auth-service settings");
+        let auth = AuthService::spawn(settings)
+            .await
+            .expect("auth-service starts");
+        AuthStack {
+            stack,
+            replica: Some(replica),
+            token_addr,
+            projects,
+            auth,
+            redirect_uri,
+            token_port_hold: None,
+        }
     }
 
     /// The environment auth-service runs with in this stack, `overrides` applied.
     pub fn auth_vars(&self, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
         let port = reqwest::Url::parse(&self.auth.url).unwrap().port().unwrap();
-        auth_vars(&self.stack, port, self.token_addr, &self.projects.url, overrides)
+        auth_vars(
+            &self.stack,
+            port,
+            self.token_addr,
+            &self.projects.url,
+            overrides,
+        )
     }
 
     /// `{auth-service}{path}`.
@@ -478,10 +503,11 @@ impl AuthStack {
         format!("{}{path}", self.auth.url)
     }
 
-    /// Stops token-service (gracefully); auth-service keeps running.
+    /// Stops token-service (gracefully) and keeps its port closed; auth-service keeps running.
     pub async fn stop_token_service(&mut self) {
         if let Some(replica) = self.replica.take() {
             replica.stop().await.expect("token-service stops");
+            self.token_port_hold = Some(hold_port(self.token_addr));
         }
     }
 
@@ -494,23 +520,45 @@ impl AuthStack {
     pub async fn begin(&self, browser: &Browser) -> reqwest::Url {
         let res = browser.get(&self.url("/auth")).await;
         assert_eq!(res.status(), 302, "GET /auth redirects to Snyk");
-        let location = res.headers().get("location").expect("a Location").to_str().unwrap();
+        let location = res
+            .headers()
+            .get("location")
+            .expect("a Location")
+            .to_str()
+            .unwrap();
         let url = reqwest::Url::parse(location).expect("an absolute URL");
-        assert!(url.as_str().starts_with(&format!("{}/oauth2/authorize?", self.stack.fake.url())), "{url}");
+        assert!(
+            url.as_str()
+                .starts_with(&format!("{}/oauth2/authorize?", self.stack.fake.url())),
+            "{url}"
+        );
         url
     }
 
     /// On the consent page at `consent`, presses the button with id `button` (`approve` or
     /// `deny`) as a browser would; returns where Snyk sends the browser back to (not visited).
-    pub async fn decide(&self, browser: &Browser, consent: &reqwest::Url, button: &str) -> reqwest::Url {
+    pub async fn decide(
+        &self,
+        browser: &Browser,
+        consent: &reqwest::Url,
+        button: &str,
+    ) -> reqwest::Url {
         let res = browser.get(consent.as_str()).await;
         assert_eq!(res.status(), 200, "the consent page shows");
         let form = HtmlForm::parse(&res.text().await.unwrap(), button);
         let res = browser.submit(consent, &form).await;
         assert_eq!(res.status(), 302, "the decision redirects back to the app");
-        let location = res.headers().get("location").expect("a Location").to_str().unwrap();
+        let location = res
+            .headers()
+            .get("location")
+            .expect("a Location")
+            .to_str()
+            .unwrap();
         let url = reqwest::Url::parse(location).expect("an absolute URL");
-        assert!(url.as_str().starts_with(&format!("{}?", self.redirect_uri)), "{url}");
+        assert!(
+            url.as_str().starts_with(&format!("{}?", self.redirect_uri)),
+            "{url}"
+        );
         url
     }
 
@@ -525,8 +573,17 @@ impl AuthStack {
         let callback = self.approved_callback(browser).await;
         let res = browser.get(callback.as_str()).await;
         assert_eq!(res.status(), 303, "the callback completes the install");
-        let location = res.headers().get("location").expect("a Location").to_str().unwrap().to_owned();
-        location.strip_prefix("/installs/").expect("redirects to the install's page").to_owned()
+        let location = res
+            .headers()
+            .get("location")
+            .expect("a Location")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        location
+            .strip_prefix("/installs/")
+            .expect("redirects to the install's page")
+            .to_owned()
     }
 }
 
@@ -541,8 +598,14 @@ fn auth_vars(
         ("AUTH_SERVICE_ADDR".into(), format!("127.0.0.1:{port}")),
         ("SNYK_APP_URL".into(), stack.fake.url()),
         ("SNYK_CLIENT_ID".into(), CLIENT_ID.into()),
-        ("SNYK_REDIRECT_URI".into(), format!("http://127.0.0.1:{port}/callback")),
-        ("TOKEN_SERVICE_URL".into(), format!("http://{token_service}")),
+        (
+            "SNYK_REDIRECT_URI".into(),
+            format!("http://127.0.0.1:{port}/callback"),
+        ),
+        (
+            "TOKEN_SERVICE_URL".into(),
+            format!("http://{token_service}"),
+        ),
         ("TOKEN_SERVICE_API_KEY".into(), AUTH_TOKEN_KEY.into()),
         ("PROJECTS_SERVICE_URL".into(), projects_url.to_owned()),
         ("PROJECTS_SERVICE_API_KEY".into(), PROJECTS_KEY.into()),
@@ -577,12 +640,22 @@ impl Default for Browser {
 
 impl Browser {
     pub fn new() -> Browser {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Browser { http, jar: std::sync::Mutex::new(Vec::new()) }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Browser {
+            http,
+            jar: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
     pub async fn get(&self, url: &str) -> reqwest::Response {
-        let res = self.with_cookies(self.http.get(url)).send().await.expect("the server answers");
+        let res = self
+            .with_cookies(self.http.get(url))
+            .send()
+            .await
+            .expect("the server answers");
         self.remember(&res);
         res
     }
@@ -590,14 +663,23 @@ impl Browser {
     /// Posts `form` (urlencoded) to its action, resolved against `page`.
     pub async fn submit(&self, page: &reqwest::Url, form: &HtmlForm) -> reqwest::Response {
         let action = page.join(&form.action).expect("a valid form action");
-        let res = self.with_cookies(self.http.post(action).form(&form.fields)).send().await.expect("the server answers");
+        let res = self
+            .with_cookies(self.http.post(action).form(&form.fields))
+            .send()
+            .await
+            .expect("the server answers");
         self.remember(&res);
         res
     }
 
     /// The value of cookie `name`, if the browser holds it.
     pub fn cookie(&self, name: &str) -> Option<String> {
-        self.jar.lock().unwrap().iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        self.jar
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 
     /// Puts a cookie in the jar as if a server had set it (to forge one).
@@ -612,7 +694,11 @@ impl Browser {
         if jar.is_empty() {
             return req;
         }
-        let header = jar.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ");
+        let header = jar
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
         req.header("cookie", header)
     }
 
@@ -621,7 +707,9 @@ impl Browser {
             let value = value.to_str().unwrap();
             let (pair, attrs) = value.split_once(';').unwrap_or((value, ""));
             let (name, val) = pair.split_once('=').unwrap();
-            let deleted = attrs.split(';').any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+            let deleted = attrs
+                .split(';')
+                .any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
             let mut jar = self.jar.lock().unwrap();
             jar.retain(|(n, _)| n != name.trim());
             if !deleted {
@@ -690,4 +778,16 @@ fn attr(tag: &str, name: &str) -> Option<String> {
             .replace("&gt;", ">")
             .replace("&amp;", "&"),
     )
+}
+
+/// Keeps the port of a stopped server closed: bound but not listening, so connections to it are
+/// refused (as to a server that is down) and no other test's server, binding port 0, can get it.
+pub fn hold_port(addr: SocketAddr) -> tokio::net::TcpSocket {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // The stopped server's connections may linger in TIME_WAIT.
+    socket.set_reuseaddr(true).unwrap();
+    socket
+        .bind(addr)
+        .unwrap_or_else(|e| panic!("cannot hold {addr} closed (another server took it?): {e}"));
+    socket
 }

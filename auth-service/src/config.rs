@@ -1,24 +1,78 @@
-//! Typed settings for auth-service, read from the environment and validated at start-up.
+//! Typed settings for auth-service, read from the environment and validated at start-up. Every
+//! error names the variable at fault, and no secret value ever appears in an error or in `Debug`.
 
-use std::net::SocketAddr;
+use std::{fmt, net::SocketAddr, time::Duration};
 
-use anyhow::{Context, bail};
-use secrecy::SecretString;
+use actix_web::cookie::Key;
+use anyhow::bail;
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use service_runtime::config::Env;
 use url::Url;
 
 /// Everything auth-service needs to run.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub addr: SocketAddr,
+    /// Snyk's app host (the consent page lives there).
     pub snyk_app_url: Url,
     pub client_id: String,
+    /// Where Snyk sends the browser back: this service's `/callback`, exactly as registered.
     pub redirect_uri: Url,
+    /// Space-separated scopes to ask for; `None` lets Snyk grant the app's configured scopes.
     pub scopes: Option<String>,
     pub token_service_url: Url,
     pub token_service_api_key: SecretString,
+    /// Deadline of one call to token-service (`CompleteInstall` includes Snyk's token exchange).
+    pub token_service_timeout: Duration,
     pub projects_service_url: Url,
     pub projects_service_api_key: SecretString,
+    /// Deadline of one org's listing (projects-service follows every page).
+    pub projects_service_timeout: Duration,
+    /// Where the pending OAuth states live. A secret: the URL may carry a password.
+    pub redis_url: SecretString,
+    /// Encrypts and authenticates the session cookie.
+    pub cookie_key: CookieKey,
+    /// How long to keep serving (with readiness off) after a shutdown signal.
+    pub shutdown_drain: Duration,
 }
+
+/// The session cookie key (`AUTH_COOKIE_KEY`): 64 bytes, never shown by `Debug`.
+#[derive(Clone)]
+pub struct CookieKey(Key);
+
+impl CookieKey {
+    /// Parses base64 (standard or URL-safe alphabet, padding optional) of at least 64 bytes.
+    pub fn parse(value: &str) -> anyhow::Result<Self> {
+        let trimmed = value.trim().trim_end_matches('=');
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(trimmed)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
+            .map_err(|_| anyhow::anyhow!("is not base64"))?;
+        if bytes.len() < 64 {
+            bail!("must decode to at least 64 bytes, got {}", bytes.len());
+        }
+        if bytes.iter().all(|b| *b == bytes[0]) {
+            bail!("is not random (every byte is the same)");
+        }
+        let key =
+            Key::try_from(&bytes[..64]).map_err(|_| anyhow::anyhow!("is not a usable key"))?;
+        Ok(CookieKey(key))
+    }
+
+    pub fn key(&self) -> &Key {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CookieKey([redacted])")
+    }
+}
+
+/// Upper bound of the client id and of one scope: far above real values.
+const MAX_TOKEN_LEN: usize = 256;
 
 impl Settings {
     /// Reads the settings from the process environment.
@@ -28,31 +82,76 @@ impl Settings {
 
     /// Reads the settings through `get`, so tests need not touch the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let var = |k: &str, default: &str| get(k).unwrap_or_else(|| default.to_owned());
-        let required = |k: &str| match get(k) {
-            Some(v) if !v.trim().is_empty() => Ok(v),
-            _ => bail!("{k} must be set"),
-        };
-        let url = |k: &str, default: &str| {
-            Url::parse(&var(k, default)).with_context(|| format!("{k} is not a valid URL"))
-        };
-        let redirect_uri = url("SNYK_REDIRECT_URI", "http://localhost:8080/callback")?;
-        if redirect_uri.fragment().is_some() {
-            bail!("SNYK_REDIRECT_URI must not have a fragment");
+        let env = Env::new(get);
+        let snyk_app_url = env.http_url("SNYK_APP_URL", "https://app.snyk.io")?;
+        if snyk_app_url.query().is_some() {
+            bail!("SNYK_APP_URL must not have a query");
         }
+        let client_id = env.required("SNYK_CLIENT_ID")?;
+        if client_id.len() > MAX_TOKEN_LEN || !client_id.bytes().all(|b| b.is_ascii_graphic()) {
+            bail!(
+                "SNYK_CLIENT_ID must be at most {MAX_TOKEN_LEN} printable ASCII characters without spaces"
+            );
+        }
+        let redirect_uri = env.http_url("SNYK_REDIRECT_URI", "http://localhost:8080/callback")?;
+        let scopes = match env.optional("SNYK_SCOPES") {
+            Some(s) => {
+                if s.split_whitespace().any(|scope| {
+                    scope.len() > MAX_TOKEN_LEN || !scope.bytes().all(|b| b.is_ascii_graphic())
+                }) {
+                    bail!("SNYK_SCOPES must be space-separated scopes of printable ASCII");
+                }
+                Some(s.split_whitespace().collect::<Vec<_>>().join(" "))
+            }
+            None => None,
+        };
+        let redis_url = env.var("REDIS_URL", "redis://127.0.0.1:6379");
+        // Parsing only (no connection yet); the error would not repeat the URL, which may hold
+        // a password, and ours does not either.
+        redis::Client::open(redis_url.as_str()).map_err(|_| {
+            anyhow::anyhow!(
+                "REDIS_URL is not a valid Redis URL (redis://, rediss:// or redis+unix://)"
+            )
+        })?;
+        let cookie_key = CookieKey::parse(&env.required("AUTH_COOKIE_KEY")?).map_err(|e| {
+            anyhow::anyhow!("AUTH_COOKIE_KEY {e}; generate one with `openssl rand -base64 64`")
+        })?;
+
         Ok(Settings {
-            addr: var("AUTH_SERVICE_ADDR", "0.0.0.0:8080")
-                .parse()
-                .context("AUTH_SERVICE_ADDR must be host:port")?,
-            snyk_app_url: url("SNYK_APP_URL", "https://app.snyk.io")?,
-            client_id: required("SNYK_CLIENT_ID")?,
+            addr: env.addr("AUTH_SERVICE_ADDR", "0.0.0.0:8080")?,
+            snyk_app_url,
+            client_id,
             redirect_uri,
-            scopes: get("SNYK_SCOPES").filter(|s| !s.trim().is_empty()),
-            token_service_url: url("TOKEN_SERVICE_URL", "http://127.0.0.1:50051")?,
-            token_service_api_key: required("TOKEN_SERVICE_API_KEY")?.into(),
-            projects_service_url: url("PROJECTS_SERVICE_URL", "http://127.0.0.1:8081")?,
-            projects_service_api_key: required("PROJECTS_SERVICE_API_KEY")?.into(),
+            scopes,
+            token_service_url: env.http_url("TOKEN_SERVICE_URL", "http://127.0.0.1:50051")?,
+            token_service_api_key: env.header_secret("TOKEN_SERVICE_API_KEY")?,
+            token_service_timeout: env.millis("TOKEN_SERVICE_TIMEOUT_MS", 15_000)?,
+            projects_service_url: env.http_url("PROJECTS_SERVICE_URL", "http://127.0.0.1:8081")?,
+            projects_service_api_key: env.header_secret("PROJECTS_SERVICE_API_KEY")?,
+            projects_service_timeout: env.millis("PROJECTS_SERVICE_TIMEOUT_MS", 30_000)?,
+            redis_url: redis_url.into(),
+            cookie_key,
+            shutdown_drain: env.millis_or_zero("SHUTDOWN_DRAIN_MS", 0)?,
         })
+    }
+
+    /// Cookies get the `Secure` attribute when the public URL (the redirect URI) is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.redirect_uri.scheme() == "https"
+    }
+
+    /// `{SNYK_APP_URL}/oauth2/authorize`, keeping any path prefix of the app URL.
+    pub fn authorize_endpoint(&self) -> Url {
+        let mut url = self.snyk_app_url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(["oauth2", "authorize"]);
+        }
+        url
+    }
+
+    /// The Redis URL, for the one place that connects.
+    pub(crate) fn redis_url(&self) -> &str {
+        self.redis_url.expose_secret()
     }
 }
 
@@ -60,42 +159,148 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// 64 bytes 0..=63, base64: a valid (if not secret) cookie key for tests.
+    const COOKIE_KEY: &str =
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     const MINIMAL: &[(&str, &str)] = &[
         ("SNYK_CLIENT_ID", "cid"),
-        ("TOKEN_SERVICE_API_KEY", "tk"),
-        ("PROJECTS_SERVICE_API_KEY", "pk"),
+        ("TOKEN_SERVICE_API_KEY", "tk-secret-value"),
+        ("PROJECTS_SERVICE_API_KEY", "pk-secret-value"),
+        ("AUTH_COOKIE_KEY", COOKIE_KEY),
     ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> anyhow::Result<Settings> {
+        let mut pairs = extra.to_vec();
+        pairs.extend_from_slice(MINIMAL);
+        Settings::from_lookup(env(&pairs))
+    }
 
     #[test]
     fn defaults_apply() {
-        let s = Settings::from_lookup(env(MINIMAL)).expect("valid");
+        let s = with(&[]).expect("valid");
         assert_eq!(s.addr.port(), 8080);
         assert_eq!(s.redirect_uri.as_str(), "http://localhost:8080/callback");
         assert_eq!(s.snyk_app_url.as_str(), "https://app.snyk.io/");
+        assert_eq!(s.token_service_url.as_str(), "http://127.0.0.1:50051/");
+        assert_eq!(s.projects_service_url.as_str(), "http://127.0.0.1:8081/");
+        assert_eq!(s.redis_url(), "redis://127.0.0.1:6379");
+        assert_eq!(s.scopes, None);
+        assert!(!s.secure_cookies());
+        assert_eq!(
+            s.authorize_endpoint().as_str(),
+            "https://app.snyk.io/oauth2/authorize"
+        );
     }
 
     #[test]
-    fn missing_client_id_names_the_variable() {
-        let err = Settings::from_lookup(env(&MINIMAL[1..])).expect_err("invalid");
-        assert!(err.to_string().contains("SNYK_CLIENT_ID"), "{err}");
+    fn authorize_endpoint_keeps_a_path_prefix() {
+        let s = with(&[("SNYK_APP_URL", "https://proxy.example/snyk")]).expect("valid");
+        assert_eq!(
+            s.authorize_endpoint().as_str(),
+            "https://proxy.example/snyk/oauth2/authorize"
+        );
+        let s = with(&[("SNYK_APP_URL", "https://proxy.example/snyk/")]).expect("valid");
+        assert_eq!(
+            s.authorize_endpoint().as_str(),
+            "https://proxy.example/snyk/oauth2/authorize"
+        );
     }
 
     #[test]
-    fn bad_url_names_the_variable() {
-        let mut pairs = MINIMAL.to_vec();
-        pairs.push(("SNYK_APP_URL", "not a url"));
-        let err = Settings::from_lookup(env(&pairs)).expect_err("invalid");
-        assert!(format!("{err:#}").contains("SNYK_APP_URL"), "{err:#}");
+    fn scopes_are_normalised_and_https_makes_cookies_secure() {
+        let s = with(&[
+            ("SNYK_SCOPES", "  org.read   org.project.read "),
+            ("SNYK_REDIRECT_URI", "https://a.example/callback"),
+        ])
+        .expect("valid");
+        assert_eq!(s.scopes.as_deref(), Some("org.read org.project.read"));
+        assert!(s.secure_cookies());
+        assert_eq!(with(&[("SNYK_SCOPES", "   ")]).expect("valid").scopes, None);
     }
 
     #[test]
-    fn api_keys_do_not_leak_through_debug() {
-        let s = Settings::from_lookup(env(MINIMAL)).expect("valid");
+    fn every_missing_required_variable_is_named() {
+        for (i, (name, _)) in MINIMAL.iter().enumerate() {
+            let pairs: Vec<_> = MINIMAL
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, p)| *p)
+                .collect();
+            let err = Settings::from_lookup(env(&pairs)).expect_err(name);
+            assert!(err.to_string().contains(name), "{name}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (k, v) in [
+            ("AUTH_SERVICE_ADDR", "localhost"),
+            ("SNYK_APP_URL", "not a url"),
+            ("SNYK_APP_URL", "ftp://app.snyk.io"),
+            ("SNYK_APP_URL", "https://app.snyk.io/?x=1"),
+            ("SNYK_REDIRECT_URI", "http://localhost:8080/callback#frag"),
+            ("SNYK_REDIRECT_URI", "/callback"),
+            ("SNYK_CLIENT_ID", "has space"),
+            ("SNYK_SCOPES", "org.read \u{7}bell"),
+            ("TOKEN_SERVICE_URL", "::"),
+            ("PROJECTS_SERVICE_URL", "unix:/x"),
+            ("TOKEN_SERVICE_TIMEOUT_MS", "0"),
+            ("PROJECTS_SERVICE_TIMEOUT_MS", "soon"),
+            ("REDIS_URL", "mysql://localhost"),
+            ("AUTH_COOKIE_KEY", "not base64!"),
+            ("AUTH_COOKIE_KEY", "c2hvcnQ="),
+            (
+                "AUTH_COOKIE_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+            ),
+            ("TOKEN_SERVICE_API_KEY", "two words"),
+        ] {
+            let err = with(&[(k, v)]).expect_err(k);
+            assert!(format!("{err:#}").contains(k), "{k}={v}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn errors_do_not_repeat_secret_values() {
+        let err = with(&[("REDIS_URL", "redis://:hunter2@[bad")]).expect_err("invalid");
+        assert!(!format!("{err:#}").contains("hunter2"), "{err:#}");
+        let err = with(&[("AUTH_COOKIE_KEY", "c2VjcmV0LWJ1dC1zaG9ydA==")]).expect_err("short");
+        assert!(!format!("{err:#}").contains("c2VjcmV0"), "{err:#}");
+    }
+
+    #[test]
+    fn url_safe_unpadded_cookie_keys_are_accepted() {
+        let url_safe = COOKIE_KEY
+            .replace('+', "-")
+            .replace('/', "_")
+            .replace('=', "");
+        let mut pairs = vec![("AUTH_COOKIE_KEY", url_safe.as_str())];
+        pairs.extend(
+            MINIMAL
+                .iter()
+                .filter(|(k, _)| *k != "AUTH_COOKIE_KEY")
+                .copied(),
+        );
+        Settings::from_lookup(env(&pairs)).expect("valid");
+    }
+
+    #[test]
+    fn secrets_do_not_leak_through_debug() {
+        let s = with(&[("REDIS_URL", "redis://:hunter2@localhost")]).expect("valid");
         let dbg = format!("{s:?}");
-        assert!(!dbg.contains("\"tk\"") && !dbg.contains("\"pk\""), "{dbg}");
+        for secret in ["tk-secret-value", "pk-secret-value", "hunter2", "AAECAwQF"] {
+            assert!(!dbg.contains(secret), "{secret} in {dbg}");
+        }
     }
 }

@@ -1,6 +1,22 @@
-//! auth-service: the browser side of the Snyk App install (landing page, `/auth`, `/callback`).
+//! auth-service: the browser side of the Snyk App install.
 //!
-//! Not built yet (issue #4): only the typed configuration exists, so the binary validates its
-//! settings and then refuses to start rather than pretending to serve.
+//! A request reads top to bottom: `startup` (server, middleware) → `routes` (one module per page
+//! group) → `state` / `session` (what the browser and Redis remember) → `token_client` /
+//! `projects_client` (the services behind us) → `templates` (the HTML) and `error` (the one place
+//! that turns failures into pages).
 
 pub mod config;
+pub mod error;
+pub mod pkce;
+pub mod projects_client;
+pub mod routes;
+pub mod security;
+pub mod session;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod templates;
+pub mod token_client;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -1,10 +1,34 @@
-//! The `auth-service` binary: validates its settings, then stops, because the service is not built
-//! yet (issue #4). It must not look like it serves anything.
+//! The `auth-service` binary. `auth-service` serves; `auth-service healthcheck` asks the service
+//! listening on `AUTH_SERVICE_ADDR` for `/readyz` (exit code 0 on 200).
 
-fn main() -> std::process::ExitCode {
-    match auth_service::config::Settings::from_env() {
-        Ok(_) => eprintln!("auth-service: settings are valid, but the service is not built yet (issue #4)"),
-        Err(e) => eprintln!("auth-service: invalid configuration: {e:#}"),
+use std::process::ExitCode;
+
+use auth_service::{Application, Settings};
+use service_runtime::{shutdown_signal, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        // Needs only the listen address: no settings, no telemetry.
+        let result =
+            service_runtime::healthcheck::http("AUTH_SERVICE_ADDR", "0.0.0.0:8080", "/readyz")
+                .await;
+        return service_runtime::healthcheck::report("auth-service", &result);
     }
-    std::process::ExitCode::FAILURE
+    let telemetry = telemetry::init("auth-service", "info");
+    let code = match try_main().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "auth-service failed");
+            eprintln!("auth-service: {e:#}");
+            ExitCode::FAILURE
+        }
+    };
+    telemetry.shutdown();
+    code
+}
+
+async fn try_main() -> anyhow::Result<()> {
+    let app = Application::build(Settings::from_env()?).await?;
+    app.run_until_stopped(shutdown_signal()).await
 }

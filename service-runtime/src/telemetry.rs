@@ -291,6 +291,8 @@ fn labels<'a>(attrs: impl Iterator<Item = &'a KeyValue>, le: Option<&str>) -> St
             format!("{}=\"{v}\"", sanitize(kv.key.as_str()))
         })
         .collect();
+    // Sorted, so a series always prints the same way whatever order its attributes came in.
+    parts.sort();
     if let Some(le) = le {
         parts.push(format!("le=\"{le}\""));
     }

@@ -2,5 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
+mod browser;
+mod chaos;
+mod cluster;
+mod fuzz;
+mod deploy;
 mod projects;
+mod telemetry;
 mod token_service;

@@ -1,0 +1,165 @@
+//! The projects-service client (HTTP): one org's projects, all pages, as projects-service lists
+//! them (`GET /v1/orgs/{org_id}/projects` with our key and the current span's `traceparent`).
+
+use std::{fmt, time::Duration};
+
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+/// One project, with the fields the install page shows.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Project {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub origin: String,
+    pub status: String,
+}
+
+/// An org's projects.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Listing {
+    pub count: usize,
+    pub projects: Vec<Project>,
+}
+
+/// Why an org's projects could not be listed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ProjectsError {
+    /// 409 `needs_reauth`: the install lost its Snyk access.
+    #[error("the install needs re-authorization")]
+    NeedsReauth,
+    /// 404: the org is no longer visible to the install.
+    #[error("the org is unknown to projects-service")]
+    UnknownOrg,
+    /// Down, unreachable, too slow, or Snyk unavailable behind it.
+    #[error("projects-service is unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (our key refused, a malformed answer): logged, shown as a failure.
+    #[error("projects-service failed: {0}")]
+    Failed(String),
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: String,
+}
+
+/// A cheap-to-clone handle on projects-service.
+#[derive(Clone)]
+pub struct ProjectsClient {
+    http: reqwest::Client,
+    base: Url,
+    api_key: SecretString,
+}
+
+impl fmt::Debug for ProjectsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProjectsClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProjectsClient {
+    pub fn new(base: Url, api_key: SecretString, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(ProjectsClient {
+            http,
+            base,
+            api_key,
+        })
+    }
+
+    fn url(&self, org_id: &str) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            // `push` percent-encodes, so an org id can never change the path's shape.
+            segments
+                .pop_if_empty()
+                .extend(["v1", "orgs", org_id, "projects"]);
+        }
+        url
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn list(&self, org_id: &str) -> Result<Listing, ProjectsError> {
+        let mut req = self
+            .http
+            .get(self.url(org_id))
+            .bearer_auth(self.api_key.expose_secret());
+        for (key, value) in service_runtime::telemetry::current_context_headers() {
+            req = req.header(key, value);
+        }
+        let res = req
+            .send()
+            .await
+            // Without the URL: it holds nothing secret, but messages stay short and stable.
+            .map_err(|e| ProjectsError::Unavailable(e.without_url().to_string()))?;
+        let status = res.status();
+        if status.is_success() {
+            return res.json::<Listing>().await.map_err(|e| {
+                if e.is_timeout() {
+                    ProjectsError::Unavailable(e.without_url().to_string())
+                } else {
+                    ProjectsError::Failed(format!("unreadable listing: {}", e.without_url()))
+                }
+            });
+        }
+        let code = res
+            .json::<ErrorBody>()
+            .await
+            .map(|b| b.code)
+            .unwrap_or_default();
+        Err(match (status, code.as_str()) {
+            (StatusCode::CONFLICT, _) => ProjectsError::NeedsReauth,
+            (StatusCode::NOT_FOUND, "unknown_org") => ProjectsError::UnknownOrg,
+            (
+                StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::GATEWAY_TIMEOUT,
+                _,
+            ) => ProjectsError::Unavailable(format!("{status} {code}")),
+            _ => ProjectsError::Failed(format!("{status} {code}")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_ids_cannot_reshape_the_path() {
+        let c = ProjectsClient::new(
+            Url::parse("http://127.0.0.1:8081").expect("url"),
+            "k".to_owned().into(),
+            Duration::from_secs(1),
+        )
+        .expect("client");
+        assert_eq!(
+            c.url("abc").as_str(),
+            "http://127.0.0.1:8081/v1/orgs/abc/projects"
+        );
+        assert_eq!(
+            c.url("../x?y").as_str(),
+            "http://127.0.0.1:8081/v1/orgs/..%2Fx%3Fy/projects"
+        );
+    }
+
+    #[test]
+    fn listings_parse_from_the_wire_format() {
+        let body = r#"{"org_id":"o","count":1,"projects":[{"id":"p","name":"a/b:package.json","type":"npm",
+            "origin":"github","status":"active","target_file":"package.json","target_reference":"main",
+            "created":"2023-01-01T00:00:00Z"}]}"#;
+        let listing: Listing = serde_json::from_str(body).expect("parses");
+        assert_eq!(listing.count, 1);
+        assert_eq!(listing.projects[0].kind, "npm");
+    }
+}

@@ -1,0 +1,81 @@
+//! The routes, one module per page group, and what every handler shares.
+//!
+//! | route | answers |
+//! |---|---|
+//! | `GET /` | 200 landing page |
+//! | `GET /static/style.css`, `GET /static/favicon.svg` | 200 the stylesheet, the icon |
+//! | `GET /auth` | 302 to Snyk's consent page; 503 when Redis is down |
+//! | `GET /callback` | 303 to the install page; 200 "cancelled" page; 400 pages for bad, expired, reused or foreign state, Snyk errors and refused codes; 503 when token-service or Redis is down |
+//! | `GET /installs/{id}` | 200 the install's orgs and projects; 404 unless this browser completed it; 503 when token-service is down |
+//! | `GET /healthz`, `GET /readyz` | 200 / 503 JSON |
+//! | anything else | 404 page (405 for another method on a known path) |
+
+use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, guard, web};
+use url::Url;
+
+use crate::{
+    error::PageError, projects_client::ProjectsClient, session::Cookies, state::StateStore,
+    token_client::TokenClient,
+};
+
+pub mod health;
+pub mod home;
+pub mod installs;
+pub mod oauth;
+
+/// What the handlers share (one per server, behind `web::Data`).
+#[derive(Debug)]
+pub struct AppState {
+    pub oauth: oauth::OAuthClient,
+    pub states: StateStore,
+    pub tokens: TokenClient,
+    pub projects: ProjectsClient,
+    pub cookies: Cookies,
+    /// Set at shutdown: readiness turns false while in-flight requests finish.
+    pub draining: service_runtime::http::Draining,
+}
+
+impl AppState {
+    /// The Snyk origin the CSP lets forms reach (via our `/auth` redirect).
+    pub fn snyk_app_url(&self) -> &Url {
+        self.oauth.app_url()
+    }
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, PageError> {
+    Err(PageError::MethodNotAllowed)
+}
+
+async fn not_found() -> Result<HttpResponse, PageError> {
+    Err(PageError::NotFound)
+}
+
+/// A GET (and HEAD) resource whose other methods get a 405 page rather than an empty answer.
+fn get<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(
+            web::route()
+                .guard(guard::Any(guard::Get()).or(guard::Head()))
+                .to(handler),
+        )
+        .default_service(web::to(method_not_allowed))
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(get("/", home::landing))
+        .service(get("/static/style.css", home::stylesheet))
+        .service(get("/static/favicon.svg", home::favicon))
+        .service(get("/auth", oauth::start))
+        .service(get("/callback", oauth::callback))
+        .service(get("/installs/{install_id}", installs::show))
+        .service(get("/healthz", health::healthz))
+        .service(get("/readyz", health::readyz))
+        .service(get("/metrics", service_runtime::http::metrics))
+        .default_service(web::to(not_found));
+}

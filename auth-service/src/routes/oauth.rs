@@ -1,0 +1,322 @@
+//! The OAuth2 redirect pair: `GET /auth` starts a sign-in (state + PKCE, 302 to Snyk) and
+//! `GET /callback` finishes it (verify the state, hand the code to token-service).
+//!
+//! Status choices: Deny on Snyk's page is the user's decision, not an error, so its page is a
+//! 200; every other outcome that does not install is a 400 (bad, expired, reused or foreign state,
+//! Snyk errors, a code Snyk refused) or a 503 (Redis or token-service down).
+
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use secrecy::{ExposeSecret as _, SecretString};
+use url::Url;
+
+use super::AppState;
+use crate::{
+    config::Settings,
+    error::PageError,
+    pkce,
+    session::is_install_id,
+    state::{Binding, OAuthState, StateError, unix_now},
+    templates,
+};
+
+/// Longest `code`, `state`, `error` or `error_description` we accept (real ones are far shorter).
+pub const MAX_PARAM: usize = 2048;
+/// Longest callback query we look into at all.
+const MAX_QUERY: usize = 16 * 1024;
+
+/// How this app presents itself to Snyk's consent page.
+#[derive(Debug, Clone)]
+pub struct OAuthClient {
+    app_url: Url,
+    authorize_endpoint: Url,
+    client_id: String,
+    redirect_uri: String,
+    scopes: Option<String>,
+}
+
+impl OAuthClient {
+    pub fn new(settings: &Settings) -> Self {
+        OAuthClient {
+            app_url: settings.snyk_app_url.clone(),
+            authorize_endpoint: settings.authorize_endpoint(),
+            client_id: settings.client_id.clone(),
+            redirect_uri: settings.redirect_uri.to_string(),
+            scopes: settings.scopes.clone(),
+        }
+    }
+
+    pub fn app_url(&self) -> &Url {
+        &self.app_url
+    }
+
+    /// Snyk's consent page for `state` and `challenge`; every value URL-encoded.
+    pub fn authorize_url(&self, state: &OAuthState, challenge: &str) -> Url {
+        let mut url = self.authorize_endpoint.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("redirect_uri", &self.redirect_uri)
+                .append_pair("state", state.as_str())
+                .append_pair("code_challenge", challenge)
+                .append_pair("code_challenge_method", "S256");
+            if let Some(scopes) = &self.scopes {
+                q.append_pair("scope", scopes);
+            }
+        }
+        url
+    }
+}
+
+fn state_store_error(e: StateError) -> PageError {
+    match e {
+        StateError::Unavailable(e) => PageError::Unavailable {
+            what: "sign-in service",
+            detail: e.to_string(),
+        },
+        StateError::Corrupt => PageError::Internal("a pending sign-in record is unreadable".into()),
+    }
+}
+
+/// `GET /auth`: remembers a new sign-in bound to this browser, then sends it to Snyk.
+#[tracing::instrument(skip_all)]
+pub async fn start(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    // One binding per browser, reused, so sign-ins started in two tabs both finish.
+    let binding = app.cookies.binding(&req).unwrap_or_else(Binding::generate);
+    let verifier = pkce::new_verifier();
+    let state = app
+        .states
+        .begin(&binding, &verifier)
+        .await
+        .map_err(state_store_error)?;
+    let location = app.oauth.authorize_url(&state, &pkce::challenge(&verifier));
+    tracing::info!("sign-in started; sending the browser to Snyk");
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, location.as_str()))
+        .cookie(app.cookies.binding_cookie(&binding))
+        .finish())
+}
+
+/// The callback's parameters, validated.
+#[derive(Default)]
+struct CallbackParams {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+impl std::fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackParams")
+            .field("code", &self.code.as_ref().map(|_| "[redacted]"))
+            .field("state", &self.state.as_ref().map(|_| "[redacted]"))
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// RFC 6749 appendix A: `code`, `state` and `error` are VSCHAR (printable ASCII, space included).
+fn is_vschar(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// Validates the query before anything else looks at it: known parameters at most once, each
+/// at most [`MAX_PARAM`] bytes of printable text. Unknown parameters are ignored; empty ones
+/// count as absent (RFC 6749 §3.1).
+fn parse_callback(query: &str) -> Result<CallbackParams, PageError> {
+    if query.len() > MAX_QUERY {
+        return Err(PageError::BadRequest("the address is too long".into()));
+    }
+    let mut params = CallbackParams::default();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let slot = match name.as_ref() {
+            "code" => &mut params.code,
+            "state" => &mut params.state,
+            "error" => &mut params.error,
+            "error_description" => &mut params.error_description,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(PageError::BadRequest(format!(
+                "the {name} parameter is given more than once"
+            )));
+        }
+        if value.len() > MAX_PARAM {
+            return Err(PageError::BadRequest(format!(
+                "the {name} parameter is too long"
+            )));
+        }
+        // Percent-decoding replaces bytes that are not UTF-8 with U+FFFD.
+        let printable = if name == "error_description" {
+            !value
+                .chars()
+                .any(|c| c.is_control() || c == char::REPLACEMENT_CHARACTER)
+        } else {
+            is_vschar(&value)
+        };
+        if !printable {
+            return Err(PageError::BadRequest(format!(
+                "the {name} parameter contains characters that are not allowed"
+            )));
+        }
+        if !value.is_empty() {
+            *slot = Some(value.into_owned());
+        }
+    }
+    Ok(params)
+}
+
+/// `GET /callback`: Snyk sends the browser back here with `code` + `state`, or with `error`.
+#[tracing::instrument(skip_all, fields(install_id = tracing::field::Empty))]
+pub async fn callback(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let params = parse_callback(req.query_string())?;
+
+    if let Some(error) = params.error {
+        // The sign-in is over either way: its state must not be usable again.
+        if let Some(state) = params.state.as_deref().and_then(OAuthState::parse)
+            && let Err(e) = app.states.take(&state).await
+        {
+            tracing::warn!(error = %e, "could not discard the state of a refused sign-in; it expires by itself");
+        }
+        if error == "access_denied" {
+            tracing::info!("the user denied the authorization at Snyk");
+            return Ok(HttpResponse::Ok()
+                .content_type("text/html; charset=utf-8")
+                .body(templates::cancelled()));
+        }
+        tracing::warn!(error = %error, "Snyk refused the authorization");
+        return Err(PageError::Snyk {
+            code: error,
+            description: params.error_description,
+        });
+    }
+
+    let state = params
+        .state
+        .ok_or_else(|| PageError::BadRequest("the state parameter is missing".into()))?;
+    let code: SecretString = params
+        .code
+        .ok_or_else(|| PageError::BadRequest("the code parameter is missing".into()))?
+        .into();
+    // A value of a shape we never issue cannot be pending.
+    let state = OAuthState::parse(&state).ok_or(PageError::StateExpired)?;
+    let pending = app
+        .states
+        .take(&state)
+        .await
+        .map_err(state_store_error)?
+        .ok_or(PageError::StateExpired)?;
+    if pending.is_expired(unix_now()) {
+        return Err(PageError::StateExpired);
+    }
+    if !pending.is_bound_to(app.cookies.binding(&req).as_ref()) {
+        tracing::warn!("refused a callback whose state another browser started");
+        return Err(PageError::WrongBrowser);
+    }
+
+    let install = app
+        .tokens
+        .complete_install(
+            code.expose_secret(),
+            pending.verifier(),
+            &app.oauth.redirect_uri,
+        )
+        .await?;
+    // The id goes into a Location header and a cookie: accept only the shape we expect.
+    if !is_install_id(&install.install_id) {
+        return Err(PageError::Internal(
+            "token-service returned a malformed install id".into(),
+        ));
+    }
+    tracing::Span::current().record("install_id", install.install_id.as_str());
+    tracing::info!(orgs = install.orgs.len(), "install completed");
+    let mut session = app.cookies.session(&req);
+    session.add(&install.install_id);
+    Ok(HttpResponse::SeeOther()
+        .insert_header((
+            header::LOCATION,
+            format!("/installs/{}", install.install_id),
+        ))
+        .cookie(app.cookies.session_cookie(&session))
+        .finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(scopes: Option<&str>) -> OAuthClient {
+        OAuthClient {
+            app_url: Url::parse("https://app.snyk.io").expect("url"),
+            authorize_endpoint: Url::parse("https://app.snyk.io/oauth2/authorize").expect("url"),
+            client_id: "client id&x".into(),
+            redirect_uri: "http://localhost:8080/callback".into(),
+            scopes: scopes.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn authorize_url_carries_every_parameter_encoded() {
+        let state = OAuthState::generate();
+        let url = client(Some("org.read org.project.read")).authorize_url(&state, "challenge");
+        assert_eq!(url.path(), "/oauth2/authorize");
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("response_type"), Some("code"));
+        assert_eq!(get("client_id"), Some("client id&x"));
+        assert_eq!(get("redirect_uri"), Some("http://localhost:8080/callback"));
+        assert_eq!(get("state"), Some(state.as_str()));
+        assert_eq!(get("code_challenge"), Some("challenge"));
+        assert_eq!(get("code_challenge_method"), Some("S256"));
+        assert_eq!(get("scope"), Some("org.read org.project.read"));
+        assert!(url.as_str().contains("client_id=client+id%26x"), "{url}");
+        assert!(
+            client(None)
+                .authorize_url(&state, "c")
+                .query_pairs()
+                .all(|(k, _)| k != "scope")
+        );
+    }
+
+    #[test]
+    fn callback_parameters_are_validated() {
+        let ok =
+            parse_callback("code=abc&state=def&extra=ignored&error_description=").expect("valid");
+        assert_eq!(ok.code.as_deref(), Some("abc"));
+        assert_eq!(ok.state.as_deref(), Some("def"));
+        assert_eq!(ok.error_description, None, "empty counts as absent");
+
+        let long = format!("state={}", "a".repeat(MAX_PARAM + 1));
+        let huge = format!("x={}", "a".repeat(MAX_QUERY));
+        for bad in [
+            "code=a&code=b",
+            long.as_str(),
+            huge.as_str(),
+            "state=%FF%FE",
+            "code=a%00b",
+            "error=x%0Ay",
+            "error_description=%C3%28",
+            "state=caf%C3%A9",
+        ] {
+            let err = parse_callback(bad).expect_err(bad);
+            assert!(matches!(err, PageError::BadRequest(_)), "{bad}: {err:?}");
+        }
+        let described = parse_callback("error=invalid_scope&error_description=caf%C3%A9+%3Cb%3E")
+            .expect("valid");
+        assert_eq!(described.error_description.as_deref(), Some("café <b>"));
+    }
+
+    #[test]
+    fn debug_hides_code_and_state() {
+        let p = parse_callback("code=the-code&state=the-state").expect("valid");
+        let dbg = format!("{p:?}");
+        assert!(
+            !dbg.contains("the-code") && !dbg.contains("the-state"),
+            "{dbg}"
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Builds the HTTP server from settings and runs it until a shutdown future resolves
+//! (zero2prod's `Application`, mini-redis's passed-in shutdown).
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use actix_web::{App, HttpServer, middleware::from_fn, web};
+use anyhow::Context;
+use tracing_actix_web::TracingLogger;
+
+use crate::{
+    config::Settings,
+    projects_client::ProjectsClient,
+    routes::{AppState, oauth::OAuthClient, routes},
+    security,
+    session::Cookies,
+    state::StateStore,
+    telemetry::PathOnlyRootSpan,
+    token_client::TokenClient,
+};
+
+/// Connect and response timeout of Redis.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a graceful stop waits for in-flight requests.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+
+/// A built auth-service, bound to its port and connected to Redis, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: std::net::TcpListener,
+    local_addr: SocketAddr,
+    state: AppState,
+    csp: String,
+    drain: Duration,
+}
+
+impl Application {
+    /// Connects to Redis (failing fast with a clear message), prepares the clients of
+    /// token-service and projects-service (lazily connected) and binds `AUTH_SERVICE_ADDR`.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let states = StateStore::connect(settings.redis_url(), REDIS_TIMEOUT)
+            .await
+            .context("cannot connect to Redis at REDIS_URL")?;
+        let tokens = TokenClient::new(
+            &settings.token_service_url,
+            &settings.token_service_api_key,
+            settings.token_service_timeout,
+        )?;
+        let projects = ProjectsClient::new(
+            settings.projects_service_url.clone(),
+            settings.projects_service_api_key.clone(),
+            settings.projects_service_timeout,
+        )?;
+        let state = AppState {
+            oauth: OAuthClient::new(&settings),
+            states,
+            tokens,
+            projects,
+            cookies: Cookies::new(settings.cookie_key.key().clone(), settings.secure_cookies()),
+            draining: service_runtime::http::Draining::default(),
+        };
+        let listener = std::net::TcpListener::bind(settings.addr)
+            .with_context(|| format!("cannot listen on AUTH_SERVICE_ADDR {}", settings.addr))?;
+        let local_addr = listener.local_addr()?;
+        let csp = security::content_security_policy(state.snyk_app_url());
+        Ok(Application {
+            listener,
+            local_addr,
+            state,
+            csp,
+            drain: settings.shutdown_drain,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let draining = self.state.draining.clone();
+        let state = web::Data::new(self.state);
+        let csp = self.csp;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes)
+                .wrap(from_fn(security::no_store))
+                .wrap(security::default_headers(&csp))
+                .wrap(from_fn(service_runtime::http::record_duration))
+                .wrap(TracingLogger::<PathOnlyRootSpan>::new())
+        })
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .listen(self.listener)?
+        .run();
+        let handle = server.handle();
+        tracing::info!(addr = %self.local_addr, "auth-service listening");
+        tokio::select! {
+            r = server => r.context("HTTP server failed")?,
+            () = shutdown => {
+                tracing::info!("shutting down: readiness off, draining");
+                draining.start();
+                tokio::time::sleep(self.drain).await;
+                tracing::info!("no new requests; finishing in-flight ones");
+                handle.stop(true).await;
+            }
+        }
+        tracing::info!("auth-service stopped");
+        Ok(())
+    }
+}

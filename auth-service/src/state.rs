@@ -1,0 +1,338 @@
+//! Pending sign-ins: the OAuth `state` of every `/auth` this service started, kept in Redis for
+//! ten minutes and consumed exactly once by `/callback`.
+//!
+//! Each record is `auth:state:<state>` → JSON `{verifier, binding_hash, created_at}`, written with
+//! `SET … EX 600 NX` and read with `GETDEL`, so a state is single use even when two callbacks race
+//! (across replicas too). `binding_hash` is SHA-256 of a random value that only the browser that
+//! started the sign-in holds, in an HttpOnly cookie: a state replayed from another browser (login
+//! CSRF, a leaked callback URL) does not match. Redis never sees the binding itself nor the
+//! authorization code; it does see the PKCE verifier, which is worthless without the code and
+//! lives at most ten minutes.
+
+use std::{
+    fmt,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use base64::Engine as _;
+use rand::Rng as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+
+/// How long a started sign-in may take (the issue's ten minutes; Snyk's codes live as long).
+pub const STATE_TTL: Duration = Duration::from_secs(600);
+
+/// Prefix of every key this module writes.
+pub const KEY_PREFIX: &str = "auth:state:";
+
+/// Length of a state or binding value: 32 random bytes in base64url without padding.
+const TOKEN_LEN: usize = 43;
+
+fn random_token() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn is_token(s: &str) -> bool {
+    s.len() == TOKEN_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The OAuth `state` parameter: 256 random bits. Only values of the shape this service issues
+/// can be parsed, so garbage never reaches Redis.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthState(String);
+
+impl OAuthState {
+    pub fn generate() -> Self {
+        OAuthState(random_token())
+    }
+
+    /// `Some` for a value this service could have issued (43 characters of base64url).
+    pub fn parse(s: &str) -> Option<Self> {
+        is_token(s).then(|| OAuthState(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The Redis key of this state's record.
+    pub fn redis_key(&self) -> String {
+        format!("{KEY_PREFIX}{}", self.0)
+    }
+}
+
+impl fmt::Debug for OAuthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OAuthState([redacted])")
+    }
+}
+
+/// The browser binding: a random value kept in an HttpOnly cookie. Only its hash is stored.
+#[derive(Clone)]
+pub struct Binding(SecretString);
+
+impl Binding {
+    pub fn generate() -> Self {
+        Binding(random_token().into())
+    }
+
+    /// The binding a cookie carries, if it has the shape of one we issued.
+    pub fn parse(s: &str) -> Option<Self> {
+        is_token(s).then(|| Binding(s.to_owned().into()))
+    }
+
+    /// The cookie value.
+    pub fn value(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    fn hash(&self) -> [u8; 32] {
+        Sha256::digest(self.0.expose_secret().as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for Binding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Binding([redacted])")
+    }
+}
+
+/// The stored form of a pending sign-in.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    verifier: String,
+    /// base64url(SHA-256(binding)).
+    binding_hash: String,
+    /// Unix seconds.
+    created_at: u64,
+}
+
+/// A pending sign-in, as `/callback` gets it back.
+pub struct Pending {
+    verifier: SecretString,
+    binding_hash: [u8; 32],
+    created_at: u64,
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    /// Was this sign-in started by the browser that holds `binding`? (constant-time)
+    pub fn is_bound_to(&self, binding: Option<&Binding>) -> bool {
+        binding.is_some_and(|b| bool::from(b.hash().ct_eq(&self.binding_hash)))
+    }
+
+    /// Has it outlived [`STATE_TTL`]? Redis expires the key; this guards against a record that
+    /// lost its TTL (a `PERSIST`, a restore from a dump).
+    pub fn is_expired(&self, now: u64) -> bool {
+        now.saturating_sub(self.created_at) > STATE_TTL.as_secs()
+    }
+
+    pub fn verifier(&self) -> &SecretString {
+        &self.verifier
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn encode(verifier: &SecretString, binding: &Binding, created_at: u64) -> String {
+    let record = Record {
+        verifier: verifier.expose_secret().to_owned(),
+        binding_hash: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(binding.hash()),
+        created_at,
+    };
+    // Serializing three plain fields cannot fail; an empty string would only make the state unusable.
+    serde_json::to_string(&record).unwrap_or_default()
+}
+
+fn decode(raw: &str) -> Result<Pending, StateError> {
+    let record: Record = serde_json::from_str(raw).map_err(|_| StateError::Corrupt)?;
+    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&record.binding_hash)
+        .map_err(|_| StateError::Corrupt)?;
+    let binding_hash: [u8; 32] = hash.try_into().map_err(|_| StateError::Corrupt)?;
+    Ok(Pending {
+        verifier: record.verifier.into(),
+        binding_hash,
+        created_at: record.created_at,
+    })
+}
+
+/// Why the store could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("Redis is unavailable: {0}")]
+    Unavailable(#[from] redis::RedisError),
+    /// A record that is not ours (or was damaged): the sign-in cannot go on.
+    #[error("a pending sign-in record is unreadable")]
+    Corrupt,
+}
+
+/// Pending sign-ins in Redis. Cheap to clone (one multiplexed, self-reconnecting connection).
+#[derive(Clone)]
+pub struct StateStore {
+    conn: ConnectionManager,
+}
+
+impl fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StateStore")
+    }
+}
+
+impl StateStore {
+    /// Connects and checks Redis answers, so a wrong `REDIS_URL` stops the start-up.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let store = StateStore { conn };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    pub async fn ping(&self) -> Result<(), redis::RedisError> {
+        let mut c = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// Records a new sign-in bound to `binding`; returns its state.
+    pub async fn begin(
+        &self,
+        binding: &Binding,
+        verifier: &SecretString,
+    ) -> Result<OAuthState, StateError> {
+        let mut c = self.conn.clone();
+        let record = encode(verifier, binding, unix_now());
+        let state = OAuthState::generate();
+        // No NX: two equal 256-bit random values will not be drawn.
+        let () = redis::cmd("SET")
+            .arg(state.redis_key())
+            .arg(record)
+            .arg("EX")
+            .arg(STATE_TTL.as_secs())
+            .query_async(&mut c)
+            .await?;
+        Ok(state)
+    }
+
+    /// Consumes `state`: the first caller gets the pending sign-in, every later one `None`, as
+    /// does a state that expired or was never issued.
+    pub async fn take(&self, state: &OAuthState) -> Result<Option<Pending>, StateError> {
+        let mut c = self.conn.clone();
+        let raw: Option<String> = redis::cmd("GETDEL")
+            .arg(state.redis_key())
+            .query_async(&mut c)
+            .await?;
+        raw.map(|r| decode(&r)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_bind_to_their_browser() {
+        let binding = Binding::generate();
+        let verifier = SecretString::from("v".repeat(64));
+        let raw = encode(&verifier, &binding, 1_700_000_000);
+        let pending = decode(&raw).expect("decodes");
+        assert_eq!(pending.verifier().expose_secret(), verifier.expose_secret());
+        assert!(pending.is_bound_to(Some(&binding)));
+        assert!(
+            !pending.is_bound_to(Some(&Binding::generate())),
+            "another browser"
+        );
+        assert!(!pending.is_bound_to(None), "no cookie at all");
+        assert!(
+            !raw.contains(binding.value()),
+            "only the binding's hash is stored: {raw}"
+        );
+    }
+
+    #[test]
+    fn the_stored_form_is_stable_json() {
+        let binding = Binding::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").expect("shape");
+        let raw = encode(&SecretString::from("verifier"), &binding, 7);
+        let json: serde_json::Value = serde_json::from_str(&raw).expect("json");
+        assert_eq!(json["verifier"], "verifier");
+        assert_eq!(json["created_at"], 7);
+        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(binding.value()));
+        assert_eq!(json["binding_hash"], expected.as_str());
+    }
+
+    #[test]
+    fn damaged_records_are_refused() {
+        for raw in [
+            "",
+            "{}",
+            "not json",
+            r#"{"verifier":"v","binding_hash":"c2hvcnQ","created_at":1}"#,
+        ] {
+            assert!(matches!(decode(raw), Err(StateError::Corrupt)), "{raw}");
+        }
+    }
+
+    #[test]
+    fn expiry_follows_the_ttl() {
+        let raw = encode(&SecretString::from("v"), &Binding::generate(), 1_000);
+        let pending = decode(&raw).expect("decodes");
+        assert!(!pending.is_expired(1_000 + 600));
+        assert!(pending.is_expired(1_000 + 601));
+    }
+
+    #[test]
+    fn only_issued_shapes_parse() {
+        let s = OAuthState::generate();
+        assert_eq!(s.as_str().len(), 43);
+        assert_eq!(OAuthState::parse(s.as_str()), Some(s.clone()));
+        assert_eq!(s.redis_key(), format!("auth:state:{}", s.as_str()));
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(44),
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA+",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA*",
+        ] {
+            assert!(OAuthState::parse(bad).is_none(), "{bad}");
+            assert!(Binding::parse(bad).is_none(), "{bad}");
+        }
+        assert_ne!(OAuthState::generate(), OAuthState::generate());
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let b = Binding::generate();
+        let s = OAuthState::generate();
+        let p = decode(&encode(&SecretString::from("the-verifier"), &b, 1)).expect("decodes");
+        let dbg = format!("{b:?} {s:?} {p:?}");
+        assert!(
+            !dbg.contains(b.value()) && !dbg.contains(s.as_str()) && !dbg.contains("the-verifier"),
+            "{dbg}"
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! The token-service client (gRPC): hands the authorization code over (`CompleteInstall`) and
+//! reads installs back (`GetInstall`). Every call carries our key and the current span's
+//! `traceparent`, and has a deadline.
+
+use std::{fmt, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use snykapps_proto::token_v1::{self as pb, token_service_client::TokenServiceClient};
+use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
+
+/// The gRPC health-check name token-service serves under.
+const HEALTH_SERVICE: &str = "snykapps.token.v1.TokenService";
+
+/// Why token-service could not do what we asked.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// `INVALID_ARGUMENT`: Snyk refused the code or verifier (or our request was malformed).
+    #[error("token-service refused the request: {0}")]
+    Rejected(String),
+    #[error("no such install")]
+    NotFound,
+    /// Down, unreachable, overloaded or too slow: worth trying again later.
+    #[error("token-service is unavailable: {0}")]
+    Unavailable(String),
+    /// Our key was refused: a deployment mistake, not the user's.
+    #[error("token-service refused auth-service's key: {0}")]
+    Misconfigured(String),
+    /// Anything else token-service reported (its internal errors are opaque to us).
+    #[error("token-service failed: {0}")]
+    Failed(String),
+}
+
+/// A cheap-to-clone handle on token-service.
+#[derive(Clone)]
+pub struct TokenClient {
+    channel: Channel,
+    client: TokenServiceClient<Channel>,
+    authorization: MetadataValue<tonic::metadata::Ascii>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for TokenClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenClient")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenClient {
+    /// Connects lazily: auth-service starts while token-service is down, and calls fail with
+    /// [`TokenError::Unavailable`] until it is up.
+    pub fn new(url: &url::Url, api_key: &SecretString, timeout: Duration) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(url.to_string())
+            .map_err(|_| anyhow::anyhow!("TOKEN_SERVICE_URL is not a usable gRPC endpoint"))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(timeout)
+            .connect_lazy();
+        let mut authorization: MetadataValue<tonic::metadata::Ascii> =
+            format!("Bearer {}", api_key.expose_secret())
+                .parse()
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "TOKEN_SERVICE_API_KEY contains characters not allowed in a header"
+                    )
+                })?;
+        authorization.set_sensitive(true);
+        Ok(TokenClient {
+            client: TokenServiceClient::new(channel.clone()),
+            channel,
+            authorization,
+            timeout,
+        })
+    }
+
+    fn request<T>(&self, msg: T) -> Request<T> {
+        let mut req = Request::new(msg);
+        req.set_timeout(self.timeout);
+        req.metadata_mut()
+            .insert("authorization", self.authorization.clone());
+        for (key, value) in service_runtime::telemetry::current_context_headers() {
+            if let Ok(value) = value.parse() {
+                req.metadata_mut().insert(key, value);
+            }
+        }
+        req
+    }
+
+    /// Redeems `code` (with its PKCE verifier) for a new install.
+    #[tracing::instrument(skip_all, fields(install_id = tracing::field::Empty))]
+    pub async fn complete_install(
+        &self,
+        code: &str,
+        verifier: &SecretString,
+        redirect_uri: &str,
+    ) -> Result<pb::Install, TokenError> {
+        let req = pb::CompleteInstallRequest {
+            code: code.to_owned(),
+            code_verifier: verifier.expose_secret().to_owned(),
+            redirect_uri: redirect_uri.to_owned(),
+        };
+        let install = self
+            .client
+            .clone()
+            .complete_install(self.request(req))
+            .await
+            .map_err(map_status)?
+            .into_inner();
+        tracing::Span::current().record("install_id", install.install_id.as_str());
+        Ok(install)
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn get_install(&self, install_id: &str) -> Result<pb::Install, TokenError> {
+        let req = pb::GetInstallRequest {
+            install_id: install_id.to_owned(),
+        };
+        Ok(self
+            .client
+            .clone()
+            .get_install(self.request(req))
+            .await
+            .map_err(map_status)?
+            .into_inner())
+    }
+
+    /// Does token-service answer its gRPC health check as serving?
+    pub async fn ready(&self) -> bool {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        let mut req = Request::new(tonic_health::pb::HealthCheckRequest {
+            service: HEALTH_SERVICE.into(),
+        });
+        req.set_timeout(Duration::from_secs(2));
+        matches!(
+            health.check(req).await.map(|r| r.into_inner().status()),
+            Ok(tonic_health::pb::health_check_response::ServingStatus::Serving)
+        )
+    }
+}
+
+fn map_status(s: tonic::Status) -> TokenError {
+    let message = || format!("{:?}: {}", s.code(), s.message());
+    match s.code() {
+        Code::InvalidArgument => TokenError::Rejected(s.message().to_owned()),
+        Code::NotFound => TokenError::NotFound,
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Cancelled => TokenError::Unavailable(message()),
+        Code::Unauthenticated | Code::PermissionDenied => {
+            TokenError::Misconfigured(s.message().to_owned())
+        }
+        _ => TokenError::Failed(message()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Status;
+
+    #[test]
+    fn statuses_map_to_what_the_page_needs() {
+        assert!(
+            matches!(map_status(Status::invalid_argument("bad code")), TokenError::Rejected(m) if m == "bad code")
+        );
+        assert_eq!(map_status(Status::not_found("x")), TokenError::NotFound);
+        for s in [
+            Status::unavailable("down"),
+            Status::deadline_exceeded("slow"),
+            Status::cancelled("gone"),
+        ] {
+            assert!(matches!(map_status(s), TokenError::Unavailable(_)));
+        }
+        assert!(matches!(
+            map_status(Status::unauthenticated("key")),
+            TokenError::Misconfigured(_)
+        ));
+        assert!(matches!(
+            map_status(Status::internal("internal error")),
+            TokenError::Failed(_)
+        ));
+    }
+}

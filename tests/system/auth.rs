@@ -1,0 +1,917 @@
+//! auth-service, the browser side of the install, against a private Redis, the fake Snyk, a real
+//! token-service and a real projects-service. A `Browser` (cookies, no automatic redirects) walks
+//! every branch of `/auth` and `/callback` and the install page.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use serde_json::Value;
+use snykapps_proto::token_v1 as pb;
+use system_tests::*;
+
+const CANCELLED: &str = "You cancelled the installation";
+const EXPIRED: &str = "This sign-in link has expired or was already used; start again.";
+const OTHER_BROWSER: &str = "started in another browser";
+const REJECTED: &str = "Snyk did not accept the authorization";
+const UNAVAILABLE: &str = "Temporarily unavailable";
+const RECONNECT_BANNER: &str = "Snyk access was lost; reconnect.";
+const RECONNECT_BUTTON: &str = "<a class=\"button\" id=\"reconnect\" href=\"/auth\">Reconnect</a>";
+
+async fn page(res: reqwest::Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let html = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = res.text().await.unwrap();
+    assert!(
+        html.starts_with("text/html"),
+        "an HTML page, got {status} {html:?}: {body}"
+    );
+    (status, body)
+}
+
+fn query(url: &reqwest::Url) -> HashMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+fn set_cookies(res: &reqwest::Response) -> Vec<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn installs(app: &AuthStack) -> Vec<pb::Install> {
+    let mut c = app.token_client().await;
+    c.list_installs(pb::ListInstallsRequest {
+        page_size: 100,
+        page_token: String::new(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .installs
+}
+
+async fn get_install(app: &AuthStack, id: &str) -> pb::Install {
+    let mut c = app.token_client().await;
+    c.get_install(pb::GetInstallRequest {
+        install_id: id.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+/// The names of `org`'s projects, as projects-service lists them.
+async fn project_names(app: &AuthStack, org: &str) -> Vec<String> {
+    let body: Value = app
+        .projects
+        .get(&format!("/v1/orgs/{org}/projects"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn state_ttl(app: &AuthStack, state: &str) -> i64 {
+    let mut c = app.stack.redis_conn().await;
+    redis::cmd("TTL")
+        .arg(format!("auth:state:{state}"))
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn landing_page_offers_install_without_javascript() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+
+    let (status, body) = page(browser.get(&app.url("/")).await).await;
+
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<a class=\"button\" id=\"install\" href=\"/auth\">Install</a>"),
+        "{body}"
+    );
+    assert!(body.contains("<link rel=\"stylesheet\" href=\"/static/style.css\">"));
+    assert!(
+        !body.contains("<script") && !body.contains("style="),
+        "no inline script or style"
+    );
+    let css = browser.get(&app.url("/static/style.css")).await;
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    let icon = browser.get(&app.url("/static/favicon.svg")).await;
+    assert_eq!(
+        (
+            icon.status().as_u16(),
+            icon.headers()["content-type"].to_str().unwrap()
+        ),
+        (200, "image/svg+xml")
+    );
+}
+
+#[tokio::test]
+async fn happy_path_installs_and_shows_the_orgs_projects() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+
+    // /auth: a state, a PKCE challenge, a binding cookie, and the redirect to Snyk.
+    let consent = app.begin(&browser).await;
+    let q = query(&consent);
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["client_id"], CLIENT_ID);
+    assert_eq!(q["redirect_uri"], app.redirect_uri);
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["code_challenge"].len(), 43);
+    assert!(q["state"].len() >= 22, "at least 128 bits");
+    assert!(!q.contains_key("scope"), "no SNYK_SCOPES, no scope");
+    assert!(browser.cookie("snykapps_binding").is_some());
+
+    // Approve at Snyk, then the callback.
+    let callback = app.decide(&browser, &consent, "approve").await;
+    let res = browser.get(callback.as_str()).await;
+    assert_eq!(res.status(), 303);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let session = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("snykapps_session="))
+        .expect("a session");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session.contains(attr), "{attr} in {session}");
+    }
+    assert!(
+        !session.contains("Secure"),
+        "http redirect URI: no Secure: {session}"
+    );
+    let install_id = location
+        .strip_prefix("/installs/")
+        .expect("the install's page")
+        .to_owned();
+
+    // The install's page.
+    let (status, body) = page(browser.get(&app.url(&location)).await).await;
+    assert_eq!(status, 200, "{body}");
+    let install = get_install(&app, &install_id).await;
+    assert_eq!(install.status, pb::InstallStatus::Active as i32);
+    assert_eq!(install.orgs.len(), 1);
+    assert_eq!(install.orgs[0].name, "Demo Org");
+    assert!(body.contains("<h2>Demo Org</h2>"), "{body}");
+    assert!(body.contains("25 projects"), "{body}");
+    let names = project_names(&app, &install.orgs[0].id).await;
+    assert_eq!(names.len(), 25);
+    for name in names {
+        assert!(
+            body.contains(&auth_service::templates::escape(&name)),
+            "{name} missing"
+        );
+    }
+    assert!(!body.contains(RECONNECT_BANNER));
+}
+
+#[tokio::test]
+async fn configured_scopes_are_requested() {
+    let app = AuthStack::start_with(
+        auth_fake_config(),
+        &[("SNYK_SCOPES", "org.read  org.project.read")],
+    )
+    .await;
+    let browser = Browser::new();
+
+    let consent = app.begin(&browser).await;
+    assert_eq!(query(&consent)["scope"], "org.read org.project.read");
+    let id = app.install(&browser).await;
+
+    assert_eq!(
+        get_install(&app, &id).await.scope,
+        "org.read org.project.read"
+    );
+}
+
+#[tokio::test]
+async fn a_state_is_single_use() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let callback = app.approved_callback(&browser).await;
+    assert_eq!(browser.get(callback.as_str()).await.status(), 303);
+
+    let (status, body) = page(browser.get(callback.as_str()).await).await;
+
+    assert_eq!(status, 400);
+    assert!(body.contains(EXPIRED), "{body}");
+    assert!(body.contains("href=\"/auth\""), "a way to start again");
+    assert_eq!(installs(&app).await.len(), 1);
+    assert_eq!(
+        app.stack.fake.stats().codes_exchanged,
+        1,
+        "the replay never reached Snyk"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_callbacks_with_one_state_install_once() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let callback = app.approved_callback(&browser).await;
+
+    let (a, b) = tokio::join!(
+        browser.get(callback.as_str()),
+        browser.get(callback.as_str())
+    );
+
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [303, 400]);
+    assert_eq!(installs(&app).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_state_started_in_another_browser_is_refused() {
+    let app = AuthStack::start().await;
+    let attacker = Browser::new();
+    // Login CSRF: the attacker approves in their own browser and sends the callback link on.
+    let first = app.approved_callback(&attacker).await;
+    let second = app.approved_callback(&attacker).await;
+
+    // A victim without any cookie of ours.
+    let fresh = Browser::new();
+    let (status, body) = page(fresh.get(first.as_str()).await).await;
+    assert_eq!(status, 400);
+    assert!(body.contains(OTHER_BROWSER), "{body}");
+
+    // A victim with a binding of their own (they had started a sign-in too).
+    let victim = Browser::new();
+    app.begin(&victim).await;
+    assert!(victim.cookie("snykapps_binding").is_some());
+    let (status, body) = page(victim.get(second.as_str()).await).await;
+    assert_eq!(status, 400);
+    assert!(body.contains(OTHER_BROWSER), "{body}");
+
+    assert!(installs(&app).await.is_empty(), "no code was redeemed");
+    assert_eq!(app.stack.fake.stats().codes_exchanged, 0);
+    // And the refused states are spent: not even the attacker's browser can use them now.
+    let (status, body) = page(attacker.get(first.as_str()).await).await;
+    assert_eq!(status, 400);
+    assert!(body.contains(EXPIRED), "{body}");
+}
+
+#[tokio::test]
+async fn an_expired_state_is_refused() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let consent = app.begin(&browser).await;
+    let state = query(&consent)["state"].clone();
+    let ttl = state_ttl(&app, &state).await;
+    assert!(
+        (590..=600).contains(&ttl),
+        "kept for ten minutes, got TTL {ttl}"
+    );
+    // Ten minutes pass: Redis drops the key.
+    let mut c = app.stack.redis_conn().await;
+    let _: () = redis::cmd("DEL")
+        .arg(format!("auth:state:{state}"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let callback = app.decide(&browser, &consent, "approve").await;
+
+    let (status, body) = page(browser.get(callback.as_str()).await).await;
+
+    assert_eq!(status, 400);
+    assert!(body.contains(EXPIRED), "{body}");
+    assert!(installs(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn missing_code_or_state_is_a_400_page() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let consent = app.begin(&browser).await;
+    let state = query(&consent)["state"].clone();
+
+    for (path, says) in [
+        (
+            format!("/callback?state={state}"),
+            "the code parameter is missing",
+        ),
+        (
+            format!("/callback?state={state}&code="),
+            "the code parameter is missing",
+        ),
+        (
+            "/callback?code=abc".to_owned(),
+            "the state parameter is missing",
+        ),
+        ("/callback".to_owned(), "the state parameter is missing"),
+    ] {
+        let (status, body) = page(browser.get(&app.url(&path)).await).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+
+    // Bad input is refused before the state is looked at: the sign-in can still finish.
+    let callback = app.decide(&browser, &consent, "approve").await;
+    assert_eq!(browser.get(callback.as_str()).await.status(), 303);
+}
+
+#[tokio::test]
+async fn denying_at_snyk_shows_a_cancelled_page() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let consent = app.begin(&browser).await;
+    let state = query(&consent)["state"].clone();
+    let callback = app.decide(&browser, &consent, "deny").await;
+    assert_eq!(query(&callback)["error"], "access_denied");
+
+    let (status, body) = page(browser.get(callback.as_str()).await).await;
+
+    assert_eq!(status, 200, "the user's choice, not an error");
+    assert!(body.contains(CANCELLED), "{body}");
+    assert!(
+        body.contains("<a class=\"button\" id=\"try-again\" href=\"/auth\">Try again</a>"),
+        "{body}"
+    );
+    assert_eq!(state_ttl(&app, &state).await, -2, "the state is consumed");
+    assert!(installs(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn other_snyk_errors_show_code_and_description_escaped() {
+    // Asking for a scope the app does not have: Snyk redirects back with invalid_scope.
+    let app = AuthStack::start_with(
+        auth_fake_config(),
+        &[("SNYK_SCOPES", "org.read no.such.scope")],
+    )
+    .await;
+    let browser = Browser::new();
+    let consent = app.begin(&browser).await;
+    let state = query(&consent)["state"].clone();
+    let res = browser.get(consent.as_str()).await;
+    assert_eq!(res.status(), 302, "the fake refuses at once");
+    let callback = reqwest::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(query(&callback)["error"], "invalid_scope");
+
+    let (status, body) = page(browser.get(callback.as_str()).await).await;
+
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("<code id=\"error-code\">invalid_scope</code>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("scope &quot;no.such.scope&quot; is not available"),
+        "{body}"
+    );
+    assert!(body.contains("href=\"/auth\">Try again</a>"));
+    assert_eq!(state_ttl(&app, &state).await, -2, "the state is consumed");
+
+    // Whatever Snyk (or anyone) puts in the description is shown as text.
+    let path = "/callback?error=server_error&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    let (status, body) = page(browser.get(&app.url(path)).await).await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{body}"
+    );
+    assert!(!body.contains("<script"), "{body}");
+}
+
+#[tokio::test]
+async fn a_code_snyk_refuses_is_a_400_page() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let callback = app.approved_callback(&browser).await;
+    // Someone redeems the code first (with a wrong verifier): Snyk burns it.
+    let burn = reqwest::Client::new()
+        .post(format!("{}/oauth2/token", app.stack.fake.url()))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", query(&callback)["code"].as_str()),
+            ("redirect_uri", app.redirect_uri.as_str()),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("code_verifier", &"x".repeat(64)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(burn.status(), 400);
+
+    let (status, body) = page(browser.get(callback.as_str()).await).await;
+
+    assert_eq!(status, 400);
+    assert!(body.contains(REJECTED), "{body}");
+    assert!(body.contains("href=\"/auth\">Try again</a>"));
+    assert!(installs(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn token_service_down_is_a_503_page() {
+    let mut app = AuthStack::start().await;
+    let browser = Browser::new();
+    let callback = app.approved_callback(&browser).await;
+    app.stop_token_service().await;
+
+    let res = browser.get(callback.as_str()).await;
+    assert_eq!(res.headers()["retry-after"], "5");
+    let (status, body) = page(res).await;
+
+    assert_eq!(status, 503);
+    assert!(
+        body.contains(UNAVAILABLE) && body.contains("installation service is unavailable"),
+        "{body}"
+    );
+    assert!(body.contains("href=\"/auth\">Try again</a>"));
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_parameters_are_400_pages() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let consent = app.begin(&browser).await;
+    let state = query(&consent)["state"].clone();
+
+    let cases = [
+        format!("/callback?code=abc&state={}", "a".repeat(10 * 1024)),
+        format!("/callback?code={}&state={state}", "c".repeat(3000)),
+        format!(
+            "/callback?error=access_denied&error_description={}",
+            "d".repeat(3000)
+        ),
+        "/callback?code=abc&state=%FF%FE%FD".into(),
+        format!("/callback?code=%C3%28&state={state}"),
+        format!("/callback?code=a%00b&state={state}"),
+        format!("/callback?code=a%0D%0ASet-Cookie:x=y&state={state}"),
+        format!("/callback?code=abc&state={state}&state={state}"),
+        "/callback?error=%FF%FE".into(),
+        "/callback?code=abc&state=%zz%".into(),
+        "/callback?code=abc&state=not-a-state-this-service-issued".into(),
+        format!("/callback?x={}", "%".repeat(12 * 1024)),
+    ];
+    for path in &cases {
+        let (status, body) = page(browser.get(&app.url(path)).await).await;
+        assert_eq!(status, 400, "{}: {body}", &path[..path.len().min(80)]);
+        assert!(body.contains("href=\"/auth\">Try again</a>"), "a way out");
+    }
+    // A query too long for any page: refused before the handler, still not a 5xx.
+    let res = browser
+        .get(&app.url(&format!("/callback?x={}", "a".repeat(40 * 1024))))
+        .await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+
+    // None of it touched the pending sign-in, which still completes.
+    let callback = app.decide(&browser, &consent, "approve").await;
+    assert_eq!(browser.get(callback.as_str()).await.status(), 303);
+}
+
+#[tokio::test]
+async fn an_install_page_is_visible_only_to_its_browser() {
+    let app = AuthStack::start().await;
+    let owner = Browser::new();
+    let id = app.install(&owner).await;
+    let (status, _) = page(owner.get(&app.url(&format!("/installs/{id}"))).await).await;
+    assert_eq!(status, 200);
+
+    let stranger = Browser::new();
+    let (status, theirs) = page(stranger.get(&app.url(&format!("/installs/{id}"))).await).await;
+    assert_eq!(status, 404);
+    let (status, unknown) = page(
+        stranger
+            .get(&app.url("/installs/3f1a0b9e-8f5c-4f4e-9a51-6f1f6f0f1a2b"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        theirs, unknown,
+        "an install of someone else looks exactly like no install"
+    );
+    let (status, garbage) = page(stranger.get(&app.url("/installs/..%2F..%2Fetc")).await).await;
+    assert_eq!((status, garbage), (404, unknown.clone()));
+
+    // A session cookie cannot be forged: the plain id, or the owner's cookie sealed by another key.
+    let forger = Browser::new();
+    forger.set_cookie("snykapps_session", &id);
+    let (status, body) = page(forger.get(&app.url(&format!("/installs/{id}"))).await).await;
+    assert_eq!((status, body), (404, unknown));
+}
+
+#[tokio::test]
+async fn sign_ins_in_two_tabs_both_finish() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let first = app.approved_callback(&browser).await;
+    let second = app.approved_callback(&browser).await;
+
+    let a = browser.get(first.as_str()).await;
+    let b = browser.get(second.as_str()).await;
+
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (303, 303));
+    for res in [a, b] {
+        let location = res.headers()["location"].to_str().unwrap().to_owned();
+        // The last cookie lists both installs.
+        let (status, _) = page(browser.get(&app.url(&location)).await).await;
+        assert_eq!(status, 200, "{location}");
+    }
+    assert_eq!(installs(&app).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_revoked_install_offers_reconnect() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let id = app.install(&browser).await;
+    let mut c = app.token_client().await;
+    let token = c
+        .get_access_token(by_install(&id))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    // The user removes the app in Snyk: the grant is revoked.
+    let revoke = reqwest::Client::new()
+        .post(format!("{}/oauth2/revoke", app.stack.fake.url()))
+        .form(&[
+            ("token", token.as_str()),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+    let page_url = app.url(&format!("/installs/{id}"));
+
+    // token-service does not know yet: projects-service meets the 401, its forced refresh is
+    // refused, and it answers 409 needs_reauth.
+    let (status, body) = page(browser.get(&page_url).await).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(RECONNECT_BANNER) && body.contains(RECONNECT_BUTTON),
+        "{body}"
+    );
+
+    // From then on the install itself says so.
+    assert_eq!(
+        get_install(&app, &id).await.status,
+        pb::InstallStatus::NeedsReauth as i32
+    );
+    let (status, body) = page(browser.get(&page_url).await).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(RECONNECT_BANNER) && body.contains(RECONNECT_BUTTON),
+        "{body}"
+    );
+    assert!(
+        body.contains("<h2>Demo Org</h2>") && !body.contains("<table>"),
+        "{body}"
+    );
+    assert_eq!(
+        browser.get(&app.url("/auth")).await.status(),
+        302,
+        "Reconnect starts a sign-in"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_install_found_by_force_refresh_offers_reconnect() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let id = app.install(&browser).await;
+    let mut c = app.token_client().await;
+    let token = c
+        .get_access_token(by_install(&id))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    reqwest::Client::new()
+        .post(format!("{}/oauth2/revoke", app.stack.fake.url()))
+        .form(&[
+            ("token", token.as_str()),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let err = c.force_refresh(force(&id, &token)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    let rest_before = app
+        .stack
+        .fake
+        .stats()
+        .rest_calls_by_path
+        .get("projects")
+        .copied()
+        .unwrap_or(0);
+
+    let (status, body) = page(browser.get(&app.url(&format!("/installs/{id}"))).await).await;
+
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(RECONNECT_BANNER) && body.contains(RECONNECT_BUTTON),
+        "{body}"
+    );
+    let rest_after = app
+        .stack
+        .fake
+        .stats()
+        .rest_calls_by_path
+        .get("projects")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        rest_before, rest_after,
+        "no listing is attempted for an install that needs re-authorization"
+    );
+}
+
+#[tokio::test]
+async fn projects_service_down_leaves_the_page_up() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let id = app.install(&browser).await;
+    let page_url = app.url(&format!("/installs/{id}"));
+    let projects_addr = reqwest::Url::parse(&app.projects.url)
+        .unwrap()
+        .socket_addrs(|| None)
+        .unwrap()[0];
+    app.projects.stop().await.unwrap();
+    let _closed = hold_port(projects_addr);
+
+    let (status, body) = page(browser.get(&page_url).await).await;
+
+    assert_eq!(status, 200);
+    assert!(body.contains("<h2>Demo Org</h2>"), "{body}");
+    assert!(
+        body.contains("The project list is unavailable right now"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_install_page_is_a_503_when_token_service_is_down() {
+    let mut app = AuthStack::start().await;
+    let browser = Browser::new();
+    let id = app.install(&browser).await;
+    app.stop_token_service().await;
+
+    let (status, body) = page(browser.get(&app.url(&format!("/installs/{id}"))).await).await;
+
+    assert_eq!(status, 503);
+    assert!(body.contains(UNAVAILABLE), "{body}");
+}
+
+#[tokio::test]
+async fn security_headers_on_every_response() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {}; frame-ancestors 'none'; \
+         base-uri 'none'",
+        app.stack.fake.url()
+    );
+    for (path, private) in [
+        ("/", false),
+        ("/static/style.css", false),
+        ("/auth", true),
+        ("/callback", true),
+        ("/callback?code=a&state=b", true),
+        ("/installs/x", true),
+        ("/healthz", false),
+        ("/readyz", false),
+        ("/no/such/page", false),
+    ] {
+        let res = browser.get(&app.url(path)).await;
+        let h = res.headers();
+        assert_eq!(h["content-security-policy"], csp.as_str(), "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        if private {
+            assert_eq!(h["cache-control"], "no-store", "{path}");
+        }
+    }
+    let res = browser.get(&app.url("/auth")).await;
+    let binding = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("snykapps_binding="))
+        .expect("binding");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=660"] {
+        assert!(binding.contains(attr), "{attr} in {binding}");
+    }
+    assert!(!binding.contains("Secure"), "{binding}");
+}
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_public_url_is_https() {
+    let port = test_support::free_port().unwrap();
+    let uri = format!("https://127.0.0.1:{port}/callback");
+    let app =
+        AuthStack::start_with(auth_fake_config(), &[("SNYK_REDIRECT_URI", uri.as_str())]).await;
+
+    let res = Browser::new().get(&app.url("/auth")).await;
+
+    assert_eq!(res.status(), 302);
+    let binding = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("snykapps_binding="))
+        .expect("binding");
+    assert!(binding.contains("Secure"), "{binding}");
+}
+
+#[tokio::test]
+async fn wrong_methods_and_unknown_paths_get_error_pages() {
+    let app = AuthStack::start().await;
+    let http = reqwest::Client::new();
+
+    let res = http.post(app.url("/auth")).send().await.unwrap();
+    assert_eq!(res.headers()["allow"], "GET, HEAD");
+    let (status, _) = page(res).await;
+    assert_eq!(status, 405);
+
+    let head = http.head(app.url("/")).send().await.unwrap();
+    assert_eq!(head.status(), 200, "HEAD works where GET does");
+
+    let (status, body) = page(http.get(app.url("/no/such/page")).send().await.unwrap()).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("Page not found"), "{body}");
+}
+
+#[tokio::test]
+async fn readiness_follows_token_service() {
+    let mut app = AuthStack::start().await;
+    let http = reqwest::Client::new();
+    let res = http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "ready");
+
+    app.stop_token_service().await;
+
+    let res = http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (body["token_service"].as_str(), body["redis"].as_str()),
+        (Some("unavailable"), Some("ok")),
+        "{body}"
+    );
+    assert_eq!(
+        http.get(app.url("/healthz")).send().await.unwrap().status(),
+        200,
+        "still alive"
+    );
+}
+
+#[tokio::test]
+async fn readiness_follows_redis_and_sign_ins_need_it() {
+    let mut app = AuthStack::start().await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(app.url("/readyz")).send().await.unwrap().status(),
+        200
+    );
+
+    app.stack.redis.kill();
+
+    let res = http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["redis"], "unavailable", "{body}");
+    let (status, body) = page(Browser::new().get(&app.url("/auth")).await).await;
+    assert_eq!(status, 503);
+    assert!(body.contains(UNAVAILABLE), "{body}");
+}
+
+#[tokio::test]
+async fn configuration_errors_name_the_variable() {
+    let app = AuthStack::start().await;
+
+    for name in [
+        "SNYK_CLIENT_ID",
+        "TOKEN_SERVICE_API_KEY",
+        "PROJECTS_SERVICE_API_KEY",
+        "AUTH_COOKIE_KEY",
+    ] {
+        let mut vars = app.auth_vars(&[]);
+        vars.retain(|(n, _)| n != name);
+        let err = auth_service::Settings::from_lookup(lookup(&vars)).expect_err(name);
+        assert!(format!("{err:#}").contains(name), "{name}: {err:#}");
+    }
+    for (name, value) in [
+        ("AUTH_COOKIE_KEY", "dG9vIHNob3J0"),
+        ("SNYK_APP_URL", "app.snyk.io"),
+        ("SNYK_REDIRECT_URI", "localhost:8080/callback"),
+        ("TOKEN_SERVICE_URL", "grpc://x"),
+        ("AUTH_SERVICE_ADDR", "8080"),
+    ] {
+        let err = auth_service::Settings::from_lookup(lookup(&app.auth_vars(&[(name, value)])))
+            .expect_err(name);
+        assert!(format!("{err:#}").contains(name), "{name}: {err:#}");
+    }
+
+    // Start-up fails fast, naming the variable, when Redis is unreachable...
+    let vars = app.auth_vars(&[
+        ("REDIS_URL", "redis+unix:///nonexistent/redis.sock"),
+        ("AUTH_SERVICE_ADDR", "127.0.0.1:0"),
+    ]);
+    let err = AuthService::spawn(auth_service::Settings::from_lookup(lookup(&vars)).unwrap())
+        .await
+        .err()
+        .expect("fails");
+    assert!(format!("{err:#}").contains("REDIS_URL"), "{err:#}");
+    // ... or when the port is taken (here by the running auth-service).
+    let settings = auth_service::Settings::from_lookup(lookup(&app.auth_vars(&[]))).unwrap();
+    let err = AuthService::spawn(settings).await.err().expect("fails");
+    assert!(format!("{err:#}").contains("AUTH_SERVICE_ADDR"), "{err:#}");
+}
+
+/// Everything auth-service logs, whatever thread it logs from.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn code_verifier_state_and_cookies_never_reach_the_logs() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "auth_service=trace,tracing_actix_web=trace",
+        ))
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .try_init()
+        .expect("this test owns its process's subscriber (nextest runs each test alone)");
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+
+    let consent = app.begin(&browser).await;
+    let state = query(&consent)["state"].clone();
+    let mut c = app.stack.redis_conn().await;
+    let record: String = redis::cmd("GET")
+        .arg(format!("auth:state:{state}"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let verifier = serde_json::from_str::<Value>(&record).unwrap()["verifier"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let callback = app.decide(&browser, &consent, "approve").await;
+    let code = query(&callback)["code"].clone();
+    let res = browser.get(callback.as_str()).await;
+    assert_eq!(res.status(), 303);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(browser.get(&app.url(&location)).await.status(), 200);
+    // The error paths log too: a replay, and a refused parameter.
+    assert_eq!(browser.get(callback.as_str()).await.status(), 400);
+    let bad = format!("/callback?code={code}&state={state}%00");
+    assert_eq!(browser.get(&app.url(&bad)).await.status(), 400);
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("install completed") && text.contains("/callback"),
+        "logging works: {text}"
+    );
+    let binding = browser.cookie("snykapps_binding").unwrap();
+    let session = browser.cookie("snykapps_session").unwrap();
+    for (what, secret) in [
+        ("code", &code),
+        ("verifier", &verifier),
+        ("state", &state),
+        ("binding", &binding),
+        ("session", &session),
+    ] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "the {what} is in the logs:\n{text}"
+        );
+    }
+}
