@@ -52,7 +52,9 @@ impl TraceService for Receiver {
                 }
             }
         }
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -63,14 +65,22 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let service = TraceServiceServer::new(self.clone());
         tokio::spawn(
-            tonic::transport::Server::builder().add_service(service).serve_with_incoming(TcpListenerStream::new(listener)),
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
         );
         format!("http://{addr}")
     }
 
     /// The services seen in the trace with this id.
     pub fn services_in(&self, trace_id: &[u8]) -> BTreeSet<String> {
-        self.spans.lock().unwrap().iter().filter(|(_, t, _)| t == trace_id).map(|(s, _, _)| s.clone()).collect()
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t, _)| t == trace_id)
+            .map(|(s, _, _)| s.clone())
+            .collect()
     }
 
     /// Waits until some trace contains spans of every one of `services`; returns its id.
@@ -83,15 +93,24 @@ impl Receiver {
                 for (s, t, _) in spans.iter() {
                     by_trace.entry(t).or_default().insert(s.as_str());
                 }
-                let hinted = spans.iter().filter(|(_, _, n)| n.contains(root_span_hint)).map(|(_, t, _)| t);
+                let hinted = spans
+                    .iter()
+                    .filter(|(_, _, n)| n.contains(root_span_hint))
+                    .map(|(_, t, _)| t);
                 for t in hinted {
-                    if services.iter().all(|s| by_trace.get(t).is_some_and(|set| set.contains(s))) {
+                    if services
+                        .iter()
+                        .all(|s| by_trace.get(t).is_some_and(|set| set.contains(s)))
+                    {
                         return t.clone();
                     }
                 }
                 if Instant::now() > deadline {
-                    let summary: Vec<_> = by_trace.iter().map(|(t, s)| (hex(t), s.clone())).collect();
-                    panic!("no trace spans {services:?} (hint {root_span_hint}); traces seen: {summary:?}");
+                    let summary: Vec<_> =
+                        by_trace.iter().map(|(t, s)| (hex(t), s.clone())).collect();
+                    panic!(
+                        "no trace spans {services:?} (hint {root_span_hint}); traces seen: {summary:?}"
+                    );
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -114,35 +133,59 @@ pub fn otel_env(endpoint: &str, service: &str) -> Vec<(&'static str, String)> {
 }
 
 /// token-service and projects-service as processes exporting to `endpoint`.
-pub async fn traced_backends(stack: &Stack, endpoint: &str) -> (Process, SocketAddr, Process, String, String) {
+pub async fn traced_backends(
+    stack: &Stack,
+    endpoint: &str,
+    token_overrides: &[(&str, &str)],
+) -> (Process, SocketAddr, Process, String, String) {
     let token_port = test_support::free_port().unwrap();
     let token_addr: SocketAddr = ([127, 0, 0, 1], token_port).into();
     let mut env: Vec<(&str, String)> = stack
-        .token_env(&[])
+        .token_env(token_overrides)
         .into_iter()
         .filter(|(k, _)| k != "TOKEN_SERVICE_ADDR" && k != "TOKEN_SERVICE_METRICS_ADDR")
         .map(|(k, v)| (leak(k), v))
         .collect();
     env.push(("TOKEN_SERVICE_ADDR", token_addr.to_string()));
     let metrics_port = test_support::free_port().unwrap();
-    env.push(("TOKEN_SERVICE_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")));
+    env.push((
+        "TOKEN_SERVICE_METRICS_ADDR",
+        format!("127.0.0.1:{metrics_port}"),
+    ));
     env.extend(otel_env(endpoint, "token-service"));
     let mut token = Process::spawn("token-service", &env);
-    system_tests::process::wait_grpc_serving(&mut token, token_addr, "snykapps.token.v1.TokenService").await;
+    system_tests::process::wait_grpc_serving(
+        &mut token,
+        token_addr,
+        "snykapps.token.v1.TokenService",
+    )
+    .await;
 
     let projects_port = test_support::free_port().unwrap();
     let projects_url = format!("http://127.0.0.1:{projects_port}");
     let mut env: Vec<(&str, String)> = vec![
-        ("PROJECTS_SERVICE_ADDR", format!("127.0.0.1:{projects_port}")),
+        (
+            "PROJECTS_SERVICE_ADDR",
+            format!("127.0.0.1:{projects_port}"),
+        ),
         ("SNYK_API_URL", stack.fake.url()),
         ("TOKEN_SERVICE_URL", format!("http://{token_addr}")),
         ("TOKEN_SERVICE_API_KEY", CALLER_KEY.to_owned()),
-        ("PROJECTS_SERVICE_CLIENT_KEYS", format!("auth-service={PROJECTS_KEY}")),
+        (
+            "PROJECTS_SERVICE_CLIENT_KEYS",
+            format!("auth-service={PROJECTS_KEY}"),
+        ),
     ];
     env.extend(otel_env(endpoint, "projects-service"));
     let mut projects = Process::spawn("projects-service", &env);
     system_tests::process::wait_http_ok(&mut projects, &format!("{projects_url}/readyz")).await;
-    (token, token_addr, projects, projects_url, format!("http://127.0.0.1:{metrics_port}/metrics"))
+    (
+        token,
+        token_addr,
+        projects,
+        projects_url,
+        format!("http://127.0.0.1:{metrics_port}/metrics"),
+    )
 }
 
 fn leak(s: String) -> &'static str {
@@ -154,7 +197,8 @@ async fn a_projects_listing_is_one_trace_across_projects_and_token_service() {
     let receiver = Receiver::default();
     let endpoint = receiver.start().await;
     let stack = Stack::start(fake_config()).await;
-    let (_token, token_addr, _projects, projects_url, token_metrics) = traced_backends(&stack, &endpoint).await;
+    let (_token, token_addr, _projects, projects_url, token_metrics) =
+        traced_backends(&stack, &endpoint, &[]).await;
     let mut c = client_with_key(token_addr, CALLER_KEY).await;
     let install = stack.install(&mut c).await;
     let org = &install.orgs[0].id;
@@ -170,21 +214,98 @@ async fn a_projects_listing_is_one_trace_across_projects_and_token_service() {
         .unwrap();
     assert_eq!(res.status(), 200);
 
-    let found = receiver.trace_spanning(&["projects-service", "token-service"], "").await;
-    assert_eq!(hex(&found), trace_id, "the caller's trace was continued, not replaced");
-    assert_eq!(receiver.services_in(&found), BTreeSet::from(["projects-service".into(), "token-service".into()]));
+    let found = receiver
+        .trace_spanning(&["projects-service", "token-service"], "")
+        .await;
+    assert_eq!(
+        hex(&found),
+        trace_id,
+        "the caller's trace was continued, not replaced"
+    );
+    assert_eq!(
+        receiver.services_in(&found),
+        BTreeSet::from(["projects-service".into(), "token-service".into()])
+    );
 
     // The same work shows up in each service's Prometheus endpoint.
-    let token = reqwest::get(&token_metrics).await.unwrap().text().await.unwrap();
+    let token = reqwest::get(&token_metrics)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for series in [
         "snykapps_token_requests_total{cache=\"hit\",outcome=\"ok\"}",
         "snykapps_snyk_calls_total{endpoint=\"oauth2/token\",status=\"200\"}",
         "rpc_server_duration_bucket",
     ] {
-        assert!(token.contains(series), "token-service /metrics lacks {series}:\n{token}");
+        assert!(
+            token.contains(series),
+            "token-service /metrics lacks {series}:\n{token}"
+        );
     }
-    let projects = reqwest::get(format!("{projects_url}/metrics")).await.unwrap().text().await.unwrap();
-    for series in ["snykapps_snyk_calls_total{endpoint=\"rest/projects\",status=\"200\"}", "http_server_duration_bucket"] {
-        assert!(projects.contains(series), "projects-service /metrics lacks {series}:\n{projects}");
+    let projects = reqwest::get(format!("{projects_url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "snykapps_snyk_calls_total{endpoint=\"rest/projects\",status=\"200\"}",
+        "http_server_duration_bucket",
+    ] {
+        assert!(
+            projects.contains(series),
+            "projects-service /metrics lacks {series}:\n{projects}"
+        );
     }
+}
+
+#[tokio::test]
+async fn an_install_is_one_trace_across_auth_service_and_token_service() {
+    let receiver = Receiver::default();
+    let endpoint = receiver.start().await;
+    let auth_port = test_support::free_port().unwrap();
+    let auth_url = format!("http://127.0.0.1:{auth_port}");
+    let mut fake = fake_config();
+    fake.redirect_uris.push(format!("{auth_url}/callback"));
+    let stack = Stack::start(fake).await;
+    let keys = format!("projects-service={CALLER_KEY},auth-service={AUTH_TOKEN_KEY}");
+    let (_token, token_addr, _projects, projects_url, _) =
+        traced_backends(&stack, &endpoint, &[("TOKEN_SERVICE_CLIENT_KEYS", &keys)]).await;
+    let mut env: Vec<(&str, String)> = vec![
+        ("AUTH_SERVICE_ADDR", format!("127.0.0.1:{auth_port}")),
+        ("SNYK_APP_URL", stack.fake.url()),
+        ("SNYK_CLIENT_ID", CLIENT_ID.into()),
+        ("SNYK_REDIRECT_URI", format!("{auth_url}/callback")),
+        ("TOKEN_SERVICE_URL", format!("http://{token_addr}")),
+        ("TOKEN_SERVICE_API_KEY", AUTH_TOKEN_KEY.into()),
+        ("PROJECTS_SERVICE_URL", projects_url),
+        ("PROJECTS_SERVICE_API_KEY", PROJECTS_KEY.into()),
+        ("REDIS_URL", stack.redis.url()),
+        ("AUTH_COOKIE_KEY", AUTH_COOKIE_KEY.into()),
+    ];
+    env.extend(otel_env(&endpoint, "auth-service"));
+    let mut auth = Process::spawn("auth-service", &env);
+    system_tests::process::wait_http_ok(&mut auth, &format!("{auth_url}/readyz")).await;
+
+    // The browser's install: /auth, Approve on the fake's consent page, /callback.
+    let browser = Browser::new();
+    let res = browser.get(&format!("{auth_url}/auth")).await;
+    let consent = reqwest::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    let page = browser.get(consent.as_str()).await.text().await.unwrap();
+    let res = browser
+        .submit(&consent, &HtmlForm::parse(&page, "approve"))
+        .await;
+    let callback = res.headers()["location"].to_str().unwrap().to_owned();
+    let res = browser.get(&callback).await;
+    assert_eq!(res.status(), 303, "install completed");
+
+    let found = receiver
+        .trace_spanning(&["auth-service", "token-service"], "CompleteInstall")
+        .await;
+    assert_eq!(
+        receiver.services_in(&found),
+        BTreeSet::from(["auth-service".into(), "token-service".into()])
+    );
 }
