@@ -100,7 +100,10 @@ impl Stack {
     /// token-service settings pointing at this stack; `overrides` win over the defaults.
     /// token-service's environment for this stack; `overrides` win over the defaults.
     pub fn token_env(&self, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut env: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let base = [
             ("TOKEN_SERVICE_ADDR", "127.0.0.1:0".to_owned()),
             ("TOKEN_SERVICE_METRICS_ADDR", "127.0.0.1:0".to_owned()),
@@ -109,7 +112,10 @@ impl Stack {
             ("SNYK_CLIENT_ID", CLIENT_ID.to_owned()),
             ("SNYK_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
             ("TOKEN_ENCRYPTION_KEYS", K1.to_owned()),
-            ("TOKEN_SERVICE_CLIENT_KEYS", format!("projects-service={CALLER_KEY}")),
+            (
+                "TOKEN_SERVICE_CLIENT_KEYS",
+                format!("projects-service={CALLER_KEY}"),
+            ),
             ("SNYK_TOKEN_BACKOFF_MS", "50".to_owned()),
         ];
         for (k, v) in base {
@@ -128,7 +134,10 @@ impl Stack {
     }
 
     /// A token-service as its own process (the real binary), ready to serve.
-    pub async fn replica_process(&self, overrides: &[(&str, &str)]) -> (process::Process, SocketAddr) {
+    pub async fn replica_process(
+        &self,
+        overrides: &[(&str, &str)],
+    ) -> (process::Process, SocketAddr) {
         let port = test_support::free_port().expect("free port");
         let metrics_port = test_support::free_port().expect("free port");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();

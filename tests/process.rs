@@ -46,7 +46,12 @@ impl Process {
             .stdout(file.try_clone().expect("log file"))
             .stderr(file);
         let child = test_support::spawn_tied_to_process(cmd).expect("service process starts");
-        Process { name: name.to_owned(), child: Some(child), log, _dir: dir }
+        Process {
+            name: name.to_owned(),
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -63,8 +68,13 @@ impl Process {
 
     /// SIGTERM, then waits for a graceful exit (at most `timeout`); returns the exit success.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
-        let Some(mut c) = self.child.take() else { return false };
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = c.try_wait() {
@@ -105,16 +115,28 @@ pub async fn wait_grpc_serving(process: &mut Process, addr: SocketAddr, service:
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         process.assert_running();
-        if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
+        if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+        {
             let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-            let req = tonic_health::pb::HealthCheckRequest { service: service.into() };
+            let req = tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            };
             if let Ok(r) = health.check(req).await
-                && r.into_inner().status() == tonic_health::pb::health_check_response::ServingStatus::Serving
+                && r.into_inner().status()
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving
             {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "{} never became ready; log:\n{}", process.name, process.log());
+        assert!(
+            Instant::now() < deadline,
+            "{} never became ready; log:\n{}",
+            process.name,
+            process.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -124,10 +146,18 @@ pub async fn wait_http_ok(process: &mut Process, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         process.assert_running();
-        if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return;
         }
-        assert!(Instant::now() < deadline, "{} never answered {url}; log:\n{}", process.name, process.log());
+        assert!(
+            Instant::now() < deadline,
+            "{} never answered {url}; log:\n{}",
+            process.name,
+            process.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

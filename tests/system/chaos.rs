@@ -17,8 +17,11 @@ use test_support::{RedisOptions, RedisServer};
 use tonic::Code;
 
 /// Short lease and attempt deadlines, so a dead holder's lease runs out quickly.
-const TIGHT: &[(&str, &str)] =
-    &[("TOKEN_REFRESH_LEASE_MS", "3000"), ("SNYK_TOKEN_TIMEOUT_MS", "1000"), ("SNYK_TOKEN_RETRIES", "0")];
+const TIGHT: &[(&str, &str)] = &[
+    ("TOKEN_REFRESH_LEASE_MS", "3000"),
+    ("SNYK_TOKEN_TIMEOUT_MS", "1000"),
+    ("SNYK_TOKEN_RETRIES", "0"),
+];
 
 fn hour_long_tokens() -> fake_snyk::Config {
     let mut c = fake_config();
@@ -35,7 +38,12 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 async fn install_status(c: &mut Client, id: &str) -> pb::Install {
-    c.get_install(pb::GetInstallRequest { install_id: id.into() }).await.unwrap().into_inner()
+    c.get_install(pb::GetInstallRequest {
+        install_id: id.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
 }
 
 #[tokio::test]
@@ -45,26 +53,47 @@ async fn killing_the_lease_holder_before_it_reached_snyk_loses_nothing() {
     let survivor = stack.replica(TIGHT).await;
     let mut c = client(&survivor).await;
     let install = stack.install(&mut c).await;
-    let t0 = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner().access_token;
+    let t0 = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
 
     // The doomed replica takes the lease, marks the grant and sends the refresh, which the fake
     // holds before acting on it. Kill it right there.
-    stack.fake.inject(Fault::TokenLatency(Duration::from_secs(5)));
+    stack
+        .fake
+        .inject(Fault::TokenLatency(Duration::from_secs(5)));
     let mut doomed_client = client_with_key(doomed_addr, CALLER_KEY).await;
     let req = force(&install.install_id, &t0);
     let call = tokio::spawn(async move { doomed_client.force_refresh(req).await });
-    wait_for("the refresh to reach the fake", || stack.fake.stats().token_calls.get("refresh_token") == Some(&1)).await;
+    wait_for("the refresh to reach the fake", || {
+        stack.fake.stats().token_calls.get("refresh_token") == Some(&1)
+    })
+    .await;
     doomed.kill9();
     assert!(call.await.unwrap().is_err());
     stack.fake.clear_faults();
 
     // The survivor waits out the dead lease, sees the mark, retries once with the same token:
     // the fake never acted on the first request, so it simply works.
-    let t1 = c.force_refresh(force(&install.install_id, &t0)).await.expect("refreshed").into_inner();
+    let t1 = c
+        .force_refresh(force(&install.install_id, &t0))
+        .await
+        .expect("refreshed")
+        .into_inner();
     assert!(stack.token_works(&t1.access_token).await);
-    assert_eq!(install_status(&mut c, &install.install_id).await.status(), pb::InstallStatus::Active);
+    assert_eq!(
+        install_status(&mut c, &install.install_id).await.status(),
+        pb::InstallStatus::Active
+    );
     let stats = stack.fake.stats();
-    assert_eq!((stats.successful_refreshes, stats.spent_refresh_token_reuses), (1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.successful_refreshes, stats.spent_refresh_token_reuses),
+        (1, 0),
+        "{stats:?}"
+    );
     assert_eq!(survivor.metrics.snapshot().in_doubt_events, 1);
 }
 
@@ -75,29 +104,50 @@ async fn killing_the_lease_holder_after_snyk_answered_is_reported_in_doubt() {
     let survivor = stack.replica(TIGHT).await;
     let mut c = client(&survivor).await;
     let install = stack.install(&mut c).await;
-    let t0 = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner().access_token;
+    let t0 = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
 
     // The fake rotates the pair, then holds the answer: kill the holder before it can store it.
-    stack.fake.inject(Fault::TokenAnswerDelay(Duration::from_secs(5)));
+    stack
+        .fake
+        .inject(Fault::TokenAnswerDelay(Duration::from_secs(5)));
     let mut doomed_client = client_with_key(doomed_addr, CALLER_KEY).await;
     let req = force(&install.install_id, &t0);
     let call = tokio::spawn(async move { doomed_client.force_refresh(req).await });
-    wait_for("Snyk to rotate the pair", || stack.fake.stats().successful_refreshes == 1).await;
+    wait_for("Snyk to rotate the pair", || {
+        stack.fake.stats().successful_refreshes == 1
+    })
+    .await;
     doomed.kill9();
     assert!(call.await.unwrap().is_err());
     stack.fake.clear_faults();
 
     // The new pair died with the process. The survivor's single retry with the old token is a
     // reuse; the install is marked, with the reason, instead of looking fine and failing later.
-    let err = c.force_refresh(force(&install.install_id, &t0)).await.unwrap_err();
+    let err = c
+        .force_refresh(force(&install.install_id, &t0))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     let got = install_status(&mut c, &install.install_id).await;
     assert_eq!(got.status(), pb::InstallStatus::NeedsReauth);
     assert_eq!(got.needs_reauth_reason, "refresh_in_doubt");
     let m = survivor.metrics.snapshot();
-    assert_eq!((m.in_doubt_events, m.needs_reauth_in_doubt), (1, 1), "{m:?}");
+    assert_eq!(
+        (m.in_doubt_events, m.needs_reauth_in_doubt),
+        (1, 1),
+        "{m:?}"
+    );
     let stats = stack.fake.stats();
-    assert_eq!((stats.successful_refreshes, stats.spent_refresh_token_reuses), (1, 1), "{stats:?}");
+    assert_eq!(
+        (stats.successful_refreshes, stats.spent_refresh_token_reuses),
+        (1, 1),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test]
@@ -105,7 +155,12 @@ async fn redis_restart_under_load_loses_no_grant_and_redeems_nothing_twice() {
     let mut stack = Stack::start(fake_config()).await;
     // A persistent Redis on a fixed port, so a restart finds its AOF and its clients find it.
     let dir = tempfile::tempdir().unwrap();
-    let opts = RedisOptions { tcp: true, persistent: true, dir: Some(dir.path().into()), ..RedisOptions::default() };
+    let opts = RedisOptions {
+        tcp: true,
+        persistent: true,
+        dir: Some(dir.path().into()),
+        ..RedisOptions::default()
+    };
     stack.redis = RedisServer::start_with(opts.clone()).unwrap();
     let port = stack.redis.port().unwrap();
     let url = stack.redis.tcp_url().unwrap();
@@ -124,8 +179,12 @@ async fn redis_restart_under_load_loses_no_grant_and_redeems_nothing_twice() {
     let mut workers = Vec::new();
     for w in 0..8 {
         let mut c = client(&replicas[w % 2]).await;
-        let (stop, outcomes, last_error_at, installs) =
-            (stop.clone(), outcomes.clone(), last_error_at.clone(), installs.clone());
+        let (stop, outcomes, last_error_at, installs) = (
+            stop.clone(),
+            outcomes.clone(),
+            last_error_at.clone(),
+            installs.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut i = w;
             while !stop.load(Ordering::Relaxed) {
@@ -134,7 +193,8 @@ async fn redis_restart_under_load_loses_no_grant_and_redeems_nothing_twice() {
                 let key = match c.get_access_token(by_install(id)).await {
                     Ok(_) => "ok".to_owned(),
                     Err(e) => {
-                        last_error_at.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        last_error_at
+                            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                         format!("{:?}", e.code())
                     }
                 };
@@ -147,7 +207,11 @@ async fn redis_restart_under_load_loses_no_grant_and_redeems_nothing_twice() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stack.redis.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stack.redis = RedisServer::start_with(RedisOptions { port: Some(port), ..opts }).unwrap();
+    stack.redis = RedisServer::start_with(RedisOptions {
+        port: Some(port),
+        ..opts
+    })
+    .unwrap();
     let restarted_at = started.elapsed();
     tokio::time::sleep(Duration::from_secs(4)).await;
     stop.store(true, Ordering::Relaxed);
@@ -156,56 +220,116 @@ async fn redis_restart_under_load_loses_no_grant_and_redeems_nothing_twice() {
     }
 
     let outcomes = outcomes.lock().unwrap().clone();
-    let unexpected: Vec<_> = outcomes.keys().filter(|k| *k != "ok" && *k != "Unavailable").collect();
-    assert!(unexpected.is_empty(), "only OK or UNAVAILABLE: {outcomes:?}");
-    assert!(outcomes.get("Unavailable").copied().unwrap_or(0) > 0, "the outage was seen: {outcomes:?}");
+    let unexpected: Vec<_> = outcomes
+        .keys()
+        .filter(|k| *k != "ok" && *k != "Unavailable")
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "only OK or UNAVAILABLE: {outcomes:?}"
+    );
+    assert!(
+        outcomes.get("Unavailable").copied().unwrap_or(0) > 0,
+        "the outage was seen: {outcomes:?}"
+    );
     let last_error = Duration::from_millis(last_error_at.load(Ordering::Relaxed));
-    assert!(last_error < restarted_at + Duration::from_secs(3), "callers recovered by themselves: {last_error:?}");
+    assert!(
+        last_error < restarted_at + Duration::from_secs(3),
+        "callers recovered by themselves: {last_error:?}"
+    );
     for id in &installs {
         let install = install_status(&mut c, id).await;
         assert_eq!(install.status(), pb::InstallStatus::Active, "{install:?}");
-        let t = c.get_access_token(by_install(id)).await.unwrap().into_inner();
+        let t = c
+            .get_access_token(by_install(id))
+            .await
+            .unwrap()
+            .into_inner();
         assert!(stack.token_works(&t.access_token).await);
     }
     let stats = stack.fake.stats();
     assert_eq!(stats.spent_refresh_token_reuses, 0, "{stats:?}");
-    assert!(stats.successful_refreshes >= 3, "refreshes happened around the outage: {stats:?}");
+    assert!(
+        stats.successful_refreshes >= 3,
+        "refreshes happened around the outage: {stats:?}"
+    );
 }
 
 #[tokio::test]
 async fn snyk_failing_or_hanging_never_marks_an_install_for_reauth() {
     let stack = Stack::start(hour_long_tokens()).await;
-    let replica = stack.replica(&[("SNYK_TOKEN_TIMEOUT_MS", "300"), ("SNYK_TOKEN_RETRIES", "1"), ("TOKEN_REFRESH_LEASE_MS", "5000")]).await;
+    let replica = stack
+        .replica(&[
+            ("SNYK_TOKEN_TIMEOUT_MS", "300"),
+            ("SNYK_TOKEN_RETRIES", "1"),
+            ("TOKEN_REFRESH_LEASE_MS", "5000"),
+        ])
+        .await;
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
-    let t0 = c.get_access_token(by_install(&install.install_id)).await.unwrap().into_inner().access_token;
+    let t0 = c
+        .get_access_token(by_install(&install.install_id))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
 
     for fault in [
-        Fault::TokenErrors { status: 500, count: 10, retry_after: None },
-        Fault::TokenErrors { status: 429, count: 10, retry_after: Some(1) },
+        Fault::TokenErrors {
+            status: 500,
+            count: 10,
+            retry_after: None,
+        },
+        Fault::TokenErrors {
+            status: 429,
+            count: 10,
+            retry_after: Some(1),
+        },
         Fault::TokenLatency(Duration::from_secs(2)),
     ] {
         stack.fake.inject(fault.clone());
-        let err = c.force_refresh(force(&install.install_id, &t0)).await.unwrap_err();
+        let err = c
+            .force_refresh(force(&install.install_id, &t0))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::Unavailable, "{fault:?}: {err:?}");
-        assert_eq!(install_status(&mut c, &install.install_id).await.status(), pb::InstallStatus::Active, "{fault:?}");
+        assert_eq!(
+            install_status(&mut c, &install.install_id).await.status(),
+            pb::InstallStatus::Active,
+            "{fault:?}"
+        );
         stack.fake.clear_faults();
     }
     // Let the abandoned, held requests at the fake play out (they are dropped, never applied).
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let t1 = c.force_refresh(force(&install.install_id, &t0)).await.expect("recovers").into_inner();
+    let t1 = c
+        .force_refresh(force(&install.install_id, &t0))
+        .await
+        .expect("recovers")
+        .into_inner();
     assert!(stack.token_works(&t1.access_token).await);
     let stats = stack.fake.stats();
-    assert_eq!((stats.successful_refreshes, stats.spent_refresh_token_reuses), (1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.successful_refreshes, stats.spent_refresh_token_reuses),
+        (1, 0),
+        "{stats:?}"
+    );
 }
 
 /// Steady load over three replicas with 2-second tokens: every install refreshes about once a
 /// second. `SOAK_SECONDS` (default 30) sets the length; the published 5-minute run uses 300.
 #[tokio::test]
 async fn soak_with_two_second_tokens_over_three_replicas() {
-    let seconds: u64 = std::env::var("SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let seconds: u64 = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
     let stack = Stack::start(fake_config()).await;
-    let replicas = [stack.replica(&[]).await, stack.replica(&[]).await, stack.replica(&[]).await];
+    let replicas = [
+        stack.replica(&[]).await,
+        stack.replica(&[]).await,
+        stack.replica(&[]).await,
+    ];
     let mut c = client(&replicas[0]).await;
     let mut installs = Vec::new();
     for _ in 0..5 {
@@ -225,7 +349,10 @@ async fn soak_with_two_second_tokens_over_three_replicas() {
                 let id = &installs[i % installs.len()];
                 let ok = match c.get_access_token(by_install(id)).await {
                     // Half the time, play a caller whose request Snyk rejected.
-                    Ok(t) if i % 7 == 0 => c.force_refresh(force(id, &t.into_inner().access_token)).await.is_ok(),
+                    Ok(t) if i % 7 == 0 => c
+                        .force_refresh(force(id, &t.into_inner().access_token))
+                        .await
+                        .is_ok(),
                     Ok(_) => true,
                     Err(_) => false,
                 };
@@ -243,7 +370,12 @@ async fn soak_with_two_second_tokens_over_three_replicas() {
 
     let stats = stack.fake.stats();
     assert_eq!(stats.spent_refresh_token_reuses, 0, "{stats:?}");
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "calls: {}", calls.load(Ordering::Relaxed));
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "calls: {}",
+        calls.load(Ordering::Relaxed)
+    );
     assert!(
         stats.successful_refreshes >= seconds * installs.len() as u64 / 2,
         "expected about one refresh per install per second: {stats:?}"
@@ -251,8 +383,15 @@ async fn soak_with_two_second_tokens_over_three_replicas() {
     for id in &installs {
         let got = install_status(&mut c, id).await;
         assert_eq!(got.status(), pb::InstallStatus::Active);
-        let t = c.get_access_token(by_install(id)).await.unwrap().into_inner();
-        assert!(stack.token_works(&t.access_token).await, "install {id} lost");
+        let t = c
+            .get_access_token(by_install(id))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            stack.token_works(&t.access_token).await,
+            "install {id} lost"
+        );
     }
     eprintln!(
         "soak: {seconds} s, {} calls, {} refreshes, {} spent-token reuses",

@@ -129,8 +129,10 @@ const NOT_IN_IMAGE: &[&str] = &["loadgen"];
 
 #[test]
 fn the_image_builds_and_ships_every_workspace_binary() {
-    let workspace: BTreeSet<String> =
-        workspace_binaries().into_keys().filter(|b| !NOT_IN_IMAGE.contains(&b.as_str())).collect();
+    let workspace: BTreeSet<String> = workspace_binaries()
+        .into_keys()
+        .filter(|b| !NOT_IN_IMAGE.contains(&b.as_str()))
+        .collect();
     for expected in [
         "auth-service",
         "token-service",

@@ -30,12 +30,21 @@ fn hostile_string() -> impl Strategy<Value = String> {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn assert_client_error(what: &str, result: Result<(), Status>) -> Result<(), TestCaseError> {
     if let Err(status) = result {
-        prop_assert!(CLIENT_ERRORS.contains(&status.code()), "{what}: {:?} {}", status.code(), status.message());
+        prop_assert!(
+            CLIENT_ERRORS.contains(&status.code()),
+            "{what}: {:?} {}",
+            status.code(),
+            status.message()
+        );
     }
     Ok(())
 }
@@ -49,7 +58,11 @@ fn generated_requests_get_clear_client_errors() {
         let c = client(&replica).await;
         (stack, replica, c)
     });
-    let config = ProptestConfig { cases: 150, failure_persistence: None, ..ProptestConfig::default() };
+    let config = ProptestConfig {
+        cases: 150,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
     proptest!(config, |(a in hostile_string(), b in hostile_string(), c in hostile_string(), n in any::<u32>(), by_org in any::<bool>())| {
         let mut client = client.clone();
         rt.block_on(async {
@@ -81,7 +94,10 @@ fn generated_requests_get_clear_client_errors() {
         let mut c = client.clone();
         stack.install(&mut c).await;
         let stats = stack.fake.stats();
-        assert!(stats.successful_refreshes == 0 && stats.spent_refresh_token_reuses == 0, "{stats:?}");
+        assert!(
+            stats.successful_refreshes == 0 && stats.spent_refresh_token_reuses == 0,
+            "{stats:?}"
+        );
         drop(replica);
     });
 }
@@ -134,9 +150,17 @@ fn raw_bytes_that_are_not_a_message_are_refused_cleanly() {
         (stack, replica)
     });
     let channel = rt.block_on(async {
-        tonic::transport::Channel::from_shared(format!("http://{}", replica.addr)).unwrap().connect().await.unwrap()
+        tonic::transport::Channel::from_shared(format!("http://{}", replica.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
     });
-    let config = ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() };
+    let config = ProptestConfig {
+        cases: 200,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
     proptest!(config, |(body in proptest::collection::vec(any::<u8>(), 0..2048), method in 0usize..6)| {
         let path = [
             "CompleteInstall", "GetAccessToken", "ForceRefresh", "GetInstall", "ListInstalls", "DeleteInstall",

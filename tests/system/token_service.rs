@@ -624,13 +624,9 @@ async fn a_holder_that_died_before_reaching_snyk_is_recovered_by_the_next_one() 
 
 async fn stack_store(stack: &Stack) -> token_service::store::Store {
     let settings = stack.settings(&[]);
-    token_service::store::Store::connect(
-        &settings.redis,
-        settings.keyring,
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap()
+    token_service::store::Store::connect(&settings.redis, settings.keyring, Duration::from_secs(2))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -1057,10 +1053,21 @@ async fn min_validity_beyond_the_lifetime_is_refused() {
 /// Sum of `calls=` over Redis's command statistics (every command but INFO itself).
 async fn redis_calls(stack: &Stack) -> u64 {
     let mut conn = stack.redis_conn().await;
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     info.lines()
         .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
-        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .sum()
 }
 
@@ -1073,7 +1080,9 @@ async fn the_hot_path_is_one_redis_round_trip_by_install_and_by_org() {
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
     let by_org = || pb::GetAccessTokenRequest {
-        target: Some(pb::get_access_token_request::Target::OrgId(install.orgs[0].id.clone())),
+        target: Some(pb::get_access_token_request::Target::OrgId(
+            install.orgs[0].id.clone(),
+        )),
         min_validity_seconds: 0,
     };
     c.get_access_token(by_org()).await.unwrap(); // warms the org -> install mapping
@@ -1081,7 +1090,9 @@ async fn the_hot_path_is_one_redis_round_trip_by_install_and_by_org() {
     let before = redis_calls(&stack).await;
     for _ in 0..100 {
         c.get_access_token(by_org()).await.unwrap();
-        c.get_access_token(by_install(&install.install_id)).await.unwrap();
+        c.get_access_token(by_install(&install.install_id))
+            .await
+            .unwrap();
     }
     let after = redis_calls(&stack).await;
 
@@ -1095,13 +1106,22 @@ async fn a_cached_org_mapping_follows_a_deletion_on_another_replica() {
     let (mut ca, mut cb) = (client(&a).await, client(&b).await);
     let install = stack.install(&mut ca).await;
     let by_org = || pb::GetAccessTokenRequest {
-        target: Some(pb::get_access_token_request::Target::OrgId(install.orgs[0].id.clone())),
+        target: Some(pb::get_access_token_request::Target::OrgId(
+            install.orgs[0].id.clone(),
+        )),
         min_validity_seconds: 0,
     };
     ca.get_access_token(by_org()).await.unwrap(); // A now caches org -> install
 
-    cb.delete_install(pb::DeleteInstallRequest { install_id: install.install_id.clone() }).await.unwrap();
-    assert_eq!(ca.get_access_token(by_org()).await.unwrap_err().code(), Code::NotFound);
+    cb.delete_install(pb::DeleteInstallRequest {
+        install_id: install.install_id.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        ca.get_access_token(by_org()).await.unwrap_err().code(),
+        Code::NotFound
+    );
 
     // A fresh install of the same org is found at once, too.
     let again = stack.install(&mut cb).await;

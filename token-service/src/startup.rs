@@ -151,7 +151,7 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(authenticated)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stopped)
+            .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(self.listener)), stopped)
             .await
             .context("gRPC server failed");
         self.refresher.drain().await;
@@ -159,6 +159,23 @@ impl Application {
         tracing::info!("token-service stopped");
         result
     }
+}
+
+/// Sets `TCP_NODELAY` on every accepted socket. tonic applies its own `tcp_nodelay` setting only
+/// to listeners it binds itself, not to an incoming stream; without it Nagle's algorithm holds
+/// small responses back (scripts/bench measured a 5x worse p99 on the bare gRPC server).
+fn nodelay(
+    incoming: TcpListenerStream,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt as _;
+    incoming.map(|conn| {
+        if let Ok(stream) = &conn
+            && let Err(e) = stream.set_nodelay(true)
+        {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+        conn
+    })
 }
 
 /// One span per RPC, child of the caller's `traceparent` when it sent one.

@@ -118,7 +118,8 @@ async fn a_client_that_gives_up_during_the_latency_leaves_the_token_unspent() {
 async fn a_client_that_gives_up_during_the_answer_delay_has_spent_its_token() {
     let app = spawn().await;
     let tokens = app.install().await;
-    app.fake.inject(Fault::TokenAnswerDelay(Duration::from_millis(800)));
+    app.fake
+        .inject(Fault::TokenAnswerDelay(Duration::from_millis(800)));
 
     let result = app
         .client

@@ -1,0 +1,224 @@
+//! `loadgen install`: a real install against the fake Snyk, as a browser and auth-service would do
+//! it: PKCE, the consent page, Approve, the code from the redirect, then `CompleteInstall`.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, LOCATION};
+use sha2::{Digest as _, Sha256};
+use snykapps_proto::token_v1 as pb;
+
+use crate::args::LocalUrl;
+use crate::client::{Bearer, connect};
+use crate::consent::{code_from_redirect, parse_consent_page};
+
+/// A PKCE pair (RFC 7636, S256).
+#[derive(Clone)]
+pub struct Pkce {
+    /// The secret the token request proves knowledge of.
+    pub verifier: String,
+    /// `base64url(sha256(verifier))`, sent with the authorization request.
+    pub challenge: String,
+}
+
+impl std::fmt::Debug for Pkce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkce")
+            .field("verifier", &"[redacted]")
+            .field("challenge", &self.challenge)
+            .finish()
+    }
+}
+
+impl Pkce {
+    /// A fresh verifier of 32 random bytes (43 base64url characters).
+    pub fn generate() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Self::from_verifier(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The pair for a given verifier.
+    pub fn from_verifier(verifier: String) -> Self {
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        Self {
+            verifier,
+            challenge,
+        }
+    }
+}
+
+/// What to install with.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The fake Snyk (app and API host).
+    pub fake: LocalUrl,
+    /// token-service.
+    pub token_service: LocalUrl,
+    /// The internal-caller key for token-service.
+    pub bearer: Bearer,
+    /// The registered redirect URI; never contacted, only compared by the fake.
+    pub redirect_uri: String,
+    /// The registered client id.
+    pub client_id: String,
+}
+
+/// The new install.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// Its id.
+    pub install_id: String,
+    /// Its orgs, `(id, name)`, in token-service's order.
+    pub orgs: Vec<(String, String)>,
+}
+
+/// An HTTP client for 127.0.0.1 only: no proxy, no redirects followed, bounded.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+/// Runs the whole flow.
+pub async fn install(plan: &Plan) -> anyhow::Result<Installed> {
+    let http = http_client()?;
+    let pkce = Pkce::generate();
+    let code = authorize(
+        &http,
+        &plan.fake,
+        &plan.client_id,
+        &plan.redirect_uri,
+        &pkce,
+    )
+    .await?;
+    let mut client = connect(&plan.token_service, &plan.bearer).await?;
+    let install = client
+        .complete_install(pb::CompleteInstallRequest {
+            code,
+            code_verifier: pkce.verifier.clone(),
+            redirect_uri: plan.redirect_uri.clone(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("CompleteInstall failed: {:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    Ok(Installed {
+        install_id: install.install_id,
+        orgs: install.orgs.into_iter().map(|o| (o.id, o.name)).collect(),
+    })
+}
+
+/// The browser's part: the consent page, Approve, and the code from the redirect (after checking
+/// that the redirect carries our `state`).
+pub async fn authorize(
+    http: &reqwest::Client,
+    fake: &LocalUrl,
+    client_id: &str,
+    redirect_uri: &str,
+    pkce: &Pkce,
+) -> anyhow::Result<String> {
+    let state = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+
+    let mut authorize = fake.url().join("/oauth2/authorize")?;
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("state", &state)
+        .append_pair("code_challenge", &pkce.challenge)
+        .append_pair("code_challenge_method", "S256");
+    let page = http
+        .get(authorize.clone())
+        .send()
+        .await
+        .context("cannot reach the consent page")?;
+    let status = page.status();
+    if status != StatusCode::OK {
+        let location = page
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = page.text().await.unwrap_or_default();
+        anyhow::bail!(
+            "the consent page answered {status} {location} {}",
+            body.chars().take(300).collect::<String>()
+        );
+    }
+    let html = page.text().await.context("cannot read the consent page")?;
+    let form = parse_consent_page(&html)?;
+    // The form posts wherever it says; that must still be 127.0.0.1.
+    let action = LocalUrl::from_url(
+        authorize
+            .join(&form.action)
+            .context("the form action is not a URL")?,
+    )?;
+
+    let decision = http
+        .post(action.url().clone())
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form_body(&form.fields))
+        .send()
+        .await
+        .context("cannot post the consent decision")?;
+    if decision.status() != StatusCode::FOUND && decision.status() != StatusCode::SEE_OTHER {
+        let status = decision.status();
+        let body = decision.text().await.unwrap_or_default();
+        anyhow::bail!(
+            "the consent decision answered {status}, not a redirect: {}",
+            body.chars().take(300).collect::<String>()
+        );
+    }
+    let location = decision
+        .headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .context("the redirect has no Location")?;
+    Ok(code_from_redirect(location, &state)?)
+}
+
+/// `application/x-www-form-urlencoded` of `pairs`, in order.
+fn form_body(pairs: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_matches_rfc7636_appendix_b() {
+        let pkce = Pkce::from_verifier("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into());
+        assert_eq!(
+            pkce.challenge,
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        let fresh = Pkce::generate();
+        assert_eq!(fresh.verifier.len(), 43);
+        assert_ne!(fresh.verifier, Pkce::generate().verifier);
+        assert!(!format!("{fresh:?}").contains(&fresh.verifier));
+    }
+
+    #[test]
+    fn form_bodies_are_encoded_in_order() {
+        let body = form_body(&[
+            (
+                "redirect_uri".into(),
+                "http://localhost:8080/cb?a=1&b=2".into(),
+            ),
+            ("decision".into(), "approve".into()),
+        ]);
+        assert_eq!(
+            body,
+            "redirect_uri=http%3A%2F%2Flocalhost%3A8080%2Fcb%3Fa%3D1%26b%3D2&decision=approve"
+        );
+    }
+}

@@ -1,0 +1,419 @@
+//! The `loadgen` binary: load runs print one JSON line on stdout (for scripts) and one line for
+//! people on stderr. Targets are 127.0.0.1 only; keys may come from the environment
+//! (`LOADGEN_KEY`, `LOADGEN_BEARER`) so that they stay out of the process list.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use loadgen::args::{Budget, LocalUrl, check_concurrency, parse_local_addr, parse_targets};
+use loadgen::client::{Bearer, connect};
+use loadgen::echo::EchoServer;
+use loadgen::http::{BearerHeader, GetPlan, PagePlan};
+use loadgen::{get_token, http, install, report, storm};
+use snykapps_proto::token_v1 as pb;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    about = "Load generator for token-service and projects-service (127.0.0.1 only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve a bare TokenService (constant GetAccessToken answer); prints the bound address first.
+    EchoServer {
+        /// Listen address, 127.0.0.1:PORT (0 = any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: String,
+        /// Set TCP_NODELAY on accepted connections (token-service does not).
+        #[arg(long)]
+        nodelay: bool,
+    },
+    /// Install through the fake's consent page and CompleteInstall; prints "INSTALL_ID FIRST_ORG_ID".
+    Install {
+        /// The fake Snyk.
+        #[arg(long, default_value = "http://127.0.0.1:8090")]
+        fake: String,
+        /// token-service.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        token_service: String,
+        /// token-service caller key.
+        #[arg(long, env = "LOADGEN_KEY", hide_env_values = true)]
+        key: String,
+        /// Redirect URI registered at the fake (never contacted).
+        #[arg(long, default_value = "http://localhost:8080/callback")]
+        redirect_uri: String,
+        /// Client id registered at the fake.
+        #[arg(long, default_value = "demo-client-id")]
+        client_id: String,
+    },
+    /// Closed-loop GetAccessToken from N streams over one or more targets.
+    GetToken {
+        /// Comma-separated http://127.0.0.1:PORT targets; streams round-robin over them.
+        #[arg(long)]
+        target: String,
+        /// token-service caller key.
+        #[arg(long, env = "LOADGEN_KEY", hide_env_values = true)]
+        key: String,
+        /// Install id to ask for.
+        #[arg(long)]
+        install: String,
+        /// Concurrent streams.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// HTTP/2 connections per target.
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        /// Request bound of the measured run.
+        #[arg(long)]
+        requests: u64,
+        /// Duration bound of the measured run (and of the warm-up).
+        #[arg(long)]
+        duration_secs: f64,
+        /// Unmeasured requests first.
+        #[arg(long, default_value_t = 0)]
+        warmup: u64,
+        /// min_validity_seconds of each request.
+        #[arg(long, default_value_t = 0)]
+        min_validity_seconds: u32,
+    },
+    /// N callers released together on one install over the targets.
+    Storm {
+        /// Comma-separated http://127.0.0.1:PORT targets.
+        #[arg(long)]
+        target: String,
+        /// token-service caller key.
+        #[arg(long, env = "LOADGEN_KEY", hide_env_values = true)]
+        key: String,
+        /// Install id.
+        #[arg(long)]
+        install: String,
+        /// Callers (the request bound).
+        #[arg(long, default_value_t = 1000)]
+        callers: usize,
+        /// How long a caller waits (the duration bound).
+        #[arg(long, default_value_t = 30.0)]
+        duration_secs: f64,
+    },
+    /// Timed GETs of one URL with a bearer key (e.g. projects-service's listing).
+    Http {
+        /// An http://127.0.0.1 URL.
+        #[arg(long)]
+        url: String,
+        /// Sent as `authorization: Bearer …`.
+        #[arg(long, env = "LOADGEN_BEARER", hide_env_values = true)]
+        bearer: String,
+        #[arg(long)]
+        requests: u64,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 60.0)]
+        duration_secs: f64,
+        /// Fail any answer whose JSON `count` differs.
+        #[arg(long)]
+        expect_count: Option<u64>,
+    },
+    /// Whole project listings paged straight from the fake, with a token from GetAccessToken.
+    Page {
+        /// The fake Snyk.
+        #[arg(long)]
+        fake: String,
+        /// The org to list.
+        #[arg(long)]
+        org: String,
+        /// token-service, to get the access token from (once, before timing).
+        #[arg(long)]
+        token_service: String,
+        /// token-service caller key.
+        #[arg(long, env = "LOADGEN_KEY", hide_env_values = true)]
+        key: String,
+        /// Install id.
+        #[arg(long)]
+        install: String,
+        #[arg(long, default_value = "2024-05-31")]
+        version: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Listings (the request bound).
+        #[arg(long)]
+        requests: u64,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 60.0)]
+        duration_secs: f64,
+        /// Fail any listing with another number of projects.
+        #[arg(long)]
+        expect_count: Option<u64>,
+    },
+    /// Print the fake's /_fake/stats as one JSON line.
+    FakeStats {
+        #[arg(long, default_value = "http://127.0.0.1:8090")]
+        fake: String,
+    },
+    /// POST a JSON fault to the fake's /_fake/faults, e.g. '{"token_latency":100}'.
+    FakeFault {
+        #[arg(long, default_value = "http://127.0.0.1:8090")]
+        fake: String,
+        /// The fault, as JSON.
+        fault: String,
+    },
+    /// Print N distinct free TCP ports on 127.0.0.1 (bound, read back and released).
+    FreePorts {
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+    /// Render the Markdown tables of a scripts/bench results directory; exit 1 if a check failed.
+    Report {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The latency injected at the fake's token endpoint during the storm.
+        #[arg(long)]
+        token_latency_ms: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: cannot start the Tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(try_main(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes one line on stdout, the channel scripts read.
+fn emit(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::EchoServer { addr, nodelay } => {
+            let server = EchoServer::bind(parse_local_addr(&addr)?)
+                .await?
+                .nodelay(nodelay);
+            emit(&server.local_addr().to_string())?;
+            eprintln!("loadgen echo-server listening on {}", server.local_addr());
+            server.run_until(shutdown_signal()).await?;
+        }
+        Command::Install {
+            fake,
+            token_service,
+            key,
+            redirect_uri,
+            client_id,
+        } => {
+            let plan = install::Plan {
+                fake: LocalUrl::parse_target(&fake)?,
+                token_service: LocalUrl::parse_target(&token_service)?,
+                bearer: Bearer::new(&key)?,
+                redirect_uri,
+                client_id,
+            };
+            let installed = install::install(&plan).await?;
+            let first = installed
+                .orgs
+                .first()
+                .map(|(id, _)| id.as_str())
+                .context("the install has no org")?;
+            emit(&format!("{} {first}", installed.install_id))?;
+            eprintln!("installed {}", installed.install_id);
+            for (id, name) in &installed.orgs {
+                eprintln!("  org {id} {name}");
+            }
+        }
+        Command::GetToken {
+            target,
+            key,
+            install,
+            concurrency,
+            connections,
+            requests,
+            duration_secs,
+            warmup,
+            min_validity_seconds,
+        } => {
+            let plan = get_token::Plan {
+                targets: parse_targets(&target)?,
+                bearer: Bearer::new(&key)?,
+                install_id: install,
+                min_validity_seconds,
+                concurrency: check_concurrency("--concurrency", concurrency)?,
+                connections_per_target: check_concurrency("--connections", connections)?,
+                budget: Budget::new(requests, duration_secs)?,
+                warmup,
+            };
+            let report = get_token::run(plan).await?;
+            emit(&serde_json::to_string(&report)?)?;
+            eprintln!("{}", report.human());
+        }
+        Command::Storm {
+            target,
+            key,
+            install,
+            callers,
+            duration_secs,
+        } => {
+            let budget = Budget::new(callers as u64, duration_secs)?;
+            let plan = storm::Plan {
+                targets: parse_targets(&target)?,
+                bearer: Bearer::new(&key)?,
+                install_id: install,
+                callers: check_concurrency("--callers", callers)?,
+                timeout: budget.duration,
+            };
+            let report = storm::run(plan).await?;
+            emit(&serde_json::to_string(&report)?)?;
+            eprintln!("{}", report.human());
+        }
+        Command::Http {
+            url,
+            bearer,
+            requests,
+            concurrency,
+            duration_secs,
+            expect_count,
+        } => {
+            let plan = GetPlan {
+                url: LocalUrl::parse(&url)?,
+                bearer: BearerHeader::new(&bearer)?,
+                concurrency: check_concurrency("--concurrency", concurrency)?,
+                budget: Budget::new(requests, duration_secs)?,
+                expect_count,
+            };
+            let report = http::run_get(plan).await?;
+            emit(&serde_json::to_string(&report)?)?;
+            eprintln!("{}", report.human());
+        }
+        Command::Page {
+            fake,
+            org,
+            token_service,
+            key,
+            install,
+            version,
+            limit,
+            requests,
+            concurrency,
+            duration_secs,
+            expect_count,
+        } => {
+            let fake = LocalUrl::parse_target(&fake)?;
+            let budget = Budget::new(requests, duration_secs)?;
+            let concurrency = check_concurrency("--concurrency", concurrency)?;
+            let mut client = connect(
+                &LocalUrl::parse_target(&token_service)?,
+                &Bearer::new(&key)?,
+            )
+            .await?;
+            let token = tokio::time::timeout(
+                Duration::from_secs(30),
+                client.get_access_token(pb::GetAccessTokenRequest {
+                    target: Some(pb::get_access_token_request::Target::InstallId(install)),
+                    min_validity_seconds: 0,
+                }),
+            )
+            .await
+            .context("GetAccessToken timed out")?
+            .map_err(|s| anyhow::anyhow!("GetAccessToken failed: {:?}: {}", s.code(), s.message()))?
+            .into_inner()
+            .access_token;
+            let plan = PagePlan {
+                fake,
+                org_id: org,
+                bearer: BearerHeader::new(&token)?,
+                version,
+                limit,
+                concurrency,
+                budget,
+                expect_count,
+            };
+            let report = http::run_pages(plan).await?;
+            emit(&serde_json::to_string(&report)?)?;
+            eprintln!("{}", report.human());
+        }
+        Command::FakeStats { fake } => {
+            let stats = http::fake_stats(&LocalUrl::parse_target(&fake)?).await?;
+            emit(&stats.to_string())?;
+        }
+        Command::FakeFault { fake, fault } => {
+            let fault: serde_json::Value =
+                serde_json::from_str(&fault).context("the fault is not JSON")?;
+            http::fake_fault(&LocalUrl::parse_target(&fake)?, &fault).await?;
+        }
+        Command::FreePorts { count } => {
+            let count = check_concurrency("--count", count)?;
+            // All listeners stay open until every port is read, so the ports are distinct.
+            let listeners = (0..count)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+                .collect::<Result<Vec<_>, _>>()
+                .context("cannot bind 127.0.0.1:0")?;
+            let ports = listeners
+                .iter()
+                .map(|l| l.local_addr().map(|a| a.port().to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            emit(&ports.join(" "))?;
+        }
+        Command::Report {
+            dir,
+            token_latency_ms,
+        } => {
+            let results = report::Results::load(&dir)?;
+            let rendered = report::render(&results, token_latency_ms);
+            emit(rendered.markdown.trim_end())?;
+            if !rendered.failures.is_empty() {
+                for failure in &rendered.failures {
+                    eprintln!("loadgen report: FAILED: {failure}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
