@@ -23,6 +23,8 @@ pub struct Settings {
     pub scopes: Option<String>,
     pub token_service_url: Url,
     pub token_service_api_key: SecretString,
+    /// PEM of the CA that signed token-service's certificate (when `TOKEN_SERVICE_URL` is https).
+    pub token_service_ca: Option<Vec<u8>>,
     /// Deadline of one call to token-service (`CompleteInstall` includes Snyk's token exchange).
     pub token_service_timeout: Duration,
     pub projects_service_url: Url,
@@ -125,6 +127,7 @@ impl Settings {
             scopes,
             token_service_url: env.http_url("TOKEN_SERVICE_URL", "http://127.0.0.1:50051")?,
             token_service_api_key: env.header_secret("TOKEN_SERVICE_API_KEY")?,
+            token_service_ca: env.file("TOKEN_SERVICE_CA_CERT")?,
             token_service_timeout: env.millis("TOKEN_SERVICE_TIMEOUT_MS", 15_000)?,
             projects_service_url: env.http_url("PROJECTS_SERVICE_URL", "http://127.0.0.1:8081")?,
             projects_service_api_key: env.header_secret("PROJECTS_SERVICE_API_KEY")?,

@@ -42,6 +42,7 @@ impl Application {
             .context("cannot connect to Redis at REDIS_URL")?;
         let tokens = TokenClient::new(
             &settings.token_service_url,
+            settings.token_service_ca.as_deref(),
             &settings.token_service_api_key,
             settings.token_service_timeout,
         )?;

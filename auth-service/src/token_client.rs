@@ -50,12 +50,13 @@ impl fmt::Debug for TokenClient {
 impl TokenClient {
     /// Connects lazily: auth-service starts while token-service is down, and calls fail with
     /// [`TokenError::Unavailable`] until it is up.
-    pub fn new(url: &url::Url, api_key: &SecretString, timeout: Duration) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(url.to_string())
-            .map_err(|_| anyhow::anyhow!("TOKEN_SERVICE_URL is not a usable gRPC endpoint"))?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(timeout)
-            .connect_lazy();
+    pub fn new(
+        url: &url::Url,
+        ca_pem: Option<&[u8]>,
+        api_key: &SecretString,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let channel = service_runtime::grpc::channel(url, ca_pem, timeout)?;
         let mut authorization: MetadataValue<tonic::metadata::Ascii> =
             format!("Bearer {}", api_key.expose_secret())
                 .parse()
@@ -78,11 +79,7 @@ impl TokenClient {
         req.set_timeout(self.timeout);
         req.metadata_mut()
             .insert("authorization", self.authorization.clone());
-        for (key, value) in service_runtime::telemetry::current_context_headers() {
-            if let Ok(value) = value.parse() {
-                req.metadata_mut().insert(key, value);
-            }
-        }
+        service_runtime::telemetry::inject_into_metadata(req.metadata_mut());
         req
     }
 

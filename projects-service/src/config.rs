@@ -23,6 +23,8 @@ pub struct Settings {
     pub snyk_max_backoff: Duration,
     pub token_service_url: Url,
     pub token_service_api_key: SecretString,
+    /// PEM of the CA that signed token-service's certificate (when `TOKEN_SERVICE_URL` is https).
+    pub token_service_ca: Option<Vec<u8>>,
     /// Deadline of one call to token-service (it may include waiting for a refresh).
     pub token_service_timeout: Duration,
     /// Who may call this service.
@@ -53,6 +55,7 @@ impl Settings {
             snyk_max_backoff: env.millis("SNYK_REST_MAX_BACKOFF_MS", 10_000)?,
             token_service_url: env.http_url("TOKEN_SERVICE_URL", "http://127.0.0.1:50051")?,
             token_service_api_key: env.header_secret("TOKEN_SERVICE_API_KEY")?,
+            token_service_ca: env.file("TOKEN_SERVICE_CA_CERT")?,
             token_service_timeout: env.millis("TOKEN_SERVICE_TIMEOUT_MS", 15_000)?,
             client_keys: Arc::new(ClientKeys::parse(
                 "PROJECTS_SERVICE_CLIENT_KEYS",

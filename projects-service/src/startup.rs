@@ -31,6 +31,7 @@ impl Application {
         )?;
         let tokens = TokenSource::new(
             &settings.token_service_url,
+            settings.token_service_ca.as_deref(),
             &settings.token_service_api_key,
             settings.token_service_timeout,
         )?;

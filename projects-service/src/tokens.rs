@@ -35,11 +35,13 @@ pub struct TokenSource {
 
 impl TokenSource {
     /// Lazily connects to `url`; calls fail with `Unavailable` while it is down.
-    pub fn new(url: &url::Url, api_key: &SecretString, timeout: Duration) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(url.to_string())?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(timeout)
-            .connect_lazy();
+    pub fn new(
+        url: &url::Url,
+        ca_pem: Option<&[u8]>,
+        api_key: &SecretString,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let channel = service_runtime::grpc::channel(url, ca_pem, timeout)?;
         let authorization = format!("Bearer {}", api_key.expose_secret())
             .parse()
             .map_err(|_| {
@@ -58,11 +60,7 @@ impl TokenSource {
         req.set_timeout(self.timeout);
         req.metadata_mut()
             .insert("authorization", self.authorization.clone());
-        for (key, value) in service_runtime::telemetry::current_context_headers() {
-            if let Ok(value) = value.parse() {
-                req.metadata_mut().insert(key, value);
-            }
-        }
+        service_runtime::telemetry::inject_into_metadata(req.metadata_mut());
         req
     }
 

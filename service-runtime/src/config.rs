@@ -102,6 +102,16 @@ impl<'a> Env<'a> {
         Ok(Duration::from_millis(n))
     }
 
+    /// The contents of the file named by `k`, when `k` is set.
+    pub fn file(&self, k: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.optional(k) {
+            Some(path) => std::fs::read(&path)
+                .map(Some)
+                .with_context(|| format!("{k}: cannot read {path}")),
+            None => Ok(None),
+        }
+    }
+
     /// Any `FromStr` value; `what` describes the expected form in the error.
     pub fn parse<T: FromStr>(
         &self,

@@ -38,8 +38,24 @@ pub async fn http(addr_env: &str, default_addr: &str, path: &str) -> anyhow::Res
 
 /// The gRPC health check (`grpc.health.v1.Health/Check`) of `service` at the address in
 /// `addr_env` (or `default_addr`); healthy on `SERVING` only.
+///
+/// When the server serves TLS (`TOKEN_SERVICE_TLS_CERT` is set), the check speaks TLS to
+/// `localhost`, trusting `TOKEN_SERVICE_CA_CERT` (or the public roots): the certificate must then
+/// be valid for `localhost` too.
 pub async fn grpc(addr_env: &str, default_addr: &str, service: &str) -> anyhow::Result<()> {
     let addr = resolve(addr_env, default_addr, |k| std::env::var(k).ok())?;
+    if std::env::var_os("TOKEN_SERVICE_TLS_CERT").is_some_and(|v| !v.is_empty()) {
+        let env = crate::config::Env::process();
+        let ca = env.file("TOKEN_SERVICE_CA_CERT")?;
+        let url: url::Url = format!("https://localhost:{}", addr.port()).parse()?;
+        let channel = crate::grpc::channel(&url, ca.as_deref(), TIMEOUT)?;
+        return check(
+            channel,
+            format!("gRPC health of {service:?} at {url}"),
+            service,
+        )
+        .await;
+    }
     grpc_at(addr, service).await
 }
 
@@ -136,18 +152,31 @@ fn parse_status_line(line: &str) -> anyhow::Result<(u16, String)> {
 
 /// [`grpc`] against a known address.
 pub async fn grpc_at(addr: SocketAddr, service: &str) -> anyhow::Result<()> {
-    use tonic_health::pb::{
-        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-    };
     let what = format!("gRPC health of {service:?} at {addr}");
-    let check = async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    let connect = async {
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .context("invalid address")?
             .connect_timeout(TIMEOUT)
             .timeout(TIMEOUT)
             .connect()
             .await
-            .context("cannot connect")?;
+            .context("cannot connect")
+    };
+    let channel = connect
+        .await
+        .map_err(|e: anyhow::Error| e.context(what.clone()))?;
+    check(channel, what, service).await
+}
+
+async fn check(
+    channel: tonic::transport::Channel,
+    what: String,
+    service: &str,
+) -> anyhow::Result<()> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let check = async {
         let answer = HealthClient::new(channel)
             .check(HealthCheckRequest {
                 service: service.to_owned(),

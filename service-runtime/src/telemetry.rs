@@ -336,6 +336,15 @@ pub fn current_context_headers() -> Vec<(&'static str, String)> {
     c.0
 }
 
+/// Adds the current span's `traceparent`/`tracestate` to an outgoing gRPC request.
+pub fn inject_into_metadata(metadata: &mut tonic::metadata::MetadataMap) {
+    for (key, value) in current_context_headers() {
+        if let Ok(value) = value.parse() {
+            metadata.insert(key, value);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,4 +10,5 @@ mod deploy;
 mod fuzz;
 mod projects;
 mod telemetry;
+mod tls;
 mod token_service;

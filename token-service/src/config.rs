@@ -16,6 +16,8 @@ use crate::{refresh::RefreshSettings, seal::Keyring, store::RedisTarget};
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub addr: SocketAddr,
+    /// PEM certificate chain and private key: serve gRPC over TLS when both are set.
+    pub tls: Option<TlsFiles>,
     /// Where `GET /metrics` is served (Prometheus text).
     pub metrics_addr: SocketAddr,
     /// How long to keep serving after readiness turned off at shutdown.
@@ -29,6 +31,21 @@ pub struct Settings {
     pub keyring: Arc<Keyring>,
     pub client_keys: Arc<ClientKeys>,
     pub refresh: RefreshSettings,
+}
+
+/// The server's certificate chain and key (PEM). The key is a secret: `Debug` hides it.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: secrecy::SecretSlice<u8>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("cert_bytes", &self.cert.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
@@ -91,7 +108,19 @@ impl Settings {
             }
             None => RedisTarget::Single(env.var("REDIS_URL", "redis://127.0.0.1:6379")),
         };
+        let tls = match (
+            env.file("TOKEN_SERVICE_TLS_CERT")?,
+            env.file("TOKEN_SERVICE_TLS_KEY")?,
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key: key.into(),
+            }),
+            (None, None) => None,
+            _ => bail!("TOKEN_SERVICE_TLS_CERT and TOKEN_SERVICE_TLS_KEY must be set together"),
+        };
         Ok(Settings {
+            tls,
             addr: env.addr("TOKEN_SERVICE_ADDR", "0.0.0.0:50051")?,
             metrics_addr: env.addr("TOKEN_SERVICE_METRICS_ADDR", "0.0.0.0:9464")?,
             shutdown_drain: env.millis_or_zero("SHUTDOWN_DRAIN_MS", 0)?,
@@ -164,6 +193,18 @@ mod tests {
             let err = Settings::from_lookup(env(&pairs)).expect_err("invalid");
             assert!(format!("{err:#}").contains(name), "{name}: {err:#}");
         }
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let err = with(&[("TOKEN_SERVICE_TLS_CERT", "/etc/hostname")]).expect_err("half TLS");
+        assert!(err.to_string().contains("TOKEN_SERVICE_TLS_KEY"), "{err}");
+        let err = with(&[
+            ("TOKEN_SERVICE_TLS_CERT", "/no/such.pem"),
+            ("TOKEN_SERVICE_TLS_KEY", "/no/such.key"),
+        ])
+        .expect_err("missing file");
+        assert!(err.to_string().contains("TOKEN_SERVICE_TLS_CERT"), "{err}");
     }
 
     #[test]

@@ -145,7 +145,15 @@ impl Application {
             tokio::time::sleep(drain).await;
             tracing::info!("no new calls; finishing in-flight calls and refreshes");
         };
-        let result = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.settings.tls {
+            use secrecy::ExposeSecret as _;
+            let identity = tonic::transport::Identity::from_pem(&tls.cert, tls.key.expose_secret());
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .context("TOKEN_SERVICE_TLS_CERT / TOKEN_SERVICE_TLS_KEY are not a usable certificate and key")?;
+        }
+        let result = builder
             .trace_fn(grpc_span)
             .layer(tower::layer::layer_fn(RpcDuration::new))
             .add_service(health_service)
