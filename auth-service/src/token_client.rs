@@ -5,8 +5,9 @@
 use std::{fmt, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
+use service_runtime::grpc::Caller;
 use snykapps_proto::token_v1::{self as pb, token_service_client::TokenServiceClient};
-use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
+use tonic::{Code, transport::Channel};
 
 /// The gRPC health-check name token-service serves under.
 const HEALTH_SERVICE: &str = "snykapps.token.v1.TokenService";
@@ -33,16 +34,14 @@ pub enum TokenError {
 /// A cheap-to-clone handle on token-service.
 #[derive(Clone)]
 pub struct TokenClient {
-    channel: Channel,
+    caller: Caller,
     client: TokenServiceClient<Channel>,
-    authorization: MetadataValue<tonic::metadata::Ascii>,
-    timeout: Duration,
 }
 
 impl fmt::Debug for TokenClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenClient")
-            .field("timeout", &self.timeout)
+            .field("caller", &self.caller)
             .finish_non_exhaustive()
     }
 }
@@ -56,31 +55,11 @@ impl TokenClient {
         api_key: &SecretString,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let channel = service_runtime::grpc::channel(url, ca_pem, timeout)?;
-        let mut authorization: MetadataValue<tonic::metadata::Ascii> =
-            format!("Bearer {}", api_key.expose_secret())
-                .parse()
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "TOKEN_SERVICE_API_KEY contains characters not allowed in a header"
-                    )
-                })?;
-        authorization.set_sensitive(true);
+        let caller = Caller::new(url, ca_pem, api_key, timeout)?;
         Ok(TokenClient {
-            client: TokenServiceClient::new(channel.clone()),
-            channel,
-            authorization,
-            timeout,
+            client: TokenServiceClient::new(caller.channel()),
+            caller,
         })
-    }
-
-    fn request<T>(&self, msg: T) -> Request<T> {
-        let mut req = Request::new(msg);
-        req.set_timeout(self.timeout);
-        req.metadata_mut()
-            .insert("authorization", self.authorization.clone());
-        service_runtime::telemetry::inject_into_metadata(req.metadata_mut());
-        req
     }
 
     /// Redeems `code` (with its PKCE verifier) for a new install.
@@ -99,7 +78,7 @@ impl TokenClient {
         let install = self
             .client
             .clone()
-            .complete_install(self.request(req))
+            .complete_install(self.caller.request(req))
             .await
             .map_err(map_status)?
             .into_inner();
@@ -115,7 +94,7 @@ impl TokenClient {
         Ok(self
             .client
             .clone()
-            .get_install(self.request(req))
+            .get_install(self.caller.request(req))
             .await
             .map_err(map_status)?
             .into_inner())
@@ -123,15 +102,7 @@ impl TokenClient {
 
     /// Does token-service answer its gRPC health check as serving?
     pub async fn ready(&self) -> bool {
-        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
-        let mut req = Request::new(tonic_health::pb::HealthCheckRequest {
-            service: HEALTH_SERVICE.into(),
-        });
-        req.set_timeout(Duration::from_secs(2));
-        matches!(
-            health.check(req).await.map(|r| r.into_inner().status()),
-            Ok(tonic_health::pb::health_check_response::ServingStatus::Serving)
-        )
+        self.caller.serving(HEALTH_SERVICE).await
     }
 }
 

@@ -4,11 +4,15 @@
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use service_runtime::grpc::Caller;
 use snykapps_proto::token_v1::{
     self as pb, force_refresh_request, get_access_token_request,
     token_service_client::TokenServiceClient,
 };
-use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
+use tonic::{Code, transport::Channel};
+
+/// The service name token-service reports healthy in its gRPC health check.
+const HEALTH_SERVICE: &str = "snykapps.token.v1.TokenService";
 
 /// Why no token could be had.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -27,10 +31,8 @@ pub enum TokenError {
 /// A cheap-to-clone handle on token-service.
 #[derive(Debug, Clone)]
 pub struct TokenSource {
-    channel: Channel,
+    caller: Caller,
     client: TokenServiceClient<Channel>,
-    authorization: MetadataValue<tonic::metadata::Ascii>,
-    timeout: Duration,
 }
 
 impl TokenSource {
@@ -41,27 +43,11 @@ impl TokenSource {
         api_key: &SecretString,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let channel = service_runtime::grpc::channel(url, ca_pem, timeout)?;
-        let authorization = format!("Bearer {}", api_key.expose_secret())
-            .parse()
-            .map_err(|_| {
-                anyhow::anyhow!("TOKEN_SERVICE_API_KEY contains characters not allowed in a header")
-            })?;
+        let caller = Caller::new(url, ca_pem, api_key, timeout)?;
         Ok(TokenSource {
-            client: TokenServiceClient::new(channel.clone()),
-            channel,
-            authorization,
-            timeout,
+            client: TokenServiceClient::new(caller.channel()),
+            caller,
         })
-    }
-
-    fn request<T>(&self, msg: T) -> Request<T> {
-        let mut req = Request::new(msg);
-        req.set_timeout(self.timeout);
-        req.metadata_mut()
-            .insert("authorization", self.authorization.clone());
-        service_runtime::telemetry::inject_into_metadata(req.metadata_mut());
-        req
     }
 
     /// A valid access token for `org`.
@@ -73,7 +59,7 @@ impl TokenSource {
         let token = self
             .client
             .clone()
-            .get_access_token(self.request(req))
+            .get_access_token(self.caller.request(req))
             .await
             .map_err(map_status)?;
         Ok(token.into_inner().access_token.into())
@@ -92,7 +78,7 @@ impl TokenSource {
         let token = self
             .client
             .clone()
-            .force_refresh(self.request(req))
+            .force_refresh(self.caller.request(req))
             .await
             .map_err(map_status)?;
         Ok(token.into_inner().access_token.into())
@@ -100,15 +86,7 @@ impl TokenSource {
 
     /// Is token-service up and serving the token API? (gRPC health check)
     pub async fn ready(&self) -> bool {
-        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
-        let mut req = Request::new(tonic_health::pb::HealthCheckRequest {
-            service: "snykapps.token.v1.TokenService".into(),
-        });
-        req.set_timeout(Duration::from_secs(2));
-        matches!(
-            health.check(req).await.map(|r| r.into_inner().status()),
-            Ok(tonic_health::pb::health_check_response::ServingStatus::Serving)
-        )
+        self.caller.serving(HEALTH_SERVICE).await
     }
 }
 

@@ -5,7 +5,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use secrecy::{ExposeSecret, SecretString};
+use tonic::{
+    Request,
+    metadata::{Ascii, MetadataValue},
+    transport::{Certificate, Channel, ClientTlsConfig},
+};
 use url::Url;
 
 /// A lazily connecting channel to `url`; calls fail with UNAVAILABLE while the server is down.
@@ -26,4 +31,64 @@ pub fn channel(url: &Url, ca_pem: Option<&[u8]>, timeout: Duration) -> anyhow::R
             .context("TOKEN_SERVICE_CA_CERT is not a usable certificate")?;
     }
     Ok(endpoint.connect_lazy())
+}
+
+/// What every internal caller of token-service sends with each call: its key, a deadline and
+/// the current trace context. Cheap to clone.
+#[derive(Clone)]
+pub struct Caller {
+    channel: Channel,
+    authorization: MetadataValue<Ascii>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Caller {
+    /// A lazily connecting caller of `url` presenting `api_key` (`TOKEN_SERVICE_API_KEY`).
+    pub fn new(
+        url: &Url,
+        ca_pem: Option<&[u8]>,
+        api_key: &SecretString,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut authorization: MetadataValue<Ascii> = format!("Bearer {}", api_key.expose_secret())
+            .parse()
+            .map_err(|_| {
+                anyhow::anyhow!("TOKEN_SERVICE_API_KEY contains characters not allowed in a header")
+            })?;
+        authorization.set_sensitive(true);
+        Ok(Caller {
+            channel: channel(url, ca_pem, timeout)?,
+            authorization,
+            timeout,
+        })
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// `msg` with the key, the deadline and `traceparent`.
+    pub fn request<T>(&self, msg: T) -> Request<T> {
+        let mut req = Request::new(msg);
+        req.set_timeout(self.timeout);
+        req.metadata_mut()
+            .insert("authorization", self.authorization.clone());
+        crate::telemetry::inject_into_metadata(req.metadata_mut());
+        req
+    }
+
+    /// Does the server answer SERVING for `service` on its gRPC health check?
+    pub async fn serving(&self, service: &str) -> bool {
+        crate::healthcheck::check(self.channel(), String::new(), service)
+            .await
+            .is_ok()
+    }
 }

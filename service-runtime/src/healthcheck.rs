@@ -168,7 +168,7 @@ pub async fn grpc_at(addr: SocketAddr, service: &str) -> anyhow::Result<()> {
     check(channel, what, service).await
 }
 
-async fn check(
+pub(crate) async fn check(
     channel: tonic::transport::Channel,
     what: String,
     service: &str,

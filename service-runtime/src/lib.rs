@@ -9,20 +9,6 @@ pub mod telemetry;
 #[cfg(feature = "actix")]
 pub mod http;
 
-/// Logging and tracing without a flush at exit. Prefer [`telemetry::init`] and keep its handle;
-/// this remains for binaries not yet moved over.
-pub fn init_logging(default_filter: &str) {
-    let name = std::env::args()
-        .next()
-        .and_then(|a| {
-            std::path::Path::new(&a)
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| "service".into());
-    std::mem::forget(telemetry::init(&name, default_filter));
-}
-
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
