@@ -390,8 +390,15 @@ pub fn force(install_id: &str, rejected: &str) -> pb::ForceRefreshRequest {
     }
 }
 
-/// Sleeps until a 2-second token is inside its 1-second refresh margin.
+/// Sleeps until a 2-second token is below its validity floor (a quarter of its lifetime,
+/// 0.5 s): callers then wait for the refresh instead of getting the stored token.
 pub async fn until_refresh_due() {
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+}
+
+/// Sleeps until a 2-second token is inside its 1-second refresh margin but above its 0.5 s
+/// floor: callers get the stored token at once and the refresh runs in the background.
+pub async fn until_inside_margin() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 }
 

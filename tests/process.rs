@@ -66,6 +66,26 @@ impl Process {
         }
     }
 
+    /// SIGSTOP: the process is frozen as a VM pause or a long stall would freeze it.
+    pub fn freeze(&self) {
+        assert!(self.signal("-STOP"), "SIGSTOP {} failed", self.name);
+    }
+
+    /// SIGCONT after [`Process::freeze`].
+    pub fn thaw(&self) {
+        assert!(self.signal("-CONT"), "SIGCONT {} failed", self.name);
+    }
+
+    fn signal(&self, sig: &str) -> bool {
+        self.child.as_ref().is_some_and(|c| {
+            Command::new("kill")
+                .arg(sig)
+                .arg(c.id().to_string())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    }
+
     /// SIGTERM, then waits for a graceful exit (at most `timeout`); returns the exit success.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
         let Some(mut c) = self.child.take() else {
@@ -106,6 +126,7 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        // SIGKILL ends a frozen process too.
         self.kill9();
     }
 }

@@ -96,5 +96,9 @@ pub(crate) fn router(state: SharedState) -> Router {
             "/_fake/expire-access-tokens",
             post(control::expire_access_tokens),
         )
+        .route(
+            "/_fake/refresh-token-ttl",
+            post(control::set_refresh_token_ttl),
+        )
         .with_state(state)
 }

@@ -18,6 +18,9 @@ pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(180 * 24 * 3
 pub const DEFAULT_CODE_TTL: Duration = Duration::from_secs(600);
 /// The scopes granted when an authorize request names none.
 pub const DEFAULT_SCOPE: &str = "org.read org.project.read";
+/// The longest token lifetime the environment and the control endpoint accept (100 years): far
+/// beyond any test or demo, and far from where `Instant + lifetime` would overflow.
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Everything the fake needs to know before it starts. Build it with [`Config::new`] and adjust the
 /// public fields; nothing is validated until [`crate::FakeSnyk::bind`].
@@ -167,18 +170,18 @@ impl Config {
         let redirect_uris = parse_redirect_uris(&uris_raw)
             .map_err(|e| ConfigError::invalid("FAKE_SNYK_REDIRECT_URIS", &uris_raw, e))?;
 
-        let ttl_raw = var("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS", "3600");
-        let ttl: u64 = ttl_raw
-            .trim()
-            .parse()
-            .map_err(|e| ConfigError::invalid("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS", &ttl_raw, e))?;
-        if ttl == 0 {
-            return Err(ConfigError::invalid(
-                "FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS",
-                &ttl_raw,
-                "must be at least 1",
-            ));
-        }
+        let access_ttl_raw = var("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS", "3600");
+        let access_ttl = parse_ttl_seconds(&access_ttl_raw).map_err(|e| {
+            ConfigError::invalid("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS", &access_ttl_raw, e)
+        })?;
+
+        let refresh_ttl_raw = var(
+            "FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS",
+            &DEFAULT_REFRESH_TOKEN_TTL.as_secs().to_string(),
+        );
+        let refresh_ttl = parse_ttl_seconds(&refresh_ttl_raw).map_err(|e| {
+            ConfigError::invalid("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", &refresh_ttl_raw, e)
+        })?;
 
         let orgs_raw = var("FAKE_SNYK_ORGS", "Demo Org:25,Platform Team:120");
         let orgs = parse_orgs(&orgs_raw)
@@ -192,7 +195,8 @@ impl Config {
 
         let mut config = Config::new(client_id.trim(), client_secret, "");
         config.redirect_uris = redirect_uris;
-        config.access_token_ttl = Duration::from_secs(ttl);
+        config.access_token_ttl = access_ttl;
+        config.refresh_token_ttl = refresh_ttl;
         config.orgs = orgs;
         config.token_latency = Duration::from_millis(latency_ms);
         Ok((addr, config))
@@ -220,6 +224,23 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A token lifetime given in whole seconds, as the `*_TTL_SECONDS` variables give it.
+fn parse_ttl_seconds(raw: &str) -> Result<Duration, String> {
+    let seconds = raw.trim().parse::<u64>().map_err(|e| e.to_string())?;
+    ttl_from_seconds(seconds)
+}
+
+/// Checks a token lifetime in whole seconds: at least 1, at most [`MAX_TTL`].
+pub(crate) fn ttl_from_seconds(seconds: u64) -> Result<Duration, String> {
+    if seconds == 0 {
+        return Err("must be at least 1".to_owned());
+    }
+    if seconds > MAX_TTL.as_secs() {
+        return Err(format!("must be at most {} (100 years)", MAX_TTL.as_secs()));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn check_redirect_uri(uri: &str) -> Result<(), String> {
@@ -320,6 +341,7 @@ mod tests {
         assert_eq!(config.client_secret, "demo-client-secret");
         assert_eq!(config.redirect_uris, ["http://localhost:8080/callback"]);
         assert_eq!(config.access_token_ttl, Duration::from_secs(3600));
+        assert_eq!(config.refresh_token_ttl, DEFAULT_REFRESH_TOKEN_TTL);
         assert_eq!(config.token_latency, Duration::ZERO);
         let orgs: Vec<(&str, usize)> = config
             .orgs
@@ -342,6 +364,7 @@ mod tests {
                 "http://a.test/cb, http://b.test/cb",
             ),
             ("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS", "5"),
+            ("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", " 7 "),
             ("FAKE_SNYK_ORGS", "Acme: 3,Beta:Co:0"),
             ("FAKE_SNYK_TOKEN_LATENCY_MS", "250"),
         ]))
@@ -352,6 +375,7 @@ mod tests {
             ["http://a.test/cb", "http://b.test/cb"]
         );
         assert_eq!(config.access_token_ttl, Duration::from_secs(5));
+        assert_eq!(config.refresh_token_ttl, Duration::from_secs(7));
         assert_eq!(config.token_latency, Duration::from_millis(250));
         assert_eq!(config.orgs[0], OrgSeed::new("Acme", 3));
         // The last colon separates the count, so names may contain colons.
@@ -370,6 +394,16 @@ mod tests {
             ("FAKE_SNYK_REDIRECT_URIS", " , "),
             ("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS", "soon"),
             ("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS", "0"),
+            ("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS", "99999999999999"),
+            ("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", "soon"),
+            ("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", "0"),
+            ("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", "-1"),
+            ("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", "1.5"),
+            ("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", ""),
+            (
+                "FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS",
+                "18446744073709551615",
+            ),
             ("FAKE_SNYK_ORGS", "Acme"),
             ("FAKE_SNYK_ORGS", "Acme:many"),
             ("FAKE_SNYK_ORGS", ":3"),
@@ -379,6 +413,28 @@ mod tests {
             let err = Config::from_lookup(lookup(&[(var, value)])).unwrap_err();
             assert!(err.to_string().contains(var), "{var}={value:?} gave {err}");
         }
+    }
+
+    #[test]
+    fn the_refresh_token_ttl_is_whole_seconds_from_1_to_100_years() {
+        let read = |value: &str| {
+            Config::from_lookup(lookup(&[("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", value)]))
+                .map(|(_, config)| config.refresh_token_ttl)
+        };
+        assert_eq!(read("1").unwrap(), Duration::from_secs(1));
+        assert_eq!(read(&MAX_TTL.as_secs().to_string()).unwrap(), MAX_TTL);
+        let too_long = (MAX_TTL.as_secs() + 1).to_string();
+        let err = read(&too_long).unwrap_err().to_string();
+        assert!(
+            err.contains("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS") && err.contains("at most"),
+            "{err}"
+        );
+        let err = read("0").unwrap_err().to_string();
+        assert!(err.contains("must be at least 1"), "{err}");
+        // The access-token lifetime is not touched by the refresh-token variable.
+        let (_, config) =
+            Config::from_lookup(lookup(&[("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", "60")])).unwrap();
+        assert_eq!(config.access_token_ttl, DEFAULT_ACCESS_TOKEN_TTL);
     }
 
     #[test]

@@ -84,6 +84,28 @@ impl IntoResponse for OAuthError {
     }
 }
 
+/// A refused `/_fake/*` control request: 400 with `{"error": "invalid_request",
+/// "error_description": …}`, the shape of an OAuth error so that one reader handles both.
+#[derive(Debug)]
+pub(crate) struct ControlError {
+    description: String,
+}
+
+impl ControlError {
+    pub(crate) fn new(description: impl Into<String>) -> Self {
+        Self {
+            description: description.into(),
+        }
+    }
+}
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": "invalid_request", "error_description": self.description});
+        (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    }
+}
+
 /// A JSON:API error document as rest.json's `ErrorDocument` describes it. The response headers
 /// (`snyk-request-id`, versions, content type) are added by the REST layer.
 #[derive(Debug, Clone)]

@@ -120,6 +120,14 @@ impl FakeSnyk {
         self.state.lock().store.expire_access_tokens(Instant::now());
     }
 
+    /// Refresh tokens issued from now on (by code exchanges and refreshes) live `ttl`, and their
+    /// token answers say so in `refresh_expires_in` (whole seconds, rounded down); tokens already
+    /// issued keep their expiry. A zero `ttl` issues refresh tokens that are already expired; one
+    /// beyond 100 years is capped at 100 years. The same as `POST /_fake/refresh-token-ttl`.
+    pub fn set_refresh_token_ttl(&self, ttl: Duration) {
+        self.state.lock().store.set_refresh_ttl(ttl);
+    }
+
     /// How many grants have a current refresh token that could be redeemed now.
     pub fn live_refresh_tokens(&self) -> usize {
         self.state.lock().store.live_refresh_tokens(Instant::now())

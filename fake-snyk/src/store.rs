@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use crate::config::MAX_TTL;
 use crate::pkce;
 
 type GrantId = u64;
 
-/// Token and code lifetimes, copied from the config.
+/// Token and code lifetimes, copied from the config (the refresh lifetime can be changed later,
+/// see [`Store::set_refresh_ttl`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Lifetimes {
     pub(crate) access: Duration,
@@ -297,6 +299,12 @@ impl Store {
         }
     }
 
+    /// Refresh tokens issued from now on (code exchanges and refreshes) live `ttl`, capped at
+    /// [`MAX_TTL`]; tokens already issued keep their expiry.
+    pub(crate) fn set_refresh_ttl(&mut self, ttl: Duration) {
+        self.lifetimes.refresh = ttl.min(MAX_TTL);
+    }
+
     /// Grants whose current refresh token could be redeemed now.
     pub(crate) fn live_refresh_tokens(&self, now: Instant) -> usize {
         self.grants
@@ -401,6 +409,31 @@ mod tests {
                 .unwrap_err(),
             GrantError::InvalidGrant("refresh token has expired")
         );
+    }
+
+    #[test]
+    fn a_new_refresh_ttl_applies_to_tokens_issued_afterwards_only() {
+        let mut s = store();
+        let t0 = Instant::now();
+        let before = grant(&mut s, t0);
+        assert_eq!(before.refresh_expires_in, 600);
+
+        s.set_refresh_ttl(Duration::from_secs(5));
+        let after = grant(&mut s, t0);
+        assert_eq!(after.refresh_expires_in, 5);
+        let t5 = t0 + Duration::from_secs(5);
+        assert_eq!(
+            s.refresh("c", &after.refresh_token, None, t5).unwrap_err(),
+            GrantError::InvalidGrant("refresh token has expired")
+        );
+        // Issued under the old lifetime: still good, and its rotation gets the new one.
+        let rotated = s.refresh("c", &before.refresh_token, None, t5).unwrap();
+        assert_eq!(rotated.refresh_expires_in, 5);
+        assert_eq!(s.live_refresh_tokens(t5 + Duration::from_secs(4)), 1);
+        assert_eq!(s.live_refresh_tokens(t5 + Duration::from_secs(5)), 0);
+
+        s.set_refresh_ttl(Duration::MAX);
+        assert_eq!(grant(&mut s, t0).refresh_expires_in, MAX_TTL.as_secs());
     }
 
     #[test]

@@ -16,12 +16,21 @@ use system_tests::*;
 use test_support::{RedisOptions, RedisServer};
 use tonic::Code;
 
-/// Short lease and attempt deadlines, so a dead holder's lease runs out quickly.
+/// Short lease, attempt and in-doubt deadlines, so a dead holder's lease runs out quickly.
 const TIGHT: &[(&str, &str)] = &[
     ("TOKEN_REFRESH_LEASE_MS", "3000"),
     ("SNYK_TOKEN_TIMEOUT_MS", "1000"),
     ("SNYK_TOKEN_RETRIES", "0"),
+    ("TOKEN_REFRESH_IN_DOUBT_SECONDS", "4"),
 ];
+
+async fn access_token(c: &mut Client, id: &str) -> String {
+    c.get_access_token(by_install(id))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token
+}
 
 fn hour_long_tokens() -> fake_snyk::Config {
     let mut c = fake_config();
@@ -46,25 +55,14 @@ async fn install_status(c: &mut Client, id: &str) -> pb::Install {
     .into_inner()
 }
 
-#[tokio::test]
-async fn killing_the_lease_holder_before_it_reached_snyk_loses_nothing() {
-    let stack = Stack::start(hour_long_tokens()).await;
+/// The doomed replica's request is at the fake (held by `fault`) when it is killed.
+async fn kill_the_sender(stack: &Stack, fault: Fault) -> (Replica, pb::Install) {
     let (mut doomed, doomed_addr) = stack.replica_process(TIGHT).await;
     let survivor = stack.replica(TIGHT).await;
     let mut c = client(&survivor).await;
     let install = stack.install(&mut c).await;
-    let t0 = c
-        .get_access_token(by_install(&install.install_id))
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
-
-    // The doomed replica takes the lease, marks the grant and sends the refresh, which the fake
-    // holds before acting on it. Kill it right there.
-    stack
-        .fake
-        .inject(Fault::TokenLatency(Duration::from_secs(5)));
+    let t0 = access_token(&mut c, &install.install_id).await;
+    stack.fake.inject(fault);
     let mut doomed_client = client_with_key(doomed_addr, CALLER_KEY).await;
     let req = force(&install.install_id, &t0);
     let call = tokio::spawn(async move { doomed_client.force_refresh(req).await });
@@ -72,62 +70,20 @@ async fn killing_the_lease_holder_before_it_reached_snyk_loses_nothing() {
         stack.fake.stats().token_calls.get("refresh_token") == Some(&1)
     })
     .await;
+    // Give the fake's state change (if the fault lets it happen) a moment, then kill.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     doomed.kill9();
     assert!(call.await.unwrap().is_err());
     stack.fake.clear_faults();
-
-    // The survivor waits out the dead lease, sees the mark, retries once with the same token:
-    // the fake never acted on the first request, so it simply works.
-    let t1 = c
-        .force_refresh(force(&install.install_id, &t0))
-        .await
-        .expect("refreshed")
-        .into_inner();
-    assert!(stack.token_works(&t1.access_token).await);
-    assert_eq!(
-        install_status(&mut c, &install.install_id).await.status(),
-        pb::InstallStatus::Active
-    );
-    let stats = stack.fake.stats();
-    assert_eq!(
-        (stats.successful_refreshes, stats.spent_refresh_token_reuses),
-        (1, 0),
-        "{stats:?}"
-    );
-    assert_eq!(survivor.metrics.snapshot().in_doubt_events, 1);
+    (survivor, install)
 }
 
-#[tokio::test]
-async fn killing_the_lease_holder_after_snyk_answered_is_reported_in_doubt() {
-    let stack = Stack::start(hour_long_tokens()).await;
-    let (mut doomed, doomed_addr) = stack.replica_process(TIGHT).await;
-    let survivor = stack.replica(TIGHT).await;
-    let mut c = client(&survivor).await;
-    let install = stack.install(&mut c).await;
-    let t0 = c
-        .get_access_token(by_install(&install.install_id))
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
-
-    // The fake rotates the pair, then holds the answer: kill the holder before it can store it.
-    stack
-        .fake
-        .inject(Fault::TokenAnswerDelay(Duration::from_secs(5)));
-    let mut doomed_client = client_with_key(doomed_addr, CALLER_KEY).await;
-    let req = force(&install.install_id, &t0);
-    let call = tokio::spawn(async move { doomed_client.force_refresh(req).await });
-    wait_for("Snyk to rotate the pair", || {
-        stack.fake.stats().successful_refreshes == 1
-    })
-    .await;
-    doomed.kill9();
-    assert!(call.await.unwrap().is_err());
-    stack.fake.clear_faults();
-
-    // The new pair died with the process. The survivor's single retry with the old token is a
-    // reuse; the install is marked, with the reason, instead of looking fine and failing later.
+/// A sender killed after its request left is indistinguishable from one that is frozen: nobody
+/// presents its refresh token again, and once `TOKEN_REFRESH_IN_DOUBT_SECONDS` have passed the
+/// install is reported NEEDS_REAUTH(`refresh_in_doubt`) instead of looking fine and failing later.
+async fn after_a_dead_sender(stack: &Stack, survivor: &Replica, install: &pb::Install) {
+    let mut c = client(survivor).await;
+    let t0 = access_token(&mut c, &install.install_id).await;
     let err = c
         .force_refresh(force(&install.install_id, &t0))
         .await
@@ -137,17 +93,101 @@ async fn killing_the_lease_holder_after_snyk_answered_is_reported_in_doubt() {
     assert_eq!(got.status(), pb::InstallStatus::NeedsReauth);
     assert_eq!(got.needs_reauth_reason, "refresh_in_doubt");
     let m = survivor.metrics.snapshot();
-    assert_eq!(
-        (m.in_doubt_events, m.needs_reauth_in_doubt),
-        (1, 1),
-        "{m:?}"
-    );
+    assert_eq!((m.in_doubt_events, m.needs_reauth_in_doubt), (0, 1), "{m:?}");
     let stats = stack.fake.stats();
     assert_eq!(
-        (stats.successful_refreshes, stats.spent_refresh_token_reuses),
-        (1, 1),
-        "{stats:?}"
+        (
+            stats.token_calls.get("refresh_token").copied(),
+            stats.spent_refresh_token_reuses
+        ),
+        (Some(1), 0),
+        "the survivor never presented the token: {stats:?}"
     );
+}
+
+#[tokio::test]
+async fn killing_the_sender_before_snyk_acted_never_presents_its_token_again() {
+    let stack = Stack::start(hour_long_tokens()).await;
+    // The fake holds the request before acting on it; the kill drops it unredeemed.
+    let (survivor, install) =
+        kill_the_sender(&stack, Fault::TokenLatency(Duration::from_secs(5))).await;
+    after_a_dead_sender(&stack, &survivor, &install).await;
+    assert_eq!(stack.fake.stats().successful_refreshes, 0);
+}
+
+#[tokio::test]
+async fn killing_the_sender_after_snyk_answered_never_presents_its_token_again() {
+    let stack = Stack::start(hour_long_tokens()).await;
+    // The fake rotates the pair, then holds the answer: the new pair dies with the process.
+    let (survivor, install) =
+        kill_the_sender(&stack, Fault::TokenAnswerDelay(Duration::from_secs(5))).await;
+    after_a_dead_sender(&stack, &survivor, &install).await;
+    assert_eq!(stack.fake.stats().successful_refreshes, 1);
+}
+
+/// Invariant 7 (docs/design.md): a replica frozen after sending a refresh, past its lease, is the
+/// only one that ever presents that token. The install ends ACTIVE (its late outcome landed) or
+/// NEEDS_REAUTH(`refresh_in_doubt`), never silently dead.
+#[tokio::test]
+async fn a_sender_frozen_past_its_lease_is_never_second_guessed() {
+    let stack = Stack::start(hour_long_tokens()).await;
+    let (frozen, frozen_addr) = stack.replica_process(TIGHT).await;
+    let other = stack.replica(TIGHT).await;
+    let mut c = client(&other).await;
+    let install = stack.install(&mut c).await;
+    let t0 = access_token(&mut c, &install.install_id).await;
+
+    // Snyk redeems at once and answers 300 ms later; freeze the sender in between.
+    stack
+        .fake
+        .inject(Fault::TokenAnswerDelay(Duration::from_millis(300)));
+    let mut frozen_client = client_with_key(frozen_addr, CALLER_KEY).await;
+    let req = force(&install.install_id, &t0);
+    let call = tokio::spawn(async move { frozen_client.force_refresh(req).await });
+    wait_for("Snyk to rotate the pair", || {
+        stack.fake.stats().successful_refreshes == 1
+    })
+    .await;
+    frozen.freeze();
+    let frozen_at = Instant::now();
+
+    // Past the sender's lease, another replica is asked: it serves the still-valid stored token
+    // at once, and a forced refresh waits for the sender, then reports the install in doubt.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let served = access_token(&mut c, &install.install_id).await;
+    assert_eq!(served, t0);
+    let err = c
+        .force_refresh(force(&install.install_id, &t0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(frozen_at.elapsed() > Duration::from_secs(4), "frozen past the in-doubt time");
+    frozen.thaw();
+    let _ = call.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let stats = stack.fake.stats();
+    assert_eq!(
+        (
+            stats.token_calls.get("refresh_token").copied(),
+            stats.spent_refresh_token_reuses
+        ),
+        (Some(1), 0),
+        "no second presentation: {stats:?}"
+    );
+    let got = install_status(&mut c, &install.install_id).await;
+    match got.status() {
+        pb::InstallStatus::Active => {
+            let t1 = access_token(&mut c, &install.install_id).await;
+            assert!(stack.token_works(&t1).await, "the late pair landed and works");
+            eprintln!("frozen sender: its late outcome landed, install ACTIVE");
+        }
+        status => {
+            assert_eq!(status, pb::InstallStatus::NeedsReauth, "{got:?}");
+            assert_eq!(got.needs_reauth_reason, "refresh_in_doubt", "{got:?}");
+            eprintln!("frozen sender: answer lost on thaw, install NEEDS_REAUTH(refresh_in_doubt)");
+        }
+    }
 }
 
 #[tokio::test]

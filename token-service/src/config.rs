@@ -10,7 +10,12 @@ use url::Url;
 
 use snykapps_proto::auth::ClientKeys;
 
-use crate::{refresh::RefreshSettings, seal::Keyring, store::RedisTarget};
+use crate::{
+    keepalive::KeepAliveSettings,
+    refresh::{BACKOFF_CAP, RefreshSettings},
+    seal::Keyring,
+    store::RedisTarget,
+};
 
 /// Everything token-service needs to run.
 #[derive(Debug, Clone)]
@@ -31,6 +36,9 @@ pub struct Settings {
     pub keyring: Arc<Keyring>,
     pub client_keys: Arc<ClientKeys>,
     pub refresh: RefreshSettings,
+    pub keepalive: KeepAliveSettings,
+    /// `TOKEN_REDIS_MIN_REPLICAS`: replicas that must confirm a durable write (`WAIT`).
+    pub redis_min_replicas: u32,
 }
 
 /// The server's certificate chain and key (PEM). The key is a secret: `Debug` hides it.
@@ -63,8 +71,17 @@ impl Settings {
             "a whole number of seconds",
         )?;
         let retries: u32 = env.parse("SNYK_TOKEN_RETRIES", 2, "a whole number")?;
+        let seconds = |name: &str, default: u64| -> anyhow::Result<Duration> {
+            Ok(Duration::from_secs(env.parse(
+                name,
+                default,
+                "a whole number of seconds",
+            )?))
+        };
         let refresh = RefreshSettings {
             margin: Duration::from_secs(margin_secs),
+            min_validity: seconds("TOKEN_MIN_VALIDITY_SECONDS", 60)?,
+            in_doubt: seconds("TOKEN_REFRESH_IN_DOUBT_SECONDS", 120)?,
             lease_ttl: env.millis("TOKEN_REFRESH_LEASE_MS", 30_000)?,
             attempt_timeout: env.millis("SNYK_TOKEN_TIMEOUT_MS", 5_000)?,
             transient_retries: retries.min(10),
@@ -75,7 +92,7 @@ impl Settings {
         // Every attempt (retries plus the one lost-answer retry) must fit inside the lease, with
         // room for backoff and the final write, or a second holder could start while we wait.
         let budget = refresh.attempt_timeout * (refresh.transient_retries + 2)
-            + Duration::from_secs(2) * refresh.transient_retries
+            + BACKOFF_CAP * refresh.transient_retries
             + Duration::from_secs(1);
         if refresh.lease_ttl < budget {
             bail!(
@@ -83,6 +100,20 @@ impl Settings {
                 refresh.lease_ttl.as_millis(),
                 budget.as_millis()
             );
+        }
+        if refresh.in_doubt < refresh.lease_ttl {
+            bail!(
+                "TOKEN_REFRESH_IN_DOUBT_SECONDS ({} s) must be at least the refresh lease (TOKEN_REFRESH_LEASE_MS, {} ms): a sender is given its whole lease and more",
+                refresh.in_doubt.as_secs(),
+                refresh.lease_ttl.as_millis()
+            );
+        }
+        let keepalive = KeepAliveSettings {
+            margin: seconds("TOKEN_KEEPALIVE_MARGIN_SECONDS", 604_800)?,
+            interval: seconds("TOKEN_KEEPALIVE_INTERVAL_SECONDS", 60)?,
+        };
+        if keepalive.interval.is_zero() {
+            bail!("TOKEN_KEEPALIVE_INTERVAL_SECONDS must be at least 1");
         }
         let refresh = RefreshSettings {
             wait_timeout: env.millis(
@@ -136,6 +167,8 @@ impl Settings {
                 &env.required("TOKEN_SERVICE_CLIENT_KEYS")?,
             )?),
             refresh,
+            keepalive,
+            redis_min_replicas: env.parse("TOKEN_REDIS_MIN_REPLICAS", 0, "a whole number")?,
         })
     }
 }
@@ -180,6 +213,11 @@ mod tests {
         assert_eq!(s.refresh.margin, Duration::from_secs(300));
         assert_eq!(s.refresh.lease_ttl, Duration::from_secs(30));
         assert_eq!(s.refresh.wait_timeout, Duration::from_secs(60));
+        assert_eq!(s.refresh.min_validity, Duration::from_secs(60));
+        assert_eq!(s.refresh.in_doubt, Duration::from_secs(120));
+        assert_eq!(s.keepalive.margin, Duration::from_secs(604_800));
+        assert_eq!(s.keepalive.interval, Duration::from_secs(60));
+        assert_eq!(s.redis_min_replicas, 0);
         assert_eq!(
             s.redis,
             RedisTarget::Single("redis://127.0.0.1:6379".into())
@@ -245,6 +283,11 @@ mod tests {
             ("SNYK_TOKEN_TIMEOUT_MS", "0"),
             ("TOKEN_ENCRYPTION_KEYS", "k1:short"),
             ("TOKEN_SERVICE_CLIENT_KEYS", "nokey"),
+            ("TOKEN_MIN_VALIDITY_SECONDS", "soon"),
+            ("TOKEN_KEEPALIVE_MARGIN_SECONDS", "-5"),
+            ("TOKEN_KEEPALIVE_INTERVAL_SECONDS", "0"),
+            ("TOKEN_REFRESH_IN_DOUBT_SECONDS", "5"),
+            ("TOKEN_REDIS_MIN_REPLICAS", "all"),
         ] {
             let err = with(&[(k, v)]).expect_err(k);
             assert!(format!("{err:#}").contains(k), "{k}: {err:#}");

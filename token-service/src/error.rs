@@ -42,6 +42,9 @@ impl From<StoreError> for Error {
             StoreError::Unavailable(e) => {
                 Error::Unavailable(format!("storage is unavailable: {e}"))
             }
+            e @ StoreError::NotDurable(_) => Error::Unavailable(e.to_string()),
+            // A random v4 id colliding: our fault, never the caller's.
+            e @ StoreError::InstallIdTaken(_) => Error::Internal(e.to_string()),
             // One unreadable record is an error for that install only.
             e @ (StoreError::Unreadable { .. } | StoreError::Corrupt { .. }) => {
                 Error::Internal(e.to_string())

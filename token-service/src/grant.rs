@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::snyk::TokenPair;
+
 /// Milliseconds since the Unix epoch: the one clock unit stored in records.
 pub type UnixMillis = i64;
 
@@ -15,6 +17,10 @@ pub fn now_millis() -> UnixMillis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn secs_to_millis(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
 }
 
 /// Why an id could not be parsed.
@@ -118,13 +124,16 @@ pub struct Grant {
     /// `expires_in` of the last token answer, to cap the refresh margin at half a lifetime.
     pub access_lifetime_secs: u64,
     pub refresh_expires_at: Option<UnixMillis>,
+    /// `refresh_expires_in` of the last token answer, to cap the keep-alive margin at half of it.
+    pub refresh_lifetime_secs: Option<u64>,
     pub scope: String,
     pub bot_id: String,
     pub orgs: Vec<Org>,
     pub created_at: UnixMillis,
     pub status: Status,
-    /// Set just before a refresh token is sent to Snyk and cleared when the answer is stored: if a
-    /// lease holder dies in between, the next one knows the token may already be spent.
+    /// Set by a lease holder when it starts a refresh, cleared when the refresh settles. On its
+    /// own it only says that a holder began; whether a request went out is the "sending" mark
+    /// (see docs/design.md, "One refresh").
     pub refresh_started_at: Option<UnixMillis>,
 }
 
@@ -135,13 +144,49 @@ pub enum Need {
     Validity(Duration),
     /// Anything but this access token, which Snyk just rejected.
     Replace(SecretString),
+    /// A refresh token that lives longer than this keep-alive margin (capped at half of its
+    /// lifetime): what the keep-alive sweeper asks for.
+    KeepAlive(Duration),
 }
 
 impl Grant {
+    /// A new install's grant, straight from the code exchange.
+    pub fn from_pair(install_id: InstallId, orgs: Vec<Org>, pair: TokenPair, now: UnixMillis) -> Grant {
+        Grant {
+            install_id,
+            access_token: pair.access_token,
+            refresh_token: pair.refresh_token,
+            token_type: pair.token_type,
+            access_expires_at: now + secs_to_millis(pair.expires_in),
+            access_lifetime_secs: pair.expires_in,
+            refresh_expires_at: pair.refresh_expires_in.map(|s| now + secs_to_millis(s)),
+            refresh_lifetime_secs: pair.refresh_expires_in,
+            scope: pair.scope,
+            bot_id: pair.bot_id,
+            orgs,
+            created_at: now,
+            status: Status::Active,
+            refresh_started_at: None,
+        }
+    }
+
+    /// This grant after a successful refresh: the new pair, no mark, active; same install, orgs
+    /// and creation time.
+    pub fn with_new_pair(&self, pair: TokenPair, now: UnixMillis) -> Grant {
+        Grant {
+            created_at: self.created_at,
+            ..Grant::from_pair(self.install_id, self.orgs.clone(), pair, now)
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status == Status::Active
+    }
+
     /// The margin under which a token is refreshed ahead of expiry: `margin`, but never more than
     /// half the token's lifetime, so short-lived tokens are not refreshed on every call.
     pub fn effective_margin(&self, margin: Duration) -> Duration {
-        margin.min(Duration::from_secs(self.access_lifetime_secs / 2))
+        margin.min(Duration::from_secs(self.access_lifetime_secs) / 2)
     }
 
     /// Does the stored access token satisfy `need` at `now`?
@@ -153,7 +198,40 @@ impl Grant {
                 left > 0 && left as u128 > required.as_millis()
             }
             Need::Replace(rejected) => !self.has_access_token(rejected),
+            Need::KeepAlive(margin) => !self.keepalive_due(*margin, now),
         }
+    }
+
+    /// The floor under which a caller waits for a refresh instead of taking the stored token:
+    /// `floor`, but never more than a quarter of the token's lifetime.
+    pub fn effective_floor(&self, floor: Duration) -> Duration {
+        floor.min(Duration::from_secs(self.access_lifetime_secs) / 4)
+    }
+
+    /// May a caller that needs `min` more validity take the stored token now and let the refresh
+    /// run in the background? Yes while more than `max(min, floor)` is left (refresh ahead of
+    /// need).
+    pub fn servable_ahead(&self, min: Duration, floor: Duration, now: UnixMillis) -> bool {
+        let required = min.max(self.effective_floor(floor));
+        let left = self.access_expires_at.saturating_sub(now);
+        left > 0 && left as u128 > required.as_millis()
+    }
+
+    /// The keep-alive margin for this grant: `margin`, but never more than half the refresh
+    /// token's lifetime.
+    pub fn effective_keepalive_margin(&self, margin: Duration) -> Duration {
+        match self.refresh_lifetime_secs {
+            Some(life) => margin.min(Duration::from_secs(life) / 2),
+            None => margin,
+        }
+    }
+
+    /// Is the refresh token close enough to its expiry that the keep-alive must refresh it?
+    /// Never for a grant whose refresh token has no known expiry.
+    pub fn keepalive_due(&self, margin: Duration, now: UnixMillis) -> bool {
+        self.refresh_expires_at.is_some_and(|at| {
+            at.saturating_sub(now) as i128 <= self.effective_keepalive_margin(margin).as_millis() as i128
+        })
     }
 
     /// Constant-time comparison of the stored access token with `candidate`.
@@ -178,6 +256,7 @@ pub(crate) mod tests {
             access_expires_at: expires_at,
             access_lifetime_secs: lifetime,
             refresh_expires_at: None,
+            refresh_lifetime_secs: None,
             scope: "org.read".into(),
             bot_id: "bot".into(),
             orgs: vec![],

@@ -9,6 +9,7 @@ pub mod caller;
 pub mod config;
 pub mod error;
 pub mod grant;
+pub mod keepalive;
 pub mod metrics;
 pub mod refresh;
 pub mod reseal;

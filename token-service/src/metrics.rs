@@ -3,13 +3,16 @@
 //! exporter in the way.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+    },
     time::Duration,
 };
 
 use opentelemetry::{
     KeyValue, global,
-    metrics::{Counter, Histogram},
+    metrics::{Counter, Histogram, ObservableGauge},
 };
 
 use crate::grant::ReauthReason;
@@ -23,6 +26,73 @@ struct Instruments {
     needs_reauth: Counter<u64>,
     lease_wait: Histogram<f64>,
     snyk_calls: Counter<u64>,
+    keepalive: Counter<u64>,
+}
+
+/// How a token was handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The stored token, no refresh due.
+    Stored,
+    /// The stored token, inside the margin but above the floor: a refresh runs in the background.
+    AheadOfRefresh,
+    /// After waiting for a refresh.
+    AfterRefresh,
+}
+
+impl Served {
+    fn label(self) -> &'static str {
+        match self {
+            Served::Stored => "hit",
+            Served::AheadOfRefresh => "ahead",
+            Served::AfterRefresh => "miss",
+        }
+    }
+}
+
+/// What the keep-alive sweeper did with one due install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAliveOutcome {
+    /// Its refresh token is fresh again (refreshed here or by another replica).
+    Refreshed,
+    /// Not due after all (its index entry lagged); re-scored.
+    NotDue,
+    /// Another replica has a request out for it; left to that replica.
+    InProgress,
+    NeedsReauth,
+    /// Snyk or Redis failed; tried again next sweep.
+    Unavailable,
+}
+
+impl KeepAliveOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            KeepAliveOutcome::Refreshed => "refreshed",
+            KeepAliveOutcome::NotDue => "not_due",
+            KeepAliveOutcome::InProgress => "in_progress",
+            KeepAliveOutcome::NeedsReauth => "needs_reauth",
+            KeepAliveOutcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Values that gauges report when they are read (set by start-up and the sweeper).
+#[derive(Debug)]
+struct Gauges {
+    /// Seconds of life left to the refresh token that expires first (ACTIVE installs);
+    /// `i64::MIN` until the first sweep.
+    min_refresh_remaining: AtomicI64,
+    /// 1 when Redis makes a refresh durable before acknowledging it, 0 when not, -1 unknown.
+    durable_commits: AtomicI64,
+}
+
+impl Default for Gauges {
+    fn default() -> Self {
+        Gauges {
+            min_refresh_remaining: AtomicI64::new(i64::MIN),
+            durable_commits: AtomicI64::new(-1),
+        }
+    }
 }
 
 impl Default for Instruments {
@@ -55,14 +125,23 @@ impl Default for Instruments {
                 .u64_counter("snykapps.snyk.calls")
                 .with_description("Calls to Snyk, by endpoint and HTTP status (or error)")
                 .build(),
+            keepalive: meter
+                .u64_counter("snykapps.keepalive.refreshes")
+                .with_description("Due installs the keep-alive sweeper handled, by outcome")
+                .build(),
         }
     }
 }
 
 /// Process-wide counters (lock-free; read as a [`Snapshot`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     otel: Instruments,
+    gauges: Arc<Gauges>,
+    /// Kept so the gauges stay registered.
+    _observed: Vec<ObservableGauge<i64>>,
+    tokens_ahead: AtomicU64,
+    keepalive_refreshed: AtomicU64,
     tokens_cached: AtomicU64,
     tokens_after_refresh: AtomicU64,
     refresh_ok: AtomicU64,
@@ -76,9 +155,61 @@ pub struct Metrics {
     lease_wait_micros: AtomicU64,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let meter = global::meter("token-service");
+        let gauges = Arc::new(Gauges::default());
+        let g = Arc::clone(&gauges);
+        let min_remaining = meter
+            .i64_observable_gauge("snykapps.installs.refresh_token_min_remaining")
+            .with_unit("s")
+            .with_description("Life left to the refresh token that expires first, over ACTIVE installs (as of the last keep-alive sweep)")
+            .with_callback(move |o| {
+                let v = g.min_refresh_remaining.load(Relaxed);
+                if v != i64::MIN {
+                    o.observe(v, &[]);
+                }
+            })
+            .build();
+        let g = Arc::clone(&gauges);
+        let durable = meter
+            .i64_observable_gauge("snykapps.redis.durable_commits")
+            .with_description("1 when Redis makes a refresh durable before acknowledging it (WAITAOF, or appendfsync always), 0 when a crash can lose one")
+            .with_callback(move |o| {
+                let v = g.durable_commits.load(Relaxed);
+                if v >= 0 {
+                    o.observe(v, &[]);
+                }
+            })
+            .build();
+        Metrics {
+            otel: Instruments::default(),
+            gauges,
+            _observed: vec![min_remaining, durable],
+            tokens_ahead: AtomicU64::default(),
+            keepalive_refreshed: AtomicU64::default(),
+            tokens_cached: AtomicU64::default(),
+            tokens_after_refresh: AtomicU64::default(),
+            refresh_ok: AtomicU64::default(),
+            refresh_invalid_grant: AtomicU64::default(),
+            refresh_in_doubt: AtomicU64::default(),
+            refresh_unavailable: AtomicU64::default(),
+            in_doubt_events: AtomicU64::default(),
+            needs_reauth_rejected: AtomicU64::default(),
+            needs_reauth_in_doubt: AtomicU64::default(),
+            lease_waits: AtomicU64::default(),
+            lease_wait_micros: AtomicU64::default(),
+        }
+    }
+}
+
 /// A point-in-time copy of [`Metrics`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Snapshot {
+    /// Stored tokens handed out inside the margin while a background refresh ran.
+    pub tokens_ahead: u64,
+    /// Due installs whose refresh token the keep-alive sweeper saw fresh again.
+    pub keepalive_refreshed: u64,
     pub tokens_cached: u64,
     pub tokens_after_refresh: u64,
     pub refresh_ok: u64,
@@ -94,21 +225,51 @@ pub struct Snapshot {
 }
 
 impl Metrics {
-    pub fn token_served(&self, after_refresh: bool) {
-        if after_refresh {
-            &self.tokens_after_refresh
-        } else {
-            &self.tokens_cached
+    pub fn token_served(&self, how: Served) {
+        match how {
+            Served::Stored => &self.tokens_cached,
+            Served::AheadOfRefresh => &self.tokens_ahead,
+            Served::AfterRefresh => &self.tokens_after_refresh,
         }
         .fetch_add(1, Relaxed);
-        let cache = if after_refresh { "miss" } else { "hit" };
         self.otel.token_requests.add(
             1,
             &[
                 KeyValue::new("outcome", "ok"),
-                KeyValue::new("cache", cache),
+                KeyValue::new("cache", how.label()),
             ],
         );
+    }
+
+    pub fn keepalive(&self, outcome: KeepAliveOutcome) {
+        if outcome == KeepAliveOutcome::Refreshed {
+            self.keepalive_refreshed.fetch_add(1, Relaxed);
+        }
+        self.otel
+            .keepalive
+            .add(1, &[KeyValue::new("outcome", outcome.label())]);
+    }
+
+    /// After a sweep: the life left to the refresh token that expires first (None: no ACTIVE
+    /// install has one).
+    pub fn set_min_refresh_remaining(&self, seconds: Option<i64>) {
+        self.gauges
+            .min_refresh_remaining
+            .store(seconds.unwrap_or(i64::MIN), Relaxed);
+    }
+
+    pub fn set_durable_commits(&self, durable: bool) {
+        self.gauges
+            .durable_commits
+            .store(i64::from(durable), Relaxed);
+    }
+
+    /// The durable-commits gauge as last set (None before start-up set it).
+    pub fn durable_commits(&self) -> Option<bool> {
+        match self.gauges.durable_commits.load(Relaxed) {
+            -1 => None,
+            v => Some(v == 1),
+        }
     }
 
     /// A token request that ended in an error (the gRPC status code's name).
@@ -171,6 +332,8 @@ impl Metrics {
 
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
+            tokens_ahead: self.tokens_ahead.load(Relaxed),
+            keepalive_refreshed: self.keepalive_refreshed.load(Relaxed),
             tokens_cached: self.tokens_cached.load(Relaxed),
             tokens_after_refresh: self.tokens_after_refresh.load(Relaxed),
             refresh_ok: self.refresh_ok.load(Relaxed),

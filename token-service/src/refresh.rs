@@ -1,26 +1,29 @@
 //! The one place that decides when Snyk's token endpoint is called with a refresh token.
 //!
-//! A refresh token is single use, so a refresh is serialized at three levels:
+//! docs/design.md ("One refresh") has the state machine this module implements and the reasons
+//! behind it; in short, a refresh token is single use, so a refresh is serialized at three levels:
 //! 1. **single flight** inside a replica: one task per install refreshes, concurrent callers await
 //!    its result (a shared future), and the task runs detached from the request, so a caller that
 //!    hangs up cannot cancel a refresh half way (between Snyk's answer and our write);
 //! 2. **a Redis lease** per install across replicas (`SET NX PX`, random owner, compare-and-delete
-//!    release, renewal while Snyk is called); every Snyk attempt is bounded so the whole refresh
-//!    ends well inside the lease, and a replica that cannot take the lease polls the grant until
-//!    the holder has stored the new one;
-//! 3. **fenced writes**: under the lease the grant is re-read, then marked "refresh started"
-//!    (written only while holding the lease and only over the generation just read), and the new
-//!    pair is written over exactly that generation before anyone is answered.
+//!    release, renewal while it works); a replica that cannot take the lease polls the grant
+//!    until the holder has stored the new one;
+//! 3. **marks and fences**: under the lease the grant is re-read and marked "started"; right
+//!    before each request to Snyk a lease-fenced, durable "sending" mark names this replica; the
+//!    outcome is stored fenced on that mark (not on the lease), so a holder frozen past its lease
+//!    still lands its pair. A replica that finds another replica's "sending" mark never presents
+//!    that refresh token: it waits, and after `TOKEN_REFRESH_IN_DOUBT_SECONDS` marks the install
+//!    NEEDS_REAUTH(`refresh_in_doubt`).
 //!
-//! The "refresh started" mark is what makes a crash honest: if a holder dies after sending the
-//! refresh token, the next holder sees the mark and knows the token may be spent. It retries once
-//! with the same token (it works if the dead holder never reached Snyk); `invalid_grant` then
-//! means the first attempt was redeemed and its pair lost, and the install moves to `NEEDS_REAUTH`
-//! with reason `refresh_in_doubt` instead of failing forever.
+//! Inside the refresh margin a caller takes the stored token at once while it still has more than
+//! the validity floor left, and the refresh runs in the background (refresh ahead of need).
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -31,29 +34,41 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     error::Error,
-    grant::{Grant, InstallId, Need, Org, ReauthReason, Status, now_millis},
-    metrics::Metrics,
-    snyk::{SnykClient, SnykError, TokenPair},
-    store::{Fenced, Store, StoreError},
+    grant::{Grant, InstallId, Need, ReauthReason, Status, now_millis},
+    metrics::{Metrics, Served},
+    snyk::{Redemption, SnykClient, SnykError, TokenPair},
+    store::{Fenced, SendingMark, Settled, Store, StoreError, Versioned},
 };
+
+/// The longest pause between two attempts (Snyk calls or Redis writes). The lease must cover
+/// one such pause per retry (see `config`).
+pub const BACKOFF_CAP: Duration = Duration::from_secs(2);
 
 /// Timing knobs of the refresh protocol (validated together in `config`).
 #[derive(Debug, Clone)]
 pub struct RefreshSettings {
     /// Refresh when less validity than this is left (capped at half the token's lifetime).
     pub margin: Duration,
-    /// TTL of the Redis lease; renewed every third of it while Snyk is called.
+    /// Below this much validity a caller waits for the refresh; above it, inside the margin, it
+    /// gets the stored token and the refresh runs in the background (capped at a quarter of
+    /// the token's lifetime).
+    pub min_validity: Duration,
+    /// TTL of the Redis lease; renewed every third of it while the holder works.
     pub lease_ttl: Duration,
     /// Timeout of one call to Snyk's token endpoint.
     pub attempt_timeout: Duration,
-    /// Retries after a 429/5xx/connect error (the lost-answer retry comes on top).
+    /// Retries after an answer that proves the token was not redeemed (429, 503 with
+    /// `Retry-After`, connect errors); the one retry after a maybe-redeemed failure comes on top.
     pub transient_retries: u32,
-    /// First backoff; doubles per retry, jittered, capped at 2 s.
+    /// First backoff; doubles per retry, jittered, capped at [`BACKOFF_CAP`].
     pub backoff_base: Duration,
     /// How long a caller waits for a refresh that another replica is doing.
     pub wait_timeout: Duration,
     /// How often a waiting replica re-reads the grant.
     pub poll_interval: Duration,
+    /// How long another replica's "sending" mark is waited for before the install is marked
+    /// NEEDS_REAUTH(`refresh_in_doubt`).
+    pub in_doubt: Duration,
 }
 
 type FlightResult = Result<Grant, Error>;
@@ -66,10 +81,37 @@ pub struct Refresher {
     snyk: SnykClient,
     settings: RefreshSettings,
     metrics: Arc<Metrics>,
+    /// This process, in "sending" marks: only it may present a refresh token it sent.
+    replica: String,
     /// In-flight refreshes of this replica. A std mutex: it is held for a map lookup only, never
-    /// across an `.await`.
+    /// across an `.await` (so are the two below).
     flights: Mutex<HashMap<InstallId, (u64, Flight)>>,
+    /// Installs whose background refresh just failed: no new background refresh before then.
+    cooling: Mutex<HashMap<InstallId, Instant>>,
+    /// Installs this replica left with its own "sending" mark (answer maybe redeemed, lost):
+    /// only this replica can resolve them, which the keep-alive sweeper does.
+    own_doubts: Mutex<HashSet<InstallId>>,
     tasks: TaskTracker,
+}
+
+/// What a lease holder found it must do.
+enum UnderLease {
+    Done(Box<FlightResult>),
+    /// Another replica's request is out with this refresh token: wait for its outcome.
+    WaitForSender,
+}
+
+/// How the attempts of one flight ended.
+enum Attempts {
+    Pair(TokenPair, SendingMark),
+    InvalidGrant(ReauthReason, SendingMark),
+    /// No pair. `mark` is the last mark written (None: nothing went out); `maybe_spent` when an
+    /// attempt may have been redeemed without its answer reaching us.
+    Failed {
+        error: String,
+        mark: Option<SendingMark>,
+        maybe_spent: bool,
+    },
 }
 
 impl Refresher {
@@ -84,7 +126,10 @@ impl Refresher {
             snyk,
             settings,
             metrics,
+            replica: format!("{:016x}", rand::rng().random::<u64>()),
             flights: Mutex::new(HashMap::new()),
+            cooling: Mutex::new(HashMap::new()),
+            own_doubts: Mutex::new(HashSet::new()),
             tasks: TaskTracker::new(),
         })
     }
@@ -99,7 +144,8 @@ impl Refresher {
         self.tasks.wait().await;
     }
 
-    /// A grant whose access token satisfies `need`; refreshes first when it does not.
+    /// A grant whose tokens satisfy `need`; refreshes first when they do not, or (inside the
+    /// margin, above the floor) hands out the stored token and refreshes in the background.
     pub async fn token(self: &Arc<Self>, id: InstallId, need: Need) -> Result<Grant, Error> {
         let v = self
             .store
@@ -115,8 +161,17 @@ impl Refresher {
                 v.grant.access_lifetime_secs
             )));
         }
-        if v.grant.satisfies(&need, self.settings.margin, now_millis()) {
-            self.metrics.token_served(false);
+        let now = now_millis();
+        if v.grant.satisfies(&need, self.settings.margin, now) {
+            self.metrics.token_served(Served::Stored);
+            return Ok(v.grant);
+        }
+        if let Need::Validity(min) = &need
+            && v.grant
+                .servable_ahead(*min, self.settings.min_validity, now)
+        {
+            self.refresh_in_background(id, need);
+            self.metrics.token_served(Served::AheadOfRefresh);
             return Ok(v.grant);
         }
         // A joined flight may have been started for a weaker need (say, a ForceRefresh of a token
@@ -125,13 +180,55 @@ impl Refresher {
         for _ in 0..3 {
             let grant = self.join_or_start(id, need.clone()).await?;
             if grant.satisfies(&need, self.settings.margin, now_millis()) {
-                self.metrics.token_served(true);
+                self.metrics.token_served(Served::AfterRefresh);
                 return Ok(grant);
             }
         }
         Err(Error::Unavailable(
             "the token could not be refreshed; retry".into(),
         ))
+    }
+
+    /// Starts a refresh nobody waits for, unless one is running or the last one failed moments
+    /// ago (so a Snyk outage is not hammered by every call inside the margin).
+    fn refresh_in_background(self: &Arc<Self>, id: InstallId, need: Need) {
+        {
+            let mut cooling = self.cooling.lock().unwrap_or_else(|p| p.into_inner());
+            match cooling.get(&id) {
+                Some(until) if Instant::now() < *until => return,
+                Some(_) => {
+                    cooling.remove(&id);
+                }
+                None => {}
+            }
+        }
+        drop(self.join_or_start(id, need));
+    }
+
+    /// Retries the installs this replica left with its own "sending" mark (their last answer
+    /// was lost): only this replica may present those refresh tokens again. Returns how many it
+    /// tried.
+    pub async fn resolve_own_doubts(self: &Arc<Self>) -> usize {
+        let ids: Vec<InstallId> = self
+            .own_doubts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        for id in &ids {
+            // The flight sees its own mark and resolves it whatever the need.
+            match self.join_or_start(*id, Need::Validity(Duration::ZERO)).await {
+                Err(Error::Unavailable(_)) => {}
+                _ => {
+                    self.own_doubts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(id);
+                }
+            }
+        }
+        ids.len()
     }
 
     fn join_or_start(self: &Arc<Self>, id: InstallId, need: Need) -> Flight {
@@ -143,6 +240,12 @@ impl Refresher {
         let this = Arc::clone(self);
         let handle = self.tasks.spawn(async move {
             let result = this.fly(id, need).await;
+            if let Err(Error::Unavailable(_)) = &result {
+                this.cooling
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, Instant::now() + BACKOFF_CAP);
+            }
             let mut flights = this.flights.lock().unwrap_or_else(|p| p.into_inner());
             if flights.get(&id).is_some_and(|(fid, _)| *fid == flight_id) {
                 flights.remove(&id);
@@ -160,12 +263,13 @@ impl Refresher {
         flight
     }
 
-    /// Takes the lease and refreshes, or waits for the replica that holds it.
+    /// Takes the lease and refreshes, or waits for the replica that holds it (or that has a
+    /// request out).
     async fn fly(&self, id: InstallId, need: Need) -> FlightResult {
         let deadline = Instant::now() + self.settings.wait_timeout;
         let mut waited = false;
         loop {
-            let owner = format!("{:032x}", rand::rng().random::<u128>());
+            let owner = random_owner();
             let started = Instant::now();
             if self
                 .store
@@ -175,12 +279,14 @@ impl Refresher {
                 if waited {
                     self.metrics.lease_waited(started.elapsed());
                 }
-                let result = self.refresh_under_lease(id, &need, &owner, started).await;
+                let step = self.under_lease(id, &need, &owner).await;
                 if let Err(e) = self.store.release_lease(&id, &owner).await {
                     // The lease expires by itself; the next holder only waits longer.
                     tracing::warn!(install_id = %id, error = %e, "could not release the refresh lease");
                 }
-                return result;
+                if let UnderLease::Done(result) = step {
+                    return *result;
+                }
             }
             waited = true;
             let jitter =
@@ -203,23 +309,72 @@ impl Refresher {
         }
     }
 
-    async fn refresh_under_lease(
-        &self,
-        id: InstallId,
-        need: &Need,
-        owner: &str,
-        leased_at: Instant,
-    ) -> FlightResult {
-        let v = self
-            .store
-            .load(&id)
-            .await?
-            .ok_or(Error::UnknownInstall(id))?;
-        check_usable(&v.grant)?;
-        if v.grant.satisfies(need, self.settings.margin, now_millis()) {
-            return Ok(v.grant);
+    /// The holder's decision: nothing to do, wait for another replica's request, mark the
+    /// install in doubt, or refresh.
+    async fn under_lease(&self, id: InstallId, need: &Need, owner: &str) -> UnderLease {
+        let v = match self.store.load(&id).await {
+            Ok(Some(v)) => v,
+            Ok(None) => return done(Err(Error::UnknownInstall(id))),
+            Err(e) => return done(Err(e.into())),
+        };
+        if let Err(e) = check_usable(&v.grant) {
+            return done(Err(e));
         }
-        let was_started = v.grant.refresh_started_at.is_some();
+        let satisfied = v.grant.satisfies(need, self.settings.margin, now_millis());
+        let own_doubt = match &v.sending {
+            Some(mark) if mark.replica != self.replica => {
+                if satisfied {
+                    return done(Ok(v.grant));
+                }
+                let age = now_millis().saturating_sub(mark.at);
+                if age < self.settings.in_doubt.as_millis() as i64 {
+                    return UnderLease::WaitForSender;
+                }
+                return done(self.give_up_on_sender(v, owner).await);
+            }
+            Some(_) => true,
+            None if satisfied => return done(Ok(v.grant)),
+            None => false,
+        };
+        done(self.refresh(v, owner, own_doubt).await)
+    }
+
+    /// Another replica sent this refresh token `in_doubt` ago and never stored an outcome: it is
+    /// dead, or frozen. Nobody else may present the token, so the install needs its user. The
+    /// "sending" mark stays, so the sender's late outcome still lands and wins.
+    async fn give_up_on_sender(&self, v: Versioned, owner: &str) -> FlightResult {
+        let id = v.grant.install_id;
+        let mut dead = v.grant.clone();
+        dead.status = Status::NeedsReauth(ReauthReason::RefreshInDoubt);
+        match self
+            .store
+            .write_fenced(v.generation, &dead, Some(owner))
+            .await?
+        {
+            Fenced::Written(_) => {
+                if let Err(e) = self.store.index_keepalive(&dead).await {
+                    tracing::warn!(install_id = %id, error = %e, "could not update the keep-alive index");
+                }
+                self.metrics.needs_reauth(ReauthReason::RefreshInDoubt);
+                tracing::error!(install_id = %id, sender = %v.sending.as_ref().map_or("", |m| m.replica.as_str()), "another replica sent the refresh token and never stored the outcome; the install needs re-authorization");
+                Err(Error::NeedsReauth(id, ReauthReason::RefreshInDoubt))
+            }
+            Fenced::Stale | Fenced::NotLeaseHolder => Err(Error::Unavailable(
+                "the grant changed during the refresh; retry".into(),
+            )),
+        }
+    }
+
+    /// Refreshes under the lease: "started" mark, attempts (each behind a "sending" mark), then
+    /// the outcome, stored fenced on the last mark.
+    async fn refresh(&self, v: Versioned, owner: &str, own_doubt: bool) -> FlightResult {
+        let id = v.grant.install_id;
+        if own_doubt {
+            self.metrics.in_doubt();
+            tracing::warn!(install_id = %id, "an earlier request of this replica may have been redeemed without an answer; retrying once with the same token");
+        } else if v.grant.refresh_started_at.is_some() {
+            tracing::info!(install_id = %id, "a previous holder started a refresh but sent nothing; refreshing");
+        }
         let mut marked = v.grant.clone();
         marked.refresh_started_at = Some(now_millis());
         let generation = match self
@@ -235,165 +390,297 @@ impl Refresher {
             }
         };
 
-        let renewal = self.renew_while_running(id, owner.to_owned());
-        let outcome = self.call_snyk(&marked, was_started, leased_at).await;
-        renewal.abort();
+        let lease = LeaseKeeper::start(self.store.clone(), id, owner.to_owned(), &self.settings);
+        let attempts = self
+            .attempts(&marked, generation, owner, &lease, own_doubt)
+            .await;
+        let (result, left_own_mark) = self.conclude(&marked, generation, attempts, &lease).await;
+        lease.stop();
+        let mut doubts = self.own_doubts.lock().unwrap_or_else(|p| p.into_inner());
+        if left_own_mark {
+            doubts.insert(id);
+        } else {
+            doubts.remove(&id);
+        }
+        result
+    }
 
-        match outcome {
-            Ok(pair) => {
-                let fresh = with_new_pair(&marked, pair);
-                self.commit(generation, &fresh, leased_at).await?;
-                self.metrics.refresh("ok");
-                tracing::info!(install_id = %id, "refreshed the access token");
-                Ok(fresh)
+    /// Stores how the attempts ended, fenced on the last "sending" mark. Returns the flight's
+    /// result and whether this replica's mark stays in place (an answer maybe redeemed and lost:
+    /// only this replica may resolve it).
+    async fn conclude(
+        &self,
+        marked: &Grant,
+        generation: u64,
+        attempts: Attempts,
+        lease: &LeaseKeeper,
+    ) -> (FlightResult, bool) {
+        let id = marked.install_id;
+        match attempts {
+            Attempts::Pair(pair, mark) => {
+                let fresh = marked.with_new_pair(pair.clone(), now_millis());
+                match self.settle(&mark, generation, &fresh, lease).await {
+                    Ok(Settled::Written(_)) => {
+                        self.metrics.refresh("ok");
+                        tracing::info!(install_id = %id, "refreshed the access token");
+                        (Ok(fresh), false)
+                    }
+                    Ok(Settled::Orphaned) => {
+                        // Deleted (or replaced) while our request was out: the new pair belongs
+                        // to nobody, so it must not stay alive at Snyk.
+                        tracing::warn!(install_id = %id, "install gone while refreshing; revoking the new pair");
+                        if let Err(e) = self.snyk.revoke(&pair.refresh_token).await {
+                            tracing::error!(install_id = %id, error = %e, "could not revoke an orphaned token pair");
+                        }
+                        (Err(Error::UnknownInstall(id)), false)
+                    }
+                    Err(e) => {
+                        self.metrics.refresh("in_doubt");
+                        tracing::error!(install_id = %id, error = %e, "a refreshed pair could not be stored; the install is in doubt");
+                        (Err(e), true)
+                    }
+                }
             }
-            Err(Outcome::InvalidGrant(reason)) => {
+            Attempts::InvalidGrant(reason, mark) => {
                 let mut dead = marked.clone();
                 dead.status = Status::NeedsReauth(reason);
                 dead.refresh_started_at = None;
-                self.commit(generation, &dead, leased_at).await?;
-                self.metrics.refresh("invalid_grant");
-                self.metrics.needs_reauth(reason);
-                tracing::warn!(install_id = %id, reason = reason.as_str(), "install needs re-authorization");
-                Err(Error::NeedsReauth(id, reason))
-            }
-            Err(Outcome::Failed { maybe_spent, error }) => {
-                if maybe_spent {
-                    // Keep the mark: the next holder must treat the token as possibly spent.
-                    self.metrics.refresh("in_doubt");
-                } else {
-                    let mut unmarked = marked.clone();
-                    unmarked.refresh_started_at = None;
-                    self.commit(generation, &unmarked, leased_at).await?;
-                    self.metrics.refresh("unavailable");
-                }
-                tracing::warn!(install_id = %id, maybe_spent, error = %error, "refresh failed");
-                Err(Error::Unavailable(format!(
-                    "Snyk's token endpoint is unavailable: {error}"
-                )))
-            }
-        }
-    }
-
-    /// Calls the token endpoint with bounded retries, never past the lease.
-    async fn call_snyk(
-        &self,
-        grant: &Grant,
-        was_started: bool,
-        leased_at: Instant,
-    ) -> Result<TokenPair, Outcome> {
-        let s = &self.settings;
-        // Stop starting attempts when one more could outlive the lease.
-        let last_start = leased_at
-            + s.lease_ttl
-                .saturating_sub(s.attempt_timeout + Duration::from_secs(1));
-        let mut in_doubt = was_started;
-        let mut doubt_retried = false;
-        let mut retries = 0;
-        if was_started {
-            self.metrics.in_doubt();
-            tracing::warn!(install_id = %grant.install_id, "previous refresh did not finish; retrying once with the same token");
-            doubt_retried = true;
-        }
-        loop {
-            if Instant::now() > last_start {
-                return Err(Outcome::Failed {
-                    maybe_spent: in_doubt,
-                    error: SnykError::Lost("no time left inside the refresh lease".into()),
-                });
-            }
-            let error = match self.snyk.refresh(&grant.refresh_token).await {
-                Ok(pair) => return Ok(pair),
-                Err(e) => e,
-            };
-            match &error {
-                e if e.is_invalid_grant() => {
-                    let reason = if in_doubt {
-                        ReauthReason::RefreshInDoubt
-                    } else {
-                        ReauthReason::RefreshTokenRejected
-                    };
-                    return Err(Outcome::InvalidGrant(reason));
-                }
-                SnykError::Lost(_) if !doubt_retried => {
-                    self.metrics.in_doubt();
-                    in_doubt = true;
-                    doubt_retried = true;
-                    tracing::warn!(install_id = %grant.install_id, error = %error, "refresh answer lost; retrying once with the same token");
-                }
-                SnykError::Transient { retry_after, .. } if retries < s.transient_retries => {
-                    retries += 1;
-                    let wait =
-                        backoff(s.backoff_base, retries).max(retry_after.unwrap_or_default());
-                    if Instant::now() + wait > last_start {
-                        return Err(Outcome::Failed {
-                            maybe_spent: in_doubt,
-                            error,
-                        });
+                match self.settle(&mark, generation, &dead, lease).await {
+                    Ok(Settled::Written(_)) => {
+                        self.metrics.refresh("invalid_grant");
+                        self.metrics.needs_reauth(reason);
+                        tracing::warn!(install_id = %id, reason = reason.as_str(), "install needs re-authorization");
+                        (Err(Error::NeedsReauth(id, reason)), false)
                     }
-                    tokio::time::sleep(wait).await;
+                    Ok(Settled::Orphaned) => (Err(Error::UnknownInstall(id)), false),
+                    Err(e) => (Err(e), true),
                 }
-                SnykError::NotSent(_) if retries < s.transient_retries => {
-                    retries += 1;
-                    tokio::time::sleep(backoff(s.backoff_base, retries)).await;
-                }
-                SnykError::Lost(_) => {
-                    return Err(Outcome::Failed {
-                        maybe_spent: true,
-                        error,
-                    });
-                }
-                _ => {
-                    return Err(Outcome::Failed {
-                        maybe_spent: in_doubt,
-                        error,
-                    });
-                }
+            }
+            Attempts::Failed {
+                error,
+                mark,
+                maybe_spent,
+            } => {
+                tracing::warn!(install_id = %id, maybe_spent, error = %error, "refresh failed");
+                let left_own_mark = if maybe_spent {
+                    // Keep the mark: this replica alone may present the token again.
+                    self.metrics.refresh("in_doubt");
+                    true
+                } else {
+                    self.metrics.refresh("unavailable");
+                    match mark {
+                        // Snyk did not redeem it: clear the mark, anyone may refresh.
+                        Some(mark) => {
+                            let mut unmarked = marked.clone();
+                            unmarked.refresh_started_at = None;
+                            self.settle(&mark, generation, &unmarked, lease)
+                                .await
+                                .is_err()
+                        }
+                        // Nothing went out; a "started" mark alone binds nobody.
+                        None => false,
+                    }
+                };
+                (
+                    Err(Error::Unavailable(format!(
+                        "Snyk's token endpoint is unavailable: {error}"
+                    ))),
+                    left_own_mark,
+                )
             }
         }
     }
 
-    /// Stores the result of a refresh over `generation`. Redis hiccups are retried until the
-    /// lease runs out: the pair in hand exists nowhere else, and while the lease is ours (Redis
-    /// keeps its expiry across a restart) no other replica may act on this install.
-    async fn commit(
+    /// [`Store::settle`], retried through Redis errors while the lease is not known to be lost
+    /// (the pair in hand exists nowhere else), for at most `in_doubt`.
+    async fn settle(
         &self,
+        mark: &SendingMark,
         generation: u64,
         grant: &Grant,
-        leased_at: Instant,
-    ) -> Result<(), Error> {
-        let deadline = leased_at
-            + self
-                .settings
-                .lease_ttl
-                .saturating_sub(Duration::from_millis(500));
+        lease: &LeaseKeeper,
+    ) -> Result<Settled, Error> {
+        let give_up = Instant::now() + self.settings.in_doubt;
         let mut attempt = 0;
         loop {
-            match self.store.write_fenced(generation, grant, None).await {
-                Ok(Fenced::Written(_)) => return Ok(()),
-                Ok(_) => {
-                    tracing::error!(install_id = %grant.install_id, "grant changed while this replica held the refresh lease; result discarded");
-                    return Err(Error::Unavailable(
-                        "the grant changed during the refresh; retry".into(),
-                    ));
-                }
-                Err(StoreError::Unavailable(e)) if Instant::now() < deadline => {
+            match self.store.settle(mark, generation, grant).await {
+                Ok(settled) => return Ok(settled),
+                Err(StoreError::Unavailable(e))
+                    if !lease.really_lost() && Instant::now() < give_up =>
+                {
                     attempt += 1;
-                    tracing::warn!(install_id = %grant.install_id, error = %e, attempt, "could not store the refreshed grant; retrying");
-                    tokio::time::sleep(
-                        backoff(Duration::from_millis(100), attempt).min(deadline - Instant::now()),
-                    )
-                    .await;
+                    tracing::warn!(install_id = %grant.install_id, error = %e, attempt, "could not store the outcome of a refresh; retrying");
+                    tokio::time::sleep(backoff(Duration::from_millis(100), attempt)).await;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
-    fn renew_while_running(&self, id: InstallId, owner: String) -> tokio::task::JoinHandle<()> {
-        let store = self.store.clone();
-        let ttl = self.settings.lease_ttl;
-        tokio::spawn(async move {
+    /// Deletes an install under its lease, so no refresh can rotate the pair between the revoke
+    /// and the delete. Revoking the refresh token revokes the whole grant at Snyk, including a
+    /// pair that a frozen sender may still be about to store (its settle then finds no mark and
+    /// revokes that pair too).
+    pub async fn delete(&self, id: InstallId) -> Result<(), Error> {
+        let deadline = Instant::now() + self.settings.wait_timeout;
+        loop {
+            let owner = random_owner();
+            if self
+                .store
+                .try_lease(&id, &owner, self.settings.lease_ttl)
+                .await?
+            {
+                let result = self.delete_under_lease(id, &owner).await;
+                if let Err(e) = self.store.release_lease(&id, &owner).await {
+                    tracing::warn!(install_id = %id, error = %e, "could not release the lease");
+                }
+                return result;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Unavailable(
+                    "a refresh of this install is in progress; retry".into(),
+                ));
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        }
+    }
+
+    async fn delete_under_lease(&self, id: InstallId, owner: &str) -> Result<(), Error> {
+        let Some(v) = self.store.load(&id).await? else {
+            return Ok(()); // Already gone: deleting is idempotent.
+        };
+        self.snyk.revoke(&v.grant.refresh_token).await?;
+        if !self.store.delete(&v.grant, owner).await? {
+            return Err(Error::Unavailable(
+                "the lease ran out while deleting; retry".into(),
+            ));
+        }
+        self.own_doubts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        Ok(())
+    }
+
+    /// Calls the token endpoint, each time behind a fresh "sending" mark, with bounded retries:
+    /// while the lease is ours and has time left for one more attempt.
+    async fn attempts(
+        &self,
+        grant: &Grant,
+        generation: u64,
+        owner: &str,
+        lease: &LeaseKeeper,
+        own_doubt: bool,
+    ) -> Attempts {
+        let s = &self.settings;
+        let id = grant.install_id;
+        // Stop starting attempts when one more could outlive the lease.
+        let last_start = Instant::now()
+            + s.lease_ttl
+                .saturating_sub(s.attempt_timeout + Duration::from_secs(1));
+        let mut maybe_spent = own_doubt;
+        let mut doubt_retry_left = !own_doubt;
+        let mut retries = 0;
+        let mut sent: Option<SendingMark> = None;
+        loop {
+            let failed = |error: String, sent: Option<SendingMark>, maybe_spent| Attempts::Failed {
+                error,
+                mark: sent,
+                maybe_spent,
+            };
+            if !lease.may_send() {
+                return failed("the refresh lease was lost".into(), sent, maybe_spent);
+            }
+            if Instant::now() > last_start {
+                return failed(
+                    "no time left inside the refresh lease".into(),
+                    sent,
+                    maybe_spent,
+                );
+            }
+            let mark = SendingMark {
+                replica: self.replica.clone(),
+                flight: owner.to_owned(),
+                at: now_millis(),
+            };
+            match self
+                .store
+                .mark_sending(&id, generation, owner, &mark)
+                .await
+            {
+                Ok(Fenced::Written(_)) => {}
+                Ok(Fenced::NotLeaseHolder) => {
+                    return failed("the refresh lease was lost".into(), sent, maybe_spent);
+                }
+                Ok(Fenced::Stale) => {
+                    return failed("the grant changed during the refresh".into(), sent, maybe_spent);
+                }
+                Err(e) => return failed(e.to_string(), sent, maybe_spent),
+            }
+            sent = Some(mark.clone());
+            let error = match self.snyk.refresh(&grant.refresh_token).await {
+                Ok(pair) => return Attempts::Pair(pair, mark),
+                Err(e) => e,
+            };
+            if error.is_invalid_grant() {
+                let reason = if maybe_spent {
+                    ReauthReason::RefreshInDoubt
+                } else {
+                    ReauthReason::RefreshTokenRejected
+                };
+                return Attempts::InvalidGrant(reason, mark);
+            }
+            match error.redemption() {
+                Redemption::Maybe if doubt_retry_left => {
+                    self.metrics.in_doubt();
+                    maybe_spent = true;
+                    doubt_retry_left = false;
+                    tracing::warn!(install_id = %id, error = %error, "refresh answer lost or failed after sending; retrying once with the same token");
+                }
+                Redemption::Maybe => {
+                    return failed(error.to_string(), sent, true);
+                }
+                Redemption::NotRedeemed { retry_after }
+                    if retries < s.transient_retries && !matches!(error, SnykError::Rejected { .. } | SnykError::Unexpected(_)) =>
+                {
+                    retries += 1;
+                    let wait = backoff(s.backoff_base, retries).max(retry_after.unwrap_or_default());
+                    if Instant::now() + wait > last_start {
+                        return failed(error.to_string(), sent, maybe_spent);
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                Redemption::NotRedeemed { .. } => {
+                    return failed(error.to_string(), sent, maybe_spent);
+                }
+            }
+        }
+    }
+}
+
+fn done(result: FlightResult) -> UnderLease {
+    UnderLease::Done(Box::new(result))
+}
+
+fn random_owner() -> String {
+    format!("{:032x}", rand::rng().random::<u128>())
+}
+
+/// Keeps a lease alive while its holder works, and says when it may no longer send: at the
+/// first renewal that fails (lost, or unknown because Redis did not answer), sends stop for good.
+struct LeaseKeeper {
+    may_send: Arc<AtomicBool>,
+    really_lost: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    fn start(store: Store, id: InstallId, owner: String, settings: &RefreshSettings) -> Self {
+        let may_send = Arc::new(AtomicBool::new(true));
+        let really_lost = Arc::new(AtomicBool::new(false));
+        let ttl = settings.lease_ttl;
+        let (send, lost) = (Arc::clone(&may_send), Arc::clone(&really_lost));
+        let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(ttl / 3);
             tick.tick().await;
             loop {
@@ -401,21 +688,37 @@ impl Refresher {
                 match store.renew_lease(&id, &owner, ttl).await {
                     Ok(true) => {}
                     Ok(false) => {
-                        tracing::error!(install_id = %id, "refresh lease lost while calling Snyk");
+                        send.store(false, Ordering::SeqCst);
+                        lost.store(true, Ordering::SeqCst);
+                        tracing::error!(install_id = %id, "refresh lease lost; no further request is sent");
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(install_id = %id, error = %e, "could not renew the refresh lease")
+                        send.store(false, Ordering::SeqCst);
+                        tracing::warn!(install_id = %id, error = %e, "could not renew the refresh lease; no further request is sent");
                     }
                 }
             }
-        })
+        });
+        LeaseKeeper {
+            may_send,
+            really_lost,
+            task,
+        }
     }
-}
 
-enum Outcome {
-    InvalidGrant(ReauthReason),
-    Failed { maybe_spent: bool, error: SnykError },
+    fn may_send(&self) -> bool {
+        self.may_send.load(Ordering::SeqCst)
+    }
+
+    /// Redis said the lease is no longer ours (not merely "Redis did not answer").
+    fn really_lost(&self) -> bool {
+        self.really_lost.load(Ordering::SeqCst)
+    }
+
+    fn stop(self) {
+        self.task.abort();
+    }
 }
 
 fn check_usable(grant: &Grant) -> Result<(), Error> {
@@ -425,39 +728,9 @@ fn check_usable(grant: &Grant) -> Result<(), Error> {
     }
 }
 
-/// A new install's grant, straight from the code exchange.
-pub fn grant_from_pair(install_id: InstallId, orgs: Vec<Org>, pair: TokenPair) -> Grant {
-    let now = now_millis();
-    Grant {
-        install_id,
-        access_token: pair.access_token,
-        refresh_token: pair.refresh_token,
-        token_type: pair.token_type,
-        access_expires_at: now + (pair.expires_in as i64) * 1000,
-        access_lifetime_secs: pair.expires_in,
-        refresh_expires_at: pair.refresh_expires_in.map(|s| now + (s as i64) * 1000),
-        scope: pair.scope,
-        bot_id: pair.bot_id,
-        orgs,
-        created_at: now,
-        status: Status::Active,
-        refresh_started_at: None,
-    }
-}
-
-/// The grant after a successful refresh: new pair, mark cleared, active; same install and orgs.
-fn with_new_pair(grant: &Grant, pair: TokenPair) -> Grant {
-    Grant {
-        created_at: grant.created_at,
-        ..grant_from_pair(grant.install_id, grant.orgs.clone(), pair)
-    }
-}
-
-/// Exponential backoff with jitter (between half and all of the step), capped at 2 s.
+/// Exponential backoff with jitter (between half and all of the step), capped at [`BACKOFF_CAP`].
 fn backoff(base: Duration, attempt: u32) -> Duration {
-    let cap = base
-        .saturating_mul(1 << attempt.min(10))
-        .min(Duration::from_secs(2));
+    let cap = base.saturating_mul(1 << attempt.min(10)).min(BACKOFF_CAP);
     Duration::from_millis(
         rand::rng().random_range(cap.as_millis() as u64 / 2..=cap.as_millis() as u64),
     )

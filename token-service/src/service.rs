@@ -9,9 +9,9 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     error::Error,
-    grant::{Grant, InstallId, Need, OrgId, Status as GrantStatus},
+    grant::{Grant, InstallId, Need, OrgId, Status as GrantStatus, now_millis},
     metrics::Metrics,
-    refresh::{Refresher, grant_from_pair},
+    refresh::Refresher,
     snyk::{SnykClient, SnykError},
     store::Store,
 };
@@ -55,10 +55,12 @@ impl TokenApi {
         status
     }
 
-    /// A token for `target`, refreshed first when `need` requires it. For an org, the org ->
-    /// install mapping comes from a short-lived in-process cache, so the hot path stays at one
-    /// Redis round trip (the grant read); a cached mapping that leads to a missing or dead
-    /// install is looked up again once, so a re-install elsewhere is picked up at once.
+    /// A token for `target`, refreshed first when `need` requires it. An org is served by its
+    /// newest ACTIVE install (an org keeps every install that covers it, newest first), so
+    /// deleting an install or its needing re-authorization falls back to the next one. The
+    /// org -> install choice comes from a short-lived in-process cache, so the hot path stays at
+    /// one Redis round trip (the grant read); a cached choice that leads to a missing or dead
+    /// install is made again at once.
     async fn token_for(&self, target: Option<Target<'_>>, need: Need) -> Result<Grant, Error> {
         let org = match target {
             Some(Target::Install(s)) => {
@@ -79,13 +81,24 @@ impl TokenApi {
                 done => return done,
             }
         }
-        let id = self
-            .store
-            .install_for_org(&org)
-            .await?
-            .ok_or(Error::UnknownOrg(org))?;
-        self.org_cache.put(org, id);
-        self.refresher.token(id, need).await
+        let mut needs_reauth = None;
+        for id in self.store.installs_for_org(&org).await? {
+            match self.refresher.token(id, need.clone()).await {
+                Ok(grant) => {
+                    self.org_cache.put(org, id);
+                    return Ok(grant);
+                }
+                Err(Error::UnknownInstall(_)) => {
+                    // The grant is gone; its index entry lagged.
+                    self.store.unindex_org(&org, &id).await?;
+                }
+                Err(e @ Error::NeedsReauth(..)) => {
+                    needs_reauth.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(needs_reauth.unwrap_or(Error::UnknownOrg(org)))
     }
 
     async fn complete_install(
@@ -117,7 +130,7 @@ impl TokenApi {
         // install leaves nothing behind and the user simply installs again.
         let result = async {
             let orgs = self.list_orgs_with_retry(&pair.access_token).await?;
-            let grant = grant_from_pair(install_id, orgs, pair.clone());
+            let grant = Grant::from_pair(install_id, orgs, pair.clone(), now_millis());
             self.store.create(&grant).await?;
             Ok::<_, Error>(grant)
         }
@@ -159,13 +172,7 @@ impl TokenApi {
     }
 
     async fn delete_install(&self, id: InstallId) -> Result<(), Error> {
-        let Some(v) = self.store.load(&id).await? else {
-            return Ok(()); // Already gone: deleting is idempotent.
-        };
-        // Revoking the refresh token revokes the whole grant at Snyk, including any pair a
-        // concurrent refresh might still store (its fenced write then finds no record).
-        self.snyk.revoke(&v.grant.refresh_token).await?;
-        self.store.delete(&v.grant).await?;
+        self.refresher.delete(id).await?;
         tracing::info!(install_id = %id, "install deleted");
         Ok(())
     }

@@ -73,9 +73,44 @@ pub enum SnykError {
     Unexpected(String),
 }
 
+/// After a refresh request failed: could Snyk have redeemed its refresh token?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redemption {
+    /// Snyk did not act on it: the token is still good and may be sent again (after
+    /// `retry_after`, if Snyk asked for a pause).
+    NotRedeemed { retry_after: Option<Duration> },
+    /// Snyk may have rotated the pair with the answer lost on the way: a timeout, a reset, a
+    /// 500/502/504 (a gateway or a crash after the rotation), a 503 without `Retry-After`.
+    Maybe,
+}
+
 impl SnykError {
     pub fn is_invalid_grant(&self) -> bool {
         matches!(self, SnykError::Rejected { error, .. } if error == "invalid_grant")
+    }
+
+    /// How this failure of a refresh request bears on its refresh token (docs/design.md, "One
+    /// refresh"). 429, and 503 with `Retry-After`, are Snyk declining to serve the request;
+    /// an OAuth error answer is a definite refusal; a connect error never reached Snyk.
+    pub fn redemption(&self) -> Redemption {
+        match self {
+            SnykError::NotSent(_) | SnykError::Rejected { .. } | SnykError::Unexpected(_) => {
+                Redemption::NotRedeemed { retry_after: None }
+            }
+            SnykError::Transient {
+                status: 429,
+                retry_after,
+            } => Redemption::NotRedeemed {
+                retry_after: *retry_after,
+            },
+            SnykError::Transient {
+                status: 503,
+                retry_after: Some(after),
+            } => Redemption::NotRedeemed {
+                retry_after: Some(*after),
+            },
+            SnykError::Transient { .. } | SnykError::Lost(_) => Redemption::Maybe,
+        }
     }
 }
 

@@ -18,8 +18,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::{
-    config::Settings, metrics::Metrics, refresh::Refresher, service::TokenApi, snyk::SnykClient,
-    store::Store,
+    config::Settings, keepalive::KeepAlive, metrics::Metrics, refresh::Refresher,
+    service::TokenApi, snyk::SnykClient, store::Store,
 };
 
 /// Largest request we decode: every field we accept is at most a few KiB.
@@ -46,10 +46,12 @@ impl Application {
             &settings.redis,
             Arc::clone(&settings.keyring),
             settings.redis_timeout,
+            settings.redis_min_replicas,
         )
         .await
         .context("cannot connect to Redis (REDIS_URL or REDIS_CLUSTER_URLS)")?;
         let metrics = Arc::new(Metrics::default());
+        metrics.set_durable_commits(store.durability().is_durable());
         let snyk = SnykClient::new(
             settings.snyk_api_url.clone(),
             settings.client_id.clone(),
@@ -120,6 +122,16 @@ impl Application {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(snykapps_proto::FILE_DESCRIPTOR_SET)
             .build_v1()?;
+        let keepalive = KeepAlive::new(
+            self.store.clone(),
+            Arc::clone(&self.refresher),
+            Arc::clone(&self.metrics),
+            self.settings.keepalive.clone(),
+        );
+        let (stop_sweeping, sweeping_stopped) = tokio::sync::oneshot::channel::<()>();
+        let sweeper = tokio::spawn(keepalive.run(async {
+            let _ = sweeping_stopped.await;
+        }));
         let api = TokenApi::new(
             self.store,
             Arc::clone(&self.refresher),
@@ -162,6 +174,8 @@ impl Application {
             .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(self.listener)), stopped)
             .await
             .context("gRPC server failed");
+        let _ = stop_sweeping.send(());
+        let _ = sweeper.await;
         self.refresher.drain().await;
         metrics_server.abort();
         tracing::info!("token-service stopped");

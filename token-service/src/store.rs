@@ -1,11 +1,12 @@
-//! Grants in Redis: sealed records, the refresh lease and the fenced writes (Lua), and the indexes.
+//! Grants in Redis: sealed records, the refresh lease and the fenced writes (Lua scripts in
+//! `store/*.lua`), the indexes, and the durability barrier (`store::durability`).
 //!
-//! Keys (every key of one install shares the `{install_id}` hash tag, so the scripts that touch a
-//! grant and its lease together stay on one Redis Cluster slot):
-//! - `snykapps:grant:{<install>}`: hash `gen` (u64, bumped by every write) and `rec` (sealed JSON);
-//! - `snykapps:lease:{<install>}`: the refresh lease, value = a random owner token, with a PX TTL;
-//! - `snykapps:org:{<org>}`: the install that serves this org (the newest install wins);
-//! - `snykapps:installs`: sorted set of every install id (score 0, ordered by id), for paging.
+//! Every key, who writes it and under which fence is listed in docs/design.md ("Redis keys").
+//! Every key of one install shares the `{install_id}` hash tag, so the scripts that touch a grant
+//! and its lease together stay on one Redis Cluster slot; the indexes are separate keys written
+//! by separate commands, and every reader tolerates an index entry that lags its grant.
+
+pub mod durability;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -22,6 +23,8 @@ use crate::{
     seal::{Keyring, OpenError},
 };
 
+use self::durability::Durability;
+
 /// A grant and the generation it was read at (the fence for the next write).
 #[derive(Debug, Clone)]
 pub struct Versioned {
@@ -29,6 +32,37 @@ pub struct Versioned {
     pub grant: Grant,
     /// False when sealed with an older key: the next write re-seals it with the primary key.
     pub sealed_with_primary: bool,
+    /// Set while a refresh token of this grant may be at Snyk with its answer not yet stored.
+    pub sending: Option<SendingMark>,
+}
+
+/// "A refresh token of this install went to Snyk and its outcome is not stored yet": written by
+/// the lease holder right before each send, cleared only by [`Store::settle`] with the same
+/// mark. Names the replica (process) that sent, so only that replica ever presents the token
+/// again. Holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendingMark {
+    /// The sending process (random per start).
+    pub replica: String,
+    /// The lease owner token of the flight that sent.
+    pub flight: String,
+    /// When the last request went out.
+    pub at: UnixMillis,
+}
+
+impl SendingMark {
+    fn encode(&self) -> String {
+        format!("{}/{}/{}", self.replica, self.flight, self.at)
+    }
+
+    fn parse(s: &str) -> Option<SendingMark> {
+        let mut parts = s.splitn(3, '/');
+        Some(SendingMark {
+            replica: parts.next()?.to_owned(),
+            flight: parts.next()?.to_owned(),
+            at: parts.next()?.parse().ok()?,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +77,11 @@ pub enum StoreError {
     },
     #[error("stored record of install {install} is not valid: {reason}")]
     Corrupt { install: InstallId, reason: String },
+    #[error("install id {0} is already in use")]
+    InstallIdTaken(InstallId),
+    /// A write that waits for durability did not get it in time (see `store::durability`).
+    #[error("redis did not confirm the write as durable: {0}")]
+    NotDurable(String),
 }
 
 /// The result of a fenced write.
@@ -54,6 +93,15 @@ pub enum Fenced {
     Stale,
     /// Not written: this writer does not hold the refresh lease.
     NotLeaseHolder,
+}
+
+/// The result of [`Store::settle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Stored at this generation; the "sending" mark is gone.
+    Written(u64),
+    /// Not stored: the mark is not ours any more (the install was deleted or replaced).
+    Orphaned,
 }
 
 /// Where Redis is: one server (`REDIS_URL`) or a cluster (`REDIS_CLUSTER_URLS`).
@@ -103,6 +151,11 @@ impl ConnectionLike for Conn {
 #[derive(Clone)]
 pub struct Store {
     conn: Conn,
+    /// A connection of its own for the writes that wait for durability (`WAITAOF`/`WAIT` block
+    /// the connection they run on, and cover that connection's writes): refreshes are rare, the
+    /// hot path never queues behind them.
+    durable_conn: Conn,
+    durability: Arc<Durability>,
     keyring: Arc<Keyring>,
     scripts: Arc<Scripts>,
 }
@@ -111,6 +164,7 @@ impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
             .field("keyring", &self.keyring)
+            .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
 }
@@ -118,45 +172,17 @@ impl fmt::Debug for Store {
 struct Scripts {
     create: Script,
     fenced_write: Script,
+    mark_sending: Script,
+    settle: Script,
     renew: Script,
-    release: Script,
-    unindex_org: Script,
+    compare_and_delete: Script,
 }
 
-// Writes `rec` at generation ARGV[1]+1 only if the record is still at ARGV[1]; when ARGV[3] is not
-// empty, also only while KEYS[2] (the lease) holds that owner. Returns the new generation, 0 when
-// stale, -1 when the lease is not ours.
-const FENCED_WRITE: &str = r#"
-local g = redis.call('HGET', KEYS[1], 'gen')
-if g ~= ARGV[1] then return 0 end
-if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then return -1 end
-local n = tonumber(ARGV[1]) + 1
-redis.call('HSET', KEYS[1], 'gen', tostring(n), 'rec', ARGV[2])
-return n
-"#;
-
-const CREATE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'gen', '1', 'rec', ARGV[1])
-return 1
-"#;
-
-const RENEW: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"#;
-
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
-const UNINDEX_ORG: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
+/// Every install id (score 0, ordered by id), for paging.
 const INSTALLS: &str = "snykapps:installs";
+/// ACTIVE installs whose refresh token expires, scored by that expiry (ms): the keep-alive's
+/// work list and the "shortest remaining refresh-token life" gauge.
+const KEEPALIVE: &str = "snykapps:keepalive";
 
 fn grant_key(id: &InstallId) -> String {
     format!("snykapps:grant:{{{id}}}")
@@ -164,7 +190,12 @@ fn grant_key(id: &InstallId) -> String {
 fn lease_key(id: &InstallId) -> String {
     format!("snykapps:lease:{{{id}}}")
 }
+/// Every install that covers the org, scored by its creation time (newest = highest).
 fn org_key(id: &OrgId) -> String {
+    format!("snykapps:org-installs:{{{id}}}")
+}
+/// Before the fallback: the one install that served the org (a string). Read once and migrated.
+fn legacy_org_key(id: &OrgId) -> String {
     format!("snykapps:org:{{{id}}}")
 }
 
@@ -177,6 +208,8 @@ struct Record {
     access_expires_at: UnixMillis,
     access_lifetime_secs: u64,
     refresh_expires_at: Option<UnixMillis>,
+    #[serde(default)]
+    refresh_lifetime_secs: Option<u64>,
     scope: String,
     bot_id: String,
     orgs: Vec<Org>,
@@ -185,44 +218,110 @@ struct Record {
     refresh_started_at: Option<UnixMillis>,
 }
 
+impl From<&Grant> for Record {
+    fn from(g: &Grant) -> Record {
+        Record {
+            access_token: g.access_token.expose_secret().to_owned(),
+            refresh_token: g.refresh_token.expose_secret().to_owned(),
+            token_type: g.token_type.clone(),
+            access_expires_at: g.access_expires_at,
+            access_lifetime_secs: g.access_lifetime_secs,
+            refresh_expires_at: g.refresh_expires_at,
+            refresh_lifetime_secs: g.refresh_lifetime_secs,
+            scope: g.scope.clone(),
+            bot_id: g.bot_id.clone(),
+            orgs: g.orgs.clone(),
+            created_at: g.created_at,
+            status: g.status,
+            refresh_started_at: g.refresh_started_at,
+        }
+    }
+}
+
+impl Record {
+    fn into_grant(self, install_id: InstallId) -> Grant {
+        Grant {
+            install_id,
+            access_token: self.access_token.into(),
+            refresh_token: self.refresh_token.into(),
+            token_type: self.token_type,
+            access_expires_at: self.access_expires_at,
+            access_lifetime_secs: self.access_lifetime_secs,
+            refresh_expires_at: self.refresh_expires_at,
+            refresh_lifetime_secs: self.refresh_lifetime_secs,
+            scope: self.scope,
+            bot_id: self.bot_id,
+            orgs: self.orgs,
+            created_at: self.created_at,
+            status: self.status,
+            refresh_started_at: self.refresh_started_at,
+        }
+    }
+}
+
+async fn connect_one(target: &RedisTarget, timeout: Duration) -> Result<Conn, redis::RedisError> {
+    Ok(match target {
+        RedisTarget::Single(url) => {
+            let client = redis::Client::open(url.as_str())?;
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            Conn::Single(ConnectionManager::new_with_config(client, config).await?)
+        }
+        RedisTarget::Cluster(urls) => {
+            let client = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .build()?;
+            Conn::Cluster(client.get_async_connection().await?)
+        }
+    })
+}
+
 impl Store {
-    /// Connects to Redis (fails fast when it is unreachable).
+    /// Connects to Redis (fails fast when it is unreachable) and finds out how durable a write
+    /// is there (`store::durability`). `min_replicas` is `TOKEN_REDIS_MIN_REPLICAS`.
     pub async fn connect(
         target: &RedisTarget,
         keyring: Arc<Keyring>,
         timeout: Duration,
+        min_replicas: u32,
     ) -> Result<Self, redis::RedisError> {
-        let conn = match target {
-            RedisTarget::Single(url) => {
-                let client = redis::Client::open(url.as_str())?;
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                Conn::Single(ConnectionManager::new_with_config(client, config).await?)
-            }
-            RedisTarget::Cluster(urls) => {
-                let client =
-                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
-                        .connection_timeout(timeout)
-                        .response_timeout(timeout)
-                        .retries(2)
-                        .build()?;
-                Conn::Cluster(client.get_async_connection().await?)
-            }
+        let conn = connect_one(target, timeout).await?;
+        let mut durable_conn = match target {
+            RedisTarget::Single(_) => connect_one(target, timeout).await?,
+            // The cluster client routes each command by its key; WAITAOF/WAIT have none.
+            RedisTarget::Cluster(_) => conn.clone(),
         };
+        let durability = Durability::probe(
+            &mut durable_conn,
+            matches!(target, RedisTarget::Cluster(_)),
+            min_replicas,
+            timeout,
+        )
+        .await;
         Ok(Store {
             conn,
+            durable_conn,
+            durability: Arc::new(durability),
             keyring,
             scripts: Arc::new(Scripts {
-                create: Script::new(CREATE),
-                fenced_write: Script::new(FENCED_WRITE),
-                renew: Script::new(RENEW),
-                release: Script::new(RELEASE),
-                unindex_org: Script::new(UNINDEX_ORG),
+                create: Script::new(include_str!("store/create.lua")),
+                fenced_write: Script::new(include_str!("store/fenced_write.lua")),
+                mark_sending: Script::new(include_str!("store/mark_sending.lua")),
+                settle: Script::new(include_str!("store/settle.lua")),
+                renew: Script::new(include_str!("store/renew.lua")),
+                compare_and_delete: Script::new(include_str!("store/compare_and_delete.lua")),
             }),
         })
+    }
+
+    /// What start-up found out about durable writes.
+    pub fn durability(&self) -> &Durability {
+        &self.durability
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -231,17 +330,23 @@ impl Store {
         Ok(())
     }
 
-    /// Reads one grant: one round trip (`HMGET gen rec`).
+    /// Reads one grant: one round trip (`HMGET gen rec sending`).
     pub async fn load(&self, id: &InstallId) -> Result<Option<Versioned>, StoreError> {
         let mut c = self.conn.clone();
-        let (generation, rec): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
-            .arg(grant_key(id))
-            .arg("gen")
-            .arg("rec")
-            .query_async(&mut c)
-            .await?;
+        let (generation, rec, sending): (Option<u64>, Option<Vec<u8>>, Option<String>) =
+            redis::cmd("HMGET")
+                .arg(grant_key(id))
+                .arg("gen")
+                .arg("rec")
+                .arg("sending")
+                .query_async(&mut c)
+                .await?;
         match (generation, rec) {
-            (Some(generation), Some(rec)) => self.open(id, generation, &rec).map(Some),
+            (Some(generation), Some(rec)) => {
+                let mut v = self.open(id, generation, &rec)?;
+                v.sending = sending.as_deref().and_then(SendingMark::parse);
+                Ok(Some(v))
+            }
             _ => Ok(None),
         }
     }
@@ -259,58 +364,32 @@ impl Store {
                 install: *id,
                 source,
             })?;
-        let r: Record =
+        let record: Record =
             serde_json::from_slice(&opened.plaintext).map_err(|e| StoreError::Corrupt {
                 install: *id,
                 reason: e.to_string(),
             })?;
-        let grant = Grant {
-            install_id: *id,
-            access_token: r.access_token.into(),
-            refresh_token: r.refresh_token.into(),
-            token_type: r.token_type,
-            access_expires_at: r.access_expires_at,
-            access_lifetime_secs: r.access_lifetime_secs,
-            refresh_expires_at: r.refresh_expires_at,
-            scope: r.scope,
-            bot_id: r.bot_id,
-            orgs: r.orgs,
-            created_at: r.created_at,
-            status: r.status,
-            refresh_started_at: r.refresh_started_at,
-        };
         Ok(Versioned {
             generation,
-            grant,
+            grant: record.into_grant(*id),
             sealed_with_primary: opened.sealed_with_primary,
+            sending: None,
         })
     }
 
     fn seal(&self, grant: &Grant, generation: u64) -> Vec<u8> {
-        let r = Record {
-            access_token: grant.access_token.expose_secret().to_owned(),
-            refresh_token: grant.refresh_token.expose_secret().to_owned(),
-            token_type: grant.token_type.clone(),
-            access_expires_at: grant.access_expires_at,
-            access_lifetime_secs: grant.access_lifetime_secs,
-            refresh_expires_at: grant.refresh_expires_at,
-            scope: grant.scope.clone(),
-            bot_id: grant.bot_id.clone(),
-            orgs: grant.orgs.clone(),
-            created_at: grant.created_at,
-            status: grant.status,
-            refresh_started_at: grant.refresh_started_at,
-        };
         // Serializing plain strings and numbers cannot fail.
-        let json = serde_json::to_vec(&r).unwrap_or_default();
+        let json = serde_json::to_vec(&Record::from(grant)).unwrap_or_default();
         self.keyring
             .seal(&grant.install_id.to_string(), generation, &json)
     }
 
-    /// Stores a new install's grant (generation 1), then indexes it and its orgs.
+    /// Stores a new install's grant (generation 1) and indexes it. The keep-alive entry goes
+    /// first, so a crash in between leaves an entry the sweeper drops, never a grant it misses.
     pub async fn create(&self, grant: &Grant) -> Result<(), StoreError> {
         let id = grant.install_id;
         let mut c = self.conn.clone();
+        self.index_keepalive(grant).await?;
         let created: i64 = self
             .scripts
             .create
@@ -319,20 +398,20 @@ impl Store {
             .invoke_async(&mut c)
             .await?;
         if created != 1 {
-            return Err(StoreError::Corrupt {
-                install: id,
-                reason: "install id already in use".into(),
-            });
+            return Err(StoreError::InstallIdTaken(id));
         }
         // One command per key: on a cluster these keys live on different slots.
         let _: i64 = c.zadd(INSTALLS, id.to_string(), 0).await?;
         for org in &grant.orgs {
-            let _: () = c.set(org_key(&org.id), id.to_string()).await?;
+            let _: i64 = c
+                .zadd(org_key(&org.id), id.to_string(), grant.created_at)
+                .await?;
         }
         Ok(())
     }
 
     /// Writes `grant` over generation `expected`; with `lease_owner`, only while holding the lease.
+    /// Leaves a "sending" mark as it is.
     pub async fn write_fenced(
         &self,
         expected: u64,
@@ -358,30 +437,179 @@ impl Store {
         })
     }
 
-    /// Deletes the install: its org index entries (only those still pointing at it), its listing
-    /// entry, then the grant and any lease.
-    pub async fn delete(&self, grant: &Grant) -> Result<(), StoreError> {
+    /// Writes the "sending" mark while `lease_owner` holds the lease and the record is still at
+    /// `generation`, then waits until Redis has it durably. Only `Written` allows a send.
+    pub async fn mark_sending(
+        &self,
+        id: &InstallId,
+        generation: u64,
+        lease_owner: &str,
+        mark: &SendingMark,
+    ) -> Result<Fenced, StoreError> {
+        let mut c = self.durable_conn.clone();
+        let n: i64 = self
+            .scripts
+            .mark_sending
+            .key(grant_key(id))
+            .key(lease_key(id))
+            .arg(generation.to_string())
+            .arg(lease_owner)
+            .arg(mark.encode())
+            .invoke_async(&mut c)
+            .await?;
+        match n {
+            1 => {
+                self.durability.wait(&mut c).await?;
+                Ok(Fenced::Written(generation))
+            }
+            -1 => Ok(Fenced::NotLeaseHolder),
+            _ => Ok(Fenced::Stale),
+        }
+    }
+
+    /// Stores the outcome of a refresh whose request went out under `mark`, fenced on that mark
+    /// only (not on the lease, not on the generation: whatever was written meanwhile, a
+    /// NEEDS_REAUTH for instance, is older than this outcome). Clears the mark, keeps the
+    /// keep-alive index in step, and waits until Redis has it durably.
+    pub async fn settle(
+        &self,
+        mark: &SendingMark,
+        mut generation: u64,
+        grant: &Grant,
+    ) -> Result<Settled, StoreError> {
         let id = grant.install_id;
-        let mut c = self.conn.clone();
-        for org in &grant.orgs {
-            let _: i64 = self
+        let mut c = self.durable_conn.clone();
+        let encoded = mark.encode();
+        // Each round either writes, or learns the generation a concurrent write left behind
+        // (the seal binds the generation, so the record is sealed again for it).
+        for _ in 0..16 {
+            let n: i64 = self
                 .scripts
-                .unindex_org
-                .key(org_key(&org.id))
-                .arg(id.to_string())
+                .settle
+                .key(grant_key(&id))
+                .arg(&encoded)
+                .arg((generation + 1).to_string())
+                .arg(self.seal(grant, generation + 1))
                 .invoke_async(&mut c)
                 .await?;
+            match n {
+                0 => return Ok(Settled::Orphaned),
+                n if n < 0 => generation = n.unsigned_abs(),
+                n => {
+                    if let Err(e) = self.durability.wait(&mut c).await {
+                        // Stored on the primary all the same; only its survival of a crash is
+                        // unconfirmed. Failing the refresh now would hide a good pair.
+                        tracing::error!(install_id = %id, error = %e, "refreshed grant stored but not confirmed durable");
+                    }
+                    if let Err(e) = self.index_keepalive(grant).await {
+                        // The sweeper re-scores a lagging entry when it meets it.
+                        tracing::warn!(install_id = %id, error = %e, "could not update the keep-alive index");
+                    }
+                    return Ok(Settled::Written(n as u64));
+                }
+            }
         }
-        let _: i64 = c.zrem(INSTALLS, id.to_string()).await?;
-        let _: i64 = c.del(&[grant_key(&id), lease_key(&id)]).await?;
+        Err(StoreError::Corrupt {
+            install: id,
+            reason: "the record kept changing under a settling refresh".into(),
+        })
+    }
+
+    /// Puts an ACTIVE grant with a known refresh expiry into the keep-alive index at that expiry,
+    /// or takes it out.
+    pub async fn index_keepalive(&self, grant: &Grant) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let member = grant.install_id.to_string();
+        match grant.refresh_expires_at {
+            Some(at) if grant.is_active() => {
+                let _: i64 = c.zadd(KEEPALIVE, member, at).await?;
+            }
+            _ => {
+                let _: i64 = c.zrem(KEEPALIVE, member).await?;
+            }
+        }
         Ok(())
     }
 
-    /// The install that serves `org`, if any.
-    pub async fn install_for_org(&self, org: &OrgId) -> Result<Option<InstallId>, StoreError> {
+    /// Drops an id from the keep-alive index (its grant is gone).
+    pub async fn unindex_keepalive(&self, id: &InstallId) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let v: Option<String> = c.get(org_key(org)).await?;
-        Ok(v.and_then(|s| InstallId::parse(&s).ok()))
+        let _: i64 = c.zrem(KEEPALIVE, id.to_string()).await?;
+        Ok(())
+    }
+
+    /// Up to `limit` installs whose refresh token expires at or before `until`, soonest first.
+    pub async fn keepalive_due(
+        &self,
+        until: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<InstallId>, StoreError> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = c
+            .zrangebyscore_limit(KEEPALIVE, "-inf", until, 0, limit as isize)
+            .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|s| InstallId::parse(s).ok())
+            .collect())
+    }
+
+    /// The earliest refresh-token expiry over the keep-alive index (ACTIVE installs).
+    pub async fn earliest_refresh_expiry(&self) -> Result<Option<UnixMillis>, StoreError> {
+        let mut c = self.conn.clone();
+        let first: Vec<(String, f64)> = c.zrange_withscores(KEEPALIVE, 0, 0).await?;
+        Ok(first.first().map(|(_, score)| *score as UnixMillis))
+    }
+
+    /// Deletes the install while `lease_owner` holds its lease: the grant and the lease in one
+    /// script, then its index entries. False (nothing deleted) when the lease is not ours.
+    pub async fn delete(&self, grant: &Grant, lease_owner: &str) -> Result<bool, StoreError> {
+        let id = grant.install_id;
+        let mut c = self.conn.clone();
+        let deleted: i64 = self
+            .scripts
+            .compare_and_delete
+            .key(lease_key(&id))
+            .key(grant_key(&id))
+            .arg(lease_owner)
+            .invoke_async(&mut c)
+            .await?;
+        if deleted == 0 {
+            return Ok(false);
+        }
+        // Readers skip index entries whose grant is gone, so these may lag.
+        for org in &grant.orgs {
+            let _: i64 = c.zrem(org_key(&org.id), id.to_string()).await?;
+        }
+        let _: i64 = c.zrem(INSTALLS, id.to_string()).await?;
+        self.unindex_keepalive(&id).await?;
+        Ok(true)
+    }
+
+    /// Every install that covers `org`, newest first. An org indexed before the fallback (one
+    /// install in a string key) is migrated on first read.
+    pub async fn installs_for_org(&self, org: &OrgId) -> Result<Vec<InstallId>, StoreError> {
+        let mut c = self.conn.clone();
+        let mut ids: Vec<String> = c.zrevrange(org_key(org), 0, -1).await?;
+        if ids.is_empty() {
+            let legacy: Option<String> = c.get(legacy_org_key(org)).await?;
+            if let Some(legacy) = legacy {
+                let _: i64 = c.zadd(org_key(org), &legacy, 0).await?;
+                let _: i64 = c.del(legacy_org_key(org)).await?;
+                ids.push(legacy);
+            }
+        }
+        Ok(ids
+            .iter()
+            .filter_map(|s| InstallId::parse(s).ok())
+            .collect())
+    }
+
+    /// Drops an install from an org's list (its grant is gone).
+    pub async fn unindex_org(&self, org: &OrgId, id: &InstallId) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = c.zrem(org_key(org), id.to_string()).await?;
+        Ok(())
     }
 
     /// Up to `limit` install ids after `after` (exclusive), in id order.
@@ -451,7 +679,7 @@ impl Store {
         let mut c = self.conn.clone();
         let _: i64 = self
             .scripts
-            .release
+            .compare_and_delete
             .key(lease_key(id))
             .arg(owner)
             .invoke_async(&mut c)
@@ -463,5 +691,21 @@ impl Store {
     pub async fn raw_record(&self, id: &InstallId) -> Result<Option<Vec<u8>>, StoreError> {
         let mut c = self.conn.clone();
         Ok(c.hget(grant_key(id), "rec").await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sending_marks_round_trip() {
+        let m = SendingMark {
+            replica: "ab12".into(),
+            flight: "cd34".into(),
+            at: 1_700_000_000_123,
+        };
+        assert_eq!(SendingMark::parse(&m.encode()), Some(m));
+        assert_eq!(SendingMark::parse("garbage"), None);
     }
 }

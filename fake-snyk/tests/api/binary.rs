@@ -12,6 +12,7 @@ const VARS: &[&str] = &[
     "FAKE_SNYK_CLIENT_SECRET",
     "FAKE_SNYK_REDIRECT_URIS",
     "FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS",
+    "FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS",
     "FAKE_SNYK_ORGS",
     "FAKE_SNYK_TOKEN_LATENCY_MS",
 ];
@@ -75,15 +76,14 @@ async fn the_binary_serves_and_stops_on_sigterm() {
 
 #[tokio::test]
 async fn an_invalid_variable_is_named_and_fails_the_start() {
-    let output = command(&[("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS", "soon")])
-        .output()
-        .await
-        .unwrap();
+    for (var, value) in [
+        ("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS", "soon"),
+        ("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", "0"),
+    ] {
+        let output = command(&[(var, value)]).output().await.unwrap();
 
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS"),
-        "{stderr}"
-    );
+        assert!(!output.status.success(), "{var}={value:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(var), "{stderr}");
+    }
 }

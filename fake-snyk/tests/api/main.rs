@@ -12,6 +12,7 @@ mod lifecycle;
 mod openapi;
 mod pagination;
 mod refresh;
+mod refresh_ttl;
 mod rest;
 mod revoke;
 mod token;
