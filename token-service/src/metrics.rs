@@ -264,6 +264,15 @@ impl Metrics {
             .store(i64::from(durable), Relaxed);
     }
 
+    /// The shortest remaining refresh-token life as of the last sweep (None before the first
+    /// sweep, or when no ACTIVE install has a refresh expiry).
+    pub fn min_refresh_remaining(&self) -> Option<i64> {
+        match self.gauges.min_refresh_remaining.load(Relaxed) {
+            i64::MIN => None,
+            v => Some(v),
+        }
+    }
+
     /// The durable-commits gauge as last set (None before start-up set it).
     pub fn durable_commits(&self) -> Option<bool> {
         match self.gauges.durable_commits.load(Relaxed) {

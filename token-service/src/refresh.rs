@@ -473,9 +473,12 @@ impl Refresher {
                         Some(mark) => {
                             let mut unmarked = marked.clone();
                             unmarked.refresh_started_at = None;
-                            self.settle(&mark, generation, &unmarked, lease)
-                                .await
-                                .is_err()
+                            // Anything but a clean clear may leave a mark of ours behind: this
+                            // replica then resolves it itself (see `resolve_own_doubts`).
+                            !matches!(
+                                self.settle(&mark, generation, &unmarked, lease).await,
+                                Ok(Settled::Written(_))
+                            )
                         }
                         // Nothing went out; a "started" mark alone binds nobody.
                         None => false,
@@ -615,7 +618,18 @@ impl Refresher {
                 Ok(Fenced::Stale) => {
                     return failed("the grant changed during the refresh".into(), sent, maybe_spent);
                 }
-                Err(e) => return failed(e.to_string(), sent, maybe_spent),
+                Err(e) => {
+                    // Nothing went out, but the mark may have been written: from here on it
+                    // counts as ours (an unresolved own mark is retried by this replica only).
+                    sent = Some(mark);
+                    if retries >= s.transient_retries {
+                        return failed(e.to_string(), sent, maybe_spent);
+                    }
+                    retries += 1;
+                    tracing::warn!(install_id = %id, error = %e, "could not write the sending mark; retrying");
+                    tokio::time::sleep(backoff(s.backoff_base, retries)).await;
+                    continue;
+                }
             }
             sent = Some(mark.clone());
             let error = match self.snyk.refresh(&grant.refresh_token).await {

@@ -34,6 +34,9 @@ pub struct RedisOptions {
     /// Turn on the append-only file (`appendfsync always`), for tests that restart Redis and expect
     /// the data back.
     pub persistent: bool,
+    /// With `persistent`: `appendfsync everysec` (fsync once a second, what Redis ships with)
+    /// instead of `always`.
+    pub fsync_everysec: bool,
     /// Reuse this directory (a restarted server finds its AOF there) instead of a fresh temp dir.
     pub dir: Option<PathBuf>,
     /// Reuse this TCP port (a restart keeps the address its clients know).
@@ -106,7 +109,12 @@ impl RedisServer {
                 .arg(dir.join("nodes.conf"));
         }
         if options.persistent {
-            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+            let fsync = if options.fsync_everysec {
+                "everysec"
+            } else {
+                "always"
+            };
+            cmd.args(["--appendonly", "yes", "--appendfsync", fsync]);
         } else {
             cmd.args(["--appendonly", "no"]);
         }
