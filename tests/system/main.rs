@@ -8,6 +8,7 @@ mod chaos;
 mod cluster;
 mod deploy;
 mod fuzz;
+mod longevity;
 mod projects;
 mod telemetry;
 mod tls;
