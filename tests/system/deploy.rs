@@ -369,10 +369,11 @@ fn compose_starts_services_in_dependency_order_and_nothing_waits_for_the_fake() 
         }
     }
 
-    // Redis keeps its data: AOF, fsync at least every second, a named volume.
+    // Redis keeps its data: AOF fsynced before every answer (a rotated pair survives a host
+    // crash), a named volume.
     let redis = strings(&all["redis"]["command"]).join(" ");
     assert!(
-        redis.contains("--appendonly yes") && redis.contains("--appendfsync everysec"),
+        redis.contains("--appendonly yes") && redis.contains("--appendfsync always"),
         "{redis}"
     );
     assert!(
