@@ -1,4 +1,5 @@
-//! Who is calling: the `authorization: Bearer <key>` check every RPC passes first (invariant 5).
+//! Who is calling: the `authorization: Bearer <key>` check every RPC passes first
+//! (docs/design.md, invariant 5).
 
 use snykapps_proto::auth::ClientKeys;
 use tonic::{Request, Status};

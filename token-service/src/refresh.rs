@@ -390,7 +390,12 @@ impl Refresher {
             }
         };
 
-        let lease = LeaseKeeper::start(self.store.clone(), id, owner.to_owned(), &self.settings);
+        let lease = LeaseKeeper::start(
+            self.store.clone(),
+            id,
+            owner.to_owned(),
+            self.settings.lease_ttl,
+        );
         let attempts = self
             .attempts(&marked, generation, owner, &lease, own_doubt)
             .await;
@@ -689,10 +694,9 @@ struct LeaseKeeper {
 }
 
 impl LeaseKeeper {
-    fn start(store: Store, id: InstallId, owner: String, settings: &RefreshSettings) -> Self {
+    fn start(store: Store, id: InstallId, owner: String, ttl: Duration) -> Self {
         let may_send = Arc::new(AtomicBool::new(true));
         let really_lost = Arc::new(AtomicBool::new(false));
-        let ttl = settings.lease_ttl;
         let (send, lost) = (Arc::clone(&may_send), Arc::clone(&really_lost));
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(ttl / 3);
@@ -748,4 +752,68 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     Duration::from_millis(
         rand::rng().random_range(cap.as_millis() as u64 / 2..=cap.as_millis() as u64),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use test_support::RedisServer;
+
+    use super::*;
+    use crate::{seal::Keyring, store::RedisTarget};
+
+    async fn store(redis: &RedisServer) -> Store {
+        let keyring =
+            Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        Store::connect(
+            &RedisTarget::Single(redis.url()),
+            Arc::new(keyring),
+            Duration::from_millis(300),
+            0,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// "A failed renewal stops further sends at once": a lease taken over by another owner is
+    /// noticed at the next renewal, and the holder may send no more.
+    #[tokio::test]
+    async fn a_lost_lease_stops_sends_at_the_next_renewal() {
+        let redis = RedisServer::start().unwrap();
+        let store = store(&redis).await;
+        let id = InstallId::new_random();
+        let ttl = Duration::from_millis(300);
+        assert!(store.try_lease(&id, "holder", ttl).await.unwrap());
+        let lease = LeaseKeeper::start(store.clone(), id, "holder".into(), ttl);
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert!(lease.may_send(), "renewed past its first TTL");
+        assert!(!lease.really_lost());
+
+        // The lease runs out and a successor takes it (as after a freeze).
+        store.release_lease(&id, "holder").await.unwrap();
+        assert!(store.try_lease(&id, "successor", ttl).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(!lease.may_send());
+        assert!(lease.really_lost());
+        lease.stop();
+    }
+
+    /// A renewal Redis does not answer also stops sends (the lease may be gone), without
+    /// claiming the lease is lost.
+    #[tokio::test]
+    async fn an_unanswered_renewal_stops_sends() {
+        let mut redis = RedisServer::start().unwrap();
+        let store = store(&redis).await;
+        let id = InstallId::new_random();
+        let ttl = Duration::from_millis(300);
+        assert!(store.try_lease(&id, "holder", ttl).await.unwrap());
+        let lease = LeaseKeeper::start(store.clone(), id, "holder".into(), ttl);
+        redis.kill();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!lease.may_send());
+        assert!(!lease.really_lost());
+        lease.stop();
+    }
 }

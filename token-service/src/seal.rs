@@ -1,4 +1,4 @@
-//! The AEAD keyring that seals grant records before they reach Redis (invariant 3).
+//! The AEAD keyring that seals grant records before they reach Redis (docs/design.md, invariant 3).
 //!
 //! A sealed record is `0x01 | key-id length | key id | 12-byte nonce | AES-256-GCM ciphertext+tag`.
 //! The associated data binds the ciphertext to its install, its key id and its generation, so a
