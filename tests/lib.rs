@@ -232,6 +232,30 @@ impl Stack {
         out
     }
 
+    /// token-service's own store over this stack's Redis (to set up or inspect records as a
+    /// replica would).
+    pub async fn store(&self, overrides: &[(&str, &str)]) -> token_service::store::Store {
+        let settings = self.settings(overrides);
+        token_service::store::Store::connect(
+            &settings.redis,
+            settings.keyring,
+            std::time::Duration::from_secs(2),
+            0,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// How many `grant_type=refresh_token` requests reached the fake (redeemed or not).
+    pub fn refresh_calls(&self) -> u64 {
+        self.fake
+            .stats()
+            .token_calls
+            .get("refresh_token")
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// A raw Redis connection to this stack's server.
     pub async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.redis.url())
@@ -381,6 +405,13 @@ pub fn by_install(install_id: &str) -> pb::GetAccessTokenRequest {
     }
 }
 
+pub fn by_org(org_id: &str) -> pb::GetAccessTokenRequest {
+    pb::GetAccessTokenRequest {
+        target: Some(pb::get_access_token_request::Target::OrgId(org_id.into())),
+        min_validity_seconds: 0,
+    }
+}
+
 pub fn force(install_id: &str, rejected: &str) -> pb::ForceRefreshRequest {
     pb::ForceRefreshRequest {
         target: Some(pb::force_refresh_request::Target::InstallId(
@@ -388,6 +419,25 @@ pub fn force(install_id: &str, rejected: &str) -> pb::ForceRefreshRequest {
         )),
         rejected_access_token: rejected.into(),
     }
+}
+
+/// The install as token-service reports it.
+pub async fn install_status(c: &mut Client, id: &str) -> pb::Install {
+    c.get_install(pb::GetInstallRequest {
+        install_id: id.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+/// `GetAccessToken` by install id, unwrapped to the token.
+pub async fn access_token(c: &mut Client, id: &str) -> String {
+    c.get_access_token(by_install(id))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token
 }
 
 /// Sleeps until a 2-second token is below its validity floor (a quarter of its lifetime,

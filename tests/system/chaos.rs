@@ -24,14 +24,6 @@ const TIGHT: &[(&str, &str)] = &[
     ("TOKEN_REFRESH_IN_DOUBT_SECONDS", "4"),
 ];
 
-async fn access_token(c: &mut Client, id: &str) -> String {
-    c.get_access_token(by_install(id))
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token
-}
-
 fn hour_long_tokens() -> fake_snyk::Config {
     let mut c = fake_config();
     c.access_token_ttl = Duration::from_secs(3600);
@@ -44,15 +36,6 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-async fn install_status(c: &mut Client, id: &str) -> pb::Install {
-    c.get_install(pb::GetInstallRequest {
-        install_id: id.into(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
 }
 
 /// The doomed replica's request is at the fake (held by `fault`) when it is killed.
@@ -93,14 +76,15 @@ async fn after_a_dead_sender(stack: &Stack, survivor: &Replica, install: &pb::In
     assert_eq!(got.status(), pb::InstallStatus::NeedsReauth);
     assert_eq!(got.needs_reauth_reason, "refresh_in_doubt");
     let m = survivor.metrics.snapshot();
-    assert_eq!((m.in_doubt_events, m.needs_reauth_in_doubt), (0, 1), "{m:?}");
+    assert_eq!(
+        (m.in_doubt_events, m.needs_reauth_in_doubt),
+        (0, 1),
+        "{m:?}"
+    );
     let stats = stack.fake.stats();
     assert_eq!(
-        (
-            stats.token_calls.get("refresh_token").copied(),
-            stats.spent_refresh_token_reuses
-        ),
-        (Some(1), 0),
+        (stack.refresh_calls(), stats.spent_refresh_token_reuses),
+        (1, 0),
         "the survivor never presented the token: {stats:?}"
     );
 }
@@ -161,25 +145,28 @@ async fn a_sender_frozen_past_its_lease_is_never_second_guessed() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    assert!(frozen_at.elapsed() > Duration::from_secs(4), "frozen past the in-doubt time");
+    assert!(
+        frozen_at.elapsed() > Duration::from_secs(4),
+        "frozen past the in-doubt time"
+    );
     frozen.thaw();
     let _ = call.await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let stats = stack.fake.stats();
     assert_eq!(
-        (
-            stats.token_calls.get("refresh_token").copied(),
-            stats.spent_refresh_token_reuses
-        ),
-        (Some(1), 0),
+        (stack.refresh_calls(), stats.spent_refresh_token_reuses),
+        (1, 0),
         "no second presentation: {stats:?}"
     );
     let got = install_status(&mut c, &install.install_id).await;
     match got.status() {
         pb::InstallStatus::Active => {
             let t1 = access_token(&mut c, &install.install_id).await;
-            assert!(stack.token_works(&t1).await, "the late pair landed and works");
+            assert!(
+                stack.token_works(&t1).await,
+                "the late pair landed and works"
+            );
             eprintln!("frozen sender: its late outcome landed, install ACTIVE");
         }
         status => {

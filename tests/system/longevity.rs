@@ -12,7 +12,7 @@ use token_service::{
     grant::{InstallId, now_millis},
     metrics::Metrics,
     snyk::SnykClient,
-    store::{Fenced, SendingMark, Settled, Store},
+    store::{Fenced, SendingMark, Settled},
 };
 use tonic::Code;
 
@@ -21,35 +21,6 @@ fn refresh_tokens_living(ttl: Duration) -> fake_snyk::Config {
     c.access_token_ttl = Duration::from_secs(3600);
     c.refresh_token_ttl = ttl;
     c
-}
-
-async fn install_status(c: &mut Client, id: &str) -> pb::Install {
-    c.get_install(pb::GetInstallRequest {
-        install_id: id.into(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-}
-
-async fn access_token(c: &mut Client, id: &str) -> String {
-    c.get_access_token(by_install(id))
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token
-}
-
-async fn store_of(stack: &Stack, overrides: &[(&str, &str)]) -> Store {
-    let settings = stack.settings(overrides);
-    Store::connect(
-        &settings.redis,
-        settings.keyring,
-        Duration::from_secs(2),
-        0,
-    )
-    .await
-    .unwrap()
 }
 
 /// Refresh tokens of 6 s: the keep-alive margin is capped at half of that, so an install is due
@@ -79,7 +50,10 @@ async fn idle_installs_outlive_their_refresh_tokens_with_one_refresh_per_due_ins
         .iter()
         .map(|r| r.metrics.snapshot().keepalive_refreshed)
         .sum();
-    assert!(swept >= 3, "the sweepers saw every install fresh again: {swept}");
+    assert!(
+        swept >= 3,
+        "the sweepers saw every install fresh again: {swept}"
+    );
     let remaining = replicas[0]
         .metrics
         .min_refresh_remaining()
@@ -124,7 +98,7 @@ async fn a_late_outcome_lands_over_the_in_doubt_verdict() {
     let t0 = access_token(&mut c, &install.install_id).await;
 
     // The "frozen" sender: lease, "started", "sending", then its request is redeemed at Snyk.
-    let store = store_of(&stack, tight).await;
+    let store = stack.store(tight).await;
     let owner = "frozen-sender-lease-owner";
     assert!(
         store
@@ -190,10 +164,7 @@ async fn a_late_outcome_lands_over_the_in_doubt_verdict() {
     assert!(stack.token_works(&t1).await);
     // A second settle with the same mark finds it gone: an outcome is stored once.
     assert_eq!(
-        store
-            .settle(&mark, generation, &fresh)
-            .await
-            .unwrap(),
+        store.settle(&mark, generation, &fresh).await.unwrap(),
         Settled::Orphaned
     );
     // And the stored refresh token is the live one.

@@ -8,6 +8,7 @@ mod chaos;
 mod cluster;
 mod deploy;
 mod fuzz;
+mod lifecycle;
 mod longevity;
 mod projects;
 mod telemetry;

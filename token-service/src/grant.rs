@@ -151,7 +151,12 @@ pub enum Need {
 
 impl Grant {
     /// A new install's grant, straight from the code exchange.
-    pub fn from_pair(install_id: InstallId, orgs: Vec<Org>, pair: TokenPair, now: UnixMillis) -> Grant {
+    pub fn from_pair(
+        install_id: InstallId,
+        orgs: Vec<Org>,
+        pair: TokenPair,
+        now: UnixMillis,
+    ) -> Grant {
         Grant {
             install_id,
             access_token: pair.access_token,
@@ -230,7 +235,8 @@ impl Grant {
     /// Never for a grant whose refresh token has no known expiry.
     pub fn keepalive_due(&self, margin: Duration, now: UnixMillis) -> bool {
         self.refresh_expires_at.is_some_and(|at| {
-            at.saturating_sub(now) as i128 <= self.effective_keepalive_margin(margin).as_millis() as i128
+            at.saturating_sub(now) as i128
+                <= self.effective_keepalive_margin(margin).as_millis() as i128
         })
     }
 
@@ -348,5 +354,164 @@ pub(crate) mod tests {
             !dbg.contains("snyk_at_sample") && !dbg.contains("snyk_rt_sample"),
             "{dbg}"
         );
+    }
+
+    /// A grant whose refresh token expires at `refresh_expires_at` after a lifetime of
+    /// `refresh_lifetime` seconds (the access token is irrelevant here).
+    fn with_refresh(
+        refresh_expires_at: Option<UnixMillis>,
+        refresh_lifetime: Option<u64>,
+    ) -> Grant {
+        Grant {
+            refresh_expires_at,
+            refresh_lifetime_secs: refresh_lifetime,
+            ..sample(InstallId::new_random(), 3600, 0)
+        }
+    }
+
+    #[test]
+    fn floor_is_capped_at_a_quarter_of_the_lifetime() {
+        let floor = Duration::from_secs(60);
+        // The 2-second test tokens: 0.5 s.
+        let g = sample(InstallId::new_random(), 2, 0);
+        assert_eq!(g.effective_floor(floor), Duration::from_millis(500));
+        let g = sample(InstallId::new_random(), 3, 0);
+        assert_eq!(g.effective_floor(floor), Duration::from_millis(750));
+        // Exactly a quarter: the setting as it is.
+        let g = sample(InstallId::new_random(), 240, 0);
+        assert_eq!(g.effective_floor(floor), floor);
+        let g = sample(InstallId::new_random(), 3600, 0);
+        assert_eq!(g.effective_floor(floor), floor);
+        assert_eq!(g.effective_floor(Duration::ZERO), Duration::ZERO);
+        let g = sample(InstallId::new_random(), 0, 0);
+        assert_eq!(g.effective_floor(floor), Duration::ZERO);
+    }
+
+    #[test]
+    fn servable_ahead_while_more_than_the_floor_is_left() {
+        let now = 1_000_000;
+        let floor = Duration::from_secs(60);
+        let min = Duration::ZERO;
+        // 2-second token: floor 500 ms.
+        let left = |ms: i64| sample(InstallId::new_random(), 2, now + ms);
+        assert!(left(1_000).servable_ahead(min, floor, now));
+        assert!(left(501).servable_ahead(min, floor, now));
+        assert!(
+            !left(500).servable_ahead(min, floor, now),
+            "exactly at the floor is not servable"
+        );
+        assert!(!left(499).servable_ahead(min, floor, now));
+        assert!(!left(0).servable_ahead(min, floor, now));
+        assert!(!left(-1).servable_ahead(min, floor, now), "expired");
+
+        // A caller's min_validity above the floor wins, with the same boundary.
+        let min = Duration::from_secs(1);
+        assert!(left(1_001).servable_ahead(min, floor, now));
+        assert!(!left(1_000).servable_ahead(min, floor, now));
+        assert!(!left(700).servable_ahead(min, floor, now));
+        // One below the floor does not lower it.
+        assert!(!left(500).servable_ahead(Duration::from_millis(100), floor, now));
+
+        // A zero floor: servable while the token is valid at all.
+        assert!(left(1).servable_ahead(Duration::ZERO, Duration::ZERO, now));
+        assert!(!left(0).servable_ahead(Duration::ZERO, Duration::ZERO, now));
+
+        // A long-lived token: the setting itself is the floor.
+        let g = sample(InstallId::new_random(), 3600, now + 60_001);
+        assert!(g.servable_ahead(Duration::ZERO, floor, now));
+        let g = sample(InstallId::new_random(), 3600, now + 60_000);
+        assert!(!g.servable_ahead(Duration::ZERO, floor, now));
+    }
+
+    #[test]
+    fn servable_ahead_covers_the_window_between_floor_and_margin() {
+        // Inside the margin (1 s of a 2 s token) but above the floor (0.5 s): not satisfied, yet
+        // servable; below the floor: neither.
+        let now = 1_000_000;
+        let (margin, floor) = (Duration::from_secs(300), Duration::from_secs(60));
+        let need = Need::Validity(Duration::ZERO);
+        let g = sample(InstallId::new_random(), 2, now + 900);
+        assert!(!g.satisfies(&need, margin, now));
+        assert!(g.servable_ahead(Duration::ZERO, floor, now));
+        let g = sample(InstallId::new_random(), 2, now + 400);
+        assert!(!g.satisfies(&need, margin, now));
+        assert!(!g.servable_ahead(Duration::ZERO, floor, now));
+    }
+
+    #[test]
+    fn keepalive_margin_is_capped_at_half_the_refresh_lifetime() {
+        let day = 86_400;
+        let margin = Duration::from_secs(7 * day);
+        assert_eq!(
+            with_refresh(Some(0), Some(10 * day)).effective_keepalive_margin(margin),
+            Duration::from_secs(5 * day)
+        );
+        // Exactly twice the margin: the margin as it is.
+        assert_eq!(
+            with_refresh(Some(0), Some(14 * day)).effective_keepalive_margin(margin),
+            margin
+        );
+        assert_eq!(
+            with_refresh(Some(0), Some(180 * day)).effective_keepalive_margin(margin),
+            margin
+        );
+        assert_eq!(
+            with_refresh(Some(0), Some(3)).effective_keepalive_margin(margin),
+            Duration::from_millis(1_500)
+        );
+        assert_eq!(
+            with_refresh(Some(0), Some(0)).effective_keepalive_margin(margin),
+            Duration::ZERO
+        );
+        // No known lifetime: nothing to cap by.
+        assert_eq!(
+            with_refresh(None, None).effective_keepalive_margin(margin),
+            margin
+        );
+        assert_eq!(
+            with_refresh(Some(0), None).effective_keepalive_margin(margin),
+            margin
+        );
+    }
+
+    #[test]
+    fn keepalive_is_due_within_the_effective_margin() {
+        let now = 1_000_000_000;
+        let margin = Duration::from_secs(60);
+        let at = |ms: i64| with_refresh(Some(now + ms), Some(3600));
+        assert!(!at(60_001).keepalive_due(margin, now));
+        assert!(
+            at(60_000).keepalive_due(margin, now),
+            "exactly at the margin is due"
+        );
+        assert!(at(59_999).keepalive_due(margin, now));
+        assert!(at(0).keepalive_due(margin, now));
+        assert!(at(-1_000).keepalive_due(margin, now), "already expired");
+
+        // The margin capped at half a 4-second refresh lifetime: 2 s.
+        let short = |ms: i64| with_refresh(Some(now + ms), Some(4));
+        let week = Duration::from_secs(7 * 86_400);
+        assert!(!short(2_001).keepalive_due(week, now));
+        assert!(short(2_000).keepalive_due(week, now));
+
+        // Need::KeepAlive is satisfied exactly when the keep-alive is not due.
+        assert!(at(60_001).satisfies(&Need::KeepAlive(margin), Duration::ZERO, now));
+        assert!(!at(60_000).satisfies(&Need::KeepAlive(margin), Duration::ZERO, now));
+    }
+
+    #[test]
+    fn a_refresh_token_without_expiry_is_never_due() {
+        let g = with_refresh(None, None);
+        for now in [0, 1_000_000, i64::MAX / 2, i64::MAX] {
+            assert!(!g.keepalive_due(Duration::from_secs(604_800), now));
+            assert!(!g.keepalive_due(Duration::MAX, now));
+            assert!(g.satisfies(
+                &Need::KeepAlive(Duration::from_secs(604_800)),
+                Duration::ZERO,
+                now
+            ));
+        }
+        // A lifetime without an expiry (not written by token-service, but readable): still never.
+        assert!(!with_refresh(None, Some(10)).keepalive_due(Duration::MAX, i64::MAX));
     }
 }

@@ -16,7 +16,7 @@ use rand::Rng as _;
 
 use crate::{
     error::Error,
-    grant::{InstallId, Need, now_millis},
+    grant::{InstallId, now_millis},
     metrics::{KeepAliveOutcome, Metrics},
     refresh::Refresher,
     store::Store,
@@ -145,8 +145,7 @@ impl KeepAlive {
             return KeepAliveOutcome::NotDue;
         }
         let in_doubt = self.refresher.settings().in_doubt.as_millis() as i64;
-        if v
-            .sending
+        if v.sending
             .as_ref()
             .is_some_and(|m| now_millis().saturating_sub(m.at) < in_doubt)
         {
@@ -154,7 +153,7 @@ impl KeepAlive {
             // An older mark goes through the refresher, which declares the install in doubt.
             return KeepAliveOutcome::InProgress;
         }
-        match self.refresher.token(id, Need::KeepAlive(margin)).await {
+        match self.refresher.keep_alive(id, margin).await {
             Ok(_) => KeepAliveOutcome::Refreshed,
             Err(Error::NeedsReauth(..)) => KeepAliveOutcome::NeedsReauth,
             Err(Error::UnknownInstall(_)) => KeepAliveOutcome::NotDue,

@@ -174,13 +174,25 @@ impl Refresher {
             self.metrics.token_served(Served::AheadOfRefresh);
             return Ok(v.grant);
         }
-        // A joined flight may have been started for a weaker need (say, a ForceRefresh of a token
-        // that was already replaced); then start our own. Three rounds are plenty: each round
-        // either refreshes or proves no refresh is needed.
+        let grant = self.refreshed(id, need).await?;
+        self.metrics.token_served(Served::AfterRefresh);
+        Ok(grant)
+    }
+
+    /// The keep-alive's request: a refresh token with more than `margin` (capped at half its
+    /// lifetime) left, refreshing through the same single flight and lease as callers.
+    pub async fn keep_alive(self: &Arc<Self>, id: InstallId, margin: Duration) -> FlightResult {
+        self.refreshed(id, Need::KeepAlive(margin)).await
+    }
+
+    /// Joins or starts flights until the grant satisfies `need`. A joined flight may have been
+    /// started for a weaker need (say, a ForceRefresh of a token that was already replaced); then
+    /// we start our own. Three rounds are plenty: each round either refreshes or proves no
+    /// refresh is needed.
+    async fn refreshed(self: &Arc<Self>, id: InstallId, need: Need) -> FlightResult {
         for _ in 0..3 {
             let grant = self.join_or_start(id, need.clone()).await?;
             if grant.satisfies(&need, self.settings.margin, now_millis()) {
-                self.metrics.token_served(Served::AfterRefresh);
                 return Ok(grant);
             }
         }
@@ -218,7 +230,10 @@ impl Refresher {
             .collect();
         for id in &ids {
             // The flight sees its own mark and resolves it whatever the need.
-            match self.join_or_start(*id, Need::Validity(Duration::ZERO)).await {
+            match self
+                .join_or_start(*id, Need::Validity(Duration::ZERO))
+                .await
+            {
                 Err(Error::Unavailable(_)) => {}
                 _ => {
                     self.own_doubts
@@ -611,17 +626,17 @@ impl Refresher {
                 flight: owner.to_owned(),
                 at: now_millis(),
             };
-            match self
-                .store
-                .mark_sending(&id, generation, owner, &mark)
-                .await
-            {
+            match self.store.mark_sending(&id, generation, owner, &mark).await {
                 Ok(Fenced::Written(_)) => {}
                 Ok(Fenced::NotLeaseHolder) => {
                     return failed("the refresh lease was lost".into(), sent, maybe_spent);
                 }
                 Ok(Fenced::Stale) => {
-                    return failed("the grant changed during the refresh".into(), sent, maybe_spent);
+                    return failed(
+                        "the grant changed during the refresh".into(),
+                        sent,
+                        maybe_spent,
+                    );
                 }
                 Err(e) => {
                     // Nothing went out, but the mark may have been written: from here on it
@@ -660,10 +675,15 @@ impl Refresher {
                     return failed(error.to_string(), sent, true);
                 }
                 Redemption::NotRedeemed { retry_after }
-                    if retries < s.transient_retries && !matches!(error, SnykError::Rejected { .. } | SnykError::Unexpected(_)) =>
+                    if retries < s.transient_retries
+                        && !matches!(
+                            error,
+                            SnykError::Rejected { .. } | SnykError::Unexpected(_)
+                        ) =>
                 {
                     retries += 1;
-                    let wait = backoff(s.backoff_base, retries).max(retry_after.unwrap_or_default());
+                    let wait =
+                        backoff(s.backoff_base, retries).max(retry_after.unwrap_or_default());
                     if Instant::now() + wait > last_start {
                         return failed(error.to_string(), sent, maybe_spent);
                     }
@@ -765,8 +785,7 @@ mod tests {
     use crate::{seal::Keyring, store::RedisTarget};
 
     async fn store(redis: &RedisServer) -> Store {
-        let keyring =
-            Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        let keyring = Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
         Store::connect(
             &RedisTarget::Single(redis.url()),
             Arc::new(keyring),

@@ -137,6 +137,11 @@ impl TokenApi {
         .await;
         match result {
             Ok(grant) => {
+                // The newest install serves its orgs; other replicas' caches catch up within
+                // their TTL.
+                for org in &grant.orgs {
+                    self.org_cache.forget(&org.id);
+                }
                 tracing::info!(install_id = %install_id, orgs = grant.orgs.len(), "install completed");
                 Ok(install_to_pb(&grant))
             }

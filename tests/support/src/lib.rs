@@ -280,7 +280,29 @@ impl RedisCluster {
 
 /// A TCP port that was free a moment ago (the OS picks it). Redis cannot report the port it bound
 /// for `--port 0`, so we reserve one and release it just before the server binds.
+/// A port nobody listens on now, for a server that a test starts as its own process.
+///
+/// Chosen below Linux's ephemeral range (32768-60999): a port the kernel hands out for port 0 is
+/// also what it hands out as the *source* port of outgoing connections, so between this call and
+/// the server's bind, any test's client connection could take it ("Address already in use").
+/// Below that range only another test's pick can collide, which the random start makes rare.
 pub fn free_port() -> std::io::Result<u16> {
+    const FIRST: u16 = 20_000;
+    const COUNT: u16 = 12_000;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    // Successive picks of one process step apart, so two ports asked for together differ.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = (nanos ^ std::process::id().rotate_left(16)).wrapping_add(call.wrapping_mul(7919))
+        % u32::from(COUNT);
+    for i in 0..u32::from(COUNT) {
+        let port = FIRST + ((start + i) % u32::from(COUNT)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

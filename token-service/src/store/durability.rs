@@ -109,7 +109,11 @@ impl Durability {
 }
 
 async fn probe_single(conn: &mut (impl ConnectionLike + Send)) -> Mode {
-    let info: String = match redis::cmd("INFO").arg("persistence").query_async(conn).await {
+    let info: String = match redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(conn)
+        .await
+    {
         Ok(info) => info,
         Err(e) => return Mode::NotDurable(format!("INFO persistence failed: {e}")),
     };
