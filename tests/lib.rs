@@ -30,8 +30,16 @@ use tonic::{
 pub const CLIENT_ID: &str = "test-client-id";
 pub const CLIENT_SECRET: &str = "test-client-secret";
 pub const REDIRECT_URI: &str = "http://localhost:8080/callback";
-/// The key projects-service would present to token-service.
-pub const CALLER_KEY: &str = "projects-service-key-0123456789";
+/// The key of the tests' own token-service caller, `ops`: granted every RPC, because the tests
+/// install, inspect and delete installs as an operator would. The real services get their real
+/// grants ([`PROJECTS_TOKEN_KEY`], [`AUTH_TOKEN_KEY`]).
+pub const CALLER_KEY: &str = "ops-test-caller-key-0123456789";
+/// The key projects-service presents to token-service (granted [`PROJECTS_SERVICE_RPCS`]).
+pub const PROJECTS_TOKEN_KEY: &str = "projects-service-key-0123456789";
+/// What projects-service may call on token-service (as in docker-compose.yml).
+pub const PROJECTS_SERVICE_RPCS: &str = "GetAccessToken+ForceRefresh";
+/// What auth-service may call on token-service (as in docker-compose.yml).
+pub const AUTH_SERVICE_RPCS: &str = "CompleteInstall+GetInstall";
 pub const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
@@ -114,7 +122,15 @@ impl Stack {
             ("TOKEN_ENCRYPTION_KEYS", K1.to_owned()),
             (
                 "TOKEN_SERVICE_CLIENT_KEYS",
-                format!("projects-service={CALLER_KEY}"),
+                format!(
+                    "ops={CALLER_KEY},projects-service={PROJECTS_TOKEN_KEY},auth-service={AUTH_TOKEN_KEY}"
+                ),
+            ),
+            (
+                "TOKEN_SERVICE_CALLER_RPCS",
+                format!(
+                    "ops=*,projects-service={PROJECTS_SERVICE_RPCS},auth-service={AUTH_SERVICE_RPCS}"
+                ),
             ),
             ("SNYK_TOKEN_BACKOFF_MS", "50".to_owned()),
         ];
@@ -298,7 +314,7 @@ pub async fn client_with_key(addr: SocketAddr, key: &str) -> Client {
     )
 }
 
-/// A client of `replica` with the valid caller key.
+/// A client of `replica` with the tests' own caller key ([`CALLER_KEY`], every RPC).
 pub async fn client(replica: &Replica) -> Client {
     client_with_key(replica.addr, CALLER_KEY).await
 }
@@ -349,7 +365,7 @@ impl Stack {
             ("PROJECTS_SERVICE_ADDR", "127.0.0.1:0".into()),
             ("SNYK_API_URL", self.fake.url()),
             ("TOKEN_SERVICE_URL", format!("http://{token_service}")),
-            ("TOKEN_SERVICE_API_KEY", CALLER_KEY.into()),
+            ("TOKEN_SERVICE_API_KEY", PROJECTS_TOKEN_KEY.into()),
             (
                 "PROJECTS_SERVICE_CLIENT_KEYS",
                 format!("auth-service={PROJECTS_KEY}"),
@@ -471,6 +487,8 @@ pub fn auth_fake_config() -> fake_snyk::Config {
 /// One running auth-service (its `Application`, on its own task).
 pub struct AuthService {
     pub url: String,
+    /// `http://{AUTH_SERVICE_METRICS_ADDR}`, where `/metrics` is served.
+    pub metrics_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -480,12 +498,14 @@ impl AuthService {
     pub async fn spawn(settings: auth_service::Settings) -> anyhow::Result<AuthService> {
         let app = auth_service::Application::build(settings).await?;
         let url = format!("http://{}", app.local_addr());
+        let metrics_url = format!("http://{}", app.metrics_addr());
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
         }));
         Ok(AuthService {
             url,
+            metrics_url,
             shutdown: Some(tx),
             handle,
         })
@@ -529,10 +549,8 @@ impl AuthStack {
         let redirect_uri = format!("http://127.0.0.1:{port}/callback");
         fake.redirect_uris.push(redirect_uri.clone());
         let stack = Stack::start(fake).await;
-        let keys = format!("projects-service={CALLER_KEY},auth-service={AUTH_TOKEN_KEY}");
-        let replica = stack
-            .replica(&[("TOKEN_SERVICE_CLIENT_KEYS", keys.as_str())])
-            .await;
+        // The default token-service env has auth-service's key and real grant.
+        let replica = stack.replica(&[]).await;
         let token_addr = replica.addr;
         let projects = stack.projects(token_addr, &[]).await;
         let vars = auth_vars(&stack, port, token_addr, &projects.url, overrides);
@@ -577,7 +595,7 @@ impl AuthStack {
         }
     }
 
-    /// A token-service client with projects-service's key (to inspect installs and tokens).
+    /// A token-service client with the tests' own `ops` key (to inspect installs and tokens).
     pub async fn token_client(&self) -> Client {
         client_with_key(self.token_addr, CALLER_KEY).await
     }
@@ -662,6 +680,8 @@ fn auth_vars(
 ) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = vec![
         ("AUTH_SERVICE_ADDR".into(), format!("127.0.0.1:{port}")),
+        // Port 0: the OS picks a free one (read back from `AuthService::metrics_url`).
+        ("AUTH_SERVICE_METRICS_ADDR".into(), "127.0.0.1:0".into()),
         ("SNYK_APP_URL".into(), stack.fake.url()),
         ("SNYK_CLIENT_ID".into(), CLIENT_ID.into()),
         (
@@ -734,6 +754,18 @@ impl Browser {
             .send()
             .await
             .expect("the server answers");
+        self.remember(&res);
+        res
+    }
+
+    /// An empty form `POST` to `url` with extra request `headers` (`Origin`, `Sec-Fetch-Site`: what
+    /// a real browser adds, or what a cross-site page makes it add).
+    pub async fn post(&self, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self.with_cookies(self.http.post(url)).form(&[("", ""); 0]);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.expect("the server answers");
         self.remember(&res);
         res
     }

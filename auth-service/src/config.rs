@@ -1,7 +1,7 @@
 //! Typed settings for auth-service, read from the environment and validated at start-up. Every
 //! error names the variable at fault, and no secret value ever appears in an error or in `Debug`.
 
-use std::{fmt, net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, num::NonZeroU32, time::Duration};
 
 use actix_web::cookie::Key;
 use anyhow::bail;
@@ -14,6 +14,8 @@ use url::Url;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served (`AUTH_SERVICE_METRICS_ADDR`), apart from the public port.
+    pub metrics_addr: SocketAddr,
     /// Snyk's app host (the consent page lives there).
     pub snyk_app_url: Url,
     pub client_id: String,
@@ -31,10 +33,21 @@ pub struct Settings {
     pub projects_service_api_key: SecretString,
     /// Deadline of one org's listing (projects-service follows every page).
     pub projects_service_timeout: Duration,
-    /// Where the pending OAuth states live. A secret: the URL may carry a password.
+    /// Where the pending OAuth states live (`AUTH_REDIS_URL`, else `REDIS_URL`): a Redis of its
+    /// own in compose, so browser traffic cannot evict or crowd out the grants. A secret: the URL
+    /// may carry a password.
     pub redis_url: SecretString,
-    /// Encrypts and authenticates the session cookie.
-    pub cookie_key: CookieKey,
+    /// Which variable `redis_url` came from, for error messages.
+    pub redis_url_var: &'static str,
+    /// Encrypts and authenticates the session cookie: the first key seals, every key opens.
+    pub cookie_keys: CookieKeys,
+    /// How long a session cookie is honoured after it was sealed (`AUTH_SESSION_TTL_SECONDS`).
+    pub session_ttl: Duration,
+    /// `/auth` requests allowed per client address and minute (`AUTH_RATE_LIMIT_PER_MINUTE`).
+    pub auth_rate_limit_per_minute: NonZeroU32,
+    /// Take the client address from the last `X-Forwarded-For` entry
+    /// (`AUTH_TRUST_X_FORWARDED_FOR`, default off: the TCP peer address).
+    pub trust_x_forwarded_for: bool,
     /// How long to keep serving (with readiness off) after a shutdown signal.
     pub shutdown_drain: Duration,
 }
@@ -73,8 +86,58 @@ impl fmt::Debug for CookieKey {
     }
 }
 
+/// `AUTH_COOKIE_KEY`: one key, or a comma-separated list. The first seals new cookies; every key
+/// opens, so a key rotates without signing anyone out: put the new key first, keep the old one
+/// until the sessions it sealed have expired (`AUTH_SESSION_TTL_SECONDS`), then drop it.
+#[derive(Clone)]
+pub struct CookieKeys(Vec<CookieKey>);
+
+impl CookieKeys {
+    /// Parses the list; every entry must be a valid key (see [`CookieKey::parse`]).
+    pub fn parse(value: &str) -> anyhow::Result<Self> {
+        let entries: Vec<&str> = value.split(',').map(str::trim).collect();
+        let mut keys = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            if entry.is_empty() {
+                bail!("has an empty entry (number {})", i + 1);
+            }
+            let key = CookieKey::parse(entry).map_err(|e| {
+                if entries.len() == 1 {
+                    e
+                } else {
+                    anyhow::anyhow!("entry {} {e}", i + 1)
+                }
+            })?;
+            keys.push(key);
+        }
+        Ok(CookieKeys(keys))
+    }
+
+    /// The key that seals new cookies.
+    pub fn sealing(&self) -> &Key {
+        // `parse` never builds an empty list (`split` yields at least one entry).
+        self.0[0].key()
+    }
+
+    /// Every key that may open a cookie, the sealing key first.
+    pub fn all(&self) -> Vec<Key> {
+        self.0.iter().map(|k| k.key().clone()).collect()
+    }
+}
+
+impl fmt::Debug for CookieKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CookieKeys([{} redacted])", self.0.len())
+    }
+}
+
 /// Upper bound of the client id and of one scope: far above real values.
 const MAX_TOKEN_LEN: usize = 256;
+/// 30 days.
+const DEFAULT_SESSION_TTL_SECS: u64 = 2_592_000;
+/// 400 days: the longest cookie lifetime browsers honour (RFC 6265bis).
+const MAX_SESSION_TTL_SECS: u64 = 400 * 86_400;
+const DEFAULT_AUTH_RATE_LIMIT: u32 = 30;
 
 impl Settings {
     /// Reads the settings from the process environment.
@@ -85,7 +148,7 @@ impl Settings {
     /// Reads the settings through `get`, so tests need not touch the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let env = Env::new(get);
-        let snyk_app_url = env.http_url("SNYK_APP_URL", "https://app.snyk.io")?;
+        let snyk_app_url = env.snyk_url("SNYK_APP_URL", "https://app.snyk.io")?;
         if snyk_app_url.query().is_some() {
             bail!("SNYK_APP_URL must not have a query");
         }
@@ -107,20 +170,39 @@ impl Settings {
             }
             None => None,
         };
-        let redis_url = env.var("REDIS_URL", "redis://127.0.0.1:6379");
+        let (redis_url_var, redis_url) = match env.optional("AUTH_REDIS_URL") {
+            Some(url) => ("AUTH_REDIS_URL", url),
+            None => ("REDIS_URL", env.var("REDIS_URL", "redis://127.0.0.1:6379")),
+        };
         // Parsing only (no connection yet); the error would not repeat the URL, which may hold
         // a password, and ours does not either.
         redis::Client::open(redis_url.as_str()).map_err(|_| {
             anyhow::anyhow!(
-                "REDIS_URL is not a valid Redis URL (redis://, rediss:// or redis+unix://)"
+                "{redis_url_var} is not a valid Redis URL (redis://, rediss:// or redis+unix://)"
             )
         })?;
-        let cookie_key = CookieKey::parse(&env.required("AUTH_COOKIE_KEY")?).map_err(|e| {
+        let cookie_keys = CookieKeys::parse(&env.required("AUTH_COOKIE_KEY")?).map_err(|e| {
             anyhow::anyhow!("AUTH_COOKIE_KEY {e}; generate one with `openssl rand -base64 64`")
         })?;
+        let session_ttl_secs: u64 = env.parse(
+            "AUTH_SESSION_TTL_SECONDS",
+            DEFAULT_SESSION_TTL_SECS,
+            "a whole number of seconds",
+        )?;
+        if !(1..=MAX_SESSION_TTL_SECS).contains(&session_ttl_secs) {
+            bail!("AUTH_SESSION_TTL_SECONDS must be between 1 and {MAX_SESSION_TTL_SECS}");
+        }
+        let auth_rate_limit_per_minute: NonZeroU32 = env.parse(
+            "AUTH_RATE_LIMIT_PER_MINUTE",
+            DEFAULT_AUTH_RATE_LIMIT,
+            "a whole number greater than 0",
+        )?;
+        let trust_x_forwarded_for: bool =
+            env.parse("AUTH_TRUST_X_FORWARDED_FOR", false, "true or false")?;
 
         Ok(Settings {
             addr: env.addr("AUTH_SERVICE_ADDR", "0.0.0.0:8080")?,
+            metrics_addr: env.addr("AUTH_SERVICE_METRICS_ADDR", "0.0.0.0:9465")?,
             snyk_app_url,
             client_id,
             redirect_uri,
@@ -133,14 +215,24 @@ impl Settings {
             projects_service_api_key: env.header_secret("PROJECTS_SERVICE_API_KEY")?,
             projects_service_timeout: env.millis("PROJECTS_SERVICE_TIMEOUT_MS", 30_000)?,
             redis_url: redis_url.into(),
-            cookie_key,
+            redis_url_var,
+            cookie_keys,
+            session_ttl: Duration::from_secs(session_ttl_secs),
+            auth_rate_limit_per_minute,
+            trust_x_forwarded_for,
             shutdown_drain: env.millis_or_zero("SHUTDOWN_DRAIN_MS", 0)?,
         })
     }
 
-    /// Cookies get the `Secure` attribute when the public URL (the redirect URI) is https.
+    /// When the public URL (the redirect URI) is https: cookies get the `Secure` attribute and
+    /// `__Host-` names, and responses carry `Strict-Transport-Security`.
     pub fn secure_cookies(&self) -> bool {
         self.redirect_uri.scheme() == "https"
+    }
+
+    /// The browser-facing origin (of the redirect URI): what `Origin` a same-site form post has.
+    pub fn public_origin(&self) -> String {
+        self.redirect_uri.origin().ascii_serialization()
     }
 
     /// `{SNYK_APP_URL}/oauth2/authorize`, keeping any path prefix of the app URL.
@@ -197,6 +289,15 @@ mod tests {
         assert_eq!(s.token_service_url.as_str(), "http://127.0.0.1:50051/");
         assert_eq!(s.projects_service_url.as_str(), "http://127.0.0.1:8081/");
         assert_eq!(s.redis_url(), "redis://127.0.0.1:6379");
+        assert_eq!(s.redis_url_var, "REDIS_URL");
+        assert_eq!(s.metrics_addr.to_string(), "0.0.0.0:9465");
+        assert_eq!(s.session_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(s.auth_rate_limit_per_minute.get(), 30);
+        assert!(
+            !s.trust_x_forwarded_for,
+            "the proxy header is not trusted by default"
+        );
+        assert_eq!(s.public_origin(), "http://localhost:8080");
         assert_eq!(s.scopes, None);
         assert!(!s.secure_cookies());
         assert_eq!(
@@ -268,9 +369,69 @@ mod tests {
                 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
             ),
             ("TOKEN_SERVICE_API_KEY", "two words"),
+            ("AUTH_REDIS_URL", "mysql://localhost"),
+            ("AUTH_SERVICE_METRICS_ADDR", "9465"),
+            ("AUTH_SESSION_TTL_SECONDS", "0"),
+            ("AUTH_SESSION_TTL_SECONDS", "999999999999"),
+            ("AUTH_SESSION_TTL_SECONDS", "a month"),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "-1"),
+            ("AUTH_TRUST_X_FORWARDED_FOR", "yes please"),
+            ("AUTH_COOKIE_KEY", "c2hvcnQ=,"),
+            (
+                "AUTH_COOKIE_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==,c2hvcnQ=",
+            ),
         ] {
             let err = with(&[(k, v)]).expect_err(k);
             assert!(format!("{err:#}").contains(k), "{k}={v}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn demo_secrets_need_demo_mode_and_demo_mode_refuses_snyk() {
+        for (k, v) in [
+            ("SNYK_CLIENT_ID", "demo-client-id"),
+            ("TOKEN_SERVICE_API_KEY", "demo-auth-to-token-key-not-secret"),
+            (
+                "PROJECTS_SERVICE_API_KEY",
+                "demo-auth-to-projects-key-not-secret",
+            ),
+            (
+                "AUTH_COOKIE_KEY",
+                "ZGVtby1vbmx5LWNvb2tpZS1rZXktaXQtaXMtaW4tZG9ja2VyLWNvbXBvc2UueW1sLXNvLU5PVC1BLVNFQ1JFVA==",
+            ),
+        ] {
+            let err = with(&[(k, v)]).expect_err(k);
+            assert!(
+                err.to_string().contains(k) && err.to_string().contains("DEMO_MODE"),
+                "{k}: {err}"
+            );
+            with(&[
+                (k, v),
+                ("DEMO_MODE", "true"),
+                ("SNYK_APP_URL", "http://localhost:8090"),
+            ])
+            .expect("the demo stack");
+        }
+        for extra in [
+            &[
+                ("DEMO_MODE", "true"),
+                ("SNYK_APP_URL", "https://app.snyk.io"),
+            ][..],
+            &[("DEMO_MODE", "true")][..],
+            &[("SNYK_APP_URL", "http://app.example")][..],
+            &[
+                ("DEMO_MODE", "maybe"),
+                ("SNYK_APP_URL", "http://localhost:8090"),
+            ][..],
+        ] {
+            let err = with(extra).expect_err("refused");
+            let err = err.to_string();
+            assert!(
+                err.contains("SNYK_APP_URL") || err.contains("DEMO_MODE"),
+                "{extra:?}: {err}"
+            );
         }
     }
 
@@ -280,6 +441,92 @@ mod tests {
         assert!(!format!("{err:#}").contains("hunter2"), "{err:#}");
         let err = with(&[("AUTH_COOKIE_KEY", "c2VjcmV0LWJ1dC1zaG9ydA==")]).expect_err("short");
         assert!(!format!("{err:#}").contains("c2VjcmV0"), "{err:#}");
+    }
+
+    #[test]
+    fn the_auth_redis_url_wins_over_the_shared_one() {
+        let s = with(&[
+            ("REDIS_URL", "redis://grants:6379"),
+            ("AUTH_REDIS_URL", "redis://browser:6379"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            (s.redis_url(), s.redis_url_var),
+            ("redis://browser:6379", "AUTH_REDIS_URL")
+        );
+        let s = with(&[
+            ("REDIS_URL", "redis://grants:6379"),
+            ("AUTH_REDIS_URL", " "),
+        ])
+        .expect("valid");
+        assert_eq!(
+            (s.redis_url(), s.redis_url_var),
+            ("redis://grants:6379", "REDIS_URL")
+        );
+    }
+
+    #[test]
+    fn cookie_keys_rotate_new_key_first() {
+        let other = "PwABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pg==";
+        let list = format!("{other} , {COOKIE_KEY}");
+        let mut pairs = vec![("AUTH_COOKIE_KEY", list.as_str())];
+        pairs.extend(
+            MINIMAL
+                .iter()
+                .filter(|(k, _)| *k != "AUTH_COOKIE_KEY")
+                .copied(),
+        );
+        let s = Settings::from_lookup(env(&pairs)).expect("valid");
+        let first = CookieKey::parse(other).expect("key");
+        let second = CookieKey::parse(COOKIE_KEY).expect("key");
+        assert_eq!(s.cookie_keys.sealing().master(), first.key().master());
+        let all: Vec<_> = s
+            .cookie_keys
+            .all()
+            .iter()
+            .map(|k| k.master().to_vec())
+            .collect();
+        assert_eq!(
+            all,
+            [
+                first.key().master().to_vec(),
+                second.key().master().to_vec()
+            ]
+        );
+        assert_eq!(format!("{:?}", s.cookie_keys), "CookieKeys([2 redacted])");
+        let err = with(&[("AUTH_COOKIE_KEY", "c2hvcnQ=")]).expect_err("short");
+        assert!(
+            !format!("{err:#}").contains("entry"),
+            "one key needs no number: {err:#}"
+        );
+        let bad_second = format!("{COOKIE_KEY},c2hvcnQ=");
+        let mut pairs = vec![("AUTH_COOKIE_KEY", bad_second.as_str())];
+        pairs.extend(
+            MINIMAL
+                .iter()
+                .filter(|(k, _)| *k != "AUTH_COOKIE_KEY")
+                .copied(),
+        );
+        let err = Settings::from_lookup(env(&pairs)).expect_err("bad second key");
+        assert!(
+            format!("{err:#}").contains("AUTH_COOKIE_KEY entry 2"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn session_and_rate_limit_settings_parse() {
+        let s = with(&[
+            ("AUTH_SESSION_TTL_SECONDS", "60"),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "5"),
+            ("AUTH_TRUST_X_FORWARDED_FOR", "true"),
+            ("AUTH_SERVICE_METRICS_ADDR", "127.0.0.1:0"),
+        ])
+        .expect("valid");
+        assert_eq!(s.session_ttl, Duration::from_secs(60));
+        assert_eq!(s.auth_rate_limit_per_minute.get(), 5);
+        assert!(s.trust_x_forwarded_for);
+        assert_eq!(s.metrics_addr.port(), 0);
     }
 
     #[test]

@@ -21,20 +21,32 @@ pub enum PageError {
     /// The state was started by another browser (its binding cookie does not match).
     #[error("the sign-in was started in another browser")]
     WrongBrowser,
-    /// Snyk redirected back with an OAuth error other than `access_denied`.
+    /// Snyk redirected back with an OAuth error other than `access_denied`, for a sign-in this
+    /// browser started: only then is Snyk's text shown.
     #[error("Snyk returned error {code}")]
     Snyk {
         code: String,
         description: Option<String>,
     },
+    /// An OAuth error for a state that is unknown or not this browser's: anyone can craft such a
+    /// link, so its text is not shown (no phishing text under our name).
+    #[error("a sign-in error for an unknown or foreign state")]
+    UnverifiedSignInError,
     /// token-service (Snyk behind it) refused the authorization code or verifier.
     #[error("Snyk did not accept the authorization: {0}")]
     CodeRejected(String),
     /// Unknown route, or an install this browser may not see: the same page for both.
     #[error("not found")]
     NotFound,
+    /// Another method on a known path; `allow` lists the ones it takes.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
+    /// A state-changing form posted from another site (CSRF) or without a way to tell.
+    #[error("cross-site request refused")]
+    CrossSite,
+    /// Too many sign-ins started from one address; retry after that many seconds.
+    #[error("rate limited")]
+    TooManyRequests { retry_after_secs: u64 },
     /// A service we depend on is down: `what` names it for the user.
     #[error("{what} is unavailable: {detail}")]
     Unavailable { what: &'static str, detail: String },
@@ -67,6 +79,12 @@ impl PageError {
             PageError::Snyk { code, description } => {
                 templates::snyk_error(code, description.as_deref())
             }
+            PageError::UnverifiedSignInError => templates::message(
+                "The installation was not completed",
+                "Snyk did not authorize the app, or this link does not belong to a sign-in started in \
+                 this browser. Start again in this browser.",
+                true,
+            ),
             PageError::CodeRejected(_) => templates::message(
                 "Snyk did not accept the authorization",
                 "Snyk did not accept the authorization (it may have expired or been used already). Please try again.",
@@ -75,9 +93,21 @@ impl PageError {
             PageError::NotFound => {
                 templates::message("Page not found", "There is no page at this address.", false)
             }
-            PageError::MethodNotAllowed => templates::message(
+            PageError::MethodNotAllowed { .. } => templates::message(
                 "Not allowed",
                 "This page cannot be requested that way.",
+                false,
+            ),
+            PageError::CrossSite => templates::message(
+                "Request refused",
+                "This request did not come from this app's own pages, so it was refused. Use the \
+                 button on the app's page instead.",
+                false,
+            ),
+            PageError::TooManyRequests { .. } => templates::message(
+                "Too many sign-ins",
+                "Too many installations were started from your network in the last minute. Please \
+                 wait a minute, then try again.",
                 false,
             ),
             PageError::Unavailable { what, .. } => templates::message(
@@ -103,9 +133,12 @@ impl ResponseError for PageError {
             | PageError::StateExpired
             | PageError::WrongBrowser
             | PageError::Snyk { .. }
+            | PageError::UnverifiedSignInError
             | PageError::CodeRejected(_) => StatusCode::BAD_REQUEST,
             PageError::NotFound => StatusCode::NOT_FOUND,
-            PageError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            PageError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            PageError::CrossSite => StatusCode::FORBIDDEN,
+            PageError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             PageError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -124,8 +157,14 @@ impl ResponseError for PageError {
         if matches!(self, PageError::Unavailable { .. }) {
             res.insert_header((header::RETRY_AFTER, "5"));
         }
-        if matches!(self, PageError::MethodNotAllowed) {
-            res.insert_header((header::ALLOW, "GET, HEAD"));
+        match self {
+            PageError::MethodNotAllowed { allow } => {
+                res.insert_header((header::ALLOW, *allow));
+            }
+            PageError::TooManyRequests { retry_after_secs } => {
+                res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            _ => {}
         }
         res.body(self.page())
     }
@@ -175,8 +214,16 @@ mod tests {
                 400,
             ),
             (PageError::CodeRejected("bad".into()), 400),
+            (PageError::UnverifiedSignInError, 400),
             (PageError::NotFound, 404),
-            (PageError::MethodNotAllowed, 405),
+            (PageError::MethodNotAllowed { allow: "POST" }, 405),
+            (PageError::CrossSite, 403),
+            (
+                PageError::TooManyRequests {
+                    retry_after_secs: 7,
+                },
+                429,
+            ),
             (
                 PageError::Unavailable {
                     what: "x",
@@ -207,6 +254,23 @@ mod tests {
                 .get("retry-after")
                 .map(|v| v.as_bytes()),
             Some(&b"5"[..])
+        );
+    }
+
+    #[test]
+    fn retry_after_and_allow_headers() {
+        let limited = PageError::TooManyRequests {
+            retry_after_secs: 7,
+        }
+        .error_response();
+        assert_eq!(
+            limited.headers().get("retry-after").map(|v| v.as_bytes()),
+            Some(&b"7"[..])
+        );
+        let wrong = PageError::MethodNotAllowed { allow: "POST" }.error_response();
+        assert_eq!(
+            wrong.headers().get("allow").map(|v| v.as_bytes()),
+            Some(&b"POST"[..])
         );
     }
 

@@ -1,5 +1,7 @@
-//! The projects-service client (HTTP): one org's projects, all pages, as projects-service lists
-//! them (`GET /v1/orgs/{org_id}/projects` with our key and the current span's `traceparent`).
+//! The projects-service client (HTTP): one org's projects, all pages, as one install sees them
+//! (`GET /v1/installs/{install_id}/orgs/{org_id}/projects` with our key and the current span's
+//! `traceparent`). Always by install: the install page checks access by install, so it must list
+//! with that install's token, never with whichever install serves the org.
 
 use std::{fmt, time::Duration};
 
@@ -31,8 +33,9 @@ pub enum ProjectsError {
     /// 409 `needs_reauth`: the install lost its Snyk access.
     #[error("the install needs re-authorization")]
     NeedsReauth,
-    /// 404: the org is no longer visible to the install.
-    #[error("the org is unknown to projects-service")]
+    /// 404: the org is no longer visible to the install (`unknown_org`), or the install itself
+    /// is gone (`unknown_install`: deleted between reading it and listing; nothing is visible).
+    #[error("the org is not visible to the install")]
     UnknownOrg,
     /// Down, unreachable, too slow, or Snyk unavailable behind it.
     #[error("projects-service is unavailable: {0}")]
@@ -77,22 +80,23 @@ impl ProjectsClient {
         })
     }
 
-    fn url(&self, org_id: &str) -> Url {
+    fn url(&self, install_id: &str, org_id: &str) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
-            // `push` percent-encodes, so an org id can never change the path's shape.
+            // `extend` percent-encodes each segment, so an id can never change the path's shape.
             segments
                 .pop_if_empty()
-                .extend(["v1", "orgs", org_id, "projects"]);
+                .extend(["v1", "installs", install_id, "orgs", org_id, "projects"]);
         }
         url
     }
 
+    /// `org_id`'s projects through `install_id`'s own token.
     #[tracing::instrument(skip(self))]
-    pub async fn list(&self, org_id: &str) -> Result<Listing, ProjectsError> {
+    pub async fn list(&self, install_id: &str, org_id: &str) -> Result<Listing, ProjectsError> {
         let mut req = self
             .http
-            .get(self.url(org_id))
+            .get(self.url(install_id, org_id))
             .bearer_auth(self.api_key.expose_secret());
         for (key, value) in service_runtime::telemetry::current_context_headers() {
             req = req.header(key, value);
@@ -119,7 +123,7 @@ impl ProjectsClient {
             .unwrap_or_default();
         Err(match (status, code.as_str()) {
             (StatusCode::CONFLICT, _) => ProjectsError::NeedsReauth,
-            (StatusCode::NOT_FOUND, "unknown_org") => ProjectsError::UnknownOrg,
+            (StatusCode::NOT_FOUND, "unknown_org" | "unknown_install") => ProjectsError::UnknownOrg,
             (
                 StatusCode::SERVICE_UNAVAILABLE
                 | StatusCode::BAD_GATEWAY
@@ -136,7 +140,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn org_ids_cannot_reshape_the_path() {
+    fn ids_cannot_reshape_the_path() {
         let c = ProjectsClient::new(
             Url::parse("http://127.0.0.1:8081").expect("url"),
             "k".to_owned().into(),
@@ -144,12 +148,12 @@ mod tests {
         )
         .expect("client");
         assert_eq!(
-            c.url("abc").as_str(),
-            "http://127.0.0.1:8081/v1/orgs/abc/projects"
+            c.url("i", "abc").as_str(),
+            "http://127.0.0.1:8081/v1/installs/i/orgs/abc/projects"
         );
         assert_eq!(
-            c.url("../x?y").as_str(),
-            "http://127.0.0.1:8081/v1/orgs/..%2Fx%3Fy/projects"
+            c.url("../../orgs/o/projects#", "../x?y").as_str(),
+            "http://127.0.0.1:8081/v1/installs/..%2F..%2Forgs%2Fo%2Fprojects%23/orgs/..%2Fx%3Fy/projects"
         );
     }
 

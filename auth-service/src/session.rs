@@ -4,22 +4,33 @@
 //!   SameSite=Lax (it must travel with Snyk's top-level redirect back to `/callback`), `Secure`
 //!   when the public URL is https, path `/`, lives as long as a state.
 //! - `snykapps_session`: the installs this browser completed, newest first, at most
-//!   [`MAX_INSTALLS`]. Encrypted and authenticated (AES-256-GCM, actix-web's private cookie jar,
-//!   keyed by `AUTH_COOKIE_KEY`), so it can be neither read nor forged; same attributes, 30 days.
-//!   It is what lets a browser see an install's page: install ids are never enough on their own.
+//!   [`MAX_INSTALLS`], and the moment the session ends. Encrypted and authenticated (AES-256-GCM,
+//!   actix-web's private cookie jar, keyed by `AUTH_COOKIE_KEY`), so it can be neither read nor
+//!   forged; same attributes. The expiry is inside the sealed value, so a cookie kept past its
+//!   `Max-Age` (a copied cookie, a browser that ignores it) is still refused after
+//!   `AUTH_SESSION_TTL_SECONDS`. It is what lets a browser see an install's page: install ids are
+//!   never enough on their own. `POST /logout` clears it.
+//!
+//! The first key of `AUTH_COOKIE_KEY` seals; every key opens, so keys rotate without signing
+//! anyone out. When the public URL is https both names get the `__Host-` prefix: the browser then
+//! accepts them only with `Secure`, `Path=/` and no `Domain`, so a sibling subdomain cannot plant
+//! or overwrite them (and cookies without the prefix are ignored).
+
+use std::time::Duration;
 
 use actix_web::{
     HttpRequest,
     cookie::{Cookie, CookieJar, Key, SameSite, time::Duration as CookieDuration},
 };
 
-use crate::state::{Binding, STATE_TTL};
+use crate::state::{Binding, STATE_TTL, unix_now};
 
 pub const BINDING_COOKIE: &str = "snykapps_binding";
 pub const SESSION_COOKIE: &str = "snykapps_session";
+/// The prefix of both names when the public URL is https.
+pub const HOST_PREFIX: &str = "__Host-";
 /// How many installs a session remembers; older ones drop off.
 pub const MAX_INSTALLS: usize = 10;
-const SESSION_DAYS: i64 = 30;
 /// Longest install id we keep (token-service's are 36-character UUIDs).
 const MAX_ID_LEN: usize = 64;
 
@@ -54,11 +65,23 @@ impl Session {
         self.installs.truncate(MAX_INSTALLS);
     }
 
-    fn encode(&self) -> String {
-        self.installs.join(",")
+    /// The sealed plain text: `<expires_at>|<id>,<id>,…` (Unix seconds).
+    fn encode(&self, expires_at: u64) -> String {
+        format!("{expires_at}|{}", self.installs.join(","))
     }
 
-    fn decode(value: &str) -> Session {
+    /// `None` for a value without a readable expiry (an older format, or damage) and for one
+    /// whose expiry has come.
+    fn decode(value: &str, now: u64) -> Option<Session> {
+        let (expires_at, ids) = value.split_once('|')?;
+        let expires_at: u64 = expires_at.parse().ok()?;
+        if now >= expires_at {
+            return None;
+        }
+        Some(Session::from_ids(ids))
+    }
+
+    fn from_ids(value: &str) -> Session {
         let mut installs: Vec<String> = Vec::new();
         for id in value.split(',').filter(|id| is_install_id(id)) {
             if !installs.iter().any(|i| i == id) {
@@ -70,24 +93,61 @@ impl Session {
     }
 }
 
-/// Reads and writes the cookies with one key and one `Secure` policy.
+/// Reads and writes the cookies with one keyring, one `Secure` policy and one session lifetime.
 #[derive(Clone)]
 pub struct Cookies {
-    key: Key,
+    /// Seals new sessions.
+    sealing: Key,
+    /// Open sessions sealed before a rotation (tried after `sealing`).
+    older: Vec<Key>,
     secure: bool,
+    ttl: Duration,
+    binding_name: &'static str,
+    session_name: &'static str,
 }
 
 impl std::fmt::Debug for Cookies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cookies")
             .field("secure", &self.secure)
+            .field("ttl", &self.ttl)
+            .field("keys", &(1 + self.older.len()))
             .finish_non_exhaustive()
     }
 }
 
+/// Seconds as a cookie duration, saturating.
+fn cookie_seconds(secs: u64) -> CookieDuration {
+    CookieDuration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
+}
+
 impl Cookies {
-    pub fn new(key: Key, secure: bool) -> Self {
-        Cookies { key, secure }
+    /// `sealing` seals every new session; `older` keys (and `sealing`) open them. `secure` (the
+    /// public URL is https) adds `Secure` and the `__Host-` names; sessions last `ttl`.
+    pub fn new(sealing: Key, older: Vec<Key>, secure: bool, ttl: Duration) -> Self {
+        let (binding_name, session_name) = if secure {
+            ("__Host-snykapps_binding", "__Host-snykapps_session")
+        } else {
+            (BINDING_COOKIE, SESSION_COOKIE)
+        };
+        Cookies {
+            sealing,
+            older,
+            secure,
+            ttl,
+            binding_name,
+            session_name,
+        }
+    }
+
+    /// The name of the binding cookie (`__Host-` prefixed when secure).
+    pub fn binding_name(&self) -> &'static str {
+        self.binding_name
+    }
+
+    /// The name of the session cookie (`__Host-` prefixed when secure).
+    pub fn session_name(&self) -> &'static str {
+        self.session_name
     }
 
     fn base(&self, name: &'static str, value: String, max_age: CookieDuration) -> Cookie<'static> {
@@ -102,44 +162,67 @@ impl Cookies {
 
     /// The binding this browser holds, if its cookie has the shape of one we issued.
     pub fn binding(&self, req: &HttpRequest) -> Option<Binding> {
-        req.cookie(BINDING_COOKIE)
+        req.cookie(self.binding_name)
             .and_then(|c| Binding::parse(c.value()))
     }
 
     /// Sets (or refreshes) `binding`; it outlives the states bound to it by a minute.
     pub fn binding_cookie(&self, binding: &Binding) -> Cookie<'static> {
-        let max_age =
-            CookieDuration::seconds(STATE_TTL.as_secs().try_into().unwrap_or(i64::MAX) + 60);
-        self.base(BINDING_COOKIE, binding.value().to_owned(), max_age)
+        self.base(
+            self.binding_name,
+            binding.value().to_owned(),
+            cookie_seconds(STATE_TTL.as_secs() + 60),
+        )
     }
 
-    /// The session this browser presents; empty when absent, tampered with or sealed with
-    /// another key.
+    /// The session this browser presents; empty when absent, tampered with, sealed with a key
+    /// not in the keyring, or expired.
     pub fn session(&self, req: &HttpRequest) -> Session {
-        let Some(cookie) = req.cookie(SESSION_COOKIE) else {
+        self.session_at(req, unix_now())
+    }
+
+    /// [`Cookies::session`] as of `now` (Unix seconds).
+    pub fn session_at(&self, req: &HttpRequest, now: u64) -> Session {
+        let Some(cookie) = req.cookie(self.session_name) else {
             return Session::default();
         };
         let mut jar = CookieJar::new();
         jar.add_original(cookie);
-        jar.private(&self.key)
-            .get(SESSION_COOKIE)
-            .map(|c| Session::decode(c.value()))
+        std::iter::once(&self.sealing)
+            .chain(&self.older)
+            .find_map(|key| jar.private(key).get(self.session_name))
+            .and_then(|c| Session::decode(c.value(), now))
             .unwrap_or_default()
     }
 
-    /// The sealed cookie that carries `session`.
+    /// The sealed cookie that carries `session`, valid for the session lifetime from now.
     pub fn session_cookie(&self, session: &Session) -> Cookie<'static> {
+        self.session_cookie_at(session, unix_now())
+    }
+
+    /// [`Cookies::session_cookie`] sealed at `now` (Unix seconds): it expires at `now + ttl`.
+    pub fn session_cookie_at(&self, session: &Session, now: u64) -> Cookie<'static> {
+        let ttl = self.ttl.as_secs();
         let mut jar = CookieJar::new();
-        jar.private_mut(&self.key).add(self.base(
-            SESSION_COOKIE,
-            session.encode(),
-            CookieDuration::days(SESSION_DAYS),
+        jar.private_mut(&self.sealing).add(self.base(
+            self.session_name,
+            session.encode(now.saturating_add(ttl)),
+            cookie_seconds(ttl),
         ));
         // `add` just put it there; the fallback (an empty cookie, which reads as no session) is
         // unreachable.
-        jar.get(SESSION_COOKIE)
+        jar.get(self.session_name)
             .cloned()
-            .unwrap_or_else(|| Cookie::named(SESSION_COOKIE))
+            .unwrap_or_else(|| Cookie::named(self.session_name))
+    }
+
+    /// Cookies that make the browser forget its session and binding (logout).
+    pub fn removals(&self) -> [Cookie<'static>; 2] {
+        [self.session_name, self.binding_name].map(|name| {
+            let mut c = self.base(name, String::new(), CookieDuration::ZERO);
+            c.make_removal();
+            c
+        })
     }
 }
 
@@ -149,8 +232,24 @@ mod tests {
     use super::*;
     use actix_web::test::TestRequest;
 
+    const TTL: Duration = Duration::from_secs(3600);
+
+    fn key(n: u8) -> Key {
+        Key::from(&[n; 64])
+    }
+
     fn cookies() -> Cookies {
-        Cookies::new(Key::from(&[7u8; 64]), true)
+        Cookies::new(key(7), vec![], true, TTL)
+    }
+
+    fn one_install() -> Session {
+        let mut s = Session::default();
+        s.add(&id(1));
+        s
+    }
+
+    fn presenting(cookie: Cookie<'static>) -> HttpRequest {
+        TestRequest::default().cookie(cookie).to_http_request()
     }
 
     fn id(n: usize) -> String {
@@ -191,15 +290,112 @@ mod tests {
         assert_eq!(cookie.same_site(), Some(SameSite::Lax));
         assert_eq!(cookie.secure(), Some(true));
         assert_eq!(cookie.path(), Some("/"));
+        assert_eq!(cookie.domain(), None, "__Host- cookies have no Domain");
+        assert_eq!(cookie.name(), "__Host-snykapps_session");
+        assert_eq!(cookie.max_age(), Some(CookieDuration::seconds(3600)));
         let req = TestRequest::default().cookie(cookie).to_http_request();
         assert_eq!(c.session(&req), s);
+    }
+
+    #[test]
+    fn a_session_is_refused_once_its_sealed_expiry_has_come() {
+        let c = cookies();
+        let cookie = c.session_cookie_at(&one_install(), 1_000);
+        let req = presenting(cookie);
+        assert_eq!(c.session_at(&req, 1_000 + 3599), one_install());
+        assert_eq!(
+            c.session_at(&req, 1_000 + 3600),
+            Session::default(),
+            "expired"
+        );
+        assert_eq!(c.session_at(&req, u64::MAX), Session::default());
+        // Sealed long ago with the default lifetime: refused now, whatever Max-Age said.
+        let old = Cookies::new(key(7), vec![], true, TTL).session_cookie_at(&one_install(), 0);
+        assert_eq!(c.session(&presenting(old)), Session::default());
+    }
+
+    #[test]
+    fn a_sealed_value_without_an_expiry_is_refused() {
+        // The format before sessions carried their expiry: just the ids.
+        let c = cookies();
+        let mut jar = CookieJar::new();
+        jar.private_mut(&key(7))
+            .add(Cookie::new("__Host-snykapps_session", id(1)));
+        let legacy = jar.get("__Host-snykapps_session").cloned().unwrap();
+        assert_eq!(c.session(&presenting(legacy)), Session::default());
+        for plain in ["", "|", "x|id", "-1|id", "12"] {
+            assert_eq!(Session::decode(plain, 0), None, "{plain:?}");
+        }
+    }
+
+    #[test]
+    fn keys_rotate_first_seals_all_open() {
+        let before = Cookies::new(key(1), vec![], true, TTL);
+        let sealed_with_old = before.session_cookie(&one_install());
+        let rotated = Cookies::new(key(2), vec![key(1)], true, TTL);
+        assert_eq!(
+            rotated.session(&presenting(sealed_with_old)),
+            one_install(),
+            "the old key still opens"
+        );
+        let sealed_with_new = rotated.session_cookie(&one_install());
+        assert_eq!(
+            before.session(&presenting(sealed_with_new.clone())),
+            Session::default(),
+            "the first key seals"
+        );
+        let only_new = Cookies::new(key(2), vec![], true, TTL);
+        assert_eq!(
+            only_new.session(&presenting(sealed_with_new)),
+            one_install()
+        );
+    }
+
+    #[test]
+    fn names_are_host_prefixed_only_over_https() {
+        let secure = cookies();
+        let plain = Cookies::new(key(7), vec![], false, TTL);
+        assert_eq!(
+            (secure.session_name(), secure.binding_name()),
+            ("__Host-snykapps_session", "__Host-snykapps_binding")
+        );
+        assert_eq!(
+            (plain.session_name(), plain.binding_name()),
+            ("snykapps_session", "snykapps_binding")
+        );
+        // Over https a cookie without the prefix (which a sibling subdomain could plant) is not
+        // read, even when it is validly sealed.
+        let unprefixed = plain.session_cookie(&one_install());
+        assert_eq!(secure.session(&presenting(unprefixed)), Session::default());
+        let b = Binding::generate();
+        let planted = presenting(Cookie::new(BINDING_COOKIE, b.value().to_owned()));
+        assert!(secure.binding(&planted).is_none());
+        assert!(plain.binding(&planted).is_some());
+    }
+
+    #[test]
+    fn removals_clear_both_cookies_with_matching_attributes() {
+        let c = cookies();
+        let [session, binding] = c.removals();
+        for (cookie, name) in [
+            (session, "__Host-snykapps_session"),
+            (binding, "__Host-snykapps_binding"),
+        ] {
+            assert_eq!(cookie.name(), name);
+            assert_eq!(cookie.value(), "");
+            assert_eq!(cookie.max_age(), Some(CookieDuration::ZERO));
+            assert_eq!((cookie.path(), cookie.secure()), (Some("/"), Some(true)));
+        }
     }
 
     #[test]
     fn forged_or_foreign_sessions_read_as_empty() {
         let c = cookies();
         let plain = TestRequest::default()
-            .cookie(Cookie::new(SESSION_COOKIE, id(1)))
+            .cookie(Cookie::new(
+                "__Host-snykapps_session",
+                format!("99999999999|{}", id(1)),
+            ))
             .to_http_request();
         assert_eq!(
             c.session(&plain),
@@ -209,7 +405,7 @@ mod tests {
 
         let mut s = Session::default();
         s.add(&id(1));
-        let other = Cookies::new(Key::from(&[8u8; 64]), true).session_cookie(&s);
+        let other = Cookies::new(key(8), vec![], true, TTL).session_cookie(&s);
         let req = TestRequest::default().cookie(other).to_http_request();
         assert_eq!(
             c.session(&req),
@@ -227,7 +423,7 @@ mod tests {
 
     #[test]
     fn binding_cookie_attributes() {
-        let c = Cookies::new(Key::from(&[7u8; 64]), false);
+        let c = Cookies::new(key(7), vec![], false, TTL);
         let b = Binding::generate();
         let cookie = c.binding_cookie(&b);
         assert_eq!(cookie.value(), b.value());

@@ -1,5 +1,8 @@
-//! Builds the HTTP server from settings and runs it until a shutdown future resolves
-//! (zero2prod's `Application`, mini-redis's passed-in shutdown).
+//! Builds the HTTP server (and its `/metrics` side port) from settings and runs it until a
+//! shutdown future resolves (zero2prod's `Application`, mini-redis's passed-in shutdown).
+//!
+//! `/metrics` has a listener of its own (`AUTH_SERVICE_METRICS_ADDR`) because the main port is
+//! the public one: whoever can reach the landing page must not read our counters.
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -10,6 +13,7 @@ use tracing_actix_web::TracingLogger;
 use crate::{
     config::Settings,
     projects_client::ProjectsClient,
+    rate_limit::AuthRateLimiter,
     routes::{AppState, oauth::OAuthClient, routes},
     security,
     session::Cookies,
@@ -28,18 +32,22 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 pub struct Application {
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
+    metrics_listener: std::net::TcpListener,
+    metrics_addr: SocketAddr,
     state: AppState,
     csp: String,
+    hsts: bool,
     drain: Duration,
 }
 
 impl Application {
     /// Connects to Redis (failing fast with a clear message), prepares the clients of
-    /// token-service and projects-service (lazily connected) and binds `AUTH_SERVICE_ADDR`.
+    /// token-service and projects-service (lazily connected) and binds `AUTH_SERVICE_ADDR` and
+    /// `AUTH_SERVICE_METRICS_ADDR`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let states = StateStore::connect(settings.redis_url(), REDIS_TIMEOUT)
             .await
-            .context("cannot connect to Redis at REDIS_URL")?;
+            .with_context(|| format!("cannot connect to Redis at {}", settings.redis_url_var))?;
         let tokens = TokenClient::new(
             &settings.token_service_url,
             settings.token_service_ca.as_deref(),
@@ -56,20 +64,46 @@ impl Application {
             states,
             tokens,
             projects,
-            cookies: Cookies::new(settings.cookie_key.key().clone(), settings.secure_cookies()),
+            cookies: Cookies::new(
+                settings.cookie_keys.sealing().clone(),
+                settings.cookie_keys.all().split_off(1),
+                settings.secure_cookies(),
+                settings.session_ttl,
+            ),
+            limiter: AuthRateLimiter::new(
+                settings.auth_rate_limit_per_minute,
+                settings.trust_x_forwarded_for,
+            ),
+            public_origin: settings.public_origin(),
             draining: service_runtime::http::Draining::default(),
         };
         let listener = std::net::TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on AUTH_SERVICE_ADDR {}", settings.addr))?;
         let local_addr = listener.local_addr()?;
+        let metrics_listener =
+            std::net::TcpListener::bind(settings.metrics_addr).with_context(|| {
+                format!(
+                    "cannot listen on AUTH_SERVICE_METRICS_ADDR {}",
+                    settings.metrics_addr
+                )
+            })?;
+        let metrics_addr = metrics_listener.local_addr()?;
         let csp = security::content_security_policy(state.snyk_app_url());
         Ok(Application {
             listener,
             local_addr,
+            metrics_listener,
+            metrics_addr,
             state,
             csp,
+            hsts: settings.secure_cookies(),
             drain: settings.shutdown_drain,
         })
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -83,14 +117,24 @@ impl Application {
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let draining = self.state.draining.clone();
+        let cleanup = tokio::spawn(self.state.limiter.clone().run_cleanup());
         let state = web::Data::new(self.state);
-        let csp = self.csp;
+        let (csp, hsts) = (self.csp, self.hsts);
+        let metrics = HttpServer::new(|| {
+            App::new().route("/metrics", web::get().to(service_runtime::http::metrics))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(self.metrics_listener)?
+        .run();
+        let metrics_handle = metrics.handle();
+        let metrics = tokio::spawn(metrics);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .configure(routes)
                 .wrap(from_fn(security::no_store))
-                .wrap(security::default_headers(&csp))
+                .wrap(security::default_headers(&csp, hsts))
                 .wrap(from_fn(service_runtime::http::record_duration))
                 .wrap(TracingLogger::<PathOnlyRootSpan>::new())
         })
@@ -99,18 +143,22 @@ impl Application {
         .listen(self.listener)?
         .run();
         let handle = server.handle();
-        tracing::info!(addr = %self.local_addr, "auth-service listening");
-        tokio::select! {
-            r = server => r.context("HTTP server failed")?,
+        tracing::info!(addr = %self.local_addr, metrics = %self.metrics_addr, "auth-service listening");
+        let result = tokio::select! {
+            r = server => r.context("HTTP server failed"),
             () = shutdown => {
                 tracing::info!("shutting down: readiness off, draining");
                 draining.start();
                 tokio::time::sleep(self.drain).await;
                 tracing::info!("no new requests; finishing in-flight ones");
                 handle.stop(true).await;
+                Ok(())
             }
-        }
+        };
+        cleanup.abort();
+        metrics_handle.stop(false).await;
+        let _ = metrics.await;
         tracing::info!("auth-service stopped");
-        Ok(())
+        result
     }
 }

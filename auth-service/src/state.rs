@@ -2,15 +2,20 @@
 //! ten minutes and consumed exactly once by `/callback`.
 //!
 //! Each record is `auth:state:<state>` → JSON `{verifier, binding_hash, created_at}`, written with
-//! `SET … EX 600 NX` and read with `GETDEL`, so a state is single use even when two callbacks race
-//! (across replicas too). `binding_hash` is SHA-256 of a random value that only the browser that
-//! started the sign-in holds, in an HttpOnly cookie: a state replayed from another browser (login
-//! CSRF, a leaked callback URL) does not match. Redis never sees the binding itself nor the
-//! authorization code; it does see the PKCE verifier, which is worthless without the code and
-//! lives at most ten minutes.
+//! `SET … EX 600`. `/callback` first reads it without deleting ([`StateStore::peek`]) and checks
+//! the browser binding; only the browser that started the sign-in then consumes it
+//! ([`StateStore::consume`]: a Lua compare-and-delete on the record it read), so a callback
+//! replayed from another browser neither succeeds nor spends the state of the right one, and a
+//! state is still single use when two callbacks race (across replicas too: one `DEL` wins).
+//! `binding_hash` is SHA-256 of a random value that only the browser that started the sign-in
+//! holds, in an HttpOnly cookie: a state replayed from another browser (login CSRF, a leaked
+//! callback URL) does not match. Redis never sees the binding itself nor the authorization code;
+//! it does see the PKCE verifier, which is worthless without the code and lives at most ten
+//! minutes. This is auth-service's own Redis (`AUTH_REDIS_URL`), not the grants'.
 
 use std::{
     fmt,
+    sync::LazyLock,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -118,6 +123,8 @@ pub struct Pending {
     verifier: SecretString,
     binding_hash: [u8; 32],
     created_at: u64,
+    /// The record exactly as read: [`StateStore::consume`] deletes the key only while it holds it.
+    raw: SecretString,
 }
 
 impl fmt::Debug for Pending {
@@ -172,8 +179,23 @@ fn decode(raw: &str) -> Result<Pending, StateError> {
         verifier: record.verifier.into(),
         binding_hash,
         created_at: record.created_at,
+        raw: raw.to_owned().into(),
     })
 }
+
+/// Deletes a state only if it still holds the record the caller read.
+///
+/// KEYS[1] = `auth:state:<state>`; ARGV[1] = the record as read.
+/// Answers 1 when this call consumed the state, 0 when it was gone or held something else (another
+/// callback consumed it first, or it expired).
+static CONSUME: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0",
+    )
+});
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -238,15 +260,27 @@ impl StateStore {
         Ok(state)
     }
 
-    /// Consumes `state`: the first caller gets the pending sign-in, every later one `None`, as
-    /// does a state that expired or was never issued.
-    pub async fn take(&self, state: &OAuthState) -> Result<Option<Pending>, StateError> {
+    /// Reads `state` without consuming it: `None` for a state that expired, was consumed or was
+    /// never issued. Check [`Pending::is_bound_to`] before [`StateStore::consume`].
+    pub async fn peek(&self, state: &OAuthState) -> Result<Option<Pending>, StateError> {
         let mut c = self.conn.clone();
-        let raw: Option<String> = redis::cmd("GETDEL")
+        let raw: Option<String> = redis::cmd("GET")
             .arg(state.redis_key())
             .query_async(&mut c)
             .await?;
         raw.map(|r| decode(&r)).transpose()
+    }
+
+    /// Consumes `state`, which [`StateStore::peek`] returned as `pending`: `true` for exactly one
+    /// caller, `false` for every other (a racing callback won, or the state expired since).
+    pub async fn consume(&self, state: &OAuthState, pending: &Pending) -> Result<bool, StateError> {
+        let mut c = self.conn.clone();
+        let deleted: i64 = CONSUME
+            .key(state.redis_key())
+            .arg(pending.raw.expose_secret())
+            .invoke_async(&mut c)
+            .await?;
+        Ok(deleted == 1)
     }
 }
 

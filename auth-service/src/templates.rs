@@ -161,6 +161,11 @@ impl InstallView {
     }
 }
 
+/// Logout is a form post (never a link: prefetchers and `<img>` tags follow links); the browser
+/// sends it with our `Origin`, which `POST /logout` checks.
+const LOGOUT_FORM: &str = "<form class=\"logout\" method=\"post\" action=\"/logout\">\
+    <button class=\"button\" type=\"submit\" id=\"logout\">Log out</button></form>\n";
+
 /// `GET /installs/{install_id}`.
 pub fn install(view: &InstallView) -> String {
     let mut body = String::from("<section>\n<h1>Your installation</h1>\n<p class=\"meta\">");
@@ -188,6 +193,7 @@ pub fn install(view: &InstallView) -> String {
     if view.orgs.is_empty() {
         body.push_str("<p>Snyk shows this installation no organization.</p>\n");
     }
+    body.push_str(LOGOUT_FORM);
     body.push_str("</section>\n");
     for org in &view.orgs {
         org_section(&mut body, org);
@@ -321,6 +327,13 @@ mod tests {
                 && page.contains("1 project<")
         );
         assert!(!page.contains("id=\"reconnect\""));
+        assert!(
+            page.contains(
+                "<form class=\"logout\" method=\"post\" action=\"/logout\"><button class=\"button\" \
+                 type=\"submit\" id=\"logout\">Log out</button></form>"
+            ),
+            "{page}"
+        );
         view.orgs.push(OrgView {
             id: "o2".into(),
             name: "Two".into(),

@@ -78,15 +78,21 @@ impl AppState {
     }
 }
 
-/// All routes: the app host's consent page, the API host's OAuth and REST endpoints, and the
-/// `/_fake` control endpoints.
+/// All routes: the app host's consent page, the API host's OAuth and REST endpoints, `/healthz`
+/// and, when the config allows them, the `/_fake` control endpoints (404 otherwise).
 pub(crate) fn router(state: SharedState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/oauth2/authorize", get(authorize::page))
         .route("/oauth2/authorize/decision", post(authorize::decision))
         .route("/oauth2/token", post(token::token))
         .route("/oauth2/revoke", post(token::revoke))
         .nest("/rest", rest::router())
+        // Not a Snyk endpoint: what `fake-snyk healthcheck` asks, with or without control.
+        .route("/healthz", get(|| async { "ok" }));
+    if !state.config.control_endpoints {
+        return routes.with_state(state);
+    }
+    routes
         .route("/_fake/stats", get(control::stats))
         .route(
             "/_fake/faults",

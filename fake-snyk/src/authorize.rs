@@ -12,6 +12,7 @@ use crate::app::{AppState, SharedState};
 use crate::config::Config;
 use crate::error::{authorize_error_page, html_escape, html_page};
 use crate::pkce;
+use crate::store::Orgs;
 
 /// Why an authorization request is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,24 +209,27 @@ fn validate(config: &Config, params: &Params) -> Result<ValidRequest, Refusal> {
     })
 }
 
-fn issue_code(state: &AppState, request: &ValidRequest) -> String {
+fn issue_code(state: &AppState, request: &ValidRequest, orgs: Orgs) -> String {
     state.lock().store.issue_code(
         &request.client_id,
         &request.redirect_uri,
         &request.code_challenge,
         &request.granted_scope,
+        orgs,
         Instant::now(),
     )
 }
 
-/// The test shortcut behind [`crate::FakeSnyk::approve`]: the same validation as the page plus
-/// Approve, with `response_type=code`, `code_challenge_method=S256` and some `state` filled in.
+/// The test shortcut behind [`crate::FakeSnyk::approve`] (`orgs`: every org) and
+/// [`crate::FakeSnyk::approve_for_orgs`]: the same validation as the page plus Approve, with
+/// `response_type=code`, `code_challenge_method=S256` and some `state` filled in.
 pub(crate) fn approve(
     state: &AppState,
     client_id: &str,
     redirect_uri: &str,
     code_challenge: &str,
     scope: Option<&str>,
+    orgs: Orgs,
 ) -> Result<String, AuthorizeError> {
     let mut params = Params::default();
     params.insert("response_type", "code");
@@ -238,7 +242,7 @@ pub(crate) fn approve(
         params.insert("scope", scope);
     }
     let request = validate(&state.config, &params).map_err(|r| r.error)?;
-    Ok(issue_code(state, &request))
+    Ok(issue_code(state, &request, orgs))
 }
 
 fn refusal_response(refusal: Refusal) -> Response {
@@ -358,7 +362,7 @@ pub(crate) async fn decision(
     };
     match params.single("decision") {
         Ok(Some("approve")) => {
-            let code = issue_code(&state, &request);
+            let code = issue_code(&state, &request, Orgs::All);
             redirect(
                 &request.redirect_uri,
                 &[("code", &code), ("state", &request.state)],

@@ -45,6 +45,10 @@ pub struct Config {
     pub orgs: Vec<OrgSeed>,
     /// Initial token-endpoint latency (the same as injecting [`crate::Fault::TokenLatency`]).
     pub token_latency: Duration,
+    /// Serve the `/_fake/*` control endpoints (stats, faults, token expiry). [`Config::new`] turns
+    /// them on, for tests; the binary only with `DEMO_MODE=true`, so that a fake reachable from
+    /// elsewhere cannot be steered or read.
+    pub control_endpoints: bool,
 }
 
 impl fmt::Debug for Config {
@@ -59,6 +63,7 @@ impl fmt::Debug for Config {
             .field("scope", &self.scope)
             .field("orgs", &self.orgs)
             .field("token_latency", &self.token_latency)
+            .field("control_endpoints", &self.control_endpoints)
             .finish()
     }
 }
@@ -126,6 +131,7 @@ impl Config {
             scope: DEFAULT_SCOPE.to_owned(),
             orgs: vec![OrgSeed::new("Demo Org", 25)],
             token_latency: Duration::ZERO,
+            control_endpoints: true,
         }
     }
 
@@ -193,7 +199,13 @@ impl Config {
             .parse()
             .map_err(|e| ConfigError::invalid("FAKE_SNYK_TOKEN_LATENCY_MS", &latency_raw, e))?;
 
+        let demo_raw = lookup(service_runtime::demo::DEMO_MODE);
+        let demo = service_runtime::demo::parse(demo_raw.as_deref()).map_err(|e| {
+            ConfigError::invalid("DEMO_MODE", demo_raw.as_deref().unwrap_or_default(), e)
+        })?;
+
         let mut config = Config::new(client_id.trim(), client_secret, "");
+        config.control_endpoints = demo;
         config.redirect_uris = redirect_uris;
         config.access_token_ttl = access_ttl;
         config.refresh_token_ttl = refresh_ttl;
@@ -343,6 +355,10 @@ mod tests {
         assert_eq!(config.access_token_ttl, Duration::from_secs(3600));
         assert_eq!(config.refresh_token_ttl, DEFAULT_REFRESH_TOKEN_TTL);
         assert_eq!(config.token_latency, Duration::ZERO);
+        assert!(
+            !config.control_endpoints,
+            "control endpoints only in demo mode"
+        );
         let orgs: Vec<(&str, usize)> = config
             .orgs
             .iter()
@@ -409,6 +425,7 @@ mod tests {
             ("FAKE_SNYK_ORGS", ":3"),
             ("FAKE_SNYK_ORGS", "Acme:1,Acme:2"),
             ("FAKE_SNYK_TOKEN_LATENCY_MS", "-1"),
+            ("DEMO_MODE", "maybe"),
         ] {
             let err = Config::from_lookup(lookup(&[(var, value)])).unwrap_err();
             assert!(err.to_string().contains(var), "{var}={value:?} gave {err}");
@@ -435,6 +452,16 @@ mod tests {
         let (_, config) =
             Config::from_lookup(lookup(&[("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", "60")])).unwrap();
         assert_eq!(config.access_token_ttl, DEFAULT_ACCESS_TOKEN_TTL);
+    }
+
+    #[test]
+    fn demo_mode_turns_the_control_endpoints_on() {
+        let (_, config) = Config::from_lookup(lookup(&[("DEMO_MODE", "true")])).unwrap();
+        assert!(config.control_endpoints);
+        let (_, config) = Config::from_lookup(lookup(&[("DEMO_MODE", "false")])).unwrap();
+        assert!(!config.control_endpoints);
+        // The library's default: tests drive the fake through them.
+        assert!(Config::new("c", "s", "http://x.test/cb").control_endpoints);
     }
 
     #[test]

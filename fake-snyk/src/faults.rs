@@ -47,6 +47,23 @@ pub enum Fault {
     LoseRefreshResponses(u32),
     /// After N more successful REST calls every live access token expires (0: at once).
     ExpireAccessTokensAfterRestCalls(u32),
+    /// The next `count` token requests answer `307 Temporary Redirect` to `location`, without
+    /// touching any grant. A client that followed it would re-send its form (client secret,
+    /// code or refresh token) to `location`.
+    TokenRedirects {
+        /// The `Location` header.
+        location: String,
+        /// How many requests get it.
+        count: u32,
+    },
+    /// The same for `/rest/*` requests: a client that followed it would carry its bearer token
+    /// to `location`.
+    RestRedirects {
+        /// The `Location` header.
+        location: String,
+        /// How many requests get it.
+        count: u32,
+    },
 }
 
 mod millis {
@@ -87,6 +104,8 @@ pub(crate) struct Faults {
     /// Countdowns in order of injection; only the front one runs, so two injections expire the
     /// tokens twice, one after the other.
     expire_after_rest_calls: VecDeque<u32>,
+    token_redirects: VecDeque<(String, u32)>,
+    rest_redirects: VecDeque<(String, u32)>,
 }
 
 /// What arming a fault requires the caller to do at once.
@@ -120,6 +139,13 @@ impl Faults {
                 return Armed::ExpireAccessTokensNow;
             }
             Fault::ExpireAccessTokensAfterRestCalls(n) => self.expire_after_rest_calls.push_back(n),
+            Fault::TokenRedirects { location, count } if count > 0 => {
+                self.token_redirects.push_back((location, count));
+            }
+            Fault::RestRedirects { location, count } if count > 0 => {
+                self.rest_redirects.push_back((location, count));
+            }
+            Fault::TokenRedirects { .. } | Fault::RestRedirects { .. } => {}
         }
         Armed::Nothing
     }
@@ -142,6 +168,16 @@ impl Faults {
 
     pub(crate) fn take_rest_error(&mut self) -> Option<InjectedError> {
         take_from(&mut self.rest_errors)
+    }
+
+    /// Where the next token request is redirected to, if it is.
+    pub(crate) fn take_token_redirect(&mut self) -> Option<String> {
+        take_redirect(&mut self.token_redirects)
+    }
+
+    /// Where the next REST request is redirected to, if it is.
+    pub(crate) fn take_rest_redirect(&mut self) -> Option<String> {
+        take_redirect(&mut self.rest_redirects)
     }
 
     /// Whether the refresh just applied must lose its answer (and uses up one of them).
@@ -188,6 +224,34 @@ fn push_burst(queue: &mut VecDeque<Burst>, status: u16, count: u32, retry_after:
         },
         remaining: count,
     });
+}
+
+fn take_redirect(queue: &mut VecDeque<(String, u32)>) -> Option<String> {
+    let (location, remaining) = queue.front_mut()?;
+    let location = location.clone();
+    *remaining -= 1;
+    if *remaining == 0 {
+        queue.pop_front();
+    }
+    Some(location)
+}
+
+/// `307 Temporary Redirect` to `location` (the status that keeps the method and the body, the
+/// most tempting one to follow).
+pub(crate) fn redirect_response(location: &str) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match axum::http::HeaderValue::from_str(location) {
+        Ok(value) => (
+            axum::http::StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, value)],
+        )
+            .into_response(),
+        Err(_) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "injected redirect: the location is not a valid header value",
+        )
+            .into_response(),
+    }
 }
 
 fn take_from(queue: &mut VecDeque<Burst>) -> Option<InjectedError> {
@@ -258,5 +322,35 @@ mod tests {
             r#"{"lose_refresh_responses":1}"#
         );
         assert!(serde_json::from_str::<Fault>(r#"{"nonsense":1}"#).is_err());
+        let redirect: Fault =
+            serde_json::from_str(r#"{"token_redirects":{"location":"http://x/","count":1}}"#)
+                .unwrap();
+        assert_eq!(
+            redirect,
+            Fault::TokenRedirects {
+                location: "http://x/".into(),
+                count: 1
+            }
+        );
+    }
+
+    #[test]
+    fn redirects_are_served_count_times_in_order() {
+        let mut faults = Faults::default();
+        faults.inject(Fault::RestRedirects {
+            location: "a".into(),
+            count: 2,
+        });
+        faults.inject(Fault::RestRedirects {
+            location: "b".into(),
+            count: 0,
+        });
+        faults.inject(Fault::RestRedirects {
+            location: "c".into(),
+            count: 1,
+        });
+        let seen: Vec<String> = std::iter::from_fn(|| faults.take_rest_redirect()).collect();
+        assert_eq!(seen, ["a", "a", "c"]);
+        assert!(faults.take_token_redirect().is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! The `fake-snyk` binary: serves the fake on `FAKE_SNYK_ADDR` until SIGINT or SIGTERM.
-//! `fake-snyk healthcheck` asks the fake listening on `FAKE_SNYK_ADDR` for `/_fake/stats` (exit code
-//! 0 on 200), for container healthchecks.
+//! `fake-snyk healthcheck` asks the fake listening on `FAKE_SNYK_ADDR` for `/healthz` (exit code 0
+//! on 200), for container healthchecks. The `/_fake/*` control endpoints are served only with
+//! `DEMO_MODE=true`.
 
 use anyhow::Context as _;
 use fake_snyk::{Config, FakeSnyk};
@@ -31,7 +32,7 @@ fn healthcheck() -> std::process::ExitCode {
             runtime.block_on(service_runtime::healthcheck::http(
                 "FAKE_SNYK_ADDR",
                 "127.0.0.1:8090",
-                "/_fake/stats",
+                "/healthz",
             ))
         });
     service_runtime::healthcheck::report("fake-snyk", &result)
@@ -51,6 +52,7 @@ fn init_tracing() {
 
 fn try_main() -> anyhow::Result<()> {
     let (addr, config) = Config::from_env().context("invalid configuration")?;
+    let control = config.control_endpoints;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,7 +61,7 @@ fn try_main() -> anyhow::Result<()> {
         let fake = FakeSnyk::bind(addr, config)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        tracing::info!(url = %fake.url(), "fake Snyk ready");
+        tracing::info!(url = %fake.url(), control_endpoints = control, "fake Snyk ready");
         let signal = shutdown_signal().context("cannot install signal handlers")?;
         fake.run_until(signal).await;
         Ok(())

@@ -179,6 +179,14 @@ fn handle(
     headers: &HeaderMap,
     body: impl FnOnce(&Ctx<'_>) -> Result<Value, RestError>,
 ) -> Response {
+    let redirect = state.lock().faults.take_rest_redirect();
+    if let Some(location) = redirect {
+        state
+            .lock()
+            .stats
+            .count_rest_call(307, endpoint.stats_key());
+        return crate::faults::redirect_response(&location);
+    }
     let request_id = Uuid::new_v4();
     let mut negotiated = Negotiated::default();
     let result = process(state, endpoint, query, headers, &mut negotiated, body);
@@ -361,7 +369,13 @@ fn page_request(query: &Query) -> Result<PageRequest, RestError> {
 /// `GET /rest/self`: the app instance the token belongs to.
 fn self_body(ctx: &Ctx<'_>) -> Result<Value, RestError> {
     let mut attributes = json!({"name": "Fake Snyk App"});
-    if let Some(org) = ctx.state.catalog.orgs().first() {
+    if let Some(org) = ctx
+        .state
+        .catalog
+        .orgs()
+        .iter()
+        .find(|o| ctx.principal.sees(o.id))
+    {
         attributes["default_org_context"] = json!(org.id);
     }
     Ok(json!({
@@ -395,8 +409,8 @@ fn parse_uuid(name: &'static str, raw: &str) -> Result<Uuid, RestError> {
         .ok_or_else(|| RestError::bad_parameter(name, format!("{name} {raw:?} is not a UUID")))
 }
 
-/// `GET /rest/orgs`: the seeded orgs, with the `slug`, `name`, `is_personal` and `group_id`
-/// filters of rest.json.
+/// `GET /rest/orgs`: the seeded orgs the install covers, with the `slug`, `name`, `is_personal`
+/// and `group_id` filters of rest.json.
 fn orgs_body(ctx: &Ctx<'_>) -> Result<Value, RestError> {
     let query = &ctx.query;
     let request = page_request(query)?;
@@ -411,7 +425,8 @@ fn orgs_body(ctx: &Ctx<'_>) -> Result<Value, RestError> {
     let orgs = ctx.state.catalog.orgs();
     let matches = |i: usize| {
         let org = &orgs[i];
-        slug.is_none_or(|s| org.slug == s)
+        ctx.principal.sees(org.id)
+            && slug.is_none_or(|s| org.slug == s)
             && name
                 .as_deref()
                 .is_none_or(|n| org.name.to_lowercase().contains(n))
@@ -502,11 +517,12 @@ impl ProjectFilter {
 /// `GET /rest/orgs/{org_id}/projects`.
 fn projects_body(ctx: &Ctx<'_>, org_id: &str) -> Result<Value, RestError> {
     let id = parse_uuid("org_id", org_id)?;
-    // Every install sees every seeded org, so "not visible" and "unknown" are the same 404.
+    // Snyk answers an org outside the install exactly like one that does not exist: 404.
     let org: &Org = ctx
         .state
         .catalog
         .org(id)
+        .filter(|o| ctx.principal.sees(o.id))
         .ok_or_else(|| RestError::not_found(format!("org {id} not found")))?;
     let query = &ctx.query;
     let request = page_request(query)?;

@@ -28,6 +28,7 @@ use crate::authorize::{self, AuthorizeError};
 use crate::config::Config;
 use crate::faults::Fault;
 use crate::stats::Stats;
+use crate::store::Orgs;
 
 /// Response extension: do not send this response, close the connection instead.
 #[derive(Clone, Copy, Debug)]
@@ -112,7 +113,36 @@ impl FakeSnyk {
         code_challenge: &str,
         scope: Option<&str>,
     ) -> Result<String, AuthorizeError> {
-        authorize::approve(&self.state, client_id, redirect_uri, code_challenge, scope)
+        authorize::approve(
+            &self.state,
+            client_id,
+            redirect_uri,
+            code_challenge,
+            scope,
+            Orgs::All,
+        )
+    }
+
+    /// [`FakeSnyk::approve`] by a user who installs the app in `orgs` only (Snyk's org picker on
+    /// the consent page): the grant's tokens see those orgs and no other. `GET /rest/orgs` lists
+    /// only them and `GET /rest/orgs/{other}/projects` is a 404, as for an org that does not exist.
+    /// Ids that are not seeded orgs add nothing.
+    pub fn approve_for_orgs(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+        code_challenge: &str,
+        scope: Option<&str>,
+        orgs: &[uuid::Uuid],
+    ) -> Result<String, AuthorizeError> {
+        authorize::approve(
+            &self.state,
+            client_id,
+            redirect_uri,
+            code_challenge,
+            scope,
+            Orgs::Only(orgs.to_vec()),
+        )
     }
 
     /// Every live access token expires now (REST then answers 401); refresh tokens stay usable.

@@ -28,6 +28,7 @@ struct Code {
     redirect_uri: String,
     challenge: String,
     scope: String,
+    orgs: Orgs,
     expires_at: Instant,
     /// `None` while unused; `Some(grant)` once a redemption was attempted (a code is burnt by its
     /// first redemption attempt, successful or not; `grant` is what a success produced).
@@ -38,6 +39,7 @@ struct Grant {
     client_id: String,
     bot_id: Uuid,
     scope: String,
+    orgs: Orgs,
     revoked: bool,
     current_refresh: String,
 }
@@ -77,16 +79,41 @@ pub(crate) enum GrantError {
     InvalidScope(String),
 }
 
+/// Which orgs a grant covers. The consent page grants every seeded org; a user who installs the
+/// app in chosen orgs only (Snyk's org picker) is played by [`crate::FakeSnyk::approve_for_orgs`].
+/// Snyk answers 404 for an org outside the install, as for an org that does not exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Orgs {
+    #[default]
+    All,
+    Only(Vec<Uuid>),
+}
+
+impl Orgs {
+    pub(crate) fn covers(&self, org: Uuid) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(orgs) => orgs.contains(&org),
+        }
+    }
+}
+
 /// Who an access token speaks for.
 #[derive(Debug, Clone)]
 pub(crate) struct Principal {
     pub(crate) bot_id: Uuid,
     pub(crate) scope: String,
+    pub(crate) orgs: Orgs,
 }
 
 impl Principal {
     pub(crate) fn has_scope(&self, wanted: &str) -> bool {
         self.scope.split_whitespace().any(|s| s == wanted)
+    }
+
+    /// Whether the install behind the token covers `org`.
+    pub(crate) fn sees(&self, org: Uuid) -> bool {
+        self.orgs.covers(org)
     }
 }
 
@@ -124,6 +151,7 @@ impl Store {
         redirect_uri: &str,
         challenge: &str,
         scope: &str,
+        orgs: Orgs,
         now: Instant,
     ) -> String {
         let code = pkce::random_token("snyk_ac_");
@@ -134,6 +162,7 @@ impl Store {
                 redirect_uri: redirect_uri.to_owned(),
                 challenge: challenge.to_owned(),
                 scope: scope.to_owned(),
+                orgs,
                 expires_at: now + self.lifetimes.code,
                 redeemed: None,
             },
@@ -196,6 +225,7 @@ impl Store {
         }
 
         let scope = record.scope.clone();
+        let orgs = record.orgs.clone();
         let id = self.next_grant;
         self.next_grant += 1;
         record.redeemed = Some(Some(id));
@@ -205,6 +235,7 @@ impl Store {
                 client_id: client_id.to_owned(),
                 bot_id: Uuid::new_v4(),
                 scope,
+                orgs,
                 revoked: false,
                 current_refresh: String::new(),
             },
@@ -289,6 +320,7 @@ impl Store {
         (!grant.revoked).then(|| Principal {
             bot_id: grant.bot_id,
             scope: grant.scope.clone(),
+            orgs: grant.orgs.clone(),
         })
     }
 
@@ -377,7 +409,14 @@ mod tests {
     }
 
     fn grant(store: &mut Store, now: Instant) -> Issued {
-        let code = store.issue_code("c", URI, &pkce::challenge_of(VERIFIER), "org.read", now);
+        let code = store.issue_code(
+            "c",
+            URI,
+            &pkce::challenge_of(VERIFIER),
+            "org.read",
+            Orgs::All,
+            now,
+        );
         store.exchange_code("c", &code, URI, VERIFIER, now).unwrap()
     }
 
@@ -440,7 +479,14 @@ mod tests {
     fn a_code_is_burnt_by_a_failed_attempt() {
         let mut s = store();
         let t0 = Instant::now();
-        let code = s.issue_code("c", URI, &pkce::challenge_of(VERIFIER), "org.read", t0);
+        let code = s.issue_code(
+            "c",
+            URI,
+            &pkce::challenge_of(VERIFIER),
+            "org.read",
+            Orgs::All,
+            t0,
+        );
         let wrong = "x".repeat(43);
         assert!(s.exchange_code("c", &code, URI, &wrong, t0).is_err());
         assert!(s.exchange_code("c", &code, URI, VERIFIER, t0).is_err());
@@ -451,7 +497,14 @@ mod tests {
     fn another_client_cannot_use_a_code_or_token() {
         let mut s = store();
         let t0 = Instant::now();
-        let code = s.issue_code("c", URI, &pkce::challenge_of(VERIFIER), "org.read", t0);
+        let code = s.issue_code(
+            "c",
+            URI,
+            &pkce::challenge_of(VERIFIER),
+            "org.read",
+            Orgs::All,
+            t0,
+        );
         assert!(s.exchange_code("other", &code, URI, VERIFIER, t0).is_err());
         // Not burnt by a foreign client.
         let issued = s.exchange_code("c", &code, URI, VERIFIER, t0).unwrap();

@@ -110,6 +110,9 @@ pub(crate) async fn token(
     if let Some(fault) = state.lock().faults.take_token_error() {
         return OAuthError::injected(fault).into_response();
     }
+    if let Some(location) = state.lock().faults.take_token_redirect() {
+        return crate::faults::redirect_response(&location);
+    }
 
     let outcome = form.and_then(|form| grant(&state, &form));
     match outcome {

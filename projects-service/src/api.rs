@@ -1,4 +1,5 @@
-//! The HTTP API: `GET /v1/orgs/{org_id}/projects`, `/healthz`, `/readyz`. Thin: validates,
+//! The HTTP API: `GET /v1/orgs/{org_id}/projects`, `GET
+//! /v1/installs/{install_id}/orgs/{org_id}/projects`, `/healthz`, `/readyz`. Thin: validates,
 //! authenticates, then hands over to `listing`.
 
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use snykapps_proto::auth::ClientKeys;
 use crate::{
     error::ApiError,
     listing::{Filters, Project, RetryPolicy, list_projects},
-    tokens::TokenSource,
+    tokens::{Target, TokenSource},
 };
 
 /// What every handler shares.
@@ -35,6 +36,9 @@ pub struct ProjectsQuery {
 
 #[derive(Debug, Serialize)]
 struct ProjectsResponse {
+    /// Only on the install route: whose token listed the projects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    install_id: Option<String>,
     org_id: String,
     count: usize,
     projects: Vec<Project>,
@@ -65,20 +69,18 @@ fn token_filter(name: &str, v: Option<String>) -> Result<Option<String>, ApiErro
     }
 }
 
-#[get("/v1/orgs/{org_id}/projects")]
-async fn projects(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    org_id: web::Path<String>,
-    query: Result<web::Query<ProjectsQuery>, actix_web::Error>,
-) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&state, &req)?;
-    let org = uuid::Uuid::try_parse(&org_id)
+/// A path id: a hyphenated UUID (36 characters), normalised to lower case.
+fn uuid_param(name: &str, raw: &str) -> Result<String, ApiError> {
+    uuid::Uuid::try_parse(raw)
         .ok()
-        .filter(|_| org_id.len() == 36)
-        .ok_or_else(|| ApiError::BadRequest("org_id must be a UUID".into()))?
-        .hyphenated()
-        .to_string();
+        .filter(|_| raw.len() == 36)
+        .map(|id| id.hyphenated().to_string())
+        .ok_or_else(|| ApiError::BadRequest(format!("{name} must be a UUID")))
+}
+
+fn filters(
+    query: Result<web::Query<ProjectsQuery>, actix_web::Error>,
+) -> Result<Filters, ApiError> {
     let query = query
         .map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?
         .into_inner();
@@ -90,18 +92,71 @@ async fn projects(
         }
         other => other,
     };
-    let filters = Filters {
+    Ok(Filters {
         origin: token_filter("origin", query.origin)?,
         kind: token_filter("type", query.kind)?,
         names_start_with,
-    };
-    tracing::info!(caller, org_id = %org, "listing projects");
-    let projects = list_projects(&state.rest, &state.tokens, state.policy, &org, &filters).await?;
+    })
+}
+
+/// The one listing path of both routes; only `via` (whose token) differs.
+async fn list(
+    state: &AppState,
+    caller: &str,
+    org: String,
+    via: Target<'_>,
+    filters: &Filters,
+) -> Result<HttpResponse, ApiError> {
+    tracing::info!(caller, org_id = %org, ?via, "listing projects");
+    let listed =
+        list_projects(&state.rest, &state.tokens, state.policy, &org, via, filters).await?;
     Ok(HttpResponse::Ok().json(ProjectsResponse {
+        install_id: match via {
+            Target::Install(id) => Some(id.to_owned()),
+            Target::Org(_) => None,
+        },
         org_id: org,
-        count: projects.len(),
-        projects,
+        count: listed.len(),
+        projects: listed,
     }))
+}
+
+/// The org's projects through whoever serves the org (its newest ACTIVE install).
+#[get("/v1/orgs/{org_id}/projects")]
+async fn projects(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    org_id: web::Path<String>,
+    query: Result<web::Query<ProjectsQuery>, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&state, &req)?;
+    let org = uuid_param("org_id", &org_id)?;
+    let filters = filters(query)?;
+    list(&state, caller, org.clone(), Target::Org(&org), &filters).await
+}
+
+/// The org's projects as one install sees them: that install's token and no other's, so a
+/// caller acting for an install never sees an org through someone else's grant.
+///
+/// Whether the install covers the org is left to Snyk: the token is the install's own, so Snyk
+/// can only show what the install covers, and it answers 404 for any other org (-> 404
+/// `unknown_org`, as on the org route). Asking token-service first (`GetInstall`'s orgs) would
+/// add nothing to that boundary, would check a list frozen at install time against Snyk's
+/// current one, and would need a right this service's caller key is not granted (per-caller
+/// RPCs, issue 11: `GetAccessToken` and `ForceRefresh` only).
+#[get("/v1/installs/{install_id}/orgs/{org_id}/projects")]
+async fn install_projects(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: Result<web::Query<ProjectsQuery>, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&state, &req)?;
+    let (install_id, org_id) = path.into_inner();
+    let install = uuid_param("install_id", &install_id)?;
+    let org = uuid_param("org_id", &org_id)?;
+    let filters = filters(query)?;
+    list(&state, caller, org, Target::Install(&install), &filters).await
 }
 
 #[get("/healthz")]
@@ -131,6 +186,7 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(service_runtime::http::metrics))
         .service(projects)
+        .service(install_projects)
         .service(healthz)
         .service(readyz)
         .default_service(web::to(|| async {

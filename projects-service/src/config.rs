@@ -48,7 +48,7 @@ impl Settings {
         }
         Ok(Settings {
             addr: env.addr("PROJECTS_SERVICE_ADDR", "0.0.0.0:8081")?,
-            snyk_api_url: env.http_url("SNYK_API_URL", "https://api.snyk.io")?,
+            snyk_api_url: env.snyk_url("SNYK_API_URL", "https://api.snyk.io")?,
             snyk_rest_version: version,
             snyk_timeout: env.millis("SNYK_REST_TIMEOUT_MS", 30_000)?,
             snyk_retries: env.parse("SNYK_REST_RETRIES", 4, "a whole number")?,
@@ -141,6 +141,44 @@ mod tests {
         }
         let err = Settings::from_lookup(env(&MINIMAL[1..])).expect_err("missing");
         assert!(err.to_string().contains("TOKEN_SERVICE_API_KEY"));
+    }
+
+    #[test]
+    fn demo_keys_need_demo_mode_and_demo_mode_refuses_snyk() {
+        for (k, v) in [
+            (
+                "TOKEN_SERVICE_API_KEY",
+                "demo-projects-to-token-key-not-secret",
+            ),
+            (
+                "PROJECTS_SERVICE_CLIENT_KEYS",
+                "auth-service=demo-auth-to-projects-key-not-secret",
+            ),
+        ] {
+            let err = with(&[(k, v)]).expect_err(k);
+            assert!(
+                err.to_string().contains(k) && err.to_string().contains("DEMO_MODE"),
+                "{k}: {err}"
+            );
+            with(&[
+                (k, v),
+                ("DEMO_MODE", "true"),
+                ("SNYK_API_URL", "http://fake-snyk:8090"),
+            ])
+            .expect("the demo stack");
+        }
+        for extra in [
+            &[
+                ("DEMO_MODE", "true"),
+                ("SNYK_API_URL", "https://api.us.snyk.io"),
+            ][..],
+            &[("DEMO_MODE", "true")][..],
+            &[("SNYK_API_URL", "http://api.example")][..],
+        ] {
+            let err = with(extra).expect_err("refused");
+            assert!(err.to_string().contains("SNYK_API_URL"), "{extra:?}: {err}");
+        }
+        with(&[("SNYK_API_URL", "http://[::1]:8090")]).expect("loopback");
     }
 
     #[test]

@@ -12,9 +12,12 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     BadRequest(String),
-    /// The org is unknown (to token-service or to Snyk).
+    /// The org is unknown (to token-service or to Snyk), or the install does not cover it.
     #[error("{0}")]
     NotFound(String),
+    /// No such install (install route).
+    #[error("{0}")]
+    UnknownInstall(String),
     #[error("no such route")]
     NoRoute,
     #[error("{0}")]
@@ -42,6 +45,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "unknown_org",
+            ApiError::UnknownInstall(_) => "unknown_install",
             ApiError::NoRoute => "not_found",
             ApiError::NeedsReauth(_) => "needs_reauth",
             ApiError::Unavailable { .. } => "unavailable",
@@ -56,7 +60,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::UnknownInstall(_) | ApiError::NoRoute => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::NeedsReauth(_) => StatusCode::CONFLICT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -93,6 +99,7 @@ impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
         match e {
             TokenError::UnknownOrg => ApiError::NotFound("no install serves this org".into()),
+            TokenError::UnknownInstall => ApiError::UnknownInstall("no such install".into()),
             TokenError::NeedsReauth(m) => ApiError::NeedsReauth(m),
             TokenError::Unavailable(m) => ApiError::Unavailable {
                 message: format!("token-service is unavailable: {m}"),

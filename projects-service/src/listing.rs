@@ -1,6 +1,7 @@
 //! Every project of one org: pages fetched in order (Snyk cursors are sequential), a forced
 //! refresh of exactly the rejected token on a 401 (once per page), and bounded retries of
-//! 429/5xx that resume at the page that failed.
+//! 429/5xx that resume at the page that failed. The one listing path for both routes: only the
+//! token's [`Target`] differs (the org's serving install, or one install).
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 use snyk_rest::{ProjectAttributes, RestClient, RestError};
 
-use crate::tokens::{TokenError, TokenSource};
+use crate::tokens::{Target, TokenError, TokenSource};
 
 /// Snyk's page size maximum.
 const PAGE_LIMIT: u32 = 100;
@@ -42,6 +43,8 @@ pub struct Filters {
 pub enum ListError {
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// Snyk's 404: the org does not exist or the token's install does not cover it (Snyk tells
+    /// the two apart to nobody).
     #[error("Snyk does not know this org or the install may not see it")]
     OrgNotVisible,
     #[error("Snyk rejected the access token again right after a refresh: {0}")]
@@ -83,13 +86,15 @@ fn count_snyk_call(status: String) {
         );
 }
 
-/// Lists the projects of `org` (a validated UUID) with `filters`.
-#[tracing::instrument(skip_all, fields(org_id = %org, pages = tracing::field::Empty))]
+/// Lists the projects of `org` (a validated UUID) with `filters`, with the tokens of `via`
+/// (asked again by the same target after a 401).
+#[tracing::instrument(skip_all, fields(org_id = %org, via = ?via, pages = tracing::field::Empty))]
 pub async fn list_projects(
     rest: &RestClient,
     tokens: &TokenSource,
     policy: RetryPolicy,
     org: &str,
+    via: Target<'_>,
     filters: &Filters,
 ) -> Result<Vec<Project>, ListError> {
     let mut query = Vec::new();
@@ -103,7 +108,7 @@ pub async fn list_projects(
         query.push(("names_start_with", n.as_str()));
     }
     let mut url = rest.url(&format!("/orgs/{org}/projects"), PAGE_LIMIT, &query);
-    let mut token: SecretString = tokens.get(org).await?;
+    let mut token: SecretString = tokens.get(via).await?;
     let mut projects = Vec::new();
     let mut retries_used = 0;
     let mut refreshed_for_this_page = false;
@@ -148,7 +153,7 @@ pub async fn list_projects(
                 tracing::info!(
                     "Snyk rejected the access token; asking token-service for a refresh"
                 );
-                token = tokens.force_refresh(org, &token).await?;
+                token = tokens.force_refresh(via, &token).await?;
                 refreshed_for_this_page = true;
             }
             Err(RestError::NotFound { .. }) => return Err(ListError::OrgNotVisible),

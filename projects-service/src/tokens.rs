@@ -1,5 +1,5 @@
-//! The token-service client: an access token for an org, and a forced refresh of exactly the token
-//! Snyk rejected.
+//! The token-service client: an access token for an org (whoever serves it) or for one install,
+//! and a forced refresh of exactly the token Snyk rejected, asked the same way.
 
 use std::time::Duration;
 
@@ -14,12 +14,39 @@ use tonic::{Code, transport::Channel};
 /// The service name token-service reports healthy in its gRPC health check.
 const HEALTH_SERVICE: &str = "snykapps.token.v1.TokenService";
 
+/// Whose token: token-service's two ways of naming a grant (`GetAccessToken`'s `target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// Whoever serves the org: its newest ACTIVE install, older ones as fallbacks.
+    Org(&'a str),
+    /// This install and no other, whatever org is listed with its token.
+    Install(&'a str),
+}
+
+impl Target<'_> {
+    fn for_get(self) -> get_access_token_request::Target {
+        match self {
+            Target::Org(org) => get_access_token_request::Target::OrgId(org.to_owned()),
+            Target::Install(id) => get_access_token_request::Target::InstallId(id.to_owned()),
+        }
+    }
+
+    fn for_refresh(self) -> force_refresh_request::Target {
+        match self {
+            Target::Org(org) => force_refresh_request::Target::OrgId(org.to_owned()),
+            Target::Install(id) => force_refresh_request::Target::InstallId(id.to_owned()),
+        }
+    }
+}
+
 /// Why no token could be had.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     #[error("no install serves this org")]
     UnknownOrg,
-    #[error("the install serving this org needs re-authorization: {0}")]
+    #[error("no such install")]
+    UnknownInstall,
+    #[error("the install needs re-authorization: {0}")]
     NeedsReauth(String),
     #[error("token-service is unavailable: {0}")]
     Unavailable(String),
@@ -50,10 +77,10 @@ impl TokenSource {
         })
     }
 
-    /// A valid access token for `org`.
-    pub async fn get(&self, org: &str) -> Result<SecretString, TokenError> {
+    /// A valid access token of `target`.
+    pub async fn get(&self, target: Target<'_>) -> Result<SecretString, TokenError> {
         let req = pb::GetAccessTokenRequest {
-            target: Some(get_access_token_request::Target::OrgId(org.to_owned())),
+            target: Some(target.for_get()),
             min_validity_seconds: 0,
         };
         let token = self
@@ -61,18 +88,18 @@ impl TokenSource {
             .clone()
             .get_access_token(self.caller.request(req))
             .await
-            .map_err(map_status)?;
+            .map_err(|s| map_status(target, s))?;
         Ok(token.into_inner().access_token.into())
     }
 
     /// Snyk answered 401 to `rejected`: a newer token (token-service refreshes at most once).
     pub async fn force_refresh(
         &self,
-        org: &str,
+        target: Target<'_>,
         rejected: &SecretString,
     ) -> Result<SecretString, TokenError> {
         let req = pb::ForceRefreshRequest {
-            target: Some(force_refresh_request::Target::OrgId(org.to_owned())),
+            target: Some(target.for_refresh()),
             rejected_access_token: rejected.expose_secret().to_owned(),
         };
         let token = self
@@ -80,7 +107,7 @@ impl TokenSource {
             .clone()
             .force_refresh(self.caller.request(req))
             .await
-            .map_err(map_status)?;
+            .map_err(|s| map_status(target, s))?;
         Ok(token.into_inner().access_token.into())
     }
 
@@ -90,9 +117,12 @@ impl TokenSource {
     }
 }
 
-fn map_status(s: tonic::Status) -> TokenError {
+fn map_status(target: Target<'_>, s: tonic::Status) -> TokenError {
     match s.code() {
-        Code::NotFound => TokenError::UnknownOrg,
+        Code::NotFound => match target {
+            Target::Org(_) => TokenError::UnknownOrg,
+            Target::Install(_) => TokenError::UnknownInstall,
+        },
         Code::FailedPrecondition => TokenError::NeedsReauth(s.message().to_owned()),
         Code::Unauthenticated | Code::InvalidArgument | Code::PermissionDenied => {
             TokenError::Misconfigured(s.message().to_owned())

@@ -1,11 +1,15 @@
 //! Reading settings from the environment the same way in every service: each error names the
-//! variable, secrets are refused when empty or still the `.env.example` placeholder.
+//! variable, secrets are refused when empty, still the `.env.example` placeholder, or (outside
+//! demo mode) a demo value published in docker-compose.yml; Snyk URLs must be https outside demo
+//! mode and must not be Snyk's in demo mode (the rules live in [`crate::demo`]).
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use anyhow::{Context, bail};
 use secrecy::SecretString;
 use url::Url;
+
+use crate::demo;
 
 /// The placeholder `.env.example` puts where a real value must go.
 pub const PLACEHOLDER: &str = "REPLACE-ME";
@@ -46,11 +50,24 @@ impl<'a> Env<'a> {
             .filter(|v| !v.is_empty())
     }
 
-    /// A value that must be set, and not to the `.env.example` placeholder.
+    /// `DEMO_MODE`: off when unset; an error naming it when neither a yes nor a no.
+    pub fn demo_mode(&self) -> anyhow::Result<bool> {
+        demo::parse((self.get)(demo::DEMO_MODE).as_deref())
+    }
+
+    /// A value that must be set, not to the `.env.example` placeholder, and not (unless
+    /// `DEMO_MODE=true`) to a demo value docker-compose.yml publishes.
     pub fn required(&self, k: &str) -> anyhow::Result<String> {
         match (self.get)(k) {
             Some(v) if v.contains(PLACEHOLDER) => {
                 bail!("{k} still holds the {PLACEHOLDER} placeholder from .env.example")
+            }
+            // An unreadable DEMO_MODE counts as off here; `snyk_url` names it.
+            Some(v) if demo::is_shipped(&v) && !self.demo_mode().unwrap_or(false) => {
+                bail!(
+                    "{k} holds a demo value published in docker-compose.yml, refused unless {}=true; set your own (see .env.example)",
+                    demo::DEMO_MODE
+                )
             }
             Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
             _ => bail!("{k} must be set"),
@@ -75,6 +92,28 @@ impl<'a> Env<'a> {
         }
         if u.fragment().is_some() {
             bail!("{k} must not have a fragment");
+        }
+        Ok(u)
+    }
+
+    /// The URL of a Snyk host (`SNYK_API_URL`, `SNYK_APP_URL`). Outside demo mode it must be
+    /// https unless the host is loopback (tests and local fakes); in demo mode it must not be a
+    /// snyk.io host, so the published demo secrets never reach Snyk.
+    pub fn snyk_url(&self, k: &str, default: &str) -> anyhow::Result<Url> {
+        let u = self.http_url(k, default)?;
+        if self.demo_mode()? {
+            if demo::is_snyk_host(&u) {
+                bail!(
+                    "{}=true is refused with {k}={} (a snyk.io host): demo mode runs against fake-snyk only",
+                    demo::DEMO_MODE,
+                    u.host_str().unwrap_or_default()
+                );
+            }
+        } else if u.scheme() != "https" && !demo::is_loopback(&u) {
+            bail!(
+                "{k} must be an https URL (plain http only for 127.0.0.1, ::1 or localhost, or with {}=true)",
+                demo::DEMO_MODE
+            );
         }
         Ok(u)
     }
@@ -182,5 +221,69 @@ mod tests {
             e.http_url("X", "https://api.snyk.io").unwrap().as_str(),
             "https://api.snyk.io/"
         );
+    }
+
+    #[test]
+    fn demo_values_are_refused_outside_demo_mode() {
+        for demo_mode in [None, Some("false"), Some("nonsense")] {
+            let e = Env::new(move |k| match k {
+                "MY_SECRET" => {
+                    Some("projects-service=demo-projects-to-token-key-not-secret".into())
+                }
+                "DEMO_MODE" => demo_mode.map(str::to_owned),
+                _ => None,
+            });
+            let err = e.required("MY_SECRET").unwrap_err().to_string();
+            assert!(
+                err.contains("MY_SECRET") && err.contains("DEMO_MODE"),
+                "{err}"
+            );
+            assert!(!err.contains("demo-projects"), "{err}");
+        }
+        let e = env(&[
+            ("DEMO_MODE", "true"),
+            ("S", "demo:ZGVtby1vbmx5LXRva2VuLWtleS1OT1QtQS1TRUNSRVQ="),
+        ]);
+        assert!(e.required("S").is_ok());
+        assert!(e.header_secret("S").is_ok());
+    }
+
+    #[test]
+    fn snyk_urls_are_https_outside_demo_and_never_snyk_in_demo() {
+        let real = env(&[
+            ("PLAIN", "http://api.example"),
+            ("FAKE", "http://fake-snyk:8090"),
+            ("LOCAL", "http://127.0.0.1:8090"),
+            ("LOCAL6", "http://[::1]:8090"),
+            ("LOCALHOST", "http://localhost:8090"),
+            ("SNYK", "https://api.eu.snyk.io"),
+        ]);
+        for k in ["PLAIN", "FAKE"] {
+            let err = real.snyk_url(k, "").unwrap_err().to_string();
+            assert!(err.contains(k) && err.contains("https"), "{err}");
+        }
+        for k in ["LOCAL", "LOCAL6", "LOCALHOST", "SNYK"] {
+            real.snyk_url(k, "").unwrap();
+        }
+        real.snyk_url("UNSET", "https://api.snyk.io").unwrap();
+
+        let demo = env(&[
+            ("DEMO_MODE", "true"),
+            ("FAKE", "http://fake-snyk:8090"),
+            ("SNYK", "https://api.eu.snyk.io"),
+            ("APEX", "http://snyk.io"),
+        ]);
+        demo.snyk_url("FAKE", "").unwrap();
+        for k in ["SNYK", "APEX"] {
+            let err = demo.snyk_url(k, "").unwrap_err().to_string();
+            assert!(err.contains(k) && err.contains("DEMO_MODE"), "{err}");
+        }
+        // The default counts as much as a value: demo mode needs a Snyk URL set to the fake.
+        let err = demo.snyk_url("UNSET", "https://api.snyk.io").unwrap_err();
+        assert!(err.to_string().contains("UNSET"), "{err}");
+
+        let typo = env(&[("DEMO_MODE", "ture"), ("LOCAL", "http://127.0.0.1:1")]);
+        let err = typo.snyk_url("LOCAL", "").unwrap_err();
+        assert!(err.to_string().contains("DEMO_MODE"), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 //! shutdown signal (SIGINT or SIGTERM).
 
 pub mod config;
+pub mod demo;
 pub mod grpc;
 pub mod healthcheck;
 pub mod telemetry;

@@ -120,8 +120,8 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
 
 /// `DEMO_MODE=true` (set by the demo compose stack and `scripts/dev-stack`).
 pub fn demo_mode() -> bool {
-    std::env::var("DEMO_MODE")
-        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+    // Settings already refused an unreadable value at start-up (`Env::demo_mode`).
+    crate::demo::parse(std::env::var(crate::demo::DEMO_MODE).ok().as_deref()).unwrap_or(false)
 }
 
 fn export_interval() -> Duration {

@@ -36,7 +36,8 @@ pub enum RestError {
     /// No answer (connect error, timeout, reset).
     #[error("Snyk is unreachable: {0}")]
     Transport(String),
-    /// A 2xx answer we cannot read, or a next link we will not follow.
+    /// A 2xx answer we cannot read, a redirect (never followed), or a next link we will not
+    /// follow.
     #[error("unexpected answer from Snyk: {0}")]
     Unexpected(String),
 }
@@ -159,6 +160,9 @@ impl RestClient {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .timeout(timeout)
+            // Following a redirect would carry the bearer token wherever `Location` points (reqwest
+            // drops `Authorization` only across hosts, not to another port or path): never.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("snykapps/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(RestClient {
@@ -264,6 +268,11 @@ impl RestClient {
 
 async fn error_from(response: reqwest::Response) -> RestError {
     let status = response.status();
+    if status.is_redirection() {
+        return RestError::Unexpected(format!(
+            "Snyk answered {status}, a redirect, which is never followed (check SNYK_API_URL)"
+        ));
+    }
     let retry_after = response
         .headers()
         .get(header::RETRY_AFTER)

@@ -191,6 +191,39 @@ async fn errors_are_classified() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_an_error_and_is_never_followed() {
+    let server = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    // Where the redirect points: would serve a page, and must see no request (no bearer token).
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"data": []})))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    let c = client(&server, "").await;
+    for status in [301, 302, 307, 308] {
+        server.reset().await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .insert_header("location", format!("{}/rest/orgs", elsewhere.uri())),
+            )
+            .mount(&server)
+            .await;
+        let err = c
+            .get_page::<ProjectAttributes>(&c.url("/orgs", 10, &[]), &token(), &[])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, RestError::Unexpected(m) if m.contains("redirect"))
+                && !err.is_retryable(),
+            "{status}: {err:?}"
+        );
+    }
+    elsewhere.verify().await;
+}
+
+#[tokio::test]
 async fn unreachable_is_a_transport_error() {
     let url = Url::parse("http://127.0.0.1:1").unwrap();
     let c = RestClient::new(url, "2024-05-31", Duration::from_secs(2)).unwrap();

@@ -127,7 +127,9 @@ async fn find(browser: &Client, locator: Locator<'_>) -> fantoccini::elements::E
         .at_most(STEP_TIMEOUT)
         .for_element(locator)
         .await
-        .expect("the element appears")
+        .unwrap_or_else(|e| {
+            panic!("the element {locator:?} does not appear ({e}) on this page");
+        })
 }
 
 #[tokio::test]
@@ -193,6 +195,28 @@ async fn install_in_a_real_browser_shows_the_projects() {
         .await
         .unwrap();
     assert_eq!(margin, "0px", "style.css applies");
+
+    // Log out: a form post from our own page (the browser adds our Origin), back to the landing
+    // page, and the install's page is gone for this browser.
+    find(&browser, Locator::Id("logout"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    find(&browser, Locator::Id("install")).await;
+    let landing = browser.current_url().await.unwrap();
+    assert_eq!(
+        landing.as_str(),
+        app.url("/"),
+        "logout lands on the start page"
+    );
+    browser.goto(url.as_str()).await.unwrap();
+    let text = find(&browser, Locator::Css("main"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("Page not found"), "signed out: {text}");
 
     browser.close().await.unwrap();
 }

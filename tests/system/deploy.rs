@@ -310,8 +310,8 @@ fn every_compose_app_service_runs_an_image_binary_with_its_own_healthcheck() {
                     .unwrap_or_else(|| panic!("{svc} has no healthcheck")),
             )
         };
-        if svc == "redis" {
-            assert_eq!(healthcheck(), ["CMD", "redis-cli", "ping"]);
+        if svc == "redis" || svc == "redis-auth" {
+            assert_eq!(healthcheck(), ["CMD", "redis-cli", "ping"], "{svc}");
         }
         if service["image"].as_str() != Some(IMAGE) {
             continue;
@@ -351,7 +351,8 @@ fn compose_starts_services_in_dependency_order_and_nothing_waits_for_the_fake() 
     assert_eq!(deps("projects-service"), healthy(&["token-service"]));
     assert_eq!(
         deps("auth-service"),
-        healthy(&["redis", "token-service", "projects-service"])
+        healthy(&["redis-auth", "token-service", "projects-service"]),
+        "auth-service keeps its browser state in a Redis of its own, not the grants'"
     );
     for (key, service) in all {
         let svc = name(key);
@@ -381,6 +382,36 @@ fn compose_starts_services_in_dependency_order_and_nothing_waits_for_the_fake() 
             .iter()
             .any(|v| v.ends_with(":/data"))
     );
+    // The grants are never evicted: a full Redis refuses writes instead.
+    assert!(redis.contains("--maxmemory-policy noeviction"), "{redis}");
+
+    // auth-service's own Redis: small, evicting, no persistence, not published; auth-service
+    // uses it and not the grants' Redis.
+    let redis_auth = strings(&all["redis-auth"]["command"]).join(" ");
+    for flag in ["--maxmemory 32mb", "--maxmemory-policy allkeys-lru"] {
+        assert!(
+            redis_auth.contains(flag),
+            "redis-auth: {flag} in {redis_auth}"
+        );
+    }
+    assert_eq!(all["redis-auth"]["image"], all["redis"]["image"]);
+    assert!(
+        all["redis-auth"].get("ports").is_none(),
+        "redis-auth is not published"
+    );
+    assert!(
+        all["redis"].get("ports").is_none(),
+        "redis is not published"
+    );
+    assert_eq!(
+        env(&all["auth-service"], "AUTH_REDIS_URL"),
+        Some("redis://redis-auth:6379")
+    );
+    assert_eq!(
+        env(&all["auth-service"], "REDIS_URL"),
+        None,
+        "auth-service must not reach the grants' Redis"
+    );
 }
 
 #[test]
@@ -399,6 +430,11 @@ fn compose_wires_services_by_name_on_the_ports_they_listen_on() {
     let token_metrics = listen("token-service", "TOKEN_SERVICE_METRICS_ADDR");
     let projects = listen("projects-service", "PROJECTS_SERVICE_ADDR");
     let auth = listen("auth-service", "AUTH_SERVICE_ADDR");
+    let auth_metrics = listen("auth-service", "AUTH_SERVICE_METRICS_ADDR");
+    assert_ne!(
+        auth, auth_metrics,
+        "auth-service's /metrics has a port of its own"
+    );
     let fake = listen("fake-snyk", "FAKE_SNYK_ADDR");
 
     let token_url = format!("http://token-service:{token}");
@@ -428,11 +464,13 @@ fn compose_wires_services_by_name_on_the_ports_they_listen_on() {
     );
     assert_eq!(
         strings(&all["fake-snyk"]["ports"]),
-        [format!("{fake}:{fake}")]
+        [format!("127.0.0.1:{fake}:{fake}")]
     );
     assert_eq!(
         strings(&all["auth-service"]["ports"]),
-        [format!("{auth}:{auth}")]
+        [format!(
+            "${{AUTH_SERVICE_PUBLISH:-127.0.0.1}}:{auth}:{auth}"
+        )]
     );
     assert_eq!(
         env(&all["fake-snyk"], "FAKE_SNYK_REDIRECT_URIS"),
@@ -460,7 +498,7 @@ fn compose_wires_services_by_name_on_the_ports_they_listen_on() {
         .map(str::to_owned)
         .collect();
     for expected in [
-        format!("auth-service:{auth}"),
+        format!("auth-service:{auth_metrics}"),
         format!("projects-service:{projects}"),
         format!("token-service:{token_metrics}"),
     ] {
@@ -500,6 +538,87 @@ fn compose_wires_services_by_name_on_the_ports_they_listen_on() {
     )));
 }
 
+#[test]
+fn compose_publishes_ports_on_this_machine_only() {
+    let compose = yaml("docker-compose.yml");
+    let mut published = 0;
+    for (key, service) in services(&compose) {
+        let svc = name(key);
+        let Some(ports) = service.get("ports") else {
+            continue;
+        };
+        for port in strings(ports) {
+            published += 1;
+            // auth-service alone may be opened to the network, and only on request.
+            let host = if svc == "auth-service" {
+                "${AUTH_SERVICE_PUBLISH:-127.0.0.1}:"
+            } else {
+                "127.0.0.1:"
+            };
+            assert!(
+                port.starts_with(host),
+                "{svc}: {port} must be published on {host}"
+            );
+        }
+    }
+    assert!(published >= 2, "auth-service and fake-snyk are published");
+    assert!(
+        read("README.md").contains("AUTH_SERVICE_PUBLISH"),
+        "the README tells how to open 8080 to the network"
+    );
+}
+
+/// Every `${X:-default}` in `value`: (X, default).
+fn compose_defaults(value: &str) -> Vec<(&str, &str)> {
+    value
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| {
+            let (inner, _) = rest.split_once('}')?;
+            inner.split_once(":-")
+        })
+        .collect()
+}
+
+#[test]
+fn the_shipped_demo_values_in_the_code_are_exactly_the_compose_demo_secrets() {
+    use service_runtime::demo::{SHIPPED_VALUES, is_shipped};
+    let compose = yaml("docker-compose.yml");
+    let mut secret_defaults = Vec::new();
+    for (key, service) in services(&compose) {
+        let svc = name(key);
+        let Some(environment) = service.get("environment").and_then(Value::as_mapping) else {
+            continue;
+        };
+        for (var, value) in environment {
+            for (inner, default) in compose_defaults(value.as_str().unwrap_or_default()) {
+                if !NOT_SECRET.contains(&inner) || default.contains("demo") {
+                    secret_defaults.push((svc, name(var), default));
+                }
+            }
+        }
+    }
+    assert!(
+        secret_defaults.len() >= 7,
+        "the demo secrets of docker-compose.yml: {secret_defaults:?}"
+    );
+    // Every published secret is refused outside demo mode...
+    for (svc, var, default) in &secret_defaults {
+        assert!(
+            is_shipped(default),
+            "{svc}: {var} falls back to {default:?}, which service_runtime::demo::SHIPPED_VALUES \
+             does not list: the services would accept it outside demo mode"
+        );
+    }
+    // ...and the list names nothing the compose file no longer ships.
+    for shipped in SHIPPED_VALUES {
+        assert!(
+            secret_defaults.iter().any(|(_, _, d)| d.contains(shipped)),
+            "SHIPPED_VALUES lists {shipped:?}, which no docker-compose.yml default holds"
+        );
+    }
+}
+
 /// Settings whose demo default is harmless in real mode (real values come from .env).
 const NOT_SECRET: &[&str] = &[
     "SNYK_API_URL",
@@ -509,6 +628,9 @@ const NOT_SECRET: &[&str] = &[
     "RUST_LOG",
     "LOG_FORMAT",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "AUTH_RATE_LIMIT_PER_MINUTE",
+    "AUTH_TRUST_X_FORWARDED_FOR",
+    "AUTH_SESSION_TTL_SECONDS",
 ];
 
 #[test]

@@ -170,7 +170,7 @@ pub async fn traced_backends(
         ),
         ("SNYK_API_URL", stack.fake.url()),
         ("TOKEN_SERVICE_URL", format!("http://{token_addr}")),
-        ("TOKEN_SERVICE_API_KEY", CALLER_KEY.to_owned()),
+        ("TOKEN_SERVICE_API_KEY", PROJECTS_TOKEN_KEY.to_owned()),
         (
             "PROJECTS_SERVICE_CLIENT_KEYS",
             format!("auth-service={PROJECTS_KEY}"),
@@ -235,7 +235,8 @@ async fn a_projects_listing_is_one_trace_across_projects_and_token_service() {
         .await
         .unwrap();
     for series in [
-        "snykapps_token_requests_total{cache=\"hit\",outcome=\"ok\"}",
+        // By caller: projects-service's hand-outs, under its configured name.
+        "snykapps_token_requests_total{cache=\"hit\",caller=\"projects-service\",outcome=\"ok\"}",
         "snykapps_snyk_calls_total{endpoint=\"oauth2/token\",status=\"200\"}",
         "rpc_server_duration_bucket",
     ] {
@@ -270,9 +271,9 @@ async fn an_install_is_one_trace_across_auth_service_and_token_service() {
     let mut fake = fake_config();
     fake.redirect_uris.push(format!("{auth_url}/callback"));
     let stack = Stack::start(fake).await;
-    let keys = format!("projects-service={CALLER_KEY},auth-service={AUTH_TOKEN_KEY}");
+    // `Stack::token_env` has auth-service's key and real grant.
     let (_token, token_addr, _projects, projects_url, _) =
-        traced_backends(&stack, &endpoint, &[("TOKEN_SERVICE_CLIENT_KEYS", &keys)]).await;
+        traced_backends(&stack, &endpoint, &[]).await;
     let mut env: Vec<(&str, String)> = vec![
         ("AUTH_SERVICE_ADDR", format!("127.0.0.1:{auth_port}")),
         ("SNYK_APP_URL", stack.fake.url()),

@@ -1,22 +1,347 @@
-//! Who is calling: the `authorization: Bearer <key>` check every RPC passes first
-//! (docs/design.md, invariant 5).
+//! Who is calling and what they may call: every TokenService call presents
+//! `authorization: Bearer <key>` (`TOKEN_SERVICE_CLIENT_KEYS`) and may call only the RPCs its
+//! caller is granted (`TOKEN_SERVICE_CALLER_RPCS`) (docs/design.md, invariants 5 and 8).
+//!
+//! Both checks run in one tower layer, [`Authorize`], in front of the generated server rather than
+//! in a tonic interceptor: an interceptor sees metadata but not the request path, so it cannot
+//! tell which RPC is called. Doing both in one place keeps "who" and "may they" together and the
+//! handlers free of permission code; they read the [`Caller`] it leaves in the request
+//! extensions. gRPC health and reflection are separate services and are not wrapped.
 
-use snykapps_proto::auth::ClientKeys;
-use tonic::{Request, Status};
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
-/// The caller an RPC was authenticated as (a request extension, logged by name).
+use futures::future::{BoxFuture, Either};
+use secrecy::SecretString;
+use snykapps_proto::{
+    auth::{ClientKeys, Rejection},
+    token_v1::token_service_server::SERVICE_NAME,
+};
+use tonic::{Status, server::NamedService};
+
+/// One TokenService method. Grants name these, never strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rpc {
+    CompleteInstall,
+    GetAccessToken,
+    ForceRefresh,
+    GetInstall,
+    ListInstalls,
+    DeleteInstall,
+}
+
+impl Rpc {
+    pub const ALL: [Rpc; 6] = [
+        Rpc::CompleteInstall,
+        Rpc::GetAccessToken,
+        Rpc::ForceRefresh,
+        Rpc::GetInstall,
+        Rpc::ListInstalls,
+        Rpc::DeleteInstall,
+    ];
+
+    /// The method name, as in the proto and the request path.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rpc::CompleteInstall => "CompleteInstall",
+            Rpc::GetAccessToken => "GetAccessToken",
+            Rpc::ForceRefresh => "ForceRefresh",
+            Rpc::GetInstall => "GetInstall",
+            Rpc::ListInstalls => "ListInstalls",
+            Rpc::DeleteInstall => "DeleteInstall",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Rpc> {
+        Rpc::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// The RPC a request path names (`/snykapps.token.v1.TokenService/<Rpc>`).
+    pub fn from_path(path: &str) -> Option<Rpc> {
+        let method = path
+            .strip_prefix('/')?
+            .strip_prefix(SERVICE_NAME)?
+            .strip_prefix('/')?;
+        Rpc::from_name(method)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for Rpc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The RPCs one caller may call.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct RpcSet(u8);
+
+impl RpcSet {
+    pub const ALL: RpcSet = RpcSet((1 << Rpc::ALL.len()) - 1);
+
+    pub fn of(rpcs: &[Rpc]) -> RpcSet {
+        RpcSet(rpcs.iter().fold(0, |bits, r| bits | r.bit()))
+    }
+
+    pub fn contains(self, rpc: Rpc) -> bool {
+        self.0 & rpc.bit() != 0
+    }
+}
+
+impl fmt::Debug for RpcSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(Rpc::ALL.into_iter().filter(|r| self.contains(*r)))
+            .finish()
+    }
+}
+
+/// The caller an RPC was authenticated as: a request extension, logged and used as a metric label
+/// by name (names come from configuration, so label values stay bounded).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller(pub String);
+pub struct Caller(pub Arc<str>);
 
-/// A tonic interceptor: rejects calls without a known key, tags the others with [`Caller`].
-pub fn check(keys: &ClientKeys, mut req: Request<()>) -> Result<Request<()>, Status> {
-    let header = req.metadata().get("authorization").map(|v| v.as_bytes());
-    let caller = keys
-        .authenticate(header)
-        .map_err(|r| Status::unauthenticated(r.to_string()))?
-        .to_owned();
-    req.extensions_mut().insert(Caller(caller));
-    Ok(req)
+impl Caller {
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+const RPCS_VAR: &str = "TOKEN_SERVICE_CALLER_RPCS";
+const KEYS_VAR: &str = "TOKEN_SERVICE_CLIENT_KEYS";
+
+/// Why `TOKEN_SERVICE_CALLER_RPCS` was refused. Names callers and RPCs, never a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantsError {
+    #[error("{RPCS_VAR} must be `caller=Rpc+Rpc,…` (`*` = every RPC); entry {0} is not")]
+    Malformed(usize),
+    #[error(
+        "{RPCS_VAR}: caller {caller:?} lists unknown RPC {rpc} (known: CompleteInstall, GetAccessToken, ForceRefresh, GetInstall, ListInstalls, DeleteInstall, or *)"
+    )]
+    UnknownRpc { caller: String, rpc: String },
+    #[error("{RPCS_VAR} lists caller {0:?} twice")]
+    Duplicate(String),
+    #[error("{RPCS_VAR} grants caller {0:?}, which has no key in {KEYS_VAR}")]
+    NoKey(String),
+    #[error("{RPCS_VAR} has no entry for caller {0:?} of {KEYS_VAR}: list the RPCs it may call")]
+    Missing(String),
+}
+
+/// Who may call (their keys) and what (their RPCs). Built once at start-up.
+pub struct Callers {
+    keys: Arc<ClientKeys>,
+    grants: Vec<(Arc<str>, RpcSet)>,
+}
+
+impl fmt::Debug for Callers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names and grants only: `ClientKeys` hides the keys, and so does this.
+        f.debug_map()
+            .entries(self.grants.iter().map(|(c, g)| (c.as_ref(), g)))
+            .finish()
+    }
+}
+
+impl Callers {
+    /// `keys` parsed from `TOKEN_SERVICE_CLIENT_KEYS` (whose raw value is `keys_spec`, for the
+    /// caller names) and `rpcs_spec`, the value of `TOKEN_SERVICE_CALLER_RPCS`.
+    pub fn parse(
+        keys: Arc<ClientKeys>,
+        keys_spec: &str,
+        rpcs_spec: &str,
+    ) -> Result<Callers, GrantsError> {
+        let mut grants: Vec<(Arc<str>, RpcSet)> = Vec::new();
+        let entries = rpcs_spec
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
+        for (i, entry) in entries.enumerate() {
+            let (caller, list) = match entry.split_once('=') {
+                Some((c, l)) if !c.trim().is_empty() && !l.trim().is_empty() => {
+                    (c.trim(), l.trim())
+                }
+                _ => return Err(GrantsError::Malformed(i + 1)),
+            };
+            let mut set = RpcSet::default();
+            for name in list.split('+').map(str::trim) {
+                set = match (name, Rpc::from_name(name)) {
+                    ("*", _) => RpcSet::ALL,
+                    (_, Some(rpc)) => RpcSet(set.0 | rpc.bit()),
+                    (_, None) => {
+                        return Err(GrantsError::UnknownRpc {
+                            caller: caller.to_owned(),
+                            rpc: shown(&keys, name),
+                        });
+                    }
+                };
+            }
+            if grants.iter().any(|(c, _)| c.as_ref() == caller) {
+                return Err(GrantsError::Duplicate(caller.to_owned()));
+            }
+            grants.push((Arc::from(caller), set));
+        }
+        let key_callers = caller_names(keys_spec);
+        if let Some((c, _)) = grants
+            .iter()
+            .find(|(c, _)| !key_callers.contains(&c.as_ref()))
+        {
+            return Err(GrantsError::NoKey(c.to_string()));
+        }
+        if let Some(c) = key_callers
+            .iter()
+            .find(|k| !grants.iter().any(|(c, _)| c.as_ref() == **k))
+        {
+            return Err(GrantsError::Missing((*c).to_owned()));
+        }
+        Ok(Callers { keys, grants })
+    }
+
+    /// Authenticates the `authorization` header, then checks that its caller may call the RPC
+    /// at `path`. A path that names no TokenService RPC passes (tonic answers UNIMPLEMENTED).
+    pub fn admit(&self, path: &str, authorization: Option<&[u8]>) -> Result<Caller, Refusal> {
+        let name = self
+            .keys
+            .authenticate(authorization)
+            .map_err(Refusal::Unauthenticated)?;
+        // Parse-time checks give every keyed caller an entry; without one it is granted nothing.
+        let (caller, granted) = self
+            .grants
+            .iter()
+            .find(|(c, _)| c.as_ref() == name)
+            .map_or_else(
+                || (Arc::from(name), RpcSet::default()),
+                |(c, g)| (Arc::clone(c), *g),
+            );
+        match Rpc::from_path(path) {
+            Some(rpc) if !granted.contains(rpc) => Err(Refusal::NotGranted {
+                caller: Caller(caller),
+                rpc,
+            }),
+            _ => Ok(Caller(caller)),
+        }
+    }
+}
+
+/// Why a call was refused before it reached the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No key, a malformed header or an unknown key.
+    Unauthenticated(Rejection),
+    /// A known caller asking for an RPC it is not granted.
+    NotGranted { caller: Caller, rpc: Rpc },
+}
+
+impl Refusal {
+    /// Refused RPCs are audited like the calls they would have been (never with the key).
+    fn audit(&self) {
+        if let Refusal::NotGranted { caller, rpc } = self {
+            tracing::warn!(
+                target: "audit",
+                caller = caller.name(),
+                rpc = rpc.name(),
+                outcome = "PermissionDenied",
+                "call refused: RPC not granted to this caller"
+            );
+        }
+    }
+}
+
+impl From<Refusal> for Status {
+    fn from(r: Refusal) -> Status {
+        match r {
+            Refusal::Unauthenticated(r) => Status::unauthenticated(r.to_string()),
+            Refusal::NotGranted { caller, rpc } => Status::permission_denied(format!(
+                "caller {} may not call {rpc} (TOKEN_SERVICE_CALLER_RPCS)",
+                caller.name()
+            )),
+        }
+    }
+}
+
+/// The caller names of a `caller=key,…` list that `ClientKeys::parse` accepted (it keeps them
+/// private; this reads them the same way: trimmed, empty entries skipped).
+fn caller_names(keys_spec: &str) -> Vec<&str> {
+    keys_spec
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(caller, _)| caller.trim())
+        .collect()
+}
+
+/// An unknown RPC name as it may appear in an error: a key pasted into the wrong variable is not
+/// repeated, nor is anything that does not look like a method name.
+fn shown(keys: &ClientKeys, name: &str) -> String {
+    let plausible = !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if plausible
+        && keys
+            .identify(&SecretString::from(name.to_owned()))
+            .is_none()
+    {
+        format!("{name:?}")
+    } else {
+        "(a value that is not shown: it does not look like an RPC name)".to_owned()
+    }
+}
+
+/// The tower layer in front of the TokenService server: [`Callers::admit`] every call, answer
+/// the refused ones with their status, tag the others with [`Caller`].
+#[derive(Debug, Clone)]
+pub struct Authorize<S> {
+    inner: S,
+    callers: Arc<Callers>,
+}
+
+impl<S> Authorize<S> {
+    pub fn new(inner: S, callers: Arc<Callers>) -> Self {
+        Authorize { inner, callers }
+    }
+}
+
+// Routed by the wrapped service's name, as tonic's own `InterceptedService` is.
+impl<S: NamedService> NamedService for Authorize<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Authorize<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Either<BoxFuture<'static, Result<S::Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let admitted = self.callers.admit(
+            req.uri().path(),
+            req.headers().get("authorization").map(|v| v.as_bytes()),
+        );
+        match admitted {
+            Ok(caller) => {
+                req.extensions_mut().insert(caller);
+                Either::Right(self.inner.call(req))
+            }
+            // Audited when polled: tonic enters the RPC's span (request id, trace) around polls,
+            // not around `call`.
+            Err(refusal) => Either::Left(Box::pin(async move {
+                refusal.audit();
+                Ok(Status::from(refusal).into_http())
+            })),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -25,18 +350,103 @@ mod tests {
     use super::*;
     use tonic::Code;
 
+    const KEYS: &str = "projects-service=aaaaaaaaaaaaaaaa1, auth-service=bbbbbbbbbbbbbbbb2";
+
+    fn callers(rpcs: &str) -> Result<Callers, GrantsError> {
+        let keys = Arc::new(ClientKeys::parse(KEYS_VAR, KEYS).unwrap());
+        Callers::parse(keys, KEYS, rpcs)
+    }
+
+    fn path(rpc: Rpc) -> String {
+        format!("/{SERVICE_NAME}/{rpc}")
+    }
+
     #[test]
-    fn tags_known_callers_and_refuses_the_rest() {
-        let keys = ClientKeys::parse("V", "projects-service=aaaaaaaaaaaaaaaa1").unwrap();
-        let mut req = Request::new(());
-        req.metadata_mut()
-            .insert("authorization", "Bearer aaaaaaaaaaaaaaaa1".parse().unwrap());
-        let req = check(&keys, req).unwrap();
-        assert_eq!(
-            req.extensions().get::<Caller>(),
-            Some(&Caller("projects-service".into()))
+    fn rpc_names_round_trip_through_paths() {
+        for rpc in Rpc::ALL {
+            assert_eq!(Rpc::from_path(&path(rpc)), Some(rpc));
+        }
+        assert_eq!(Rpc::from_path("/snykapps.token.v1.TokenService/Nope"), None);
+        assert_eq!(Rpc::from_path("/grpc.health.v1.Health/Check"), None);
+        assert_eq!(RpcSet::of(&Rpc::ALL), RpcSet::ALL);
+    }
+
+    #[test]
+    fn grants_are_enforced_per_caller_and_rpc() {
+        let c = callers("projects-service=GetAccessToken+ForceRefresh, auth-service=*").unwrap();
+        let projects = Some(&b"Bearer aaaaaaaaaaaaaaaa1"[..]);
+        let auth = Some(&b"Bearer bbbbbbbbbbbbbbbb2"[..]);
+        for rpc in Rpc::ALL {
+            let allowed = matches!(rpc, Rpc::GetAccessToken | Rpc::ForceRefresh);
+            match c.admit(&path(rpc), projects) {
+                Ok(caller) => {
+                    assert!(allowed, "{rpc} let through");
+                    assert_eq!(caller.name(), "projects-service");
+                }
+                Err(r) => {
+                    assert!(!allowed, "{rpc} refused");
+                    let s = Status::from(r);
+                    assert_eq!(s.code(), Code::PermissionDenied);
+                    assert!(s.message().contains(rpc.name()), "{}", s.message());
+                    assert!(!s.message().contains("aaaaaaaa"), "{}", s.message());
+                }
+            }
+            assert_eq!(c.admit(&path(rpc), auth).unwrap().name(), "auth-service");
+        }
+        // Authentication comes first, whatever the RPC.
+        let err = c.admit(&path(Rpc::DeleteInstall), None).unwrap_err();
+        assert_eq!(Status::from(err).code(), Code::Unauthenticated);
+        // A path that is no RPC is left to tonic (UNIMPLEMENTED), but only for a known caller.
+        assert!(
+            c.admit("/snykapps.token.v1.TokenService/Nope", projects)
+                .is_ok()
         );
-        let err = check(&keys, Request::new(())).unwrap_err();
-        assert_eq!(err.code(), Code::Unauthenticated);
+    }
+
+    #[test]
+    fn bad_grants_name_the_caller_or_rpc() {
+        let cases = [
+            (
+                "projects-service=GetAccessToken",
+                GrantsError::Missing("auth-service".into()),
+            ),
+            (
+                "projects-service=*,auth-service=*,ops=*",
+                GrantsError::NoKey("ops".into()),
+            ),
+            (
+                "projects-service=GetAccesToken,auth-service=*",
+                GrantsError::UnknownRpc {
+                    caller: "projects-service".into(),
+                    rpc: "\"GetAccesToken\"".into(),
+                },
+            ),
+            (
+                "projects-service=*,projects-service=*,auth-service=*",
+                GrantsError::Duplicate("projects-service".into()),
+            ),
+            ("projects-service", GrantsError::Malformed(1)),
+            (
+                "auth-service=*,projects-service=",
+                GrantsError::Malformed(2),
+            ),
+            ("", GrantsError::Missing("projects-service".into())),
+        ];
+        for (spec, expected) in cases {
+            assert_eq!(callers(spec).unwrap_err(), expected, "{spec}");
+        }
+        let err = callers("projects-service=GetAccesToken,auth-service=*").unwrap_err();
+        assert!(
+            err.to_string().contains("TOKEN_SERVICE_CALLER_RPCS"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("GetAccesToken"), "{err}");
+    }
+
+    #[test]
+    fn a_key_pasted_as_an_rpc_is_not_repeated() {
+        let err = callers("projects-service=aaaaaaaaaaaaaaaa1,auth-service=*").unwrap_err();
+        assert!(!err.to_string().contains("aaaaaaaa"), "{err}");
+        assert!(err.to_string().contains("projects-service"), "{err}");
     }
 }

@@ -11,6 +11,7 @@ use url::Url;
 use snykapps_proto::auth::ClientKeys;
 
 use crate::{
+    caller::Callers,
     keepalive::KeepAliveSettings,
     refresh::{BACKOFF_CAP, RefreshSettings},
     seal::Keyring,
@@ -34,7 +35,11 @@ pub struct Settings {
     pub client_secret: SecretString,
     pub rest_version: String,
     pub keyring: Arc<Keyring>,
-    pub client_keys: Arc<ClientKeys>,
+    /// `TOKEN_SERVICE_CLIENT_KEYS` and `TOKEN_SERVICE_CALLER_RPCS`: who may call what.
+    pub callers: Arc<Callers>,
+    /// `TOKEN_SERVICE_REFLECTION`: serve gRPC reflection (off by default: it maps the API for
+    /// anyone who can connect, without a key).
+    pub reflection: bool,
     pub refresh: RefreshSettings,
     pub keepalive: KeepAliveSettings,
     /// `TOKEN_REDIS_MIN_REPLICAS`: replicas that must confirm a durable write (`WAIT`).
@@ -150,6 +155,14 @@ impl Settings {
             (None, None) => None,
             _ => bail!("TOKEN_SERVICE_TLS_CERT and TOKEN_SERVICE_TLS_KEY must be set together"),
         };
+        let keys_spec = env.required("TOKEN_SERVICE_CLIENT_KEYS")?;
+        let client_keys = Arc::new(ClientKeys::parse("TOKEN_SERVICE_CLIENT_KEYS", &keys_spec)?);
+        let Some(rpcs_spec) = env.optional("TOKEN_SERVICE_CALLER_RPCS") else {
+            bail!(
+                "TOKEN_SERVICE_CALLER_RPCS must be set: `caller=Rpc+Rpc,…` (`*` = every RPC) for every caller of TOKEN_SERVICE_CLIENT_KEYS"
+            );
+        };
+        let callers = Arc::new(Callers::parse(client_keys, &keys_spec, &rpcs_spec)?);
         Ok(Settings {
             tls,
             addr: env.addr("TOKEN_SERVICE_ADDR", "0.0.0.0:50051")?,
@@ -157,15 +170,13 @@ impl Settings {
             shutdown_drain: env.millis_or_zero("SHUTDOWN_DRAIN_MS", 0)?,
             redis,
             redis_timeout: env.millis("REDIS_TIMEOUT_MS", 2_000)?,
-            snyk_api_url: env.http_url("SNYK_API_URL", "https://api.snyk.io")?,
+            snyk_api_url: env.snyk_url("SNYK_API_URL", "https://api.snyk.io")?,
             client_id: env.required("SNYK_CLIENT_ID")?,
             client_secret: env.required("SNYK_CLIENT_SECRET")?.into(),
             rest_version: env.var("SNYK_REST_VERSION", "2024-05-31"),
             keyring: Arc::new(Keyring::parse(&env.required("TOKEN_ENCRYPTION_KEYS")?)?),
-            client_keys: Arc::new(ClientKeys::parse(
-                "TOKEN_SERVICE_CLIENT_KEYS",
-                &env.required("TOKEN_SERVICE_CLIENT_KEYS")?,
-            )?),
+            callers,
+            reflection: env.parse("TOKEN_SERVICE_REFLECTION", false, "true or false")?,
             refresh,
             keepalive,
             redis_min_replicas: env.parse("TOKEN_REDIS_MIN_REPLICAS", 0, "a whole number")?,
@@ -197,11 +208,30 @@ mod tests {
             "TOKEN_SERVICE_CLIENT_KEYS",
             "projects-service=0123456789abcdef0123",
         ),
+        (
+            "TOKEN_SERVICE_CALLER_RPCS",
+            "projects-service=GetAccessToken",
+        ),
     ];
 
     fn with(extra: &[(&'static str, &'static str)]) -> anyhow::Result<Settings> {
         // Lookups take the first match, so the overrides go first.
-        let mut pairs = extra.to_vec();
+        let mut pairs: Vec<(&str, &str)> = extra.to_vec();
+        // Overridden keys get every RPC for each of their callers, unless the test sets grants:
+        // every caller needs an entry in TOKEN_SERVICE_CALLER_RPCS.
+        let grants: String;
+        if let Some((_, keys)) = extra
+            .iter()
+            .find(|(k, _)| *k == "TOKEN_SERVICE_CLIENT_KEYS")
+            && !extra.iter().any(|(k, _)| *k == "TOKEN_SERVICE_CALLER_RPCS")
+        {
+            grants = keys
+                .split(',')
+                .filter_map(|pair| Some(format!("{}=*", pair.split_once('=')?.0.trim())))
+                .collect::<Vec<_>>()
+                .join(",");
+            pairs.push(("TOKEN_SERVICE_CALLER_RPCS", &grants));
+        }
         pairs.extend_from_slice(MINIMAL);
         Settings::from_lookup(env(&pairs))
     }
@@ -218,6 +248,7 @@ mod tests {
         assert_eq!(s.keepalive.margin, Duration::from_secs(604_800));
         assert_eq!(s.keepalive.interval, Duration::from_secs(60));
         assert_eq!(s.redis_min_replicas, 0);
+        assert!(!s.reflection);
         assert_eq!(
             s.redis,
             RedisTarget::Single("redis://127.0.0.1:6379".into())
@@ -249,6 +280,61 @@ mod tests {
     fn env_example_placeholders_are_refused() {
         let err = with(&[("SNYK_CLIENT_SECRET", "REPLACE-ME")]).expect_err("placeholder");
         assert!(err.to_string().contains("SNYK_CLIENT_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn demo_secrets_need_demo_mode_and_demo_mode_refuses_snyk() {
+        // Every shipped demo value of this service, each refused on its own without DEMO_MODE.
+        for (k, v) in [
+            ("SNYK_CLIENT_ID", "demo-client-id"),
+            ("SNYK_CLIENT_SECRET", "demo-client-secret"),
+            (
+                "TOKEN_ENCRYPTION_KEYS",
+                "demo:ZGVtby1vbmx5LXRva2VuLWtleS1OT1QtQS1TRUNSRVQ=",
+            ),
+            (
+                "TOKEN_SERVICE_CLIENT_KEYS",
+                "projects-service=demo-projects-to-token-key-not-secret",
+            ),
+            (
+                "TOKEN_SERVICE_CLIENT_KEYS",
+                "auth-service=demo-auth-to-token-key-not-secret",
+            ),
+        ] {
+            let err = with(&[(k, v)]).expect_err(k);
+            assert!(
+                err.to_string().contains(k) && err.to_string().contains("DEMO_MODE"),
+                "{k}: {err}"
+            );
+            with(&[
+                (k, v),
+                ("DEMO_MODE", "true"),
+                ("SNYK_API_URL", "http://fake-snyk:8090"),
+            ])
+            .expect("the demo stack");
+        }
+        for url in ["https://api.snyk.io", "https://api.eu.snyk.io"] {
+            let err = with(&[("DEMO_MODE", "true"), ("SNYK_API_URL", url)]).expect_err(url);
+            assert!(err.to_string().contains("SNYK_API_URL"), "{err}");
+        }
+        // Unset, SNYK_API_URL is Snyk's US host: demo mode must name the fake.
+        let err = with(&[("DEMO_MODE", "true")]).expect_err("default URL");
+        assert!(err.to_string().contains("SNYK_API_URL"), "{err}");
+    }
+
+    #[test]
+    fn snyk_api_url_is_https_unless_loopback_or_demo() {
+        let err = with(&[("SNYK_API_URL", "http://api.snyk.io")]).expect_err("plain http");
+        assert!(err.to_string().contains("SNYK_API_URL"), "{err}");
+        let err = with(&[("SNYK_API_URL", "http://fake-snyk:8090")]).expect_err("plain http");
+        assert!(err.to_string().contains("SNYK_API_URL"), "{err}");
+        for ok in [
+            "http://127.0.0.1:8090",
+            "http://localhost:1",
+            "https://api.eu.snyk.io",
+        ] {
+            with(&[("SNYK_API_URL", ok)]).expect(ok);
+        }
     }
 
     #[test]
@@ -288,10 +374,64 @@ mod tests {
             ("TOKEN_KEEPALIVE_INTERVAL_SECONDS", "0"),
             ("TOKEN_REFRESH_IN_DOUBT_SECONDS", "5"),
             ("TOKEN_REDIS_MIN_REPLICAS", "all"),
+            ("TOKEN_SERVICE_REFLECTION", "maybe"),
+            ("TOKEN_SERVICE_CALLER_RPCS", "projects-service=Everything"),
         ] {
             let err = with(&[(k, v)]).expect_err(k);
             assert!(format!("{err:#}").contains(k), "{k}: {err:#}");
         }
+    }
+
+    #[test]
+    fn caller_rpcs_are_parsed_and_checked_against_the_keys() {
+        use crate::caller::Rpc;
+        let s = with(&[
+            (
+                "TOKEN_SERVICE_CLIENT_KEYS",
+                "projects-service=0123456789abcdef0123,ops=fedcba9876543210fedc",
+            ),
+            (
+                "TOKEN_SERVICE_CALLER_RPCS",
+                " projects-service = GetAccessToken + ForceRefresh , ops=* ",
+            ),
+            ("TOKEN_SERVICE_REFLECTION", "true"),
+        ])
+        .expect("valid");
+        assert!(s.reflection);
+        let dbg = format!("{:?}", s.callers);
+        assert!(
+            dbg.contains("\"projects-service\": {GetAccessToken, ForceRefresh}"),
+            "{dbg}"
+        );
+        let ops = s.callers.admit(
+            &format!("/snykapps.token.v1.TokenService/{}", Rpc::DeleteInstall),
+            Some(b"Bearer fedcba9876543210fedc"),
+        );
+        assert_eq!(
+            ops.map(|c| c.name().to_owned()).ok().as_deref(),
+            Some("ops")
+        );
+
+        // Every caller with a key needs an entry, and every entry a key; both errors name it.
+        let err = with(&[
+            (
+                "TOKEN_SERVICE_CLIENT_KEYS",
+                "projects-service=0123456789abcdef0123,ops=fedcba9876543210fedc",
+            ),
+            ("TOKEN_SERVICE_CALLER_RPCS", "projects-service=*"),
+        ])
+        .expect_err("ops has no entry");
+        assert!(
+            format!("{err:#}").contains("TOKEN_SERVICE_CALLER_RPCS")
+                && format!("{err:#}").contains("\"ops\""),
+            "{err:#}"
+        );
+        let err = with(&[("TOKEN_SERVICE_CALLER_RPCS", "projects-service=*,ghost=*")])
+            .expect_err("ghost has no key");
+        assert!(format!("{err:#}").contains("\"ghost\""), "{err:#}");
+        let err = with(&[("TOKEN_SERVICE_CALLER_RPCS", "projects-service=GetToken")])
+            .expect_err("unknown RPC");
+        assert!(format!("{err:#}").contains("\"GetToken\""), "{err:#}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! exporter in the way.
 
 use std::{
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
@@ -16,6 +17,25 @@ use opentelemetry::{
 };
 
 use crate::grant::ReauthReason;
+
+tokio::task_local! {
+    /// The caller a token is being handed to: the `caller` label of `snykapps.token.requests`.
+    ///
+    /// A task-local because the two halves of that label live at opposite ends of a request: the
+    /// caller is known at the RPC edge (`service`), how the token was served only deep inside
+    /// `refresh`. Scoping the caller around the call keeps `refresh` free of who is asking.
+    static TOKEN_CALLER: Arc<str>;
+}
+
+/// The `caller` label outside any [`Metrics::for_caller`] scope (never a configured caller
+/// name: those are `caller=key` names, and this one has no key).
+const NO_CALLER: &str = "-";
+
+fn token_caller() -> opentelemetry::Value {
+    TOKEN_CALLER
+        .try_with(|c| opentelemetry::Value::from(opentelemetry::StringValue::from(Arc::clone(c))))
+        .unwrap_or_else(|_| NO_CALLER.into())
+}
 
 /// The OpenTelemetry instruments (no-ops until `service_runtime::telemetry::init` ran).
 #[derive(Debug)]
@@ -101,7 +121,7 @@ impl Default for Instruments {
         Instruments {
             token_requests: meter
                 .u64_counter("snykapps.token.requests")
-                .with_description("Access tokens handed out, by whether a refresh was needed (cache=hit: none)")
+                .with_description("Access tokens handed out, by caller, outcome and whether a refresh was needed (cache=hit: none)")
                 .build(),
             refreshes: meter
                 .u64_counter("snykapps.token.refreshes")
@@ -225,6 +245,12 @@ pub struct Snapshot {
 }
 
 impl Metrics {
+    /// Runs `f` with token requests it counts labelled `caller`.
+    pub async fn for_caller<F: Future>(caller: Arc<str>, f: F) -> F::Output {
+        TOKEN_CALLER.scope(caller, f).await
+    }
+
+    /// A token handed out (to the caller of the current [`Metrics::for_caller`] scope).
     pub fn token_served(&self, how: Served) {
         match how {
             Served::Stored => &self.tokens_cached,
@@ -237,6 +263,7 @@ impl Metrics {
             &[
                 KeyValue::new("outcome", "ok"),
                 KeyValue::new("cache", how.label()),
+                KeyValue::new("caller", token_caller()),
             ],
         );
     }
@@ -281,13 +308,17 @@ impl Metrics {
         }
     }
 
-    /// A token request that ended in an error (the gRPC status code's name).
-    pub fn token_failed(&self, code: String) {
+    /// A token request of `caller` that ended in an error (the gRPC status code's name).
+    pub fn token_failed(&self, caller: &Arc<str>, code: String) {
         self.otel.token_requests.add(
             1,
             &[
                 KeyValue::new("outcome", code),
                 KeyValue::new("cache", "miss"),
+                KeyValue::new(
+                    "caller",
+                    opentelemetry::StringValue::from(Arc::clone(caller)),
+                ),
             ],
         );
     }

@@ -8,6 +8,7 @@ use snykapps_proto::token_v1::{self as pb, token_service_server::TokenService};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    caller::{Caller, Rpc},
     error::Error,
     grant::{Grant, InstallId, Need, OrgId, Status as GrantStatus, now_millis},
     metrics::Metrics,
@@ -48,11 +49,29 @@ impl TokenApi {
         }
     }
 
-    /// Counts a failed token request by its status before handing the status back.
-    fn failed(&self, e: Error) -> Status {
-        let status = Status::from(e);
-        self.metrics.token_failed(format!("{:?}", status.code()));
-        status
+    /// The answer to a token hand-out (GetAccessToken, ForceRefresh): counts a failure by its
+    /// status, and writes the audit line either way.
+    fn handed_out(
+        &self,
+        caller: &Caller,
+        rpc: Rpc,
+        target: Option<Target<'_>>,
+        result: Result<Grant, Error>,
+    ) -> Result<Response<pb::AccessToken>, Status> {
+        let (install_id, org_id) = target_ids(target);
+        match result {
+            Ok(grant) => {
+                audit(caller, rpc, Some(grant.install_id), org_id, Ok(()));
+                Ok(Response::new(access_token_to_pb(&grant)))
+            }
+            Err(e) => {
+                let status = Status::from(e);
+                self.metrics
+                    .token_failed(&caller.0, format!("{:?}", status.code()));
+                audit(caller, rpc, install_id, org_id, Err(status.code()));
+                Err(status)
+            }
+        }
     }
 
     /// A token for `target`, refreshed first when `need` requires it. An org is served by its
@@ -101,10 +120,7 @@ impl TokenApi {
         Err(needs_reauth.unwrap_or(Error::UnknownOrg(org)))
     }
 
-    async fn complete_install(
-        &self,
-        req: pb::CompleteInstallRequest,
-    ) -> Result<pb::Install, Error> {
+    async fn complete_install(&self, req: pb::CompleteInstallRequest) -> Result<Grant, Error> {
         check_field("code", &req.code, 1)?;
         check_verifier(&req.code_verifier)?;
         check_redirect_uri(&req.redirect_uri)?;
@@ -143,7 +159,7 @@ impl TokenApi {
                     self.org_cache.forget(&org.id);
                 }
                 tracing::info!(install_id = %install_id, orgs = grant.orgs.len(), "install completed");
-                Ok(install_to_pb(&grant))
+                Ok(grant)
             }
             Err(e) => {
                 if let Err(revoke) = self.snyk.revoke(&pair.refresh_token).await {
@@ -371,56 +387,143 @@ fn access_token_to_pb(g: &Grant) -> pb::AccessToken {
     }
 }
 
+/// The caller `caller::Authorize` authenticated, recorded on the RPC's span. Its absence means
+/// the service was wired without that layer: refused, never served anonymously.
+fn caller_of<T>(req: &Request<T>) -> Result<Caller, Error> {
+    let caller = req.extensions().get::<Caller>().cloned().ok_or_else(|| {
+        Error::Internal(
+            "no authenticated caller: TokenService is served without caller::Authorize".into(),
+        )
+    })?;
+    tracing::Span::current().record("caller", caller.name());
+    Ok(caller)
+}
+
+/// The install or org a request names, when it parses (a malformed id is never logged).
+fn target_ids(target: Option<Target<'_>>) -> (Option<InstallId>, Option<OrgId>) {
+    match target {
+        Some(Target::Install(s)) => (InstallId::parse(s).ok(), None),
+        Some(Target::Org(s)) => (None, OrgId::parse(s).ok()),
+        None => (None, None),
+    }
+}
+
+/// One line at tracing target `audit` per token hand-out and install change: who, which RPC,
+/// which install (and org, when asked by org) and how it ended (`ok` or the gRPC code). Never a
+/// token: nothing here can hold one.
+fn audit(
+    caller: &Caller,
+    rpc: Rpc,
+    install_id: Option<InstallId>,
+    org_id: Option<OrgId>,
+    outcome: Result<(), tonic::Code>,
+) {
+    tracing::info!(
+        target: "audit",
+        caller = caller.name(),
+        rpc = rpc.name(),
+        install_id = install_id.map(tracing::field::display),
+        org_id = org_id.map(tracing::field::display),
+        outcome = %Outcome(outcome),
+        "audit"
+    );
+}
+
+/// `ok`, or the gRPC code's name (`PermissionDenied`), formatted only when the line is written:
+/// the audit line sits on the hot path of every hand-out.
+struct Outcome(Result<(), tonic::Code>);
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Ok(()) => f.write_str("ok"),
+            Err(code) => write!(f, "{code:?}"),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl TokenService for TokenApi {
-    #[tracing::instrument(skip_all, fields(rpc = "CompleteInstall", install_id = tracing::field::Empty))]
+    #[tracing::instrument(skip_all, fields(rpc = "CompleteInstall", caller = tracing::field::Empty, install_id = tracing::field::Empty))]
     async fn complete_install(
         &self,
         req: Request<pb::CompleteInstallRequest>,
     ) -> Result<Response<pb::Install>, Status> {
-        Ok(Response::new(
-            self.complete_install(req.into_inner()).await?,
-        ))
+        let caller = caller_of(&req)?;
+        match self.complete_install(req.into_inner()).await {
+            Ok(grant) => {
+                audit(
+                    &caller,
+                    Rpc::CompleteInstall,
+                    Some(grant.install_id),
+                    None,
+                    Ok(()),
+                );
+                Ok(Response::new(install_to_pb(&grant)))
+            }
+            Err(e) => {
+                let status = Status::from(e);
+                audit(
+                    &caller,
+                    Rpc::CompleteInstall,
+                    None,
+                    None,
+                    Err(status.code()),
+                );
+                Err(status)
+            }
+        }
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetAccessToken"))]
+    #[tracing::instrument(skip_all, fields(rpc = "GetAccessToken", caller = tracing::field::Empty))]
     async fn get_access_token(
         &self,
         req: Request<pb::GetAccessTokenRequest>,
     ) -> Result<Response<pb::AccessToken>, Status> {
+        let caller = caller_of(&req)?;
         let req = req.into_inner();
+        let target = access_target(&req.target);
         let need = Need::Validity(Duration::from_secs(req.min_validity_seconds.into()));
-        let grant = self
-            .token_for(access_target(&req.target), need)
-            .await
-            .map_err(|e| self.failed(e))?;
-        Ok(Response::new(access_token_to_pb(&grant)))
+        let result = Metrics::for_caller(Arc::clone(&caller.0), self.token_for(target, need)).await;
+        self.handed_out(
+            &caller,
+            Rpc::GetAccessToken,
+            access_target(&req.target),
+            result,
+        )
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ForceRefresh"))]
+    #[tracing::instrument(skip_all, fields(rpc = "ForceRefresh", caller = tracing::field::Empty))]
     async fn force_refresh(
         &self,
         req: Request<pb::ForceRefreshRequest>,
     ) -> Result<Response<pb::AccessToken>, Status> {
+        let caller = caller_of(&req)?;
         let req = req.into_inner();
-        let grant = async {
+        let target = force_target(&req.target);
+        let result = Metrics::for_caller(Arc::clone(&caller.0), async {
             check_field("rejected_access_token", &req.rejected_access_token, 1)?;
             self.token_for(
-                force_target(&req.target),
-                Need::Replace(req.rejected_access_token.into()),
+                target,
+                Need::Replace(req.rejected_access_token.clone().into()),
             )
             .await
-        }
-        .await
-        .map_err(|e| self.failed(e))?;
-        Ok(Response::new(access_token_to_pb(&grant)))
+        })
+        .await;
+        self.handed_out(
+            &caller,
+            Rpc::ForceRefresh,
+            force_target(&req.target),
+            result,
+        )
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetInstall"))]
+    #[tracing::instrument(skip_all, fields(rpc = "GetInstall", caller = tracing::field::Empty))]
     async fn get_install(
         &self,
         req: Request<pb::GetInstallRequest>,
     ) -> Result<Response<pb::Install>, Status> {
+        caller_of(&req)?;
         let id = InstallId::parse(&req.get_ref().install_id).map_err(Error::from)?;
         let v = self
             .store
@@ -431,21 +534,33 @@ impl TokenService for TokenApi {
         Ok(Response::new(install_to_pb(&v.grant)))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ListInstalls"))]
+    #[tracing::instrument(skip_all, fields(rpc = "ListInstalls", caller = tracing::field::Empty))]
     async fn list_installs(
         &self,
         req: Request<pb::ListInstallsRequest>,
     ) -> Result<Response<pb::ListInstallsResponse>, Status> {
+        caller_of(&req)?;
         Ok(Response::new(self.list_installs(req.into_inner()).await?))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "DeleteInstall"))]
+    #[tracing::instrument(skip_all, fields(rpc = "DeleteInstall", caller = tracing::field::Empty))]
     async fn delete_install(
         &self,
         req: Request<pb::DeleteInstallRequest>,
     ) -> Result<Response<pb::DeleteInstallResponse>, Status> {
-        let id = InstallId::parse(&req.get_ref().install_id).map_err(Error::from)?;
-        self.delete_install(id).await?;
-        Ok(Response::new(pb::DeleteInstallResponse {}))
+        let caller = caller_of(&req)?;
+        let (id, result) = match InstallId::parse(&req.get_ref().install_id) {
+            Ok(id) => (Some(id), self.delete_install(id).await),
+            Err(e) => (None, Err(Error::from(e))),
+        };
+        let outcome = result.map_err(Status::from);
+        audit(
+            &caller,
+            Rpc::DeleteInstall,
+            id,
+            None,
+            outcome.as_ref().map(drop).map_err(Status::code),
+        );
+        outcome.map(|()| Response::new(pb::DeleteInstallResponse {}))
     }
 }

@@ -91,7 +91,8 @@ impl SnykError {
 
     /// How this failure of a refresh request bears on its refresh token (docs/design.md, "One
     /// refresh"). 429, and 503 with `Retry-After`, are Snyk declining to serve the request;
-    /// an OAuth error answer is a definite refusal; a connect error never reached Snyk.
+    /// an OAuth error answer is a definite refusal; a connect error never reached Snyk; a 3xx
+    /// (`Unexpected`, never followed) is a definite answer from a host that did not redeem it.
     pub fn redemption(&self) -> Redemption {
         match self {
             SnykError::NotSent(_) | SnykError::Rejected { .. } | SnykError::Unexpected(_) => {
@@ -146,6 +147,9 @@ impl SnykClient {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .timeout(timeout)
+            // A redirect would re-send the form (client secret, code or refresh token) to
+            // wherever `Location` points: never follow one; `error_answer` reports it.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
                 "snykapps-token-service/",
                 env!("CARGO_PKG_VERSION")
@@ -328,6 +332,13 @@ fn classify(e: reqwest::Error) -> SnykError {
 
 async fn error_answer(response: reqwest::Response) -> SnykError {
     let status = response.status();
+    if status.is_redirection() {
+        // Definite and not retried: the host answered without redeeming anything, and the form
+        // goes nowhere else. The target is left out of the message: it is not ours to log.
+        return SnykError::Unexpected(format!(
+            "Snyk answered {status}, a redirect, which is never followed (check SNYK_API_URL)"
+        ));
+    }
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         let retry_after = response
             .headers()

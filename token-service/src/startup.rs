@@ -15,7 +15,6 @@ use opentelemetry::{KeyValue, global, metrics::Histogram};
 use snykapps_proto::token_v1::token_service_server::TokenServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::service::interceptor::InterceptedService;
 
 use crate::{
     config::Settings, keepalive::KeepAlive, metrics::Metrics, refresh::Refresher,
@@ -119,9 +118,17 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TokenServiceServer<TokenApi>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(snykapps_proto::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // Reflection maps the whole API for anyone who can connect (it needs no key), so it is
+        // served only when asked for.
+        let reflection = if self.settings.reflection {
+            Some(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(snykapps_proto::FILE_DESCRIPTOR_SET)
+                    .build_v1()?,
+            )
+        } else {
+            None
+        };
         let keepalive = KeepAlive::new(
             self.store.clone(),
             Arc::clone(&self.refresher),
@@ -138,15 +145,19 @@ impl Application {
             self.snyk,
             Arc::clone(&self.metrics),
         );
-        let keys = Arc::clone(&self.settings.client_keys);
         let server = TokenServiceServer::new(api)
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(4 * 1024 * 1024);
-        let authenticated =
-            InterceptedService::new(server, move |req| crate::caller::check(&keys, req));
+        let authorized = crate::caller::Authorize::new(server, Arc::clone(&self.settings.callers));
 
         let metrics_server = tokio::spawn(serve_metrics(self.metrics_listener));
-        tracing::info!(addr = %self.local_addr, metrics = %self.metrics_addr, "token-service listening");
+        tracing::info!(
+            addr = %self.local_addr,
+            metrics = %self.metrics_addr,
+            callers = ?self.settings.callers,
+            reflection = self.settings.reflection,
+            "token-service listening"
+        );
         let drain = self.settings.shutdown_drain;
         let stopped = async move {
             shutdown.await;
@@ -169,8 +180,8 @@ impl Application {
             .trace_fn(grpc_span)
             .layer(tower::layer::layer_fn(RpcDuration::new))
             .add_service(health_service)
-            .add_service(reflection)
-            .add_service(authenticated)
+            .add_optional_service(reflection)
+            .add_service(authorized)
             .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(self.listener)), stopped)
             .await
             .context("gRPC server failed");
@@ -200,21 +211,27 @@ fn nodelay(
     })
 }
 
-/// One span per RPC, child of the caller's `traceparent` when it sent one.
+/// Longest client-supplied `x-request-id` we repeat in logs.
+const MAX_CLIENT_REQUEST_ID: usize = 128;
+
+/// One span per RPC, child of the caller's `traceparent` when it sent one. `request_id` is ours
+/// (a fresh UUID); an `x-request-id` the client sent is kept apart as `client_request_id`, since
+/// this span opens before the caller is authenticated and anyone can send anything there.
 fn grpc_span(req: &http::Request<()>) -> tracing::Span {
     let path = req.uri().path();
-    let request_id = req
+    let client_request_id = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        .filter(|v| v.len() <= MAX_CLIENT_REQUEST_ID);
     let span = tracing::info_span!(
         "grpc",
         otel.name = %path,
         otel.kind = "server",
         rpc.system = "grpc",
         rpc.method = %path,
-        request_id = %request_id,
+        request_id = %uuid::Uuid::new_v4(),
+        client_request_id = client_request_id,
     );
     service_runtime::telemetry::set_parent_from(&span, |k| {
         req.headers()

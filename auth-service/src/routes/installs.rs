@@ -42,8 +42,15 @@ pub async fn show(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResp
         _ => InstallState::Active,
     };
     let orgs = if state == InstallState::Active {
-        // Every org at once: each listing is independent, and the slowest one sets the pace.
-        let listings = join_all(install.orgs.iter().map(|o| app.projects.list(&o.id))).await;
+        // Every org at once: each listing is independent, and the slowest one sets the pace. By
+        // this install, never by org: another install of the same org must not answer for it.
+        let listings = join_all(
+            install
+                .orgs
+                .iter()
+                .map(|o| app.projects.list(&install.install_id, &o.id)),
+        )
+        .await;
         install
             .orgs
             .iter()

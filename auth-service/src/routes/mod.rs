@@ -4,23 +4,27 @@
 //! |---|---|
 //! | `GET /` | 200 landing page |
 //! | `GET /static/style.css`, `GET /static/favicon.svg` | 200 the stylesheet, the icon |
-//! | `GET /auth` | 302 to Snyk's consent page; 503 when Redis is down |
-//! | `GET /callback` | 303 to the install page; 200 "cancelled" page; 400 pages for bad, expired, reused or foreign state, Snyk errors and refused codes; 503 when token-service or Redis is down |
+//! | `GET /auth` | 302 to Snyk's consent page; 429 with `Retry-After` past `AUTH_RATE_LIMIT_PER_MINUTE` per client; 503 when Redis is down |
+//! | `GET /callback` | 303 to the install page; 200 "cancelled" page; 400 pages for bad, expired, reused or foreign state, Snyk errors (Snyk's text only for this browser's own state) and refused codes; 503 when token-service or Redis is down |
 //! | `GET /installs/{id}` | 200 the install's orgs and projects; 404 unless this browser completed it; 503 when token-service is down |
+//! | `POST /logout` | 303 to `/`, the session and binding cookies cleared; 403 for a post from another site |
 //! | `GET /healthz`, `GET /readyz` | 200 / 503 JSON |
 //! | anything else | 404 page (405 for another method on a known path) |
+//!
+//! `/metrics` is not here: it has its own listener (`AUTH_SERVICE_METRICS_ADDR`, see `startup`).
 
 use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, guard, web};
 use url::Url;
 
 use crate::{
-    error::PageError, projects_client::ProjectsClient, session::Cookies, state::StateStore,
-    token_client::TokenClient,
+    error::PageError, projects_client::ProjectsClient, rate_limit::AuthRateLimiter,
+    session::Cookies, state::StateStore, token_client::TokenClient,
 };
 
 pub mod health;
 pub mod home;
 pub mod installs;
+pub mod logout;
 pub mod oauth;
 
 /// What the handlers share (one per server, behind `web::Data`).
@@ -31,6 +35,10 @@ pub struct AppState {
     pub tokens: TokenClient,
     pub projects: ProjectsClient,
     pub cookies: Cookies,
+    /// The per-client limit of `/auth`.
+    pub limiter: AuthRateLimiter,
+    /// The browser-facing origin (of `SNYK_REDIRECT_URI`): the `Origin` our own forms post with.
+    pub public_origin: String,
     /// Set at shutdown: readiness turns false while in-flight requests finish.
     pub draining: service_runtime::http::Draining,
 }
@@ -43,7 +51,11 @@ impl AppState {
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, PageError> {
-    Err(PageError::MethodNotAllowed)
+    Err(PageError::MethodNotAllowed { allow: "GET, HEAD" })
+}
+
+async fn post_only() -> Result<HttpResponse, PageError> {
+    Err(PageError::MethodNotAllowed { allow: "POST" })
 }
 
 async fn not_found() -> Result<HttpResponse, PageError> {
@@ -74,8 +86,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get("/auth", oauth::start))
         .service(get("/callback", oauth::callback))
         .service(get("/installs/{install_id}", installs::show))
+        .service(
+            web::resource("/logout")
+                .route(web::post().to(logout::logout))
+                .default_service(web::to(post_only)),
+        )
         .service(get("/healthz", health::healthz))
         .service(get("/readyz", health::readyz))
-        .service(get("/metrics", service_runtime::http::metrics))
         .default_service(web::to(not_found));
 }

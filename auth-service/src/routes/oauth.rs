@@ -3,7 +3,13 @@
 //!
 //! Status choices: Deny on Snyk's page is the user's decision, not an error, so its page is a
 //! 200; every other outcome that does not install is a 400 (bad, expired, reused or foreign state,
-//! Snyk errors, a code Snyk refused) or a 503 (Redis or token-service down).
+//! Snyk errors, a code Snyk refused), a 429 (too many `/auth` from one client) or a 503 (Redis or
+//! token-service down).
+//!
+//! The callback checks the browser binding before it consumes the state (`state` module): a
+//! callback opened in the wrong browser is refused and leaves the sign-in usable by the right one.
+//! Snyk's `error` / `error_description` are shown only for a state this browser started; for any
+//! other the page is generic, since anyone can put text in a link to our `/callback`.
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -81,6 +87,14 @@ fn state_store_error(e: StateError) -> PageError {
 /// `GET /auth`: remembers a new sign-in bound to this browser, then sends it to Snyk.
 #[tracing::instrument(skip_all)]
 pub async fn start(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    if let Err(wait) = app.limiter.check(&req) {
+        tracing::warn!("refused a sign-in: rate limit of its client address");
+        // Round up: a client that waits the advertised time must get through.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(PageError::TooManyRequests {
+            retry_after_secs: secs,
+        });
+    }
     // One binding per browser, reused, so sign-ins started in two tabs both finish.
     let binding = app.cookies.binding(&req).unwrap_or_else(Binding::generate);
     let verifier = pkce::new_verifier();
@@ -174,13 +188,31 @@ pub async fn callback(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let params = parse_callback(req.query_string())?;
+    let binding = app.cookies.binding(&req);
 
     if let Some(error) = params.error {
-        // The sign-in is over either way: its state must not be usable again.
-        if let Some(state) = params.state.as_deref().and_then(OAuthState::parse)
-            && let Err(e) = app.states.take(&state).await
+        // Snyk's words only for a sign-in this browser started; its state is spent then.
+        let state = params.state.as_deref().and_then(OAuthState::parse);
+        let pending = match &state {
+            Some(state) => app.states.peek(state).await.map_err(state_store_error)?,
+            None => None,
+        };
+        let (Some(state), Some(pending)) = (state, pending) else {
+            tracing::warn!("Snyk error for an unknown state; not showing its text");
+            return Err(PageError::UnverifiedSignInError);
+        };
+        if !pending.is_bound_to(binding.as_ref()) || pending.is_expired(unix_now()) {
+            tracing::warn!("Snyk error for a state another browser started; not showing its text");
+            return Err(PageError::UnverifiedSignInError);
+        }
+        if !app
+            .states
+            .consume(&state, &pending)
+            .await
+            .map_err(state_store_error)?
         {
-            tracing::warn!(error = %e, "could not discard the state of a refused sign-in; it expires by itself");
+            // A racing callback of the same browser spent it first: that one shows the outcome.
+            return Err(PageError::StateExpired);
         }
         if error == "access_denied" {
             tracing::info!("the user denied the authorization at Snyk");
@@ -206,16 +238,26 @@ pub async fn callback(
     let state = OAuthState::parse(&state).ok_or(PageError::StateExpired)?;
     let pending = app
         .states
-        .take(&state)
+        .peek(&state)
         .await
         .map_err(state_store_error)?
         .ok_or(PageError::StateExpired)?;
     if pending.is_expired(unix_now()) {
         return Err(PageError::StateExpired);
     }
-    if !pending.is_bound_to(app.cookies.binding(&req).as_ref()) {
+    // Before consuming: a callback from the wrong browser must not spend the right one's state.
+    if !pending.is_bound_to(binding.as_ref()) {
         tracing::warn!("refused a callback whose state another browser started");
         return Err(PageError::WrongBrowser);
+    }
+    // Single use: of concurrent callbacks with this state, exactly one gets past here.
+    if !app
+        .states
+        .consume(&state, &pending)
+        .await
+        .map_err(state_store_error)?
+    {
+        return Err(PageError::StateExpired);
     }
 
     let install = app

@@ -15,6 +15,7 @@ const VARS: &[&str] = &[
     "FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS",
     "FAKE_SNYK_ORGS",
     "FAKE_SNYK_TOKEN_LATENCY_MS",
+    "DEMO_MODE",
 ];
 
 fn command(vars: &[(&str, &str)]) -> Command {
@@ -58,8 +59,18 @@ async fn the_binary_serves_and_stops_on_sigterm() {
     .unwrap();
     let url = wait_ready(&mut child).await;
 
+    let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    // Not in demo mode: nobody may steer or read the fake.
     let stats = reqwest::get(format!("{url}/_fake/stats")).await.unwrap();
-    assert_eq!(stats.status(), reqwest::StatusCode::OK);
+    assert_eq!(stats.status(), reqwest::StatusCode::NOT_FOUND);
+    let faults = reqwest::Client::new()
+        .post(format!("{url}/_fake/faults"))
+        .json(&serde_json::json!({"token_latency": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(faults.status(), reqwest::StatusCode::NOT_FOUND);
 
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
@@ -75,10 +86,22 @@ async fn the_binary_serves_and_stops_on_sigterm() {
 }
 
 #[tokio::test]
+async fn the_control_endpoints_are_served_in_demo_mode_only() {
+    let mut child = command(&[("FAKE_SNYK_ADDR", "127.0.0.1:0"), ("DEMO_MODE", "true")])
+        .spawn()
+        .unwrap();
+    let url = wait_ready(&mut child).await;
+    let stats = reqwest::get(format!("{url}/_fake/stats")).await.unwrap();
+    assert_eq!(stats.status(), reqwest::StatusCode::OK);
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
 async fn an_invalid_variable_is_named_and_fails_the_start() {
     for (var, value) in [
         ("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS", "soon"),
         ("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", "0"),
+        ("DEMO_MODE", "sometimes"),
     ] {
         let output = command(&[(var, value)]).output().await.unwrap();
 

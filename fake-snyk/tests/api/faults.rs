@@ -245,3 +245,43 @@ async fn clear_faults_disarms_everything() {
     app.refresh_ok(&tokens.refresh_token).await;
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn redirects_answer_307_with_the_location_without_touching_state() {
+    let app = spawn().await;
+    let tokens = app.install().await;
+    app.fake.inject(Fault::TokenRedirects {
+        location: "http://127.0.0.1:9/oauth2/token".into(),
+        count: 1,
+    });
+    app.fake.inject(Fault::RestRedirects {
+        location: "http://127.0.0.1:9/rest/orgs".into(),
+        count: 1,
+    });
+
+    // The helpers' client follows no redirect: we see the 307 itself.
+    let redirected = app.refresh(&tokens.refresh_token).await;
+    assert_eq!(redirected.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        redirected.headers()["location"],
+        "http://127.0.0.1:9/oauth2/token"
+    );
+    let url = format!("/orgs?version={VERSION}");
+    let redirected = app.rest(&url, &tokens.access_token).await;
+    assert_eq!(redirected.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        redirected.headers()["location"],
+        "http://127.0.0.1:9/rest/orgs"
+    );
+
+    // Used up, and nothing was spent: the same refresh token still works.
+    assert_eq!(
+        app.rest(&url, &tokens.access_token).await.status(),
+        StatusCode::OK
+    );
+    app.refresh_ok(&tokens.refresh_token).await;
+    let stats = app.fake.stats();
+    assert_eq!(stats.token_calls["refresh_token"], 2);
+    assert_eq!(stats.successful_refreshes, 1);
+    assert_eq!(stats.rest_calls[&307], 1);
+}

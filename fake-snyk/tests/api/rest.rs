@@ -426,3 +426,72 @@ async fn rest_calls_are_counted_by_status_and_path() {
     assert_eq!(stats.rest_calls_by_path["projects"], 2);
     assert_eq!(stats.rest_calls_by_path["self"], 1);
 }
+
+#[tokio::test]
+async fn an_install_in_chosen_orgs_sees_those_orgs_only() {
+    let app = spawn().await;
+    let (demo, big) = (app.org_id("Demo Org"), app.org_id("Big Org"));
+    let pkce = crate::helpers::Pkce::generate();
+    let code = app
+        .fake
+        .approve_for_orgs(
+            crate::helpers::CLIENT_ID,
+            crate::helpers::REDIRECT_URI,
+            &pkce.challenge,
+            None,
+            &[big],
+        )
+        .unwrap();
+    let response = app.exchange(&code, &pkce.verifier).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let narrow: crate::helpers::Tokens = response.json().await.unwrap();
+    let everywhere = app.install().await;
+
+    let orgs = app
+        .rest_json(&format!("/orgs?version={VERSION}"), &narrow.access_token)
+        .await;
+    let ids: Vec<&str> = orgs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [big.to_string()]);
+    let me = app
+        .rest_json(&format!("/self?version={VERSION}"), &narrow.access_token)
+        .await;
+    assert_eq!(
+        me["data"]["attributes"]["default_org_context"],
+        big.to_string()
+    );
+    let page = app
+        .projects_page(big, &format!("version={VERSION}"), &narrow.access_token)
+        .await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 10);
+
+    // Outside the install: the same 404 as an org that does not exist.
+    let hidden = app
+        .rest(
+            &format!("/orgs/{demo}/projects?version={VERSION}"),
+            &narrow.access_token,
+        )
+        .await;
+    assert_rest_error(hidden, 404).await;
+
+    // Another install of the same app still sees every org.
+    let page = app
+        .projects_page(
+            demo,
+            &format!("version={VERSION}"),
+            &everywhere.access_token,
+        )
+        .await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 10);
+    let all = app
+        .rest_json(
+            &format!("/orgs?version={VERSION}"),
+            &everywhere.access_token,
+        )
+        .await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 2);
+}

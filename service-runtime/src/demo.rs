@@ -1,0 +1,144 @@
+//! Demo mode fails closed: the values docker-compose.yml falls back to are published, so a service
+//! refuses them unless `DEMO_MODE=true`, and refuses `DEMO_MODE=true` when it would talk to Snyk
+//! itself. [`crate::config::Env`] applies these rules; this module holds the list and the tests.
+
+use url::{Host, Url};
+
+/// The variable that turns demo mode on.
+pub const DEMO_MODE: &str = "DEMO_MODE";
+
+/// Every value docker-compose.yml falls back to when a secret is unset (`${X:-…}`), or the part of
+/// it that makes it a key (base64 without its `=` padding, without the key id). A setting that
+/// contains one of them is refused outside demo mode. `tests/system/deploy.rs` checks that this
+/// list and the compose file's defaults name each other, so they cannot drift apart.
+pub const SHIPPED_VALUES: &[&str] = &[
+    // SNYK_CLIENT_ID, FAKE_SNYK_CLIENT_ID
+    "demo-client-id",
+    // SNYK_CLIENT_SECRET, FAKE_SNYK_CLIENT_SECRET
+    "demo-client-secret",
+    // TOKEN_ENCRYPTION_KEYS (`demo:` + base64 of "demo-only-token-key-NOT-A-SECRET")
+    "ZGVtby1vbmx5LXRva2VuLWtleS1OT1QtQS1TRUNSRVQ",
+    // PROJECTS_SERVICE_TOKEN_KEY
+    "demo-projects-to-token-key-not-secret",
+    // AUTH_SERVICE_TOKEN_KEY
+    "demo-auth-to-token-key-not-secret",
+    // AUTH_SERVICE_PROJECTS_KEY
+    "demo-auth-to-projects-key-not-secret",
+    // AUTH_COOKIE_KEY (base64 of "demo-only-cookie-key-it-is-in-docker-compose.yml-so-NOT-A-SECRET")
+    "ZGVtby1vbmx5LWNvb2tpZS1rZXktaXQtaXMtaW4tZG9ja2VyLWNvbXBvc2UueW1sLXNvLU5PVC1BLVNFQ1JFVA",
+];
+
+/// `DEMO_MODE` as written: unset or blank is off; anything but a clear yes or no is an error, so
+/// a typo cannot silently pick a mode.
+pub fn parse(value: Option<&str>) -> anyhow::Result<bool> {
+    match value
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+        .unwrap_or("")
+    {
+        "" | "false" | "0" | "no" => Ok(false),
+        "true" | "1" | "yes" => Ok(true),
+        _ => anyhow::bail!("{DEMO_MODE} must be true or false"),
+    }
+}
+
+/// Whether `value` contains a value published in docker-compose.yml.
+pub fn is_shipped(value: &str) -> bool {
+    SHIPPED_VALUES.iter().any(|shipped| value.contains(shipped))
+}
+
+/// Snyk's own hosts: `snyk.io` and every subdomain (`api.snyk.io`, `app.eu.snyk.io`, …).
+pub fn is_snyk_host(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "snyk.io" || d.ends_with(".snyk.io")
+        }
+        _ => false,
+    }
+}
+
+/// This machine: `localhost`, 127.0.0.0/8 or `::1`. Plain http is acceptable there only.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn snyk_hosts_are_snyk_io_and_its_subdomains() {
+        for u in [
+            "https://snyk.io",
+            "https://api.snyk.io",
+            "https://APP.EU.SNYK.IO/",
+            "http://api.snyk.io.:80",
+        ] {
+            assert!(is_snyk_host(&url(u)), "{u}");
+        }
+        for u in [
+            "https://notsnyk.io",
+            "https://snyk.io.example",
+            "http://127.0.0.1:8090",
+            "http://fake-snyk:8090",
+        ] {
+            assert!(!is_snyk_host(&url(u)), "{u}");
+        }
+    }
+
+    #[test]
+    fn loopback_is_localhost_127_and_ipv6_one() {
+        for u in [
+            "http://127.0.0.1:1",
+            "http://127.1.2.3",
+            "http://[::1]:8090",
+            "http://localhost:8090",
+            "http://LocalHost.",
+        ] {
+            assert!(is_loopback(&url(u)), "{u}");
+        }
+        for u in [
+            "http://fake-snyk:8090",
+            "http://10.0.0.1",
+            "http://localhost.example",
+            "http://[::2]",
+        ] {
+            assert!(!is_loopback(&url(u)), "{u}");
+        }
+    }
+
+    #[test]
+    fn demo_mode_is_a_clear_yes_or_no() {
+        assert!(!parse(None).unwrap());
+        assert!(!parse(Some(" ")).unwrap());
+        assert!(!parse(Some("false")).unwrap());
+        assert!(parse(Some("TRUE")).unwrap());
+        assert!(parse(Some("1")).unwrap());
+        let err = parse(Some("ture")).unwrap_err();
+        assert!(err.to_string().contains(DEMO_MODE), "{err}");
+    }
+
+    #[test]
+    fn shipped_values_are_found_inside_compound_settings() {
+        assert!(is_shipped(
+            "projects-service=demo-projects-to-token-key-not-secret"
+        ));
+        assert!(is_shipped(
+            "k1:ZGVtby1vbmx5LXRva2VuLWtleS1OT1QtQS1TRUNSRVQ="
+        ));
+        assert!(!is_shipped(
+            "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+        ));
+    }
+}
