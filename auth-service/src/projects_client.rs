@@ -8,6 +8,7 @@ use std::{fmt, time::Duration};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use snykapps_ids::{InstallId, OrgId};
 use url::Url;
 
 /// One project, with the fields the install page shows.
@@ -80,20 +81,29 @@ impl ProjectsClient {
         })
     }
 
-    fn url(&self, install_id: &str, org_id: &str) -> Url {
+    fn url(&self, install_id: &InstallId, org_id: &OrgId) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
-            // `extend` percent-encodes each segment, so an id can never change the path's shape.
-            segments
-                .pop_if_empty()
-                .extend(["v1", "installs", install_id, "orgs", org_id, "projects"]);
+            // Typed ids are UUIDs; `extend` would percent-encode anything else anyway.
+            segments.pop_if_empty().extend([
+                "v1",
+                "installs",
+                &install_id.to_string(),
+                "orgs",
+                &org_id.to_string(),
+                "projects",
+            ]);
         }
         url
     }
 
     /// `org_id`'s projects through `install_id`'s own token.
     #[tracing::instrument(skip(self))]
-    pub async fn list(&self, install_id: &str, org_id: &str) -> Result<Listing, ProjectsError> {
+    pub async fn list(
+        &self,
+        install_id: &InstallId,
+        org_id: &OrgId,
+    ) -> Result<Listing, ProjectsError> {
         let mut req = self
             .http
             .get(self.url(install_id, org_id))
@@ -140,20 +150,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_cannot_reshape_the_path() {
+    fn the_url_names_the_install_and_the_org() {
         let c = ProjectsClient::new(
-            Url::parse("http://127.0.0.1:8081").expect("url"),
+            Url::parse("http://127.0.0.1:8081/").expect("url"),
             "k".to_owned().into(),
             Duration::from_secs(1),
         )
         .expect("client");
+        // Ids are typed (a path segment can only be a UUID); the base's trailing slash is not
+        // doubled.
+        let install = InstallId::parse("123e4567-e89b-12d3-a456-426614174000").expect("id");
+        let org = OrgId::parse("00000000-0000-4000-8000-000000000001").expect("id");
         assert_eq!(
-            c.url("i", "abc").as_str(),
-            "http://127.0.0.1:8081/v1/installs/i/orgs/abc/projects"
-        );
-        assert_eq!(
-            c.url("../../orgs/o/projects#", "../x?y").as_str(),
-            "http://127.0.0.1:8081/v1/installs/..%2F..%2Forgs%2Fo%2Fprojects%23/orgs/..%2Fx%3Fy/projects"
+            c.url(&install, &org).as_str(),
+            "http://127.0.0.1:8081/v1/installs/123e4567-e89b-12d3-a456-426614174000/orgs/00000000-0000-4000-8000-000000000001/projects"
         );
     }
 

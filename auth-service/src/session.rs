@@ -23,6 +23,8 @@ use actix_web::{
     cookie::{Cookie, CookieJar, Key, SameSite, time::Duration as CookieDuration},
 };
 
+use snykapps_ids::InstallId;
+
 use crate::state::{Binding, STATE_TTL, unix_now};
 
 pub const BINDING_COOKIE: &str = "snykapps_binding";
@@ -31,43 +33,32 @@ pub const SESSION_COOKIE: &str = "snykapps_session";
 pub const HOST_PREFIX: &str = "__Host-";
 /// How many installs a session remembers; older ones drop off.
 pub const MAX_INSTALLS: usize = 10;
-/// Longest install id we keep (token-service's are 36-character UUIDs).
-const MAX_ID_LEN: usize = 64;
-
 /// The installs one browser completed, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Session {
-    installs: Vec<String>,
-}
-
-/// The shape of an install id we accept (token-service issues UUIDs).
-pub fn is_install_id(id: &str) -> bool {
-    (1..=MAX_ID_LEN).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    installs: Vec<InstallId>,
 }
 
 impl Session {
-    pub fn installs(&self) -> &[String] {
+    pub fn installs(&self) -> &[InstallId] {
         &self.installs
     }
 
-    pub fn contains(&self, install_id: &str) -> bool {
-        self.installs.iter().any(|i| i == install_id)
+    pub fn contains(&self, install_id: &InstallId) -> bool {
+        self.installs.contains(install_id)
     }
 
     /// Remembers `install_id` as the newest; the oldest drops off past [`MAX_INSTALLS`].
-    pub fn add(&mut self, install_id: &str) {
-        if !is_install_id(install_id) {
-            return;
-        }
-        self.installs.retain(|i| i != install_id);
-        self.installs.insert(0, install_id.to_owned());
+    pub fn add(&mut self, install_id: InstallId) {
+        self.installs.retain(|i| *i != install_id);
+        self.installs.insert(0, install_id);
         self.installs.truncate(MAX_INSTALLS);
     }
 
     /// The sealed plain text: `<expires_at>|<id>,<id>,…` (Unix seconds).
     fn encode(&self, expires_at: u64) -> String {
-        format!("{expires_at}|{}", self.installs.join(","))
+        let ids: Vec<String> = self.installs.iter().map(InstallId::to_string).collect();
+        format!("{expires_at}|{}", ids.join(","))
     }
 
     /// `None` for a value without a readable expiry (an older format, or damage) and for one
@@ -82,10 +73,10 @@ impl Session {
     }
 
     fn from_ids(value: &str) -> Session {
-        let mut installs: Vec<String> = Vec::new();
-        for id in value.split(',').filter(|id| is_install_id(id)) {
-            if !installs.iter().any(|i| i == id) {
-                installs.push(id.to_owned());
+        let mut installs: Vec<InstallId> = Vec::new();
+        for id in value.split(',').filter_map(|id| InstallId::parse(id).ok()) {
+            if !installs.contains(&id) {
+                installs.push(id);
             }
         }
         installs.truncate(MAX_INSTALLS);
@@ -244,7 +235,7 @@ mod tests {
 
     fn one_install() -> Session {
         let mut s = Session::default();
-        s.add(&id(1));
+        s.add(id(1));
         s
     }
 
@@ -252,15 +243,15 @@ mod tests {
         TestRequest::default().cookie(cookie).to_http_request()
     }
 
-    fn id(n: usize) -> String {
-        format!("00000000-0000-4000-8000-{n:012}")
+    fn id(n: usize) -> InstallId {
+        InstallId::parse(&format!("00000000-0000-4000-8000-{n:012}")).unwrap()
     }
 
     #[test]
     fn newest_first_capped_and_deduplicated() {
         let mut s = Session::default();
         for n in 0..12 {
-            s.add(&id(n));
+            s.add(id(n));
         }
         assert_eq!(s.installs().len(), MAX_INSTALLS);
         assert_eq!(s.installs()[0], id(11));
@@ -268,22 +259,20 @@ mod tests {
             !s.contains(&id(0)) && !s.contains(&id(1)),
             "the oldest drop off"
         );
-        s.add(&id(5));
+        s.add(id(5));
         assert_eq!(s.installs()[0], id(5));
         assert_eq!(s.installs().iter().filter(|i| **i == id(5)).count(), 1);
-        s.add("not,an id");
-        assert!(!s.contains("not,an id"));
     }
 
     #[test]
     fn the_session_cookie_round_trips_sealed() {
         let c = cookies();
         let mut s = Session::default();
-        s.add(&id(1));
-        s.add(&id(2));
+        s.add(id(1));
+        s.add(id(2));
         let cookie = c.session_cookie(&s);
         assert!(
-            !cookie.value().contains(&id(1)),
+            !cookie.value().contains(&id(1).to_string()),
             "the install ids are encrypted"
         );
         assert_eq!(cookie.http_only(), Some(true));
@@ -320,7 +309,7 @@ mod tests {
         let c = cookies();
         let mut jar = CookieJar::new();
         jar.private_mut(&key(7))
-            .add(Cookie::new("__Host-snykapps_session", id(1)));
+            .add(Cookie::new("__Host-snykapps_session", id(1).to_string()));
         let legacy = jar.get("__Host-snykapps_session").cloned().unwrap();
         assert_eq!(c.session(&presenting(legacy)), Session::default());
         for plain in ["", "|", "x|id", "-1|id", "12"] {
@@ -404,7 +393,7 @@ mod tests {
         );
 
         let mut s = Session::default();
-        s.add(&id(1));
+        s.add(id(1));
         let other = Cookies::new(key(8), vec![], true, TTL).session_cookie(&s);
         let req = TestRequest::default().cookie(other).to_http_request();
         assert_eq!(

@@ -5,7 +5,8 @@
 use std::{fmt, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
-use service_runtime::grpc::Caller;
+use service_runtime::grpc::TokenServiceChannel;
+use snykapps_ids::InstallId;
 use snykapps_proto::token_v1::{self as pb, token_service_client::TokenServiceClient};
 use tonic::{Code, transport::Channel};
 
@@ -34,14 +35,14 @@ pub enum TokenError {
 /// A cheap-to-clone handle on token-service.
 #[derive(Clone)]
 pub struct TokenClient {
-    caller: Caller,
+    channel: TokenServiceChannel,
     client: TokenServiceClient<Channel>,
 }
 
 impl fmt::Debug for TokenClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenClient")
-            .field("caller", &self.caller)
+            .field("channel", &self.channel)
             .finish_non_exhaustive()
     }
 }
@@ -55,10 +56,10 @@ impl TokenClient {
         api_key: &SecretString,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let caller = Caller::new(url, ca_pem, api_key, timeout)?;
+        let channel = TokenServiceChannel::new(url, ca_pem, api_key, timeout)?;
         Ok(TokenClient {
-            client: TokenServiceClient::new(caller.channel()),
-            caller,
+            client: TokenServiceClient::new(channel.channel()),
+            channel,
         })
     }
 
@@ -78,7 +79,7 @@ impl TokenClient {
         let install = self
             .client
             .clone()
-            .complete_install(self.caller.request(req))
+            .complete_install(self.channel.request(req))
             .await
             .map_err(map_status)?
             .into_inner();
@@ -87,14 +88,14 @@ impl TokenClient {
     }
 
     #[tracing::instrument(skip(self))]
-    pub async fn get_install(&self, install_id: &str) -> Result<pb::Install, TokenError> {
+    pub async fn get_install(&self, install_id: &InstallId) -> Result<pb::Install, TokenError> {
         let req = pb::GetInstallRequest {
-            install_id: install_id.to_owned(),
+            install_id: install_id.to_string(),
         };
         Ok(self
             .client
             .clone()
-            .get_install(self.caller.request(req))
+            .get_install(self.channel.request(req))
             .await
             .map_err(map_status)?
             .into_inner())
@@ -102,7 +103,7 @@ impl TokenClient {
 
     /// Does token-service answer its gRPC health check as serving?
     pub async fn ready(&self) -> bool {
-        self.caller.serving(HEALTH_SERVICE).await
+        self.channel.serving(HEALTH_SERVICE).await
     }
 }
 

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
+use caller_auth::ClientKeys;
 use serde::{Deserialize, Serialize};
-use snykapps_proto::auth::ClientKeys;
+use snykapps_ids::{BadId, InstallId, OrgId};
 
 use crate::{
     error::ApiError,
@@ -38,8 +39,8 @@ pub struct ProjectsQuery {
 struct ProjectsResponse {
     /// Only on the install route: whose token listed the projects.
     #[serde(skip_serializing_if = "Option::is_none")]
-    install_id: Option<String>,
-    org_id: String,
+    install_id: Option<InstallId>,
+    org_id: OrgId,
     count: usize,
     projects: Vec<Project>,
 }
@@ -69,13 +70,9 @@ fn token_filter(name: &str, v: Option<String>) -> Result<Option<String>, ApiErro
     }
 }
 
-/// A path id: a hyphenated UUID (36 characters), normalised to lower case.
-fn uuid_param(name: &str, raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::try_parse(raw)
-        .ok()
-        .filter(|_| raw.len() == 36)
-        .map(|id| id.hyphenated().to_string())
-        .ok_or_else(|| ApiError::BadRequest(format!("{name} must be a UUID")))
+/// A path id, parsed into its type (a hyphenated UUID, any case; one spelling from then on).
+fn id_param<T>(raw: &str, parse: fn(&str) -> Result<T, BadId>) -> Result<T, ApiError> {
+    parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 fn filters(
@@ -103,8 +100,8 @@ fn filters(
 async fn list(
     state: &AppState,
     caller: &str,
-    org: String,
-    via: Target<'_>,
+    org: OrgId,
+    via: Target,
     filters: &Filters,
 ) -> Result<HttpResponse, ApiError> {
     tracing::info!(caller, org_id = %org, ?via, "listing projects");
@@ -112,7 +109,7 @@ async fn list(
         list_projects(&state.rest, &state.tokens, state.policy, &org, via, filters).await?;
     Ok(HttpResponse::Ok().json(ProjectsResponse {
         install_id: match via {
-            Target::Install(id) => Some(id.to_owned()),
+            Target::Install(id) => Some(id),
             Target::Org(_) => None,
         },
         org_id: org,
@@ -130,9 +127,9 @@ async fn projects(
     query: Result<web::Query<ProjectsQuery>, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&state, &req)?;
-    let org = uuid_param("org_id", &org_id)?;
+    let org = id_param(&org_id, OrgId::parse)?;
     let filters = filters(query)?;
-    list(&state, caller, org.clone(), Target::Org(&org), &filters).await
+    list(&state, caller, org, Target::Org(org), &filters).await
 }
 
 /// The org's projects as one install sees them: that install's token and no other's, so a
@@ -153,10 +150,10 @@ async fn install_projects(
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&state, &req)?;
     let (install_id, org_id) = path.into_inner();
-    let install = uuid_param("install_id", &install_id)?;
-    let org = uuid_param("org_id", &org_id)?;
+    let install = id_param(&install_id, InstallId::parse)?;
+    let org = id_param(&org_id, OrgId::parse)?;
     let filters = filters(query)?;
-    list(&state, caller, org, Target::Install(&install), &filters).await
+    list(&state, caller, org, Target::Install(install), &filters).await
 }
 
 #[get("/healthz")]

@@ -3,9 +3,9 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::bail;
+use caller_auth::ClientKeys;
 use secrecy::SecretString;
 use service_runtime::config::Env;
-use snykapps_proto::auth::ClientKeys;
 use url::Url;
 
 /// Everything projects-service needs to run.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Serialize;
 use snyk_rest::{ProjectAttributes, RestClient, RestError};
+use snykapps_ids::OrgId;
 
 use crate::tokens::{Target, TokenError, TokenSource};
 
@@ -86,15 +87,15 @@ fn count_snyk_call(status: String) {
         );
 }
 
-/// Lists the projects of `org` (a validated UUID) with `filters`, with the tokens of `via`
+/// Lists the projects of `org` with `filters`, with the tokens of `via`
 /// (asked again by the same target after a 401).
 #[tracing::instrument(skip_all, fields(org_id = %org, via = ?via, pages = tracing::field::Empty))]
 pub async fn list_projects(
     rest: &RestClient,
     tokens: &TokenSource,
     policy: RetryPolicy,
-    org: &str,
-    via: Target<'_>,
+    org: &OrgId,
+    via: Target,
     filters: &Filters,
 ) -> Result<Vec<Project>, ListError> {
     let mut query = Vec::new();

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use service_runtime::grpc::Caller;
+use service_runtime::grpc::TokenServiceChannel;
+use snykapps_ids::{InstallId, OrgId};
 use snykapps_proto::token_v1::{
     self as pb, force_refresh_request, get_access_token_request,
     token_service_client::TokenServiceClient,
@@ -16,25 +17,25 @@ const HEALTH_SERVICE: &str = "snykapps.token.v1.TokenService";
 
 /// Whose token: token-service's two ways of naming a grant (`GetAccessToken`'s `target`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target<'a> {
+pub enum Target {
     /// Whoever serves the org: its newest ACTIVE install, older ones as fallbacks.
-    Org(&'a str),
+    Org(OrgId),
     /// This install and no other, whatever org is listed with its token.
-    Install(&'a str),
+    Install(InstallId),
 }
 
-impl Target<'_> {
+impl Target {
     fn for_get(self) -> get_access_token_request::Target {
         match self {
-            Target::Org(org) => get_access_token_request::Target::OrgId(org.to_owned()),
-            Target::Install(id) => get_access_token_request::Target::InstallId(id.to_owned()),
+            Target::Org(org) => get_access_token_request::Target::OrgId(org.to_string()),
+            Target::Install(id) => get_access_token_request::Target::InstallId(id.to_string()),
         }
     }
 
     fn for_refresh(self) -> force_refresh_request::Target {
         match self {
-            Target::Org(org) => force_refresh_request::Target::OrgId(org.to_owned()),
-            Target::Install(id) => force_refresh_request::Target::InstallId(id.to_owned()),
+            Target::Org(org) => force_refresh_request::Target::OrgId(org.to_string()),
+            Target::Install(id) => force_refresh_request::Target::InstallId(id.to_string()),
         }
     }
 }
@@ -58,7 +59,7 @@ pub enum TokenError {
 /// A cheap-to-clone handle on token-service.
 #[derive(Debug, Clone)]
 pub struct TokenSource {
-    caller: Caller,
+    channel: TokenServiceChannel,
     client: TokenServiceClient<Channel>,
 }
 
@@ -70,15 +71,15 @@ impl TokenSource {
         api_key: &SecretString,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let caller = Caller::new(url, ca_pem, api_key, timeout)?;
+        let channel = TokenServiceChannel::new(url, ca_pem, api_key, timeout)?;
         Ok(TokenSource {
-            client: TokenServiceClient::new(caller.channel()),
-            caller,
+            client: TokenServiceClient::new(channel.channel()),
+            channel,
         })
     }
 
     /// A valid access token of `target`.
-    pub async fn get(&self, target: Target<'_>) -> Result<SecretString, TokenError> {
+    pub async fn get(&self, target: Target) -> Result<SecretString, TokenError> {
         let req = pb::GetAccessTokenRequest {
             target: Some(target.for_get()),
             min_validity_seconds: 0,
@@ -86,7 +87,7 @@ impl TokenSource {
         let token = self
             .client
             .clone()
-            .get_access_token(self.caller.request(req))
+            .get_access_token(self.channel.request(req))
             .await
             .map_err(|s| map_status(target, s))?;
         Ok(token.into_inner().access_token.into())
@@ -95,7 +96,7 @@ impl TokenSource {
     /// Snyk answered 401 to `rejected`: a newer token (token-service refreshes at most once).
     pub async fn force_refresh(
         &self,
-        target: Target<'_>,
+        target: Target,
         rejected: &SecretString,
     ) -> Result<SecretString, TokenError> {
         let req = pb::ForceRefreshRequest {
@@ -105,7 +106,7 @@ impl TokenSource {
         let token = self
             .client
             .clone()
-            .force_refresh(self.caller.request(req))
+            .force_refresh(self.channel.request(req))
             .await
             .map_err(|s| map_status(target, s))?;
         Ok(token.into_inner().access_token.into())
@@ -113,11 +114,11 @@ impl TokenSource {
 
     /// Is token-service up and serving the token API? (gRPC health check)
     pub async fn ready(&self) -> bool {
-        self.caller.serving(HEALTH_SERVICE).await
+        self.channel.serving(HEALTH_SERVICE).await
     }
 }
 
-fn map_status(target: Target<'_>, s: tonic::Status) -> TokenError {
+fn map_status(target: Target, s: tonic::Status) -> TokenError {
     match s.code() {
         Code::NotFound => match target {
             Target::Org(_) => TokenError::UnknownOrg,

@@ -3,8 +3,6 @@
 //! Modules mirror the proto package tree (`snykapps.token.v1` -> [`snykapps::token::v1`]) so a
 //! reader can go from a type name on the wire to its Rust path without a lookup table.
 
-pub mod auth;
-
 /// `snykapps.*` packages.
 pub mod snykapps {
     /// `snykapps.token.*` packages.

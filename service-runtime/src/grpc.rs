@@ -33,24 +33,25 @@ pub fn channel(url: &Url, ca_pem: Option<&[u8]>, timeout: Duration) -> anyhow::R
     Ok(endpoint.connect_lazy())
 }
 
-/// What every internal caller of token-service sends with each call: its key, a deadline and
-/// the current trace context. Cheap to clone.
+/// The outgoing side: a lazily connecting channel to token-service plus what every internal
+/// caller sends with each call (its key, a deadline, the current trace context). Not to be
+/// confused with token-service's `AuthenticatedCaller`, the incoming side. Cheap to clone.
 #[derive(Clone)]
-pub struct Caller {
+pub struct TokenServiceChannel {
     channel: Channel,
     authorization: MetadataValue<Ascii>,
     timeout: Duration,
 }
 
-impl std::fmt::Debug for Caller {
+impl std::fmt::Debug for TokenServiceChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Caller")
+        f.debug_struct("TokenServiceChannel")
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl Caller {
+impl TokenServiceChannel {
     /// A lazily connecting caller of `url` presenting `api_key` (`TOKEN_SERVICE_API_KEY`).
     pub fn new(
         url: &Url,
@@ -64,7 +65,7 @@ impl Caller {
                 anyhow::anyhow!("TOKEN_SERVICE_API_KEY contains characters not allowed in a header")
             })?;
         authorization.set_sensitive(true);
-        Ok(Caller {
+        Ok(TokenServiceChannel {
             channel: channel(url, ca_pem, timeout)?,
             authorization,
             timeout,

@@ -1045,7 +1045,7 @@ fn sealed_session(key: &str, install_id: &str, sealed_at: u64, ttl: u64) -> Stri
         std::time::Duration::from_secs(ttl),
     );
     let mut session = auth_service::session::Session::default();
-    session.add(install_id);
+    session.add(snykapps_ids::InstallId::parse(install_id).unwrap());
     cookies
         .session_cookie_at(&session, sealed_at)
         .value()

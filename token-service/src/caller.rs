@@ -5,7 +5,7 @@
 //! Both checks run in one tower layer, [`Authorize`], in front of the generated server rather than
 //! in a tonic interceptor: an interceptor sees metadata but not the request path, so it cannot
 //! tell which RPC is called. Doing both in one place keeps "who" and "may they" together and the
-//! handlers free of permission code; they read the [`Caller`] it leaves in the request
+//! handlers free of permission code; they read the [`AuthenticatedCaller`] it leaves in the request
 //! extensions. gRPC health and reflection are separate services and are not wrapped.
 
 use std::{
@@ -14,12 +14,10 @@ use std::{
     task::{Context, Poll},
 };
 
+use caller_auth::{ClientKeys, Rejection};
 use futures::future::{BoxFuture, Either};
 use secrecy::SecretString;
-use snykapps_proto::{
-    auth::{ClientKeys, Rejection},
-    token_v1::token_service_server::SERVICE_NAME,
-};
+use snykapps_proto::token_v1::token_service_server::SERVICE_NAME;
 use tonic::{Status, server::NamedService};
 
 /// One TokenService method. Grants name these, never strings.
@@ -106,9 +104,9 @@ impl fmt::Debug for RpcSet {
 /// The caller an RPC was authenticated as: a request extension, logged and used as a metric label
 /// by name (names come from configuration, so label values stay bounded).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller(pub Arc<str>);
+pub struct AuthenticatedCaller(pub Arc<str>);
 
-impl Caller {
+impl AuthenticatedCaller {
     pub fn name(&self) -> &str {
         &self.0
     }
@@ -150,13 +148,9 @@ impl fmt::Debug for Callers {
 }
 
 impl Callers {
-    /// `keys` parsed from `TOKEN_SERVICE_CLIENT_KEYS` (whose raw value is `keys_spec`, for the
-    /// caller names) and `rpcs_spec`, the value of `TOKEN_SERVICE_CALLER_RPCS`.
-    pub fn parse(
-        keys: Arc<ClientKeys>,
-        keys_spec: &str,
-        rpcs_spec: &str,
-    ) -> Result<Callers, GrantsError> {
+    /// `keys` parsed from `TOKEN_SERVICE_CLIENT_KEYS` and `rpcs_spec`, the value of
+    /// `TOKEN_SERVICE_CALLER_RPCS`.
+    pub fn parse(keys: Arc<ClientKeys>, rpcs_spec: &str) -> Result<Callers, GrantsError> {
         let mut grants: Vec<(Arc<str>, RpcSet)> = Vec::new();
         let entries = rpcs_spec
             .split(',')
@@ -187,7 +181,7 @@ impl Callers {
             }
             grants.push((Arc::from(caller), set));
         }
-        let key_callers = caller_names(keys_spec);
+        let key_callers: Vec<&str> = keys.callers().collect();
         if let Some((c, _)) = grants
             .iter()
             .find(|(c, _)| !key_callers.contains(&c.as_ref()))
@@ -205,7 +199,11 @@ impl Callers {
 
     /// Authenticates the `authorization` header, then checks that its caller may call the RPC
     /// at `path`. A path that names no TokenService RPC passes (tonic answers UNIMPLEMENTED).
-    pub fn admit(&self, path: &str, authorization: Option<&[u8]>) -> Result<Caller, Refusal> {
+    pub fn admit(
+        &self,
+        path: &str,
+        authorization: Option<&[u8]>,
+    ) -> Result<AuthenticatedCaller, Refusal> {
         let name = self
             .keys
             .authenticate(authorization)
@@ -221,10 +219,10 @@ impl Callers {
             );
         match Rpc::from_path(path) {
             Some(rpc) if !granted.contains(rpc) => Err(Refusal::NotGranted {
-                caller: Caller(caller),
+                caller: AuthenticatedCaller(caller),
                 rpc,
             }),
-            _ => Ok(Caller(caller)),
+            _ => Ok(AuthenticatedCaller(caller)),
         }
     }
 }
@@ -235,7 +233,10 @@ pub enum Refusal {
     /// No key, a malformed header or an unknown key.
     Unauthenticated(Rejection),
     /// A known caller asking for an RPC it is not granted.
-    NotGranted { caller: Caller, rpc: Rpc },
+    NotGranted {
+        caller: AuthenticatedCaller,
+        rpc: Rpc,
+    },
 }
 
 impl Refusal {
@@ -265,16 +266,6 @@ impl From<Refusal> for Status {
     }
 }
 
-/// The caller names of a `caller=key,…` list that `ClientKeys::parse` accepted (it keeps them
-/// private; this reads them the same way: trimmed, empty entries skipped).
-fn caller_names(keys_spec: &str) -> Vec<&str> {
-    keys_spec
-        .split(',')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(caller, _)| caller.trim())
-        .collect()
-}
-
 /// An unknown RPC name as it may appear in an error: a key pasted into the wrong variable is not
 /// repeated, nor is anything that does not look like a method name.
 fn shown(keys: &ClientKeys, name: &str) -> String {
@@ -293,7 +284,7 @@ fn shown(keys: &ClientKeys, name: &str) -> String {
 }
 
 /// The tower layer in front of the TokenService server: [`Callers::admit`] every call, answer
-/// the refused ones with their status, tag the others with [`Caller`].
+/// the refused ones with their status, tag the others with [`AuthenticatedCaller`].
 #[derive(Debug, Clone)]
 pub struct Authorize<S> {
     inner: S,
@@ -354,7 +345,7 @@ mod tests {
 
     fn callers(rpcs: &str) -> Result<Callers, GrantsError> {
         let keys = Arc::new(ClientKeys::parse(KEYS_VAR, KEYS).unwrap());
-        Callers::parse(keys, KEYS, rpcs)
+        Callers::parse(keys, rpcs)
     }
 
     fn path(rpc: Rpc) -> String {

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use service_runtime::config::Env;
 use url::Url;
 
-use snykapps_proto::auth::ClientKeys;
+use caller_auth::ClientKeys;
 
 use crate::{
     caller::Callers,
@@ -155,14 +155,16 @@ impl Settings {
             (None, None) => None,
             _ => bail!("TOKEN_SERVICE_TLS_CERT and TOKEN_SERVICE_TLS_KEY must be set together"),
         };
-        let keys_spec = env.required("TOKEN_SERVICE_CLIENT_KEYS")?;
-        let client_keys = Arc::new(ClientKeys::parse("TOKEN_SERVICE_CLIENT_KEYS", &keys_spec)?);
+        let client_keys = Arc::new(ClientKeys::parse(
+            "TOKEN_SERVICE_CLIENT_KEYS",
+            &env.required("TOKEN_SERVICE_CLIENT_KEYS")?,
+        )?);
         let Some(rpcs_spec) = env.optional("TOKEN_SERVICE_CALLER_RPCS") else {
             bail!(
                 "TOKEN_SERVICE_CALLER_RPCS must be set: `caller=Rpc+Rpc,…` (`*` = every RPC) for every caller of TOKEN_SERVICE_CLIENT_KEYS"
             );
         };
-        let callers = Arc::new(Callers::parse(client_keys, &keys_spec, &rpcs_spec)?);
+        let callers = Arc::new(Callers::parse(client_keys, &rpcs_spec)?);
         Ok(Settings {
             tls,
             addr: env.addr("TOKEN_SERVICE_ADDR", "0.0.0.0:50051")?,

@@ -1,14 +1,15 @@
 //! The domain: install and org ids, the stored grant, its status and the rules for when it needs a
 //! refresh. Nothing here talks to Redis or Snyk.
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use uuid::Uuid;
 
 use crate::snyk::TokenPair;
+
+pub use snykapps_ids::{BadId, InstallId, OrgId};
 
 /// Milliseconds since the Unix epoch: the one clock unit stored in records.
 pub type UnixMillis = i64;
@@ -21,62 +22,6 @@ pub fn now_millis() -> UnixMillis {
 
 fn secs_to_millis(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
-}
-
-/// Why an id could not be parsed.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("{field} must be a UUID like 123e4567-e89b-12d3-a456-426614174000")]
-pub struct BadId {
-    pub field: &'static str,
-}
-
-macro_rules! uuid_id {
-    ($name:ident, $field:literal, $doc:literal) => {
-        #[doc = $doc]
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(Uuid);
-
-        impl $name {
-            /// Accepts only the canonical hyphenated form, so one id has one spelling (and one key).
-            pub fn parse(s: &str) -> Result<Self, BadId> {
-                if s.len() != 36 {
-                    return Err(BadId { field: $field });
-                }
-                Uuid::try_parse(s)
-                    .map(Self)
-                    .map_err(|_| BadId { field: $field })
-            }
-            pub fn as_uuid(&self) -> Uuid {
-                self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.hyphenated().fmt(f)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Display::fmt(self, f)
-            }
-        }
-    };
-}
-
-uuid_id!(
-    InstallId,
-    "install_id",
-    "One completed install of the app: one grant."
-);
-uuid_id!(OrgId, "org_id", "A Snyk organization id.");
-
-impl InstallId {
-    pub fn new_random() -> Self {
-        Self(Uuid::new_v4())
-    }
 }
 
 /// An org the install may access.
@@ -270,29 +215,6 @@ pub(crate) mod tests {
             status: Status::Active,
             refresh_started_at: None,
         }
-    }
-
-    #[test]
-    fn ids_accept_only_canonical_uuids() {
-        assert!(InstallId::parse("123e4567-e89b-12d3-a456-426614174000").is_ok());
-        for bad in [
-            "",
-            "x",
-            "123e4567e89b12d3a456426614174000",
-            "{123e4567-e89b-12d3-a456-426614174000}",
-            &"a".repeat(5000),
-        ] {
-            assert_eq!(
-                InstallId::parse(bad).unwrap_err(),
-                BadId {
-                    field: "install_id"
-                }
-            );
-        }
-        assert_eq!(
-            OrgId::parse("nope").unwrap_err().to_string(),
-            "org_id must be a UUID like 123e4567-e89b-12d3-a456-426614174000"
-        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use snykapps_proto::token_v1::{self as pb, token_service_server::TokenService};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    caller::{Caller, Rpc},
+    caller::{AuthenticatedCaller, Rpc},
     error::Error,
     grant::{Grant, InstallId, Need, OrgId, Status as GrantStatus, now_millis},
     metrics::Metrics,
@@ -53,7 +53,7 @@ impl TokenApi {
     /// status, and writes the audit line either way.
     fn handed_out(
         &self,
-        caller: &Caller,
+        caller: &AuthenticatedCaller,
         rpc: Rpc,
         target: Option<Target<'_>>,
         result: Result<Grant, Error>,
@@ -389,12 +389,16 @@ fn access_token_to_pb(g: &Grant) -> pb::AccessToken {
 
 /// The caller `caller::Authorize` authenticated, recorded on the RPC's span. Its absence means
 /// the service was wired without that layer: refused, never served anonymously.
-fn caller_of<T>(req: &Request<T>) -> Result<Caller, Error> {
-    let caller = req.extensions().get::<Caller>().cloned().ok_or_else(|| {
-        Error::Internal(
-            "no authenticated caller: TokenService is served without caller::Authorize".into(),
-        )
-    })?;
+fn caller_of<T>(req: &Request<T>) -> Result<AuthenticatedCaller, Error> {
+    let caller = req
+        .extensions()
+        .get::<AuthenticatedCaller>()
+        .cloned()
+        .ok_or_else(|| {
+            Error::Internal(
+                "no authenticated caller: TokenService is served without caller::Authorize".into(),
+            )
+        })?;
     tracing::Span::current().record("caller", caller.name());
     Ok(caller)
 }
@@ -412,7 +416,7 @@ fn target_ids(target: Option<Target<'_>>) -> (Option<InstallId>, Option<OrgId>) 
 /// which install (and org, when asked by org) and how it ended (`ok` or the gRPC code). Never a
 /// token: nothing here can hold one.
 fn audit(
-    caller: &Caller,
+    caller: &AuthenticatedCaller,
     rpc: Rpc,
     install_id: Option<InstallId>,
     org_id: Option<OrgId>,

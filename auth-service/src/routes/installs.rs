@@ -8,6 +8,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::future::join_all;
+use snykapps_ids::{InstallId, OrgId};
 use snykapps_proto::token_v1 as pb;
 use time::{OffsetDateTime, macros::format_description};
 
@@ -28,12 +29,16 @@ fn format_time(ts: Option<&snykapps_proto::Timestamp>) -> Option<String> {
 
 #[tracing::instrument(skip_all, fields(install_id = tracing::field::Empty))]
 pub async fn show(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, PageError> {
-    let install_id = req.match_info().get("install_id").unwrap_or_default();
-    if !app.cookies.session(&req).contains(install_id) {
+    let install_id = req
+        .match_info()
+        .get("install_id")
+        .and_then(|raw| InstallId::parse(raw).ok())
+        .ok_or(PageError::NotFound)?;
+    if !app.cookies.session(&req).contains(&install_id) {
         return Err(PageError::NotFound);
     }
-    tracing::Span::current().record("install_id", install_id);
-    let install = app.tokens.get_install(install_id).await?;
+    tracing::Span::current().record("install_id", tracing::field::display(&install_id));
+    let install = app.tokens.get_install(&install_id).await?;
 
     let state = match pb::InstallStatus::try_from(install.status) {
         Ok(pb::InstallStatus::NeedsReauth) => InstallState::NeedsReauth {
@@ -44,12 +49,12 @@ pub async fn show(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResp
     let orgs = if state == InstallState::Active {
         // Every org at once: each listing is independent, and the slowest one sets the pace. By
         // this install, never by org: another install of the same org must not answer for it.
-        let listings = join_all(
-            install
-                .orgs
-                .iter()
-                .map(|o| app.projects.list(&install.install_id, &o.id)),
-        )
+        let listings = join_all(install.orgs.iter().map(|o| async {
+            let org = OrgId::parse(&o.id).map_err(|_| {
+                ProjectsError::Failed("token-service returned a malformed org id".into())
+            })?;
+            app.projects.list(&install_id, &org).await
+        }))
         .await;
         install
             .orgs

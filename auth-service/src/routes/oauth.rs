@@ -13,6 +13,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use secrecy::{ExposeSecret as _, SecretString};
+use snykapps_ids::InstallId;
 use url::Url;
 
 use super::AppState;
@@ -20,7 +21,6 @@ use crate::{
     config::Settings,
     error::PageError,
     pkce,
-    session::is_install_id,
     state::{Binding, OAuthState, StateError, unix_now},
     templates,
 };
@@ -268,21 +268,15 @@ pub async fn callback(
             &app.oauth.redirect_uri,
         )
         .await?;
-    // The id goes into a Location header and a cookie: accept only the shape we expect.
-    if !is_install_id(&install.install_id) {
-        return Err(PageError::Internal(
-            "token-service returned a malformed install id".into(),
-        ));
-    }
-    tracing::Span::current().record("install_id", install.install_id.as_str());
+    // The id goes into a Location header and a cookie: only a well-formed one.
+    let install_id = InstallId::parse(&install.install_id)
+        .map_err(|_| PageError::Internal("token-service returned a malformed install id".into()))?;
+    tracing::Span::current().record("install_id", tracing::field::display(&install_id));
     tracing::info!(orgs = install.orgs.len(), "install completed");
     let mut session = app.cookies.session(&req);
-    session.add(&install.install_id);
+    session.add(install_id);
     Ok(HttpResponse::SeeOther()
-        .insert_header((
-            header::LOCATION,
-            format!("/installs/{}", install.install_id),
-        ))
+        .insert_header((header::LOCATION, format!("/installs/{install_id}")))
         .cookie(app.cookies.session_cookie(&session))
         .finish())
 }

@@ -1,7 +1,7 @@
-//! The internal-caller half of the contract: every internal call carries
-//! `authorization: Bearer <key>`, checked against a `caller=key,…` list
-//! (`TOKEN_SERVICE_CLIENT_KEYS`, `PROJECTS_SERVICE_CLIENT_KEYS`). Lives here because both service
-//! APIs (gRPC and HTTP) share it, and so do their callers.
+//! How internal callers authenticate: every internal call carries `authorization: Bearer <key>`,
+//! checked against a `caller=key,…` list (`TOKEN_SERVICE_CLIENT_KEYS`,
+//! `PROJECTS_SERVICE_CLIENT_KEYS`). A crate of its own because token-service (gRPC) and
+//! projects-service (HTTP) both check it, and neither is the other's contract.
 
 use std::fmt;
 
@@ -79,6 +79,11 @@ impl ClientKeys {
             return Err(ClientKeysError::Empty(var.to_owned()));
         }
         Ok(ClientKeys { entries })
+    }
+
+    /// The caller names, in the order listed.
+    pub fn callers(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(caller, _)| caller.as_str())
     }
 
     /// The caller whose key this is. Every entry is compared, so timing does not reveal which.
