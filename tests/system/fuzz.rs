@@ -4,14 +4,10 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BufMut};
 use proptest::prelude::*;
 use snykapps_proto::token_v1 as pb;
 use system_tests::*;
-use tonic::{
-    Code, Status,
-    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
-};
+use tonic::{Code, Status};
 
 /// Codes a caller may get for bad input. INTERNAL and UNKNOWN are never among them.
 const CLIENT_ERRORS: &[Code] = &[Code::InvalidArgument, Code::NotFound, Code::OutOfRange];
@@ -100,45 +96,6 @@ fn generated_requests_get_clear_client_errors() {
         );
         drop(replica);
     });
-}
-
-/// Sends raw bytes as a request body, bypassing prost: what a broken or hostile client sends.
-#[derive(Clone, Default)]
-struct RawCodec;
-
-struct RawEncoder;
-struct RawDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        let mut out = vec![0; src.remaining()];
-        src.copy_to_slice(&mut out);
-        Ok(Some(out))
-    }
 }
 
 #[test]

@@ -4,13 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Buf as _, BufMut as _};
 use snykapps_proto::token_v1 as pb;
 use system_tests::*;
-use tonic::{
-    Code, Status,
-    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
-};
+use tonic::{Code, Status};
 
 const READER_KEY: &str = "reader-test-key-0123456789abcdef";
 
@@ -381,44 +377,5 @@ async fn hand_outs_and_install_changes_are_audited_without_tokens() {
         PROJECTS_TOKEN_KEY,
     ] {
         assert!(!log.contains(secret), "the log holds a secret:\n{log}");
-    }
-}
-
-/// Sends and receives raw bytes (what a hand-written reflection request needs).
-#[derive(Clone, Default)]
-struct RawCodec;
-
-struct RawEncoder;
-struct RawDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        let mut out = vec![0; src.remaining()];
-        src.copy_to_slice(&mut out);
-        Ok(Some(out))
     }
 }
