@@ -54,7 +54,12 @@ pub struct Settings {
 
 /// The session cookie key (`AUTH_COOKIE_KEY`): 64 bytes, never shown by `Debug`.
 #[derive(Clone)]
-pub struct CookieKey(Key);
+pub struct CookieKey {
+    key: Key,
+    /// The 64 bytes in use are the demo key docker-compose.yml publishes (whatever follows them,
+    /// however they were spelt).
+    shipped: bool,
+}
 
 impl CookieKey {
     /// Parses base64 (standard or URL-safe alphabet, padding optional) of at least 64 bytes.
@@ -72,11 +77,15 @@ impl CookieKey {
         }
         let key =
             Key::try_from(&bytes[..64]).map_err(|_| anyhow::anyhow!("is not a usable key"))?;
-        Ok(CookieKey(key))
+        let canonical = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&bytes[..64]);
+        Ok(CookieKey {
+            key,
+            shipped: service_runtime::demo::is_shipped(&canonical),
+        })
     }
 
     pub fn key(&self) -> &Key {
-        &self.0
+        &self.key
     }
 }
 
@@ -111,6 +120,12 @@ impl CookieKeys {
             keys.push(key);
         }
         Ok(CookieKeys(keys))
+    }
+
+    /// Whether any key is docker-compose.yml's published demo key (compared on the key
+    /// material, so bytes appended to it, or another base64 alphabet, do not hide it).
+    pub fn any_shipped(&self) -> bool {
+        self.0.iter().any(|k| k.shipped)
     }
 
     /// The key that seals new cookies.
@@ -158,7 +173,9 @@ impl Settings {
                 "SNYK_CLIENT_ID must be at most {MAX_TOKEN_LEN} printable ASCII characters without spaces"
             );
         }
-        let redirect_uri = env.http_url("SNYK_REDIRECT_URI", "http://localhost:8080/callback")?;
+        // Over plain http the session cookie could be read and the binding cookie planted on the
+        // way: https, unless this machine or the demo.
+        let redirect_uri = env.secure_url("SNYK_REDIRECT_URI", "http://localhost:8080/callback")?;
         let scopes = match env.optional("SNYK_SCOPES") {
             Some(s) => {
                 if s.split_whitespace().any(|scope| {
@@ -184,6 +201,11 @@ impl Settings {
         let cookie_keys = CookieKeys::parse(&env.required("AUTH_COOKIE_KEY")?).map_err(|e| {
             anyhow::anyhow!("AUTH_COOKIE_KEY {e}; generate one with `openssl rand -base64 64`")
         })?;
+        if cookie_keys.any_shipped() && !env.demo_mode().unwrap_or(false) {
+            bail!(
+                "AUTH_COOKIE_KEY holds the demo key published in docker-compose.yml, refused unless DEMO_MODE=true; generate one with `openssl rand -base64 64`"
+            );
+        }
         let session_ttl_secs: u64 = env.parse(
             "AUTH_SESSION_TTL_SECONDS",
             DEFAULT_SESSION_TTL_SECS,
@@ -385,6 +407,45 @@ mod tests {
         ] {
             let err = with(&[(k, v)]).expect_err(k);
             assert!(format!("{err:#}").contains(k), "{k}={v}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn the_public_url_is_https_unless_loopback_or_demo() {
+        let err = with(&[("SNYK_REDIRECT_URI", "http://app.example/callback")])
+            .expect_err("plain http on a network");
+        assert!(err.to_string().contains("SNYK_REDIRECT_URI"), "{err}");
+        with(&[("SNYK_REDIRECT_URI", "http://127.0.0.1:8080/callback")]).expect("loopback");
+        with(&[
+            ("SNYK_REDIRECT_URI", "http://app.example/callback"),
+            ("DEMO_MODE", "true"),
+            ("SNYK_APP_URL", "http://localhost:8090"),
+        ])
+        .expect("demo");
+    }
+
+    #[test]
+    fn the_demo_cookie_key_is_refused_with_bytes_appended() {
+        use base64::Engine as _;
+        let demo = base64::engine::general_purpose::STANDARD
+            .decode("ZGVtby1vbmx5LWNvb2tpZS1rZXktaXQtaXMtaW4tZG9ja2VyLWNvbXBvc2UueW1sLXNvLU5PVC1BLVNFQ1JFVA==")
+            .expect("base64");
+        let mut longer = demo.clone();
+        longer.extend_from_slice(b"extra bytes");
+        for spelling in [
+            base64::engine::general_purpose::STANDARD.encode(&longer),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&longer),
+        ] {
+            // `with` takes static strings; a test may leak two.
+            let spelling: &'static str = Box::leak(spelling.into_boxed_str());
+            let err = with(&[("AUTH_COOKIE_KEY", spelling)]).expect_err("demo key");
+            assert!(err.to_string().contains("AUTH_COOKIE_KEY"), "{err}");
+            with(&[
+                ("AUTH_COOKIE_KEY", spelling),
+                ("DEMO_MODE", "true"),
+                ("SNYK_APP_URL", "http://localhost:8090"),
+            ])
+            .expect("the demo stack");
         }
     }
 

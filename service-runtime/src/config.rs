@@ -100,16 +100,22 @@ impl<'a> Env<'a> {
     /// https unless the host is loopback (tests and local fakes); in demo mode it must not be a
     /// snyk.io host, so the published demo secrets never reach Snyk.
     pub fn snyk_url(&self, k: &str, default: &str) -> anyhow::Result<Url> {
+        let u = self.secure_url(k, default)?;
+        if self.demo_mode()? && demo::is_snyk_host(&u) {
+            bail!(
+                "{}=true is refused with {k}={} (a snyk.io host): demo mode runs against fake-snyk only",
+                demo::DEMO_MODE,
+                u.host_str().unwrap_or_default()
+            );
+        }
+        Ok(u)
+    }
+
+    /// An http(s) URL that must be https outside demo mode, unless it is this machine (plain
+    /// http there carries nothing over a network).
+    pub fn secure_url(&self, k: &str, default: &str) -> anyhow::Result<Url> {
         let u = self.http_url(k, default)?;
-        if self.demo_mode()? {
-            if demo::is_snyk_host(&u) {
-                bail!(
-                    "{}=true is refused with {k}={} (a snyk.io host): demo mode runs against fake-snyk only",
-                    demo::DEMO_MODE,
-                    u.host_str().unwrap_or_default()
-                );
-            }
-        } else if u.scheme() != "https" && !demo::is_loopback(&u) {
+        if !self.demo_mode()? && u.scheme() != "https" && !demo::is_loopback(&u) {
             bail!(
                 "{k} must be an https URL (plain http only for 127.0.0.1, ::1 or localhost, or with {}=true)",
                 demo::DEMO_MODE

@@ -198,7 +198,8 @@ impl Callers {
     }
 
     /// Authenticates the `authorization` header, then checks that its caller may call the RPC
-    /// at `path`. A path that names no TokenService RPC passes (tonic answers UNIMPLEMENTED).
+    /// at `path`. A path that names no RPC this layer knows is refused: a method added to the
+    /// contract but not to [`Rpc`] must not be open to every keyed caller.
     pub fn admit(
         &self,
         path: &str,
@@ -218,11 +219,12 @@ impl Callers {
                 |(c, g)| (Arc::clone(c), *g),
             );
         match Rpc::from_path(path) {
-            Some(rpc) if !granted.contains(rpc) => Err(Refusal::NotGranted {
+            Some(rpc) if granted.contains(rpc) => Ok(AuthenticatedCaller(caller)),
+            Some(rpc) => Err(Refusal::NotGranted {
                 caller: AuthenticatedCaller(caller),
                 rpc,
             }),
-            _ => Ok(AuthenticatedCaller(caller)),
+            None => Err(Refusal::UnknownRpc),
         }
     }
 }
@@ -237,6 +239,8 @@ pub enum Refusal {
         caller: AuthenticatedCaller,
         rpc: Rpc,
     },
+    /// A path under the service that names no RPC this layer knows.
+    UnknownRpc,
 }
 
 impl Refusal {
@@ -262,6 +266,7 @@ impl From<Refusal> for Status {
                 "caller {} may not call {rpc} (TOKEN_SERVICE_CALLER_RPCS)",
                 caller.name()
             )),
+            Refusal::UnknownRpc => Status::unimplemented("no such method"),
         }
     }
 }
@@ -387,11 +392,11 @@ mod tests {
         // Authentication comes first, whatever the RPC.
         let err = c.admit(&path(Rpc::DeleteInstall), None).unwrap_err();
         assert_eq!(Status::from(err).code(), Code::Unauthenticated);
-        // A path that is no RPC is left to tonic (UNIMPLEMENTED), but only for a known caller.
-        assert!(
-            c.admit("/snykapps.token.v1.TokenService/Nope", projects)
-                .is_ok()
-        );
+        // A path that is no RPC is UNIMPLEMENTED here, and only for a known caller.
+        let err = c
+            .admit("/snykapps.token.v1.TokenService/Nope", projects)
+            .unwrap_err();
+        assert_eq!(Status::from(err).code(), Code::Unimplemented);
     }
 
     #[test]
@@ -439,5 +444,45 @@ mod tests {
         let err = callers("projects-service=aaaaaaaaaaaaaaaa1,auth-service=*").unwrap_err();
         assert!(!err.to_string().contains("aaaaaaaa"), "{err}");
         assert!(err.to_string().contains("projects-service"), "{err}");
+    }
+
+    /// Every method of the contract is an [`Rpc`] (and no more): a new RPC cannot be added to
+    /// the proto without deciding who may call it.
+    #[test]
+    fn every_method_of_the_contract_is_an_rpc() {
+        use prost::Message as _;
+        let fds = prost_types::FileDescriptorSet::decode(snykapps_proto::FILE_DESCRIPTOR_SET)
+            .expect("descriptor set");
+        let mut methods: Vec<String> = fds
+            .file
+            .iter()
+            .flat_map(|f| &f.service)
+            .filter(|svc| svc.name() == "TokenService")
+            .flat_map(|svc| &svc.method)
+            .map(|m| m.name().to_owned())
+            .collect();
+        methods.sort();
+        let mut ours: Vec<String> = Rpc::ALL.iter().map(|r| r.name().to_owned()).collect();
+        ours.sort();
+        assert_eq!(methods, ours);
+    }
+
+    #[test]
+    fn paths_that_name_no_rpc_are_refused() {
+        let callers = callers("projects-service=*,auth-service=*").unwrap();
+        for path in [
+            "/snykapps.token.v1.TokenService/GetAccessToken/extra",
+            "/snykapps.token.v1.TokenService/getaccesstoken",
+            "/snykapps.token.v1.TokenService/",
+            "/snykapps.token.v1.TokenService/NewMethod",
+        ] {
+            assert_eq!(
+                callers
+                    .admit(path, Some(b"Bearer aaaaaaaaaaaaaaaa1"))
+                    .unwrap_err(),
+                Refusal::UnknownRpc,
+                "{path}"
+            );
+        }
     }
 }
