@@ -321,6 +321,8 @@ pub async fn client(replica: &Replica) -> Client {
 
 /// The key auth-service presents to projects-service.
 pub const PROJECTS_KEY: &str = "auth-service-key-0123456789abcdef";
+/// The tests' own caller of projects-service (`tests`): the only one granted the org route.
+pub const PROJECTS_OPS_KEY: &str = "tests-ops-projects-key-0123456789";
 
 /// One running projects-service.
 pub struct ProjectsService {
@@ -346,7 +348,7 @@ impl ProjectsService {
         async move {
             reqwest::Client::new()
                 .get(url)
-                .bearer_auth(PROJECTS_KEY)
+                .bearer_auth(PROJECTS_OPS_KEY)
                 .send()
                 .await
                 .expect("projects-service answers")
@@ -368,8 +370,10 @@ impl Stack {
             ("TOKEN_SERVICE_API_KEY", PROJECTS_TOKEN_KEY.into()),
             (
                 "PROJECTS_SERVICE_CLIENT_KEYS",
-                format!("auth-service={PROJECTS_KEY}"),
+                format!("auth-service={PROJECTS_KEY},tests={PROJECTS_OPS_KEY}"),
             ),
+            // As in compose: auth-service lists by install only.
+            ("PROJECTS_SERVICE_ORG_ROUTE_CALLERS", "tests".into()),
         ];
         projects_service::Settings::from_lookup(|k| {
             overrides

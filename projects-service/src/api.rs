@@ -22,6 +22,8 @@ pub struct AppState {
     pub tokens: TokenSource,
     pub policy: RetryPolicy,
     pub client_keys: Arc<ClientKeys>,
+    /// Callers that may use the org route (`PROJECTS_SERVICE_ORG_ROUTE_CALLERS`).
+    pub org_route_callers: Arc<[String]>,
     /// Set at shutdown: readiness turns false while in-flight requests finish.
     pub draining: service_runtime::http::Draining,
 }
@@ -118,7 +120,8 @@ async fn list(
     }))
 }
 
-/// The org's projects through whoever serves the org (its newest ACTIVE install).
+/// The org's projects through whoever serves the org (its newest ACTIVE install). Only for the
+/// callers of `PROJECTS_SERVICE_ORG_ROUTE_CALLERS`: it answers for any org, whoever installed it.
 #[get("/v1/orgs/{org_id}/projects")]
 async fn projects(
     state: web::Data<AppState>,
@@ -127,6 +130,11 @@ async fn projects(
     query: Result<web::Query<ProjectsQuery>, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&state, &req)?;
+    if !state.org_route_callers.iter().any(|c| c == caller) {
+        return Err(ApiError::Forbidden(format!(
+            "caller {caller} may list projects by install only (PROJECTS_SERVICE_ORG_ROUTE_CALLERS)"
+        )));
+    }
     let org = id_param(&org_id, OrgId::parse)?;
     let filters = filters(query)?;
     list(&state, caller, org, Target::Org(org), &filters).await

@@ -29,6 +29,9 @@ pub struct Settings {
     pub token_service_timeout: Duration,
     /// Who may call this service.
     pub client_keys: Arc<ClientKeys>,
+    /// The callers that may list an org through whoever serves it (`GET /v1/orgs/{org}/…`,
+    /// `PROJECTS_SERVICE_ORG_ROUTE_CALLERS`); every other caller lists through one install only.
+    pub org_route_callers: Arc<[String]>,
     /// How long to keep serving (with readiness off) after a shutdown signal.
     pub shutdown_drain: Duration,
 }
@@ -46,6 +49,10 @@ impl Settings {
         if !is_rest_version(&version) {
             bail!("SNYK_REST_VERSION must be YYYY-MM-DD with an optional ~beta or ~experimental");
         }
+        let client_keys = Arc::new(ClientKeys::parse(
+            "PROJECTS_SERVICE_CLIENT_KEYS",
+            &env.required("PROJECTS_SERVICE_CLIENT_KEYS")?,
+        )?);
         Ok(Settings {
             addr: env.addr("PROJECTS_SERVICE_ADDR", "0.0.0.0:8081")?,
             snyk_api_url: env.snyk_url("SNYK_API_URL", "https://api.snyk.io")?,
@@ -57,13 +64,31 @@ impl Settings {
             token_service_api_key: env.header_secret("TOKEN_SERVICE_API_KEY")?,
             token_service_ca: env.file("TOKEN_SERVICE_CA_CERT")?,
             token_service_timeout: env.millis("TOKEN_SERVICE_TIMEOUT_MS", 15_000)?,
-            client_keys: Arc::new(ClientKeys::parse(
-                "PROJECTS_SERVICE_CLIENT_KEYS",
-                &env.required("PROJECTS_SERVICE_CLIENT_KEYS")?,
-            )?),
+            org_route_callers: org_route_callers(
+                &client_keys,
+                &env.var("PROJECTS_SERVICE_ORG_ROUTE_CALLERS", ""),
+            )?,
+            client_keys,
             shutdown_drain: env.millis_or_zero("SHUTDOWN_DRAIN_MS", 0)?,
         })
     }
+}
+
+/// `PROJECTS_SERVICE_ORG_ROUTE_CALLERS`: comma-separated caller names, each one of
+/// `PROJECTS_SERVICE_CLIENT_KEYS`. Empty (the default): no caller may use the org route.
+fn org_route_callers(keys: &ClientKeys, spec: &str) -> anyhow::Result<Arc<[String]>> {
+    let mut callers: Vec<String> = Vec::new();
+    for name in spec.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !keys.callers().any(|c| c == name) {
+            bail!(
+                "PROJECTS_SERVICE_ORG_ROUTE_CALLERS names caller {name:?}, which has no key in PROJECTS_SERVICE_CLIENT_KEYS"
+            );
+        }
+        if !callers.iter().any(|c| c == name) {
+            callers.push(name.to_owned());
+        }
+    }
+    Ok(callers.into())
 }
 
 fn is_rest_version(v: &str) -> bool {
@@ -141,6 +166,24 @@ mod tests {
         }
         let err = Settings::from_lookup(env(&MINIMAL[1..])).expect_err("missing");
         assert!(err.to_string().contains("TOKEN_SERVICE_API_KEY"));
+    }
+
+    #[test]
+    fn the_org_route_is_closed_unless_granted_by_name() {
+        assert!(with(&[]).expect("valid").org_route_callers.is_empty());
+        let s = with(&[(
+            "PROJECTS_SERVICE_ORG_ROUTE_CALLERS",
+            " auth-service ,auth-service",
+        )])
+        .expect("valid");
+        assert_eq!(&*s.org_route_callers, ["auth-service".to_owned()]);
+        let err = with(&[("PROJECTS_SERVICE_ORG_ROUTE_CALLERS", "nobody")]).expect_err("unknown");
+        assert!(
+            err.to_string()
+                .contains("PROJECTS_SERVICE_ORG_ROUTE_CALLERS")
+                && err.to_string().contains("nobody"),
+            "{err}"
+        );
     }
 
     #[test]

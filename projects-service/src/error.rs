@@ -10,6 +10,9 @@ use crate::{listing::ListError, tokens::TokenError};
 pub enum ApiError {
     #[error("{0}")]
     Unauthorized(String),
+    /// A known caller asking for a route it is not granted.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     BadRequest(String),
     /// The org is unknown (to token-service or to Snyk), or the install does not cover it.
@@ -43,6 +46,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "unknown_org",
             ApiError::UnknownInstall(_) => "unknown_install",
@@ -59,6 +63,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) | ApiError::UnknownInstall(_) | ApiError::NoRoute => {
                 StatusCode::NOT_FOUND

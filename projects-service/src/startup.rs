@@ -44,6 +44,7 @@ impl Application {
                 max_backoff: settings.snyk_max_backoff,
             },
             client_keys: settings.client_keys.clone(),
+            org_route_callers: settings.org_route_callers.clone(),
             draining: service_runtime::http::Draining::default(),
         };
         let listener = std::net::TcpListener::bind(settings.addr)

@@ -306,8 +306,15 @@ async fn bad_requests_get_stable_error_bodies() {
             "unauthorized",
         ),
         (
-            http.get(format!("{}/v1/orgs/not-a-uuid/projects", projects.url))
+            // auth-service's key lists by install only.
+            http.get(format!("{}/v1/orgs/{org}/projects", projects.url))
                 .bearer_auth(PROJECTS_KEY),
+            403,
+            "forbidden",
+        ),
+        (
+            http.get(format!("{}/v1/orgs/not-a-uuid/projects", projects.url))
+                .bearer_auth(PROJECTS_OPS_KEY),
             400,
             "bad_request",
         ),
@@ -316,13 +323,13 @@ async fn bad_requests_get_stable_error_bodies() {
                 "{}/v1/orgs/{org}/projects?origin=a%20b",
                 projects.url
             ))
-            .bearer_auth(PROJECTS_KEY),
+            .bearer_auth(PROJECTS_OPS_KEY),
             400,
             "bad_request",
         ),
         (
             http.get(format!("{}/v1/orgs/{org}/projects?unknown=1", projects.url))
-                .bearer_auth(PROJECTS_KEY),
+                .bearer_auth(PROJECTS_OPS_KEY),
             400,
             "bad_request",
         ),
@@ -332,7 +339,7 @@ async fn bad_requests_get_stable_error_bodies() {
                 projects.url,
                 "a".repeat(300)
             ))
-            .bearer_auth(PROJECTS_KEY),
+            .bearer_auth(PROJECTS_OPS_KEY),
             400,
             "bad_request",
         ),
@@ -341,7 +348,7 @@ async fn bad_requests_get_stable_error_bodies() {
                 "{}/v1/orgs/123e4567-e89b-12d3-a456-426614174000/projects",
                 projects.url
             ))
-            .bearer_auth(PROJECTS_KEY),
+            .bearer_auth(PROJECTS_OPS_KEY),
             404,
             "unknown_org",
         ),

@@ -175,6 +175,11 @@ pub async fn traced_backends(
             "PROJECTS_SERVICE_CLIENT_KEYS",
             format!("auth-service={PROJECTS_KEY}"),
         ),
+        // This test lists by org as auth-service.
+        (
+            "PROJECTS_SERVICE_ORG_ROUTE_CALLERS",
+            "auth-service".to_owned(),
+        ),
     ];
     env.extend(otel_env(endpoint, "projects-service"));
     let mut projects = Process::spawn("projects-service", &env);
