@@ -355,6 +355,27 @@ async fn hand_outs_and_install_changes_are_audited_without_tokens() {
         Some("PermissionDenied")
     );
 
+    // Reading an install is audited, and so is a call with an unknown key (never the key).
+    ops.get_install(pb::GetInstallRequest {
+        install_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    audit_line(&p, |v| {
+        field(v, "rpc").as_deref() == Some("GetInstall")
+            && field(v, "caller").as_deref() == Some("ops")
+            && field(v, "install_id").as_deref() == Some(id.as_str())
+    })
+    .await;
+    let guessed = "guessed-key-0123456789abcdefghij";
+    let mut stranger = client_with_key(addr, guessed).await;
+    assert!(stranger.get_access_token(by_install(&id)).await.is_err());
+    audit_line(&p, |v| {
+        field(v, "rpc").as_deref() == Some("GetAccessToken")
+            && field(v, "outcome").as_deref() == Some("Unauthenticated")
+    })
+    .await;
+
     // A delete by ops: the install change is audited.
     ops.delete_install(pb::DeleteInstallRequest {
         install_id: id.clone(),
@@ -375,6 +396,7 @@ async fn hand_outs_and_install_changes_are_audited_without_tokens() {
         by_org_token.as_str(),
         CALLER_KEY,
         PROJECTS_TOKEN_KEY,
+        guessed,
     ] {
         assert!(!log.contains(secret), "the log holds a secret:\n{log}");
     }

@@ -53,6 +53,18 @@ impl Rpc {
         }
     }
 
+    /// The request path, `/snykapps.token.v1.TokenService/<Rpc>`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Rpc::CompleteInstall => "/snykapps.token.v1.TokenService/CompleteInstall",
+            Rpc::GetAccessToken => "/snykapps.token.v1.TokenService/GetAccessToken",
+            Rpc::ForceRefresh => "/snykapps.token.v1.TokenService/ForceRefresh",
+            Rpc::GetInstall => "/snykapps.token.v1.TokenService/GetInstall",
+            Rpc::ListInstalls => "/snykapps.token.v1.TokenService/ListInstalls",
+            Rpc::DeleteInstall => "/snykapps.token.v1.TokenService/DeleteInstall",
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<Rpc> {
         Rpc::ALL.into_iter().find(|r| r.name() == name)
     }
@@ -244,16 +256,28 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// Refused RPCs are audited like the calls they would have been (never with the key).
-    fn audit(&self) {
-        if let Refusal::NotGranted { caller, rpc } = self {
-            tracing::warn!(
+    /// Refused calls are audited like the calls they would have been (never with the key): a
+    /// caller asking beyond its grant, and anyone presenting no key or an unknown one (key
+    /// guessing leaves a trace). `rpc` is the method the path names, if any (the path itself is
+    /// the client's and is not logged).
+    fn audit(&self, rpc: Option<Rpc>) {
+        let rpc_name = rpc.map_or("other", Rpc::name);
+        match self {
+            Refusal::NotGranted { caller, rpc } => tracing::warn!(
                 target: "audit",
                 caller = caller.name(),
                 rpc = rpc.name(),
                 outcome = "PermissionDenied",
                 "call refused: RPC not granted to this caller"
-            );
+            ),
+            Refusal::Unauthenticated(why) => tracing::warn!(
+                target: "audit",
+                rpc = rpc_name,
+                outcome = "Unauthenticated",
+                reason = %why,
+                "call refused: no known key"
+            ),
+            Refusal::UnknownRpc => {}
         }
     }
 }
@@ -321,6 +345,7 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let rpc = Rpc::from_path(req.uri().path());
         let admitted = self.callers.admit(
             req.uri().path(),
             req.headers().get("authorization").map(|v| v.as_bytes()),
@@ -333,7 +358,7 @@ where
             // Audited when polled: tonic enters the RPC's span (request id, trace) around polls,
             // not around `call`.
             Err(refusal) => Either::Left(Box::pin(async move {
-                refusal.audit();
+                refusal.audit(rpc);
                 Ok(Status::from(refusal).into_http())
             })),
         }
@@ -355,6 +380,14 @@ mod tests {
 
     fn path(rpc: Rpc) -> String {
         format!("/{SERVICE_NAME}/{rpc}")
+    }
+
+    #[test]
+    fn rpc_paths_are_the_service_and_the_name() {
+        for rpc in Rpc::ALL {
+            assert_eq!(rpc.path(), format!("/{SERVICE_NAME}/{rpc}"));
+            assert_eq!(Rpc::from_path(rpc.path()), Some(rpc));
+        }
     }
 
     #[test]

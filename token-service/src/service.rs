@@ -412,9 +412,9 @@ fn target_ids(target: Option<Target<'_>>) -> (Option<InstallId>, Option<OrgId>) 
     }
 }
 
-/// One line at tracing target `audit` per token hand-out and install change: who, which RPC,
-/// which install (and org, when asked by org) and how it ended (`ok` or the gRPC code). Never a
-/// token: nothing here can hold one.
+/// One line at tracing target `audit` per token hand-out, install read and install change: who,
+/// which RPC, which install (and org, when asked by org) and how it ended (`ok` or the gRPC
+/// code). Never a token: nothing here can hold one.
 fn audit(
     caller: &AuthenticatedCaller,
     rpc: Rpc,
@@ -527,15 +527,23 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::GetInstallRequest>,
     ) -> Result<Response<pb::Install>, Status> {
-        caller_of(&req)?;
-        let id = InstallId::parse(&req.get_ref().install_id).map_err(Error::from)?;
-        let v = self
-            .store
-            .load(&id)
-            .await
-            .map_err(Error::from)?
-            .ok_or(Error::UnknownInstall(id))?;
-        Ok(Response::new(install_to_pb(&v.grant)))
+        let caller = caller_of(&req)?;
+        let (id, result) = match InstallId::parse(&req.get_ref().install_id) {
+            Ok(id) => (
+                Some(id),
+                async { self.store.load(&id).await?.ok_or(Error::UnknownInstall(id)) }.await,
+            ),
+            Err(e) => (None, Err(Error::from(e))),
+        };
+        let outcome = result.map_err(Status::from);
+        audit(
+            &caller,
+            Rpc::GetInstall,
+            id,
+            None,
+            outcome.as_ref().map(drop).map_err(Status::code),
+        );
+        outcome.map(|v| Response::new(install_to_pb(&v.grant)))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "ListInstalls", caller = tracing::field::Empty))]
@@ -543,8 +551,19 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::ListInstallsRequest>,
     ) -> Result<Response<pb::ListInstallsResponse>, Status> {
-        caller_of(&req)?;
-        Ok(Response::new(self.list_installs(req.into_inner()).await?))
+        let caller = caller_of(&req)?;
+        let outcome = self
+            .list_installs(req.into_inner())
+            .await
+            .map_err(Status::from);
+        audit(
+            &caller,
+            Rpc::ListInstalls,
+            None,
+            None,
+            outcome.as_ref().map(drop).map_err(Status::code),
+        );
+        outcome.map(Response::new)
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "DeleteInstall", caller = tracing::field::Empty))]

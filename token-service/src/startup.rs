@@ -281,7 +281,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = req.uri().path().to_owned();
+        let method = method_label(req.uri().path());
         let histogram = self.histogram.clone();
         let started = Instant::now();
         let fut = self.inner.call(req);
@@ -313,6 +313,22 @@ where
     }
 }
 
+/// The `rpc.method` label: one of the methods this server has, or "other". The path comes from
+/// the client (authenticated or not), so it must not become a label value as sent: every new
+/// path would be a new time series.
+fn method_label(path: &str) -> &'static str {
+    const OTHERS: [&str; 4] = [
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ];
+    if let Some(rpc) = crate::caller::Rpc::from_path(path) {
+        return rpc.path();
+    }
+    OTHERS.into_iter().find(|p| *p == path).unwrap_or("other")
+}
+
 /// `GET /metrics` in Prometheus text format on the side port.
 async fn serve_metrics(listener: TcpListener) {
     let app = axum::Router::new().route(
@@ -326,5 +342,25 @@ async fn serve_metrics(listener: TcpListener) {
     );
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "metrics server failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_label;
+
+    #[test]
+    fn method_labels_are_bounded() {
+        assert_eq!(
+            method_label("/snykapps.token.v1.TokenService/GetAccessToken"),
+            "/snykapps.token.v1.TokenService/GetAccessToken"
+        );
+        assert_eq!(
+            method_label("/grpc.health.v1.Health/Check"),
+            "/grpc.health.v1.Health/Check"
+        );
+        for junk in ["/x", "/snykapps.token.v1.TokenService/Nope", "/a/b/c/d"] {
+            assert_eq!(method_label(junk), "other");
+        }
     }
 }
