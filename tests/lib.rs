@@ -262,6 +262,23 @@ impl Stack {
         .unwrap()
     }
 
+    /// The user removes the app at Snyk: the whole grant of `token` (any of its tokens) is
+    /// revoked at the fake, through its real `/oauth2/revoke`. token-service does not know until
+    /// Snyk refuses a token of it.
+    pub async fn revoke_at_snyk(&self, token: &str) {
+        let res = reqwest::Client::new()
+            .post(format!("{}/oauth2/revoke", self.fake.url()))
+            .form(&[
+                ("token", token),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+            ])
+            .send()
+            .await
+            .expect("the fake answers");
+        assert_eq!(res.status(), 200, "revoked at the fake");
+    }
+
     /// How many `grant_type=refresh_token` requests reached the fake (redeemed or not).
     pub fn refresh_calls(&self) -> u64 {
         self.fake

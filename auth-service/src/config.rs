@@ -451,30 +451,22 @@ mod tests {
 
     #[test]
     fn demo_secrets_need_demo_mode_and_demo_mode_refuses_snyk() {
-        for (k, v) in [
-            ("SNYK_CLIENT_ID", "demo-client-id"),
-            ("TOKEN_SERVICE_API_KEY", "demo-auth-to-token-key-not-secret"),
-            (
-                "PROJECTS_SERVICE_API_KEY",
-                "demo-auth-to-projects-key-not-secret",
-            ),
-            (
-                "AUTH_COOKIE_KEY",
-                "ZGVtby1vbmx5LWNvb2tpZS1rZXktaXQtaXMtaW4tZG9ja2VyLWNvbXBvc2UueW1sLXNvLU5PVC1BLVNFQ1JFVA==",
-            ),
-        ] {
-            let err = with(&[(k, v)]).expect_err(k);
-            assert!(
-                err.to_string().contains(k) && err.to_string().contains("DEMO_MODE"),
-                "{k}: {err}"
-            );
-            with(&[
-                (k, v),
-                ("DEMO_MODE", "true"),
-                ("SNYK_APP_URL", "http://localhost:8090"),
-            ])
-            .expect("the demo stack");
-        }
+        service_runtime::demo::testing::assert_shipped_values_need_demo_mode(
+            &[
+                ("SNYK_CLIENT_ID", "demo-client-id"),
+                ("TOKEN_SERVICE_API_KEY", "demo-auth-to-token-key-not-secret"),
+                (
+                    "PROJECTS_SERVICE_API_KEY",
+                    "demo-auth-to-projects-key-not-secret",
+                ),
+                (
+                    "AUTH_COOKIE_KEY",
+                    "ZGVtby1vbmx5LWNvb2tpZS1rZXktaXQtaXMtaW4tZG9ja2VyLWNvbXBvc2UueW1sLXNvLU5PVC1BLVNFQ1JFVA==",
+                ),
+            ],
+            ("SNYK_APP_URL", "http://localhost:8090"),
+            with,
+        );
         for extra in [
             &[
                 ("DEMO_MODE", "true"),

@@ -188,28 +188,20 @@ mod tests {
 
     #[test]
     fn demo_keys_need_demo_mode_and_demo_mode_refuses_snyk() {
-        for (k, v) in [
-            (
-                "TOKEN_SERVICE_API_KEY",
-                "demo-projects-to-token-key-not-secret",
-            ),
-            (
-                "PROJECTS_SERVICE_CLIENT_KEYS",
-                "auth-service=demo-auth-to-projects-key-not-secret",
-            ),
-        ] {
-            let err = with(&[(k, v)]).expect_err(k);
-            assert!(
-                err.to_string().contains(k) && err.to_string().contains("DEMO_MODE"),
-                "{k}: {err}"
-            );
-            with(&[
-                (k, v),
-                ("DEMO_MODE", "true"),
-                ("SNYK_API_URL", "http://fake-snyk:8090"),
-            ])
-            .expect("the demo stack");
-        }
+        service_runtime::demo::testing::assert_shipped_values_need_demo_mode(
+            &[
+                (
+                    "TOKEN_SERVICE_API_KEY",
+                    "demo-projects-to-token-key-not-secret",
+                ),
+                (
+                    "PROJECTS_SERVICE_CLIENT_KEYS",
+                    "auth-service=demo-auth-to-projects-key-not-secret",
+                ),
+            ],
+            ("SNYK_API_URL", "http://fake-snyk:8090"),
+            with,
+        );
         for extra in [
             &[
                 ("DEMO_MODE", "true"),

@@ -142,3 +142,35 @@ mod tests {
         ));
     }
 }
+
+/// What every service's config tests check about its shipped demo values.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    use std::fmt::Display;
+
+    /// Each `(variable, shipped value)` alone is refused without `DEMO_MODE` (the error names
+    /// the variable and `DEMO_MODE`), and accepted in demo mode against the fake (`fake_url`,
+    /// the service's Snyk URL variable and a fake's URL). `load` reads the service's settings
+    /// with these overrides on top of a valid minimal environment.
+    ///
+    /// # Panics
+    /// When a rule does not hold (this is a test assertion).
+    pub fn assert_shipped_values_need_demo_mode<T, E: Display>(
+        shipped: &[(&'static str, &'static str)],
+        fake_url: (&'static str, &'static str),
+        load: impl Fn(&[(&'static str, &'static str)]) -> Result<T, E>,
+    ) {
+        for &(k, v) in shipped {
+            match load(&[(k, v)]) {
+                Ok(_) => panic!("{k}: a shipped demo value was accepted outside demo mode"),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(e.contains(k) && e.contains(super::DEMO_MODE), "{k}: {e}");
+                }
+            }
+            if let Err(e) = load(&[(k, v), (super::DEMO_MODE, "true"), fake_url]) {
+                panic!("{k}: the demo stack was refused: {e}");
+            }
+        }
+    }
+}

@@ -603,17 +603,7 @@ async fn a_revoked_install_offers_reconnect() {
         .into_inner()
         .access_token;
     // The user removes the app in Snyk: the grant is revoked.
-    let revoke = reqwest::Client::new()
-        .post(format!("{}/oauth2/revoke", app.stack.fake.url()))
-        .form(&[
-            ("token", token.as_str()),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoke.status(), 200);
+    app.stack.revoke_at_snyk(&token).await;
     let page_url = app.url(&format!("/installs/{id}"));
 
     // token-service does not know yet: projects-service meets the 401, its forced refresh is
@@ -659,16 +649,7 @@ async fn a_revoked_install_found_by_force_refresh_offers_reconnect() {
         .unwrap()
         .into_inner()
         .access_token;
-    reqwest::Client::new()
-        .post(format!("{}/oauth2/revoke", app.stack.fake.url()))
-        .form(&[
-            ("token", token.as_str()),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .unwrap();
+    app.stack.revoke_at_snyk(&token).await;
     let err = c.force_refresh(force(&id, &token)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     let rest_before = app

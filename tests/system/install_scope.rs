@@ -38,22 +38,6 @@ async fn install_for_orgs(stack: &Stack, c: &mut Client, orgs: &[&OrgSeed]) -> p
     .into_inner()
 }
 
-/// The user removes the app at Snyk: the grant behind `access_token` is revoked there, and
-/// token-service does not know until Snyk refuses a token of it.
-async fn revoke_at_snyk(stack: &Stack, access_token: &str) {
-    let res = reqwest::Client::new()
-        .post(format!("{}/oauth2/revoke", stack.fake.url()))
-        .form(&[
-            ("token", access_token),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-}
-
 fn project_calls(stack: &Stack) -> u64 {
     stack
         .fake
@@ -302,7 +286,9 @@ async fn an_older_install_lists_with_its_own_token_not_the_newest_one() {
     let org = older.orgs[0].id.clone();
     assert_eq!(newer.orgs[0].id, org, "both installs cover the org");
     // The newer install, the one that serves the org, is removed at Snyk.
-    revoke_at_snyk(&stack, &access_token(&mut c, &newer.install_id).await).await;
+    stack
+        .revoke_at_snyk(&access_token(&mut c, &newer.install_id).await)
+        .await;
     let projects = stack.projects(replica.addr, &[]).await;
 
     let (status, body) = json(
@@ -352,7 +338,7 @@ async fn the_install_page_of_an_older_install_lists_through_its_own_install() {
         .unwrap()
         .into_inner()
         .access_token;
-    revoke_at_snyk(&app.stack, &newer_token).await;
+    app.stack.revoke_at_snyk(&newer_token).await;
 
     let res = first.get(&app.url(&format!("/installs/{older}"))).await;
     let status = res.status().as_u16();

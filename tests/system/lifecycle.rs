@@ -33,17 +33,7 @@ async fn make_needs_reauth(stack: &Stack, c: &mut Client, install_id: &str) {
         .await
         .expect("a token before the revocation")
         .into_inner();
-    let revoked = reqwest::Client::new()
-        .post(format!("{}/oauth2/revoke", stack.fake.url()))
-        .form(&[
-            ("token", token.access_token.as_str()),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(revoked.status().is_success(), "{revoked:?}");
+    stack.revoke_at_snyk(&token.access_token).await;
     let err = c
         .force_refresh(force(install_id, &token.access_token))
         .await
@@ -227,17 +217,14 @@ async fn delete_waits_for_a_refresh_in_progress_and_leaves_nothing_alive_at_snyk
         "the delete waited for the refresh in progress: done after {deleted_after:?}"
     );
 
-    match refresh.await.unwrap() {
-        Ok(t) => {
-            let t = t.into_inner();
-            assert_ne!(t.access_token, t0.access_token);
-            assert!(
-                !stack.token_works(&t.access_token).await,
-                "the refreshed pair was revoked by the delete"
-            );
-        }
-        // Deleted under it: whatever the refresh answers, the delete decides.
-        Err(e) => eprintln!("the refresh ended with {e:?}"),
+    // Deleted under it, the refresh may also fail: whatever it answers, the delete decides.
+    if let Ok(t) = refresh.await.unwrap() {
+        let t = t.into_inner();
+        assert_ne!(t.access_token, t0.access_token);
+        assert!(
+            !stack.token_works(&t.access_token).await,
+            "the refreshed pair was revoked by the delete"
+        );
     }
     stack.fake.clear_faults();
 

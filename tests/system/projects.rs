@@ -263,16 +263,7 @@ async fn needs_reauth_is_409() {
         .await
         .unwrap()
         .into_inner();
-    reqwest::Client::new()
-        .post(format!("{}/oauth2/revoke", stack.fake.url()))
-        .form(&[
-            ("token", token.access_token.as_str()),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .unwrap();
+    stack.revoke_at_snyk(&token.access_token).await;
 
     let (status, body) = json(projects.get(&format!("/v1/orgs/{org}/projects")).await).await;
     assert_eq!(status, 409, "{body}");

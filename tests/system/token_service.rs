@@ -388,17 +388,7 @@ async fn invalid_grant_moves_the_install_to_needs_reauth() {
         .unwrap()
         .into_inner();
     // The user revokes the app at Snyk: the whole grant dies.
-    let revoked = reqwest::Client::new()
-        .post(format!("{}/oauth2/revoke", stack.fake.url()))
-        .form(&[
-            ("token", token.access_token.as_str()),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(revoked.status().is_success());
+    stack.revoke_at_snyk(&token.access_token).await;
 
     let err = c
         .force_refresh(force(&install.install_id, &token.access_token))

@@ -345,7 +345,6 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let rpc = Rpc::from_path(req.uri().path());
         let admitted = self.callers.admit(
             req.uri().path(),
             req.headers().get("authorization").map(|v| v.as_bytes()),
@@ -357,10 +356,13 @@ where
             }
             // Audited when polled: tonic enters the RPC's span (request id, trace) around polls,
             // not around `call`.
-            Err(refusal) => Either::Left(Box::pin(async move {
-                refusal.audit(rpc);
-                Ok(Status::from(refusal).into_http())
-            })),
+            Err(refusal) => {
+                let rpc = Rpc::from_path(req.uri().path());
+                Either::Left(Box::pin(async move {
+                    refusal.audit(rpc);
+                    Ok(Status::from(refusal).into_http())
+                }))
+            }
         }
     }
 }

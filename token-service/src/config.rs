@@ -287,34 +287,26 @@ mod tests {
     #[test]
     fn demo_secrets_need_demo_mode_and_demo_mode_refuses_snyk() {
         // Every shipped demo value of this service, each refused on its own without DEMO_MODE.
-        for (k, v) in [
-            ("SNYK_CLIENT_ID", "demo-client-id"),
-            ("SNYK_CLIENT_SECRET", "demo-client-secret"),
-            (
-                "TOKEN_ENCRYPTION_KEYS",
-                "demo:ZGVtby1vbmx5LXRva2VuLWtleS1OT1QtQS1TRUNSRVQ=",
-            ),
-            (
-                "TOKEN_SERVICE_CLIENT_KEYS",
-                "projects-service=demo-projects-to-token-key-not-secret",
-            ),
-            (
-                "TOKEN_SERVICE_CLIENT_KEYS",
-                "auth-service=demo-auth-to-token-key-not-secret",
-            ),
-        ] {
-            let err = with(&[(k, v)]).expect_err(k);
-            assert!(
-                err.to_string().contains(k) && err.to_string().contains("DEMO_MODE"),
-                "{k}: {err}"
-            );
-            with(&[
-                (k, v),
-                ("DEMO_MODE", "true"),
-                ("SNYK_API_URL", "http://fake-snyk:8090"),
-            ])
-            .expect("the demo stack");
-        }
+        service_runtime::demo::testing::assert_shipped_values_need_demo_mode(
+            &[
+                ("SNYK_CLIENT_ID", "demo-client-id"),
+                ("SNYK_CLIENT_SECRET", "demo-client-secret"),
+                (
+                    "TOKEN_ENCRYPTION_KEYS",
+                    "demo:ZGVtby1vbmx5LXRva2VuLWtleS1OT1QtQS1TRUNSRVQ=",
+                ),
+                (
+                    "TOKEN_SERVICE_CLIENT_KEYS",
+                    "projects-service=demo-projects-to-token-key-not-secret",
+                ),
+                (
+                    "TOKEN_SERVICE_CLIENT_KEYS",
+                    "auth-service=demo-auth-to-token-key-not-secret",
+                ),
+            ],
+            ("SNYK_API_URL", "http://fake-snyk:8090"),
+            with,
+        );
         for url in ["https://api.snyk.io", "https://api.eu.snyk.io"] {
             let err = with(&[("DEMO_MODE", "true"), ("SNYK_API_URL", url)]).expect_err(url);
             assert!(err.to_string().contains("SNYK_API_URL"), "{err}");

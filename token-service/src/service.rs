@@ -58,13 +58,19 @@ impl TokenApi {
         target: Option<Target<'_>>,
         result: Result<Grant, Error>,
     ) -> Result<Response<pb::AccessToken>, Status> {
-        let (install_id, org_id) = target_ids(target);
         match result {
             Ok(grant) => {
+                // The install that served; the org only when asked by org (no id parsed twice
+                // on the hot path).
+                let org_id = match target {
+                    Some(Target::Org(s)) => OrgId::parse(s).ok(),
+                    _ => None,
+                };
                 audit(caller, rpc, Some(grant.install_id), org_id, Ok(()));
                 Ok(Response::new(access_token_to_pb(&grant)))
             }
             Err(e) => {
+                let (install_id, org_id) = target_ids(target);
                 let status = Status::from(e);
                 self.metrics
                     .token_failed(&caller.0, format!("{:?}", status.code()));
