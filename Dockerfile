@@ -5,10 +5,38 @@
 #
 #   docker build -t snykapps:local .        (BuildKit: the default of Docker 23 and later)
 #
-# The `--bin` list and the copy below must name every binary of the workspace: the system test
+# Stages, in this order on purpose (Docker's legacy builder runs every stage before its target):
+#   base      Debian slim with CA certificates and the non-root user; what ships.
+#   prebuilt  base + binaries built outside Docker (context: a folder holding bin/<binary>).
+#             For engines without BuildKit, where the builder stage cannot run; scripts/compose-test
+#             uses it (README, "Docker details"). Nothing but the COPY differs from runtime.
+#   builder   the release build, with BuildKit cache mounts.
+#   runtime   base + the builder's binaries: the default target, what `docker compose up --build`
+#             builds.
+#
+# The `--bin` list and the copies below must name every binary of the workspace: the system test
 # tests/system/deploy.rs compares them with `cargo metadata` and fails when a binary is missing.
 
 ARG RUST_VERSION=1.95
+
+FROM debian:bookworm-slim AS base
+# CA certificates for HTTPS to Snyk and nothing else: no shell tools are added, and healthchecks
+# use each binary's own `healthcheck` subcommand (there is no curl or wget in this image). Not
+# pinned: Debian's archive drops superseded versions, and a rebuild should get the current CAs.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 snykapps \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin snykapps
+ENV RUST_LOG=info
+# No default command: run it as `auth-service`, `token-service`, `projects-service` or
+# `fake-snyk` (each also takes `healthcheck`; token-service also takes `reseal`).
+
+FROM base AS prebuilt
+COPY bin/auth-service bin/token-service bin/projects-service bin/fake-snyk /usr/local/bin/
+USER 10001:10001
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS builder
 WORKDIR /app
@@ -28,19 +56,6 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
  && cp target/release/auth-service target/release/token-service \
        target/release/projects-service target/release/fake-snyk /out/
 
-FROM debian:bookworm-slim AS runtime
-# CA certificates for HTTPS to Snyk and nothing else: no shell tools are added, and healthchecks
-# use each binary's own `healthcheck` subcommand (there is no curl or wget in this image). Not
-# pinned: Debian's archive drops superseded versions, and a rebuild should get the current CAs.
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 snykapps \
- && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin snykapps
+FROM base AS runtime
 COPY --from=builder /out/ /usr/local/bin/
 USER 10001:10001
-ENV RUST_LOG=info
-# No default command: run it as `auth-service`, `token-service`, `projects-service` or
-# `fake-snyk` (each also takes `healthcheck`; token-service also takes `reseal`).

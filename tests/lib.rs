@@ -8,6 +8,7 @@
     missing_debug_implementations
 )]
 
+pub mod browser;
 pub mod process;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -692,6 +693,34 @@ impl AuthStack {
     }
 }
 
+/// The whole install as a browser makes it over HTTP, against the app at `app_url` wherever it
+/// runs (in-process or in containers): `/auth`, Approve on Snyk's consent page, the callback.
+/// Asserts each step's status; returns the install's id.
+pub async fn install_over_http(browser: &Browser, app_url: &str) -> String {
+    let location = |res: &reqwest::Response| {
+        res.headers()
+            .get("location")
+            .expect("a Location")
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let res = browser.get(&format!("{app_url}/auth")).await;
+    assert_eq!(res.status(), 302, "GET {app_url}/auth redirects to Snyk");
+    let consent = reqwest::Url::parse(&location(&res)).expect("an absolute URL");
+    let res = browser.get(consent.as_str()).await;
+    assert_eq!(res.status(), 200, "Snyk's consent page shows: {consent}");
+    let form = HtmlForm::parse(&res.text().await.unwrap(), "approve");
+    let res = browser.submit(&consent, &form).await;
+    assert_eq!(res.status(), 302, "Approve redirects back to the app");
+    let res = browser.get(&location(&res)).await;
+    assert_eq!(res.status(), 303, "the callback completes the install");
+    location(&res)
+        .strip_prefix("/installs/")
+        .expect("redirects to the install's page")
+        .to_owned()
+}
+
 fn auth_vars(
     stack: &Stack,
     port: u16,
@@ -747,7 +776,17 @@ impl Default for Browser {
 
 impl Browser {
     pub fn new() -> Browser {
-        let http = reqwest::Client::builder()
+        Browser::with_client(reqwest::Client::builder())
+    }
+
+    /// A browser that trusts the CA certificates of `ca_pem` besides the platform's roots.
+    pub fn trusting(ca_pem: &[u8]) -> Browser {
+        Browser::with_client(client_trusting(ca_pem))
+    }
+
+    /// A browser over `http` (e.g. one that trusts a test CA), redirects turned off.
+    pub fn with_client(http: reqwest::ClientBuilder) -> Browser {
+        let http = http
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
@@ -897,6 +936,118 @@ fn attr(tag: &str, name: &str) -> Option<String> {
             .replace("&gt;", ">")
             .replace("&amp;", "&"),
     )
+}
+
+/// The paths of a throwaway CA's certificate and of a server certificate and key it signed.
+pub struct Certificates {
+    /// `ca.pem`: the CA a client must trust.
+    pub ca: String,
+    /// `server.pem`: valid for `localhost` and 127.0.0.1, for a day.
+    pub cert: String,
+    /// `server.key`.
+    pub key: String,
+}
+
+/// A throwaway CA and a certificate it signs for `localhost` and 127.0.0.1, made with the
+/// openssl CLI in `dir` (each call a new CA: two directories, two CAs that trust nothing of
+/// each other).
+pub fn certificates(dir: &std::path::Path) -> Certificates {
+    certificates_for(dir, &[])
+}
+
+/// [`certificates`] whose server certificate also names the hosts `names` (e.g. a container's
+/// service name).
+pub fn certificates_for(dir: &std::path::Path, names: &[&str]) -> Certificates {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl is installed (Debian: apt-get install -y openssl)");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "1",
+                "-subj",
+                "/CN=test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        format!(
+            "subjectAltName=DNS:localhost,IP:127.0.0.1{}\nbasicConstraints=CA:FALSE\n",
+            names
+                .iter()
+                .map(|n| format!(",DNS:{n}"))
+                .collect::<String>()
+        ),
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    Certificates {
+        ca: path("ca.pem"),
+        cert: path("server.pem"),
+        key: path("server.key"),
+    }
+}
+
+/// An HTTP client builder that trusts the CA certificates of `ca_pem` besides the platform's
+/// roots (as the services do with `SNYK_CA_CERT`).
+pub fn client_trusting(ca_pem: &[u8]) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(ca_pem).expect("PEM certificates"))
 }
 
 /// Keeps the port of a stopped server closed: bound but not listening, so connections to it are

@@ -131,30 +131,22 @@ impl Drop for Process {
     }
 }
 
-/// Polls `addr` until the gRPC health check answers SERVING for `service`.
-pub async fn wait_grpc_serving(process: &mut Process, addr: SocketAddr, service: &str) {
+/// Polls `ready` every 50 ms until it holds; fails the test with the process's log when the
+/// process exits or 20 s pass (`{name} never {what}`).
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    process: &mut Process,
+    what: &str,
+    mut ready: impl FnMut() -> F,
+) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         process.assert_running();
-        if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-            let req = tonic_health::pb::HealthCheckRequest {
-                service: service.into(),
-            };
-            if let Ok(r) = health.check(req).await
-                && r.into_inner().status()
-                    == tonic_health::pb::health_check_response::ServingStatus::Serving
-            {
-                return;
-            }
+        if ready().await {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "{} never became ready; log:\n{}",
+            "{} never {what}; log:\n{}",
             process.name,
             process.log()
         );
@@ -162,23 +154,58 @@ pub async fn wait_grpc_serving(process: &mut Process, addr: SocketAddr, service:
     }
 }
 
+/// Polls `addr` until the gRPC health check answers SERVING for `service`.
+pub async fn wait_grpc_serving(process: &mut Process, addr: SocketAddr, service: &str) {
+    wait_until(process, "became ready", move || async move {
+        let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+        else {
+            return false;
+        };
+        let req = tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        };
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(req)
+            .await
+            .is_ok_and(|r| {
+                r.into_inner().status()
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving
+            })
+    })
+    .await;
+}
+
 /// Polls `url` until it answers 200.
 pub async fn wait_http_ok(process: &mut Process, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        process.assert_running();
-        if reqwest::get(url)
+    wait_until(process, &format!("answered {url}"), move || async move {
+        reqwest::get(url)
             .await
             .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never answered {url}; log:\n{}",
-            process.name,
-            process.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+}
+
+/// `{name} healthcheck` (the real binary) with exactly `env`, as a container healthcheck runs it:
+/// did it report healthy?
+pub fn healthcheck(name: &str, env: &[(&str, String)]) -> bool {
+    Command::new(binary(name))
+        .arg("healthcheck")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stderr(Stdio::null())
+        .status()
+        .expect("the healthcheck runs")
+        .success()
+}
+
+/// Polls [`healthcheck`] of `process`, run with `env`, until it reports healthy.
+pub async fn wait_healthcheck(process: &mut Process, env: &[(&str, String)]) {
+    let name = process.name.clone();
+    wait_until(process, "healthy by its healthcheck", || {
+        std::future::ready(healthcheck(&name, env))
+    })
+    .await;
 }

@@ -7,7 +7,7 @@ use actix_web::cookie::Key;
 use anyhow::bail;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
-use service_runtime::config::Env;
+use service_runtime::{config::Env, grpc::TokenServiceUrls};
 use url::Url;
 
 /// Everything auth-service needs to run.
@@ -23,7 +23,8 @@ pub struct Settings {
     pub redirect_uri: Url,
     /// Space-separated scopes to ask for; `None` lets Snyk grant the app's configured scopes.
     pub scopes: Option<String>,
-    pub token_service_url: Url,
+    /// `TOKEN_SERVICE_URL`: one token-service, or replicas that calls are spread over.
+    pub token_service_urls: TokenServiceUrls,
     pub token_service_api_key: SecretString,
     /// PEM of the CA that signed token-service's certificate (when `TOKEN_SERVICE_URL` is https).
     pub token_service_ca: Option<Vec<u8>>,
@@ -229,7 +230,7 @@ impl Settings {
             client_id,
             redirect_uri,
             scopes,
-            token_service_url: env.http_url("TOKEN_SERVICE_URL", "http://127.0.0.1:50051")?,
+            token_service_urls: TokenServiceUrls::from_env(&env)?,
             token_service_api_key: env.header_secret("TOKEN_SERVICE_API_KEY")?,
             token_service_ca: env.file("TOKEN_SERVICE_CA_CERT")?,
             token_service_timeout: env.millis("TOKEN_SERVICE_TIMEOUT_MS", 15_000)?,
@@ -308,7 +309,8 @@ mod tests {
         assert_eq!(s.addr.port(), 8080);
         assert_eq!(s.redirect_uri.as_str(), "http://localhost:8080/callback");
         assert_eq!(s.snyk_app_url.as_str(), "https://app.snyk.io/");
-        assert_eq!(s.token_service_url.as_str(), "http://127.0.0.1:50051/");
+        let token_service: Vec<&str> = s.token_service_urls.iter().map(|u| u.as_str()).collect();
+        assert_eq!(token_service, ["http://127.0.0.1:50051/"]);
         assert_eq!(s.projects_service_url.as_str(), "http://127.0.0.1:8081/");
         assert_eq!(s.redis_url(), "redis://127.0.0.1:6379");
         assert_eq!(s.redis_url_var, "REDIS_URL");
@@ -380,6 +382,7 @@ mod tests {
             ("SNYK_CLIENT_ID", "has space"),
             ("SNYK_SCOPES", "org.read \u{7}bell"),
             ("TOKEN_SERVICE_URL", "::"),
+            ("TOKEN_SERVICE_URL", "http://token-1:50051,"),
             ("PROJECTS_SERVICE_URL", "unix:/x"),
             ("TOKEN_SERVICE_TIMEOUT_MS", "0"),
             ("PROJECTS_SERVICE_TIMEOUT_MS", "soon"),

@@ -49,7 +49,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot connect to Redis at {}", settings.redis_url_var))?;
         let tokens = TokenClient::new(
-            &settings.token_service_url,
+            &settings.token_service_urls,
             settings.token_service_ca.as_deref(),
             &settings.token_service_api_key,
             settings.token_service_timeout,

@@ -5,10 +5,10 @@
 use std::{fmt, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
-use service_runtime::grpc::TokenServiceChannel;
+use service_runtime::grpc::{TokenServiceChannel, TokenServiceUrls};
 use snykapps_ids::InstallId;
 use snykapps_proto::token_v1::{self as pb, token_service_client::TokenServiceClient};
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 /// The gRPC health-check name token-service serves under.
 const HEALTH_SERVICE: &str = "snykapps.token.v1.TokenService";
@@ -36,7 +36,6 @@ pub enum TokenError {
 #[derive(Clone)]
 pub struct TokenClient {
     channel: TokenServiceChannel,
-    client: TokenServiceClient<Channel>,
 }
 
 impl fmt::Debug for TokenClient {
@@ -51,15 +50,13 @@ impl TokenClient {
     /// Connects lazily: auth-service starts while token-service is down, and calls fail with
     /// [`TokenError::Unavailable`] until it is up.
     pub fn new(
-        url: &url::Url,
+        urls: &TokenServiceUrls,
         ca_pem: Option<&[u8]>,
         api_key: &SecretString,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let channel = TokenServiceChannel::new(url, ca_pem, api_key, timeout)?;
         Ok(TokenClient {
-            client: TokenServiceClient::new(channel.channel()),
-            channel,
+            channel: TokenServiceChannel::new(urls, ca_pem, api_key, timeout)?,
         })
     }
 
@@ -77,9 +74,10 @@ impl TokenClient {
             redirect_uri: redirect_uri.to_owned(),
         };
         let install = self
-            .client
-            .clone()
-            .complete_install(self.channel.request(req))
+            .channel
+            .call(req, |channel, req| async move {
+                TokenServiceClient::new(channel).complete_install(req).await
+            })
             .await
             .map_err(map_status)?
             .into_inner();
@@ -93,9 +91,10 @@ impl TokenClient {
             install_id: install_id.to_string(),
         };
         Ok(self
-            .client
-            .clone()
-            .get_install(self.channel.request(req))
+            .channel
+            .call(req, |channel, req| async move {
+                TokenServiceClient::new(channel).get_install(req).await
+            })
             .await
             .map_err(map_status)?
             .into_inner())

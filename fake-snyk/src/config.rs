@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::tls::TlsIdentity;
+
 /// Namespace for the deterministic org ids, so that `OrgSeed::new("Demo Org", …)` yields the same id
 /// in every process (tests of other crates may compute it on their side).
 const ORG_NAMESPACE: Uuid = Uuid::from_u128(0x6f8c_1c1e_52b4_4d0c_9a57_2f4e_8d0b_aa01);
@@ -49,6 +51,9 @@ pub struct Config {
     /// them on, for tests; the binary only with `DEMO_MODE=true`, so that a fake reachable from
     /// elsewhere cannot be steered or read.
     pub control_endpoints: bool,
+    /// Serve HTTPS with this certificate instead of plain HTTP ([`Config::new`]: `None`; the
+    /// binary: `FAKE_SNYK_TLS_CERT` and `FAKE_SNYK_TLS_KEY`).
+    pub tls: Option<TlsIdentity>,
 }
 
 impl fmt::Debug for Config {
@@ -64,6 +69,7 @@ impl fmt::Debug for Config {
             .field("orgs", &self.orgs)
             .field("token_latency", &self.token_latency)
             .field("control_endpoints", &self.control_endpoints)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -132,6 +138,7 @@ impl Config {
             orgs: vec![OrgSeed::new("Demo Org", 25)],
             token_latency: Duration::ZERO,
             control_endpoints: true,
+            tls: None,
         }
     }
 
@@ -211,6 +218,7 @@ impl Config {
         config.refresh_token_ttl = refresh_ttl;
         config.orgs = orgs;
         config.token_latency = Duration::from_millis(latency_ms);
+        config.tls = TlsIdentity::from_lookup(&lookup)?;
         Ok((addr, config))
     }
 
@@ -317,6 +325,14 @@ pub enum ConfigError {
         /// Its value as read.
         value: String,
         /// Why it cannot be used.
+        reason: String,
+    },
+    /// A file named by `var` cannot be used; `reason` names the variable and the file.
+    #[error("{reason}")]
+    Unusable {
+        /// The environment variable.
+        var: &'static str,
+        /// What is wrong, naming `var` and its file.
         reason: String,
     },
 }
@@ -462,6 +478,49 @@ mod tests {
         assert!(!config.control_endpoints);
         // The library's default: tests drive the fake through them.
         assert!(Config::new("c", "s", "http://x.test/cb").control_endpoints);
+    }
+
+    #[test]
+    fn tls_takes_both_files_or_neither_and_names_the_one_at_fault() {
+        let (_, config) = Config::from_lookup(lookup(&[("FAKE_SNYK_TLS_CERT", " ")])).unwrap();
+        assert!(config.tls.is_none(), "blank is unset");
+        for (vars, at_fault, why) in [
+            (
+                &[("FAKE_SNYK_TLS_CERT", "/tls/cert.pem")][..],
+                "FAKE_SNYK_TLS_KEY",
+                "both or neither",
+            ),
+            (
+                &[("FAKE_SNYK_TLS_KEY", "/tls/key.pem")][..],
+                "FAKE_SNYK_TLS_CERT",
+                "both or neither",
+            ),
+            (
+                &[
+                    ("FAKE_SNYK_TLS_CERT", "/nonexistent/cert.pem"),
+                    ("FAKE_SNYK_TLS_KEY", "/nonexistent/key.pem"),
+                ][..],
+                "FAKE_SNYK_TLS_CERT",
+                "cannot read /nonexistent/cert.pem",
+            ),
+            (
+                // A file without a certificate: this crate's manifest.
+                &[
+                    ("FAKE_SNYK_TLS_CERT", "Cargo.toml"),
+                    ("FAKE_SNYK_TLS_KEY", "Cargo.toml"),
+                ][..],
+                "FAKE_SNYK_TLS_CERT",
+                "Cargo.toml holds no certificate",
+            ),
+        ] {
+            let err = Config::from_lookup(lookup(vars)).unwrap_err();
+            let ConfigError::Unusable { var, .. } = &err else {
+                panic!("{vars:?}: {err}");
+            };
+            assert_eq!(*var, at_fault, "{err}");
+            let shown = err.to_string();
+            assert!(shown.contains(at_fault) && shown.contains(why), "{shown}");
+        }
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! A strict, in-memory stand-in for Snyk's OAuth2 and REST API, for tests (in-process, port 0),
 //! benchmarks and the local browser demo.
 //!
-//! One HTTP server plays both Snyk hosts: the app host's consent page (`/oauth2/authorize`) and
-//! the API host (`/oauth2/token`, `/oauth2/revoke`, `/rest/...`), plus `/healthz` and the
-//! `/_fake/...` control endpoints (on in the library; the binary serves them only in demo mode). It follows `SNYK-API.md` and Snyk's REST OpenAPI document, and is strict where a
+//! One HTTP server (HTTPS with [`Config::tls`]) plays both Snyk hosts: the app host's consent
+//! page (`/oauth2/authorize`) and the API host (`/oauth2/token`, `/oauth2/revoke`, `/rest/...`),
+//! plus `/healthz` and the `/_fake/...` control endpoints (on in the library; the binary serves
+//! them only in demo mode). It follows `SNYK-API.md` and Snyk's REST OpenAPI document, and is strict where a
 //! client could get away with sloppiness against a lenient double: refresh tokens are single use
 //! and a replay revokes the grant, PKCE S256 is mandatory, redirect URIs match exactly.
 //!
@@ -31,6 +32,7 @@ mod rest;
 mod server;
 mod stats;
 mod store;
+mod tls;
 mod token;
 mod version;
 
@@ -42,3 +44,4 @@ pub use config::{
 pub use faults::Fault;
 pub use server::FakeSnyk;
 pub use stats::Stats;
+pub use tls::TlsIdentity;

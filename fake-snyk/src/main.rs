@@ -1,7 +1,8 @@
-//! The `fake-snyk` binary: serves the fake on `FAKE_SNYK_ADDR` until SIGINT or SIGTERM.
-//! `fake-snyk healthcheck` asks the fake listening on `FAKE_SNYK_ADDR` for `/healthz` (exit code 0
-//! on 200), for container healthchecks. The `/_fake/*` control endpoints are served only with
-//! `DEMO_MODE=true`.
+//! The `fake-snyk` binary: serves the fake on `FAKE_SNYK_ADDR` (HTTPS with `FAKE_SNYK_TLS_CERT`
+//! and `FAKE_SNYK_TLS_KEY`) until SIGINT or SIGTERM. `fake-snyk healthcheck` asks the fake
+//! listening on `FAKE_SNYK_ADDR` for `/healthz` (exit code 0 on 200), for container healthchecks;
+//! with `FAKE_SNYK_TLS_CERT` set it asks over HTTPS, trusting exactly that certificate. The
+//! `/_fake/*` control endpoints are served only with `DEMO_MODE=true`.
 
 use anyhow::Context as _;
 use fake_snyk::{Config, FakeSnyk};
@@ -22,17 +23,19 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// `fake-snyk healthcheck`: needs only `FAKE_SNYK_ADDR`; says one line on stderr.
+/// `fake-snyk healthcheck`: needs only `FAKE_SNYK_ADDR` (and `FAKE_SNYK_TLS_CERT` when TLS is on);
+/// says one line on stderr.
 fn healthcheck() -> std::process::ExitCode {
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the Tokio runtime")
         .and_then(|runtime| {
-            runtime.block_on(service_runtime::healthcheck::http(
+            runtime.block_on(service_runtime::healthcheck::http_or_https(
                 "FAKE_SNYK_ADDR",
                 "127.0.0.1:8090",
                 "/healthz",
+                "FAKE_SNYK_TLS_CERT",
             ))
         });
     service_runtime::healthcheck::report("fake-snyk", &result)

@@ -1,5 +1,5 @@
-//! The HTTP server: a hand-written hyper accept loop with graceful shutdown, and the [`FakeSnyk`]
-//! handle that tests hold.
+//! The HTTP server: a hand-written hyper accept loop with graceful shutdown (HTTPS through rustls
+//! when [`Config::tls`] is set), and the [`FakeSnyk`] handle that tests hold.
 //!
 //! The loop is hand-written (rather than `axum::serve`) for the "lost response" fault: a handler
 //! marks its response with [`DropConnection`] and the per-connection service turns it into an
@@ -18,9 +18,11 @@ use axum::http::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::app::{AppState, SharedState, router};
@@ -42,12 +44,16 @@ struct LostResponse;
 /// How long shutdown waits for in-flight requests before cutting connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A running fake Snyk. Cheap to clone; dropping the handles does not stop the server (the
 /// runtime ending does), [`FakeSnyk::shutdown`] does.
 #[derive(Debug, Clone)]
 pub struct FakeSnyk {
     state: SharedState,
     addr: SocketAddr,
+    https: bool,
     stop: Arc<watch::Sender<bool>>,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -66,21 +72,29 @@ impl FakeSnyk {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|identity| TlsAcceptor::from(Arc::clone(&identity.server)));
+        let https = tls.is_some();
         let state = Arc::new(AppState::new(config));
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, router(state.clone()), stopped));
-        tracing::info!(%addr, "fake Snyk listening");
+        let task = tokio::spawn(serve(listener, tls, router(state.clone()), stopped));
+        tracing::info!(%addr, https, "fake Snyk listening");
         Ok(FakeSnyk {
             state,
             addr,
+            https,
             stop: Arc::new(stop),
             task: Arc::new(Mutex::new(Some(task))),
         })
     }
 
-    /// The base URL of both the app host and the API host, without a trailing slash.
+    /// The base URL of both the app host and the API host, without a trailing slash:
+    /// `https://` when the fake serves TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The bound address.
@@ -197,14 +211,24 @@ async fn stop_requested(stop: &mut watch::Receiver<bool>) {
 }
 
 /// The accept loop: one task per connection; on stop, stop accepting and drain.
-async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             () = stop_requested(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    connections.spawn(serve_connection(stream, app.clone(), stop.clone()));
+                    connections.spawn(accept_connection(
+                        stream,
+                        tls.clone(),
+                        app.clone(),
+                        stop.clone(),
+                    ));
                 }
                 Err(error) => {
                     // Typically EMFILE under a benchmark's load: back off instead of spinning,
@@ -224,11 +248,33 @@ async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<boo
     }
 }
 
-async fn serve_connection(stream: TcpStream, app: Router, mut stop: watch::Receiver<bool>) {
+/// Plain HTTP on `stream`, or HTTP over TLS once the handshake is done.
+async fn accept_connection(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    stop: watch::Receiver<bool>,
+) {
     // Small request/response exchanges: do not let Nagle delay them (latency benchmarks).
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "set_nodelay failed");
     }
+    let Some(tls) = tls else {
+        return serve_connection(stream, app, stop).await;
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(stream, app, stop).await,
+        // Typically a client that does not trust the certificate: it aborts the handshake.
+        Ok(Err(error)) => tracing::info!(%error, "TLS handshake failed"),
+        Err(_) => tracing::info!("TLS handshake timed out"),
+    }
+}
+
+async fn serve_connection(
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let app = app.clone();
         async move {

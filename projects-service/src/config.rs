@@ -5,7 +5,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::bail;
 use caller_auth::ClientKeys;
 use secrecy::SecretString;
-use service_runtime::config::Env;
+use service_runtime::{
+    config::Env,
+    grpc::TokenServiceUrls,
+    tls::{ExtraRoots, SNYK_CA_CERT},
+};
 use url::Url;
 
 /// Everything projects-service needs to run.
@@ -13,6 +17,8 @@ use url::Url;
 pub struct Settings {
     pub addr: SocketAddr,
     pub snyk_api_url: Url,
+    /// `SNYK_CA_CERT`: trusted for HTTPS to Snyk in addition to the platform's roots.
+    pub snyk_ca: ExtraRoots,
     /// The REST API version every request pins (`version=` query parameter).
     pub snyk_rest_version: String,
     /// Timeout of one Snyk REST request.
@@ -21,7 +27,8 @@ pub struct Settings {
     pub snyk_retries: u32,
     /// The longest pause between retries; a longer `Retry-After` ends the listing with 503.
     pub snyk_max_backoff: Duration,
-    pub token_service_url: Url,
+    /// `TOKEN_SERVICE_URL`: one token-service, or replicas that calls are spread over.
+    pub token_service_urls: TokenServiceUrls,
     pub token_service_api_key: SecretString,
     /// PEM of the CA that signed token-service's certificate (when `TOKEN_SERVICE_URL` is https).
     pub token_service_ca: Option<Vec<u8>>,
@@ -56,11 +63,12 @@ impl Settings {
         Ok(Settings {
             addr: env.addr("PROJECTS_SERVICE_ADDR", "0.0.0.0:8081")?,
             snyk_api_url: env.snyk_url("SNYK_API_URL", "https://api.snyk.io")?,
+            snyk_ca: env.extra_roots(SNYK_CA_CERT)?,
             snyk_rest_version: version,
             snyk_timeout: env.millis("SNYK_REST_TIMEOUT_MS", 30_000)?,
             snyk_retries: env.parse("SNYK_REST_RETRIES", 4, "a whole number")?,
             snyk_max_backoff: env.millis("SNYK_REST_MAX_BACKOFF_MS", 10_000)?,
-            token_service_url: env.http_url("TOKEN_SERVICE_URL", "http://127.0.0.1:50051")?,
+            token_service_urls: TokenServiceUrls::from_env(&env)?,
             token_service_api_key: env.header_secret("TOKEN_SERVICE_API_KEY")?,
             token_service_ca: env.file("TOKEN_SERVICE_CA_CERT")?,
             token_service_timeout: env.millis("TOKEN_SERVICE_TIMEOUT_MS", 15_000)?,
@@ -144,6 +152,17 @@ mod tests {
     }
 
     #[test]
+    fn token_service_may_be_several_replicas() {
+        let s = with(&[(
+            "TOKEN_SERVICE_URL",
+            "http://token-1:50051, http://token-2:50051",
+        )])
+        .expect("valid");
+        assert_eq!(s.token_service_urls.len(), 2);
+        assert_eq!(with(&[]).expect("valid").token_service_urls.len(), 1);
+    }
+
+    #[test]
     fn rest_version_is_validated() {
         assert!(is_rest_version("2024-05-31~beta"));
         assert!(!is_rest_version("2024-5-31"));
@@ -159,7 +178,10 @@ mod tests {
             ("PROJECTS_SERVICE_ADDR", "x"),
             ("SNYK_API_URL", "ftp://x"),
             ("TOKEN_SERVICE_URL", "::"),
+            ("TOKEN_SERVICE_URL", "http://a:1,::"),
             ("SNYK_REST_TIMEOUT_MS", "0"),
+            ("SNYK_CA_CERT", "/nonexistent/ca.pem"),
+            ("SNYK_CA_CERT", "Cargo.toml"),
         ] {
             let err = with(&[(k, v)]).expect_err(k);
             assert!(format!("{err:#}").contains(k), "{k}: {err:#}");

@@ -28,9 +28,11 @@ impl Application {
             settings.snyk_api_url.clone(),
             settings.snyk_rest_version.clone(),
             settings.snyk_timeout,
-        )?;
+            settings.snyk_ca.certificates(),
+        )
+        .context("cannot set up the Snyk REST client (SNYK_API_URL, SNYK_CA_CERT)")?;
         let tokens = TokenSource::new(
-            &settings.token_service_url,
+            &settings.token_service_urls,
             settings.token_service_ca.as_deref(),
             &settings.token_service_api_key,
             settings.token_service_timeout,

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use service_runtime::grpc::TokenServiceChannel;
+use service_runtime::grpc::{TokenServiceChannel, TokenServiceUrls};
 use snykapps_ids::{InstallId, OrgId};
 use snykapps_proto::token_v1::{
     self as pb, force_refresh_request, get_access_token_request,
     token_service_client::TokenServiceClient,
 };
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 /// The service name token-service reports healthy in its gRPC health check.
 const HEALTH_SERVICE: &str = "snykapps.token.v1.TokenService";
@@ -56,25 +56,22 @@ pub enum TokenError {
     Misconfigured(String),
 }
 
-/// A cheap-to-clone handle on token-service.
+/// A cheap-to-clone handle on token-service (one or several replicas).
 #[derive(Debug, Clone)]
 pub struct TokenSource {
     channel: TokenServiceChannel,
-    client: TokenServiceClient<Channel>,
 }
 
 impl TokenSource {
-    /// Lazily connects to `url`; calls fail with `Unavailable` while it is down.
+    /// Lazily connects to `urls`; calls fail with `Unavailable` while no replica can be reached.
     pub fn new(
-        url: &url::Url,
+        urls: &TokenServiceUrls,
         ca_pem: Option<&[u8]>,
         api_key: &SecretString,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let channel = TokenServiceChannel::new(url, ca_pem, api_key, timeout)?;
         Ok(TokenSource {
-            client: TokenServiceClient::new(channel.channel()),
-            channel,
+            channel: TokenServiceChannel::new(urls, ca_pem, api_key, timeout)?,
         })
     }
 
@@ -85,9 +82,10 @@ impl TokenSource {
             min_validity_seconds: 0,
         };
         let token = self
-            .client
-            .clone()
-            .get_access_token(self.channel.request(req))
+            .channel
+            .call(req, |channel, req| async move {
+                TokenServiceClient::new(channel).get_access_token(req).await
+            })
             .await
             .map_err(|s| map_status(target, s))?;
         Ok(token.into_inner().access_token.into())
@@ -104,9 +102,10 @@ impl TokenSource {
             rejected_access_token: rejected.expose_secret().to_owned(),
         };
         let token = self
-            .client
-            .clone()
-            .force_refresh(self.channel.request(req))
+            .channel
+            .call(req, |channel, req| async move {
+                TokenServiceClient::new(channel).force_refresh(req).await
+            })
             .await
             .map_err(|s| map_status(target, s))?;
         Ok(token.into_inner().access_token.into())

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use secrecy::SecretString;
 use url::Url;
 
-use crate::demo;
+use crate::{demo, tls::ExtraRoots};
 
 /// The placeholder `.env.example` puts where a real value must go.
 pub const PLACEHOLDER: &str = "REPLACE-ME";
@@ -85,15 +85,7 @@ impl<'a> Env<'a> {
 
     /// An absolute http(s) URL without a fragment.
     pub fn http_url(&self, k: &str, default: &str) -> anyhow::Result<Url> {
-        let u = Url::parse(self.var(k, default).trim())
-            .with_context(|| format!("{k} is not a valid URL"))?;
-        if !matches!(u.scheme(), "http" | "https") {
-            bail!("{k} must be an http(s) URL");
-        }
-        if u.fragment().is_some() {
-            bail!("{k} must not have a fragment");
-        }
-        Ok(u)
+        parse_http_url(k, &self.var(k, default))
     }
 
     /// The URL of a Snyk host (`SNYK_API_URL`, `SNYK_APP_URL`). Outside demo mode it must be
@@ -149,11 +141,29 @@ impl<'a> Env<'a> {
 
     /// The contents of the file named by `k`, when `k` is set.
     pub fn file(&self, k: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(self.named_file(k)?.map(|(_, contents)| contents))
+    }
+
+    /// The path in `k` and the contents of that file, when `k` is set.
+    pub(crate) fn named_file(&self, k: &str) -> anyhow::Result<Option<(String, Vec<u8>)>> {
         match self.optional(k) {
-            Some(path) => std::fs::read(&path)
-                .map(Some)
-                .with_context(|| format!("{k}: cannot read {path}")),
+            Some(path) => {
+                let contents =
+                    std::fs::read(&path).with_context(|| format!("{k}: cannot read {path}"))?;
+                Ok(Some((path, contents)))
+            }
             None => Ok(None),
+        }
+    }
+
+    /// Root certificates from the PEM file named by `k` (such as
+    /// [`SNYK_CA_CERT`](crate::tls::SNYK_CA_CERT)), trusted in addition to the platform's:
+    /// none when unset; an error naming `k` when the file cannot be read or holds no usable
+    /// certificate.
+    pub fn extra_roots(&self, k: &str) -> anyhow::Result<ExtraRoots> {
+        match self.named_file(k)? {
+            Some((path, pem)) => ExtraRoots::from_pem(k, &path, &pem),
+            None => Ok(ExtraRoots::default()),
         }
     }
 
@@ -169,6 +179,19 @@ impl<'a> Env<'a> {
             .parse()
             .map_err(|_| anyhow::anyhow!("{k} must be {what}"))
     }
+}
+
+/// `raw` as an absolute http(s) URL without a fragment; `what` (the variable, or which entry of
+/// it) names it in errors.
+pub fn parse_http_url(what: &str, raw: &str) -> anyhow::Result<Url> {
+    let u = Url::parse(raw.trim()).with_context(|| format!("{what} is not a valid URL"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        bail!("{what} must be an http(s) URL");
+    }
+    if u.fragment().is_some() {
+        bail!("{what} must not have a fragment");
+    }
+    Ok(u)
 }
 
 #[cfg(test)]
@@ -212,6 +235,42 @@ mod tests {
             assert!(err.to_string().contains(var), "{err}");
         }
         assert!(errors[1].to_string().contains("REPLACE-ME"));
+    }
+
+    #[test]
+    fn extra_roots_are_optional_but_a_bad_file_stops_the_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let good = dir.join("cas.pem");
+        std::fs::write(&good, include_bytes!("../testdata/two-cas.pem")).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let missing = dir.join("missing.pem");
+        let (good, empty, missing) = (
+            good.display().to_string(),
+            empty.display().to_string(),
+            missing.display().to_string(),
+        );
+        let e = Env::new(|k| match k {
+            "GOOD" => Some(good.clone()),
+            "EMPTY" => Some(empty.clone()),
+            "MISSING" => Some(missing.clone()),
+            "BLANK" => Some("  ".into()),
+            _ => None,
+        });
+        assert_eq!(e.extra_roots("GOOD").unwrap().len(), 2);
+        assert!(e.extra_roots("UNSET").unwrap().is_empty());
+        assert!(e.extra_roots("BLANK").unwrap().is_empty());
+        for (k, path, why) in [
+            ("EMPTY", &empty, "holds no certificate"),
+            ("MISSING", &missing, "cannot read"),
+        ] {
+            let err = format!("{:#}", e.extra_roots(k).unwrap_err());
+            assert!(
+                err.contains(k) && err.contains(path.as_str()) && err.contains(why),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The `healthcheck` subcommand every binary offers to container healthchecks (the image has no
 //! curl): it asks the service running next to it, at the address that service listens on, whether
-//! it is healthy. It reads nothing but that address, so it works with an incomplete configuration,
-//! and it gives up after [`TIMEOUT`].
+//! it is healthy. It reads nothing but that address (and, for a TLS server, its certificate), so
+//! it works with an incomplete configuration, and it gives up after [`TIMEOUT`].
 //!
 //! ```no_run
 //! # async fn demo() -> std::process::ExitCode {
@@ -19,7 +19,10 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    io::{
+        AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _,
+        BufReader,
+    },
     net::TcpStream,
 };
 
@@ -34,6 +37,23 @@ const MAX_STATUS_LINE: u64 = 1024;
 pub async fn http(addr_env: &str, default_addr: &str, path: &str) -> anyhow::Result<()> {
     let addr = resolve(addr_env, default_addr, |k| std::env::var(k).ok())?;
     http_at(addr, path).await
+}
+
+/// [`http`], or, when `cert_env` names the server's certificate (its TLS is on), the same over
+/// HTTPS trusting exactly that certificate (the first one of the file): the check goes to the
+/// server's own address, which its certificate need not name, and needs no CA.
+pub async fn http_or_https(
+    addr_env: &str,
+    default_addr: &str,
+    path: &str,
+    cert_env: &str,
+) -> anyhow::Result<()> {
+    let Some((file, pem)) = crate::config::Env::process().named_file(cert_env)? else {
+        return http(addr_env, default_addr, path).await;
+    };
+    let addr = resolve(addr_env, default_addr, |k| std::env::var(k).ok())?;
+    let cert = crate::tls::certificates(cert_env, &file, &pem)?.swap_remove(0);
+    https_at(addr, path, cert).await
 }
 
 /// The gRPC health check (`grpc.health.v1.Health/Check`) of `service` at the address in
@@ -96,8 +116,38 @@ pub fn resolve(
 
 /// [`http`] against a known address.
 pub async fn http_at(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
-    let url = format!("http://{addr}{path}");
-    match tokio::time::timeout(TIMEOUT, get_status(addr, path)).await {
+    let exchange = async {
+        let stream = TcpStream::connect(addr).await.context("cannot connect")?;
+        get_status(stream, addr, path).await
+    };
+    judge(&format!("http://{addr}{path}"), exchange).await
+}
+
+/// [`http_or_https`] over TLS against a known address, trusting exactly `cert`.
+pub async fn https_at(
+    addr: SocketAddr,
+    path: &str,
+    cert: rustls::pki_types::CertificateDer<'static>,
+) -> anyhow::Result<()> {
+    let connector =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(crate::tls::pinned_client(cert)?));
+    let exchange = async {
+        let tcp = TcpStream::connect(addr).await.context("cannot connect")?;
+        let tls = connector
+            .connect(addr.ip().into(), tcp)
+            .await
+            .context("TLS handshake failed")?;
+        get_status(tls, addr, path).await
+    };
+    judge(&format!("https://{addr}{path}"), exchange).await
+}
+
+/// Healthy on `200` from `exchange` within [`TIMEOUT`]; otherwise an error naming `url`.
+async fn judge(
+    url: &str,
+    exchange: impl std::future::Future<Output = anyhow::Result<(u16, String)>>,
+) -> anyhow::Result<()> {
+    match tokio::time::timeout(TIMEOUT, exchange).await {
         Err(_) => bail!("GET {url}: no answer within {} s", TIMEOUT.as_secs()),
         Ok(Err(e)) => Err(e.context(format!("GET {url}"))),
         Ok(Ok((200, _))) => Ok(()),
@@ -105,12 +155,15 @@ pub async fn http_at(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Sends the request and reads the status line: `(code, reason phrase)`.
-async fn get_status(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+/// Sends the request over `stream` and reads the status line: `(code, reason phrase)`.
+async fn get_status(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    addr: SocketAddr,
+    path: &str,
+) -> anyhow::Result<(u16, String)> {
     if !path.starts_with('/') || path.bytes().any(|b| !b.is_ascii_graphic()) {
         bail!("the path must start with '/' and be printable ASCII");
     }
-    let mut stream = TcpStream::connect(addr).await.context("cannot connect")?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: healthcheck\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     );
@@ -211,7 +264,7 @@ fn one_line(s: &str) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tokio::{net::TcpListener, sync::oneshot};
 
@@ -372,8 +425,9 @@ mod tests {
         assert!(started.elapsed() < TIMEOUT + Duration::from_secs(1));
     }
 
-    /// A tonic-health server with "svc.Up" serving and "svc.Down" not serving.
-    async fn health_server() -> (SocketAddr, oneshot::Sender<()>) {
+    /// A tonic-health server with "svc.Up" serving and "svc.Down" not serving; it stops when
+    /// the sender is dropped.
+    pub(crate) async fn health_server() -> (SocketAddr, oneshot::Sender<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (reporter, service) = tonic_health::server::health_reporter();

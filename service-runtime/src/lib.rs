@@ -6,6 +6,7 @@ pub mod demo;
 pub mod grpc;
 pub mod healthcheck;
 pub mod telemetry;
+pub mod tls;
 
 #[cfg(feature = "actix")]
 pub mod http;

@@ -133,6 +133,50 @@ struct ErrorObject {
     title: Option<String>,
 }
 
+/// The HTTP client every call to Snyk goes through (the REST API here, OAuth2 in token-service):
+/// `timeout` per request (connecting within at most 3 s of it), no redirect ever followed, and
+/// `extra_roots` (`SNYK_CA_CERT`: a TLS-inspecting proxy's CA, a test's throwaway CA) trusted
+/// *in addition to* the platform's roots, never instead of them.
+pub fn http_client(
+    timeout: Duration,
+    user_agent: &str,
+    extra_roots: &[reqwest::Certificate],
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
+        .timeout(timeout)
+        // Following a redirect would carry the bearer token (or a form with the client secret or
+        // a refresh token) wherever `Location` points (reqwest drops `Authorization` only across
+        // hosts, not to another port or path): never.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(user_agent);
+    if !extra_roots.is_empty() {
+        // reqwest 0.13: `tls_certs_merge` adds to the platform verifier's roots
+        // (`tls_certs_only` would replace them; `add_root_certificate` is deprecated).
+        builder = builder.tls_certs_merge(extra_roots.iter().cloned());
+    }
+    builder.build()
+}
+
+/// A transport error with its causes, one line, without the URL: "error sending request:
+/// client error (Connect): invalid peer certificate: UnknownIssuer" rather than only the first
+/// part, so that a TLS failure says so.
+pub fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Wrappers often repeat their inner error's text; say each part once.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// A Snyk REST client bound to one API base URL and one pinned `version`.
 #[derive(Clone)]
 pub struct RestClient {
@@ -151,20 +195,19 @@ impl fmt::Debug for RestClient {
 }
 
 impl RestClient {
-    /// `api` is the API host (`https://api.snyk.io`), `version` the pinned REST version date.
+    /// `api` is the API host (`https://api.snyk.io`), `version` the pinned REST version date,
+    /// `extra_roots` what [`http_client`] trusts besides the platform's roots.
     pub fn new(
         api: Url,
         version: impl Into<String>,
         timeout: Duration,
+        extra_roots: &[reqwest::Certificate],
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
-            .timeout(timeout)
-            // Following a redirect would carry the bearer token wherever `Location` points (reqwest
-            // drops `Authorization` only across hosts, not to another port or path): never.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("snykapps/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = http_client(
+            timeout,
+            concat!("snykapps/", env!("CARGO_PKG_VERSION")),
+            extra_roots,
+        )?;
         Ok(RestClient {
             http,
             api,
@@ -215,7 +258,7 @@ impl RestClient {
         let response = req
             .send()
             .await
-            .map_err(|e| RestError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| RestError::Transport(describe(e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(error_from(response).await);
@@ -223,7 +266,7 @@ impl RestClient {
         let body = response
             .bytes()
             .await
-            .map_err(|e| RestError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| RestError::Transport(describe(e)))?;
         let doc: Document<T> = serde_json::from_slice(&body)
             .map_err(|e| RestError::Unexpected(format!("unreadable page: {e}")))?;
         let next = match doc.links.and_then(|l| l.next) {

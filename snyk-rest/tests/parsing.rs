@@ -27,6 +27,7 @@ async fn client(server: &MockServer, base_path: &str) -> RestClient {
         Url::parse(&format!("{}{base_path}", server.uri())).unwrap(),
         "2024-05-31",
         Duration::from_secs(5),
+        &[],
     )
     .unwrap()
 }
@@ -226,7 +227,7 @@ async fn a_redirect_is_an_error_and_is_never_followed() {
 #[tokio::test]
 async fn unreachable_is_a_transport_error() {
     let url = Url::parse("http://127.0.0.1:1").unwrap();
-    let c = RestClient::new(url, "2024-05-31", Duration::from_secs(2)).unwrap();
+    let c = RestClient::new(url, "2024-05-31", Duration::from_secs(2), &[]).unwrap();
     let err = c
         .get_page::<ProjectAttributes>(&c.url("/orgs", 10, &[]), &token(), &[])
         .await

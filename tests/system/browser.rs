@@ -1,136 +1,12 @@
-//! The install in a real browser: headless Chromium, driven through chromedriver (WebDriver),
-//! against the whole stack. chromedriver and Chromium come from Debian's `chromium-driver` and
-//! `chromium` packages; when they are missing this test fails (CI installs them, see `.ci/run`).
+//! The install in a real browser (headless Chromium, see `system_tests::browser`) against the
+//! whole stack in-process.
 
-use std::{
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+use fantoccini::Locator;
+use serde_json::Value;
+use system_tests::{
+    browser::{ChromeDriver, find, install_in_browser},
+    *,
 };
-
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{Value, json};
-use system_tests::*;
-
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
-const STEP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A chromedriver child process, in a process group of its own so that it and the browsers it
-/// started die together on drop, whatever the test's outcome.
-struct ChromeDriver {
-    child: Child,
-    url: String,
-    profile: tempfile::TempDir,
-}
-
-impl ChromeDriver {
-    async fn start() -> ChromeDriver {
-        for (path, package) in [(CHROMEDRIVER, "chromium-driver"), (CHROMIUM, "chromium")] {
-            assert!(
-                Path::new(path).exists(),
-                "{path} is missing: install Debian's `chromium` and `chromium-driver` packages \
-                 (apt-get install -y chromium chromium-driver; {package} provides it). \
-                 .ci/run installs them; this test never skips."
-            );
-        }
-        let port = test_support::free_port().unwrap();
-        let profile = tempfile::Builder::new()
-            .prefix("chromium-profile-")
-            .tempdir()
-            .unwrap();
-        let child = {
-            use std::os::unix::process::CommandExt as _;
-            Command::new(CHROMEDRIVER)
-                .arg(format!("--port={port}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .process_group(0)
-                .spawn()
-                .expect("chromedriver starts")
-        };
-        let driver = ChromeDriver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            profile,
-        };
-        driver.wait_ready().await;
-        driver
-    }
-
-    /// Polls `/status` until chromedriver says it is ready.
-    async fn wait_ready(&self) {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(1))
-            .build()
-            .unwrap();
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Ok(res) = http.get(format!("{}/status", self.url)).send().await
-                && let Ok(status) = res.json::<Value>().await
-                && status["value"]["ready"] == true
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver was not ready within {READY_TIMEOUT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn session(&self) -> Client {
-        let options = json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                format!("--user-data-dir={}", self.profile.path().display()),
-            ],
-        });
-        let mut caps = serde_json::Map::new();
-        caps.insert("goog:chromeOptions".into(), options);
-        ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps)
-            .connect(&self.url)
-            .await
-            .expect("a WebDriver session")
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        // The whole group: chromedriver and every Chromium process it started.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The element `locator` once it is there (the page may still be loading after a click).
-async fn find(browser: &Client, locator: Locator<'_>) -> fantoccini::elements::Element {
-    browser
-        .wait()
-        .at_most(STEP_TIMEOUT)
-        .for_element(locator)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("the element {locator:?} does not appear ({e}) on this page");
-        })
-}
 
 #[tokio::test]
 async fn install_in_a_real_browser_shows_the_projects() {
@@ -138,31 +14,12 @@ async fn install_in_a_real_browser_shows_the_projects() {
     let driver = ChromeDriver::start().await;
     let browser = driver.session().await;
 
-    // The landing page; Install.
-    browser.goto(&app.url("/")).await.unwrap();
-    find(&browser, Locator::Id("install"))
-        .await
-        .click()
-        .await
-        .unwrap();
-
-    // Snyk's (the fake's) consent page; Approve.
-    find(&browser, Locator::Id("approve"))
-        .await
-        .click()
-        .await
-        .unwrap();
-
-    // Back on the app: the install's page with the seeded org and its projects.
-    let org = find(&browser, Locator::Css("section.org")).await;
-    let url = browser.current_url().await.unwrap();
-    assert!(url.as_str().starts_with(&app.url("/installs/")), "{url}");
-    let text = org.text().await.unwrap();
+    let (install_id, text) = install_in_browser(&browser, &app.url("")).await;
     assert!(
         text.contains("Demo Org") && text.contains("25 projects"),
         "{text}"
     );
-    let install_id = url.path().trim_start_matches("/installs/").to_owned();
+    let url = app.url(&format!("/installs/{install_id}"));
     let mut c = app.token_client().await;
     let install = c
         .get_install(snykapps_proto::token_v1::GetInstallRequest { install_id })

@@ -101,6 +101,34 @@ fn dockerfile_instructions() -> Vec<String> {
     instructions
 }
 
+/// The Dockerfile's stages: name (or the image, for an unnamed stage) → its instructions, the
+/// `FROM` first, in file order.
+fn dockerfile_stages() -> Vec<(String, Vec<String>)> {
+    let mut stages: Vec<(String, Vec<String>)> = Vec::new();
+    for instruction in dockerfile_instructions() {
+        if let Some(from) = instruction.strip_prefix("FROM ") {
+            let words: Vec<&str> = from.split_whitespace().collect();
+            let name = match words.as_slice() {
+                [_, as_, name] if as_.eq_ignore_ascii_case("as") => (*name).to_owned(),
+                _ => words[0].to_owned(),
+            };
+            stages.push((name, Vec::new()));
+        }
+        if let Some((_, body)) = stages.last_mut() {
+            body.push(instruction);
+        }
+    }
+    stages
+}
+
+fn stage(name: &str) -> Vec<String> {
+    dockerfile_stages()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("the Dockerfile has no stage {name}"))
+        .1
+}
+
 /// The `--bin` names of the `cargo build` in the Dockerfile, and the names it copies out of
 /// `target/release/`.
 fn dockerfile_binaries() -> (BTreeSet<String>, BTreeSet<String>) {
@@ -153,6 +181,18 @@ fn the_image_builds_and_ships_every_workspace_binary() {
         copied, workspace,
         "the Dockerfile must copy every built binary out of target/release/"
     );
+    // The `prebuilt` target (engines without BuildKit) ships the same binaries.
+    let prebuilt: BTreeSet<String> = stage("prebuilt")
+        .iter()
+        .filter(|i| i.starts_with("COPY "))
+        .flat_map(|i| i.split_whitespace())
+        .filter_map(|w| w.strip_prefix("bin/"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        prebuilt, workspace,
+        "the prebuilt target must copy every binary from bin/"
+    );
 }
 
 #[test]
@@ -172,24 +212,35 @@ fn the_dockerfile_builds_locked_with_cached_dependencies_and_ships_a_slim_non_ro
         assert!(build.contains(needed), "`{needed}` missing from: {build}");
     }
 
-    // The last stage is what ships.
-    let last_from = instructions
-        .iter()
-        .rposition(|i| i.starts_with("FROM "))
-        .expect("a FROM");
-    let runtime = &instructions[last_from..];
+    // The last stage is what ships by default; it and `prebuilt` (for engines without
+    // BuildKit) differ only in where the binaries come from: both are `base` plus the binaries,
+    // as uid 10001. `base` must come before `builder`: the legacy builder runs every stage before
+    // its target.
+    let stages = dockerfile_stages();
+    let names: Vec<&str> = stages.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["base", "prebuilt", "builder", "runtime"], "stages");
+    for name in ["runtime", "prebuilt"] {
+        let body = stage(name);
+        assert_eq!(body[0], format!("FROM base AS {name}"));
+        assert_eq!(
+            body.last().map(String::as_str),
+            Some("USER 10001:10001"),
+            "{name}: {body:#?}"
+        );
+        assert!(
+            body[1..body.len() - 1]
+                .iter()
+                .all(|i| i.starts_with("COPY ")),
+            "{name} only adds the binaries to base: {body:#?}"
+        );
+    }
+    let base = &stage("base");
     assert!(
-        runtime[0].starts_with("FROM debian:bookworm-slim"),
+        base[0].starts_with("FROM debian:bookworm-slim"),
         "{}",
-        runtime[0]
+        base[0]
     );
-    assert!(
-        runtime
-            .iter()
-            .any(|i| i == "USER 10001:10001" || i == "USER 10001"),
-        "the runtime stage must switch to uid 10001: {runtime:#?}"
-    );
-    let installed: Vec<&str> = runtime
+    let installed: Vec<&str> = base
         .iter()
         .filter(|i| i.starts_with("RUN "))
         .flat_map(|i| i.split("&&"))
@@ -197,8 +248,8 @@ fn the_dockerfile_builds_locked_with_cached_dependencies_and_ships_a_slim_non_ro
         .flat_map(str::split_whitespace)
         .filter(|w| !w.starts_with('-'))
         .collect();
-    assert_eq!(installed, ["ca-certificates"], "runtime packages");
-    for instruction in runtime {
+    assert_eq!(installed, ["ca-certificates"], "shipped packages");
+    for instruction in base {
         for tool in ["curl", "wget"] {
             assert!(
                 !instruction.split_whitespace().any(|w| w.contains(tool)),
@@ -412,6 +463,33 @@ fn compose_starts_services_in_dependency_order_and_nothing_waits_for_the_fake() 
         None,
         "auth-service must not reach the grants' Redis"
     );
+
+    // Each Redis shares an internal network with its one client and nothing else.
+    let networks = |svc: &str| -> BTreeSet<&str> {
+        all[svc].get("networks").map_or_else(
+            || BTreeSet::from(["default"]),
+            |n| strings(n).into_iter().collect(),
+        )
+    };
+    for (redis, network, client) in [
+        ("redis", "grants", "token-service"),
+        ("redis-auth", "auth-state", "auth-service"),
+    ] {
+        assert_eq!(networks(redis), BTreeSet::from([network]), "{redis}");
+        assert_eq!(
+            compose["networks"][network]["internal"],
+            Value::Bool(true),
+            "{network}"
+        );
+        for (key, _) in all {
+            let svc = name(key);
+            assert_eq!(
+                networks(svc).contains(network),
+                svc == redis || svc == client,
+                "only {client} reaches {redis} (network {network}); {svc}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -135,6 +135,7 @@ async fn a_late_outcome_lands_over_the_in_doubt_verdict() {
         settings.client_secret.clone(),
         settings.rest_version.clone(),
         Duration::from_secs(2),
+        settings.snyk_ca.certificates(),
         std::sync::Arc::new(Metrics::default()),
     )
     .unwrap();

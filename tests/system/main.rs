@@ -14,6 +14,8 @@ mod lifecycle;
 mod longevity;
 mod permissions;
 mod projects;
+mod replicas;
+mod snyk_tls;
 mod telemetry;
 mod tls;
 mod token_service;

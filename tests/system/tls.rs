@@ -1,93 +1,19 @@
 //! token-service over TLS (`TOKEN_SERVICE_TLS_CERT`/`_KEY`), with projects-service trusting its
 //! CA through `TOKEN_SERVICE_CA_CERT`.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use snykapps_proto::token_v1::token_service_client::TokenServiceClient;
 use system_tests::*;
 
-/// A throwaway CA and a certificate it signs for `localhost` and 127.0.0.1, made with the
-/// openssl CLI. Returns (CA cert, server cert, server key) paths.
-fn certificates(dir: &std::path::Path) -> (String, String, String) {
-    let path = |name: &str| dir.join(name).display().to_string();
-    let openssl = |args: &[&str]| {
-        let status = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl is installed (Debian: apt-get install -y openssl)");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "1",
-                "-subj",
-                "/CN=test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.pem",
-    ]);
-    (path("ca.pem"), path("server.pem"), path("server.key"))
-}
-
 #[tokio::test]
 async fn token_service_serves_grpc_over_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca_path, cert, key) = certificates(dir.path());
+    let Certificates {
+        ca: ca_path,
+        cert,
+        key,
+    } = certificates(dir.path());
     let stack = Stack::start(fake_config()).await;
     let replica = stack
         .replica(&[
@@ -148,7 +74,7 @@ async fn client_with_key_lazy(addr: std::net::SocketAddr) -> Client {
 #[tokio::test]
 async fn the_healthcheck_subcommand_speaks_tls_when_the_service_does() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificates(dir.path());
+    let Certificates { ca, cert, key } = certificates(dir.path());
     let stack = Stack::start(fake_config()).await;
     let port = test_support::free_port().unwrap();
     let overrides = [
@@ -169,38 +95,15 @@ async fn the_healthcheck_subcommand_speaks_tls_when_the_service_does() {
     let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let mut service = system_tests::process::Process::spawn("token-service", &env);
 
-    let healthcheck = || {
-        Command::new(system_tests::process::binary("token-service"))
-            .arg("healthcheck")
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !healthcheck() {
-        service.assert_running();
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never healthy over TLS; log:\n{}",
-            service.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    system_tests::process::wait_healthcheck(&mut service, &env).await;
     // And without the CA it cannot trust the server: unhealthy, not a false "ok".
     let untrusting: Vec<(&str, String)> = env
         .iter()
         .filter(|(k, _)| *k != "TOKEN_SERVICE_CA_CERT")
         .cloned()
         .collect();
-    let status = Command::new(system_tests::process::binary("token-service"))
-        .arg("healthcheck")
-        .env_clear()
-        .envs(untrusting.iter().map(|(k, v)| (*k, v.as_str())))
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(!status.success());
+    assert!(!system_tests::process::healthcheck(
+        "token-service",
+        &untrusting
+    ));
 }

@@ -5,7 +5,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::bail;
 use secrecy::SecretString;
-use service_runtime::config::Env;
+use service_runtime::{
+    config::Env,
+    tls::{ExtraRoots, SNYK_CA_CERT},
+};
 use url::Url;
 
 use caller_auth::ClientKeys;
@@ -31,6 +34,8 @@ pub struct Settings {
     pub redis: RedisTarget,
     pub redis_timeout: Duration,
     pub snyk_api_url: Url,
+    /// `SNYK_CA_CERT`: trusted for HTTPS to Snyk in addition to the platform's roots.
+    pub snyk_ca: ExtraRoots,
     pub client_id: String,
     pub client_secret: SecretString,
     pub rest_version: String,
@@ -173,6 +178,7 @@ impl Settings {
             redis,
             redis_timeout: env.millis("REDIS_TIMEOUT_MS", 2_000)?,
             snyk_api_url: env.snyk_url("SNYK_API_URL", "https://api.snyk.io")?,
+            snyk_ca: env.extra_roots(SNYK_CA_CERT)?,
             client_id: env.required("SNYK_CLIENT_ID")?,
             client_secret: env.required("SNYK_CLIENT_SECRET")?.into(),
             rest_version: env.var("SNYK_REST_VERSION", "2024-05-31"),
@@ -373,6 +379,23 @@ mod tests {
         ] {
             let err = with(&[(k, v)]).expect_err(k);
             assert!(format!("{err:#}").contains(k), "{k}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn snyk_ca_cert_is_optional_but_must_hold_a_certificate() {
+        assert!(with(&[]).expect("valid").snyk_ca.is_empty());
+        // A missing file, and one without a certificate (this crate's manifest), stop the start
+        // with a message naming the variable and the file.
+        for (path, why) in [
+            ("/nonexistent/snyk-ca.pem", "cannot read"),
+            ("Cargo.toml", "holds no certificate"),
+        ] {
+            let err = format!("{:#}", with(&[("SNYK_CA_CERT", path)]).expect_err(path));
+            assert!(
+                err.contains("SNYK_CA_CERT") && err.contains(path) && err.contains(why),
+                "{err}"
+            );
         }
     }
 

@@ -142,20 +142,17 @@ impl SnykClient {
         client_secret: SecretString,
         rest_version: String,
         timeout: Duration,
+        extra_roots: &[reqwest::Certificate],
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
-            .timeout(timeout)
-            // A redirect would re-send the form (client secret, code or refresh token) to
-            // wherever `Location` points: never follow one; `error_answer` reports it.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!(
-                "snykapps-token-service/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()?;
-        let rest = RestClient::new(api.clone(), rest_version, timeout)?;
+        // Never follows a redirect, which would re-send the form (client secret, code or refresh
+        // token) to wherever `Location` points; `error_answer` reports it.
+        let http = snyk_rest::http_client(
+            timeout,
+            concat!("snykapps-token-service/", env!("CARGO_PKG_VERSION")),
+            extra_roots,
+        )?;
+        let rest = RestClient::new(api.clone(), rest_version, timeout, extra_roots)?;
         Ok(SnykClient {
             metrics,
             http,
@@ -322,11 +319,11 @@ fn trace_headers() -> reqwest::header::HeaderMap {
 }
 
 fn classify(e: reqwest::Error) -> SnykError {
-    let e = e.without_url();
+    // A TLS failure (an untrusted certificate: see SNYK_CA_CERT) is a connect error: not sent.
     if e.is_connect() {
-        SnykError::NotSent(e.to_string())
+        SnykError::NotSent(snyk_rest::describe(e))
     } else {
-        SnykError::Lost(e.to_string())
+        SnykError::Lost(snyk_rest::describe(e))
     }
 }
 

@@ -57,8 +57,10 @@ impl Application {
             settings.client_secret.clone(),
             settings.rest_version.clone(),
             settings.refresh.attempt_timeout,
+            settings.snyk_ca.certificates(),
             Arc::clone(&metrics),
-        )?;
+        )
+        .context("cannot set up the Snyk client (SNYK_API_URL, SNYK_CA_CERT)")?;
         let refresher = Refresher::new(
             store.clone(),
             snyk.clone(),
