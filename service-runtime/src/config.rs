@@ -83,7 +83,7 @@ impl<'a> Env<'a> {
         Ok(v.into())
     }
 
-    /// An absolute http(s) URL without a fragment.
+    /// An absolute http(s) URL without a fragment or credentials ([`parse_http_url`]).
     pub fn http_url(&self, k: &str, default: &str) -> anyhow::Result<Url> {
         parse_http_url(k, &self.var(k, default))
     }
@@ -181,12 +181,19 @@ impl<'a> Env<'a> {
     }
 }
 
-/// `raw` as an absolute http(s) URL without a fragment; `what` (the variable, or which entry of
-/// it) names it in errors.
+/// `raw` as an absolute http(s) URL without a fragment and without a user name or password;
+/// `what` (the variable, or which entry of it) names it in errors.
+///
+/// Credentials in a URL are refused rather than stripped: URLs are printed (`Debug` of settings,
+/// logs naming a replica), and none of our upstreams takes them there (token-service has its key
+/// in `TOKEN_SERVICE_API_KEY`). The error does not repeat the URL.
 pub fn parse_http_url(what: &str, raw: &str) -> anyhow::Result<Url> {
     let u = Url::parse(raw.trim()).with_context(|| format!("{what} is not a valid URL"))?;
     if !matches!(u.scheme(), "http" | "https") {
         bail!("{what} must be an http(s) URL");
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        bail!("{what} must not carry a user name or password (user:pass@)");
     }
     if u.fragment().is_some() {
         bail!("{what} must not have a fragment");
@@ -270,6 +277,18 @@ mod tests {
                 err.contains(k) && err.contains(path.as_str()) && err.contains(why),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn a_url_with_a_user_or_password_is_refused_without_repeating_them() {
+        for raw in [
+            "https://user:s3cret@api.snyk.io",
+            "https://s3cret@api.snyk.io",
+            "http://:s3cret@127.0.0.1:1",
+        ] {
+            let err = format!("{:#}", parse_http_url("X", raw).unwrap_err());
+            assert_eq!(err, "X must not carry a user name or password (user:pass@)");
         }
     }
 

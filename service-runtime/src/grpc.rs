@@ -1,7 +1,8 @@
 //! The gRPC channel every caller of token-service builds the same way: lazy connect, deadlines,
 //! TLS when a URL is https (trusting `TOKEN_SERVICE_CA_CERT` when given, else the public web PKI
 //! roots), and, when `TOKEN_SERVICE_URL` lists several replicas, calls spread over them round
-//! robin, with a replica that cannot be reached skipped for the others.
+//! robin, with a replica that cannot be reached skipped for the others and a replica that fails a
+//! call tried last for a while ([`HOLD_OFF`]).
 //!
 //! Why not tonic's `Channel::balance_list`: its endpoints connect lazily, and a lazy endpoint
 //! whose connection fails still reports itself ready (tonic's `Reconnect` keeps the error for
@@ -12,7 +13,7 @@
 use std::{
     future::Future,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -29,8 +30,30 @@ use url::Url;
 
 use crate::config::{Env, parse_http_url};
 
-/// How long a replica that could not be reached is tried only after every other one.
+/// How long a replica that failed a call (could not be reached, or did not answer in time) is
+/// tried only after every other one.
 pub const HOLD_OFF: Duration = Duration::from_secs(2);
+
+/// How long the TCP connection to a replica may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long the TLS handshake may take once TCP is connected. Without it a replica that accepts
+/// connections but never answers the handshake (a frozen process behind a live kernel) holds an
+/// https call forever: tonic's per-call deadline starts only once the connection is ready. Its
+/// expiry is a connection failure (`ConnectError`): no request left, so the call moves on.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// HTTP/2 PINGs on every connection, idle or not. Without them, a connection to a replica that
+/// froze or vanished without closing it (`docker pause`, a host gone, a NAT that forgot the flow)
+/// stays "open", and every call sent on it after the hold-off waits out its whole deadline again.
+/// With them it is closed within interval + timeout (15 s, about the default 15 s deadline); the
+/// next call then opens a new one, and a connection that cannot be made is passed over at once.
+/// The cost is one small frame each way per 10 s per replica per caller. tonic's server answers
+/// PINGs at any rate; a gRPC-core server or proxy put in between would refuse idle PINGs more
+/// often than every 5 min (GOAWAY `ENHANCE_YOUR_CALM`) unless its policy allows them. The 5 s
+/// timeout is far beyond a PING round trip to a live server (microseconds to milliseconds).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `TOKEN_SERVICE_URL`: where token-service is, as one URL or a comma-separated list of replica
 /// URLs (`http://token-1:50051,http://token-2:50051`). Every entry is an absolute http(s) URL
@@ -96,14 +119,21 @@ impl From<Url> for TokenServiceUrls {
 }
 
 /// A lazily connecting channel to `url`; calls fail with UNAVAILABLE while the server is down.
+/// Connecting is bounded ([`CONNECT_TIMEOUT`], then [`TLS_HANDSHAKE_TIMEOUT`] for https), each
+/// call once sent by `timeout`, and an open connection is watched by HTTP/2 keepalive.
 pub fn channel(url: &Url, ca_pem: Option<&[u8]>, timeout: Duration) -> anyhow::Result<Channel> {
     let mut endpoint = Channel::from_shared(url.to_string())
         .map_err(|_| anyhow::anyhow!("TOKEN_SERVICE_URL is not a usable gRPC endpoint"))?
-        .connect_timeout(Duration::from_secs(3))
+        .connect_timeout(CONNECT_TIMEOUT)
         .timeout(timeout)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
     if url.scheme() == "https" {
-        let mut tls = ClientTlsConfig::new().domain_name(url.host_str().unwrap_or_default());
+        let mut tls = ClientTlsConfig::new()
+            .domain_name(url.host_str().unwrap_or_default())
+            .timeout(TLS_HANDSHAKE_TIMEOUT);
         tls = match ca_pem {
             Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
             None => tls.with_webpki_roots(),
@@ -129,28 +159,70 @@ pub fn never_sent(status: &Status) -> bool {
     false
 }
 
+/// Did the server itself send this status (in its headers or trailers), OK or not? A status
+/// tonic makes up on this side (the deadline expired, the connection was lost or reset, a frame
+/// could not be read) carries the transport error behind it as its source; one decoded from the
+/// server's answer carries none.
+fn sent_by_server(status: &Status) -> bool {
+    std::error::Error::source(status).is_none()
+}
+
+/// A call failed on `replica` after it may have been sent: said once here, where the replica is
+/// known (the caller sees only the status).
+fn warn_failed(replica: &Replica, status: &Status) {
+    tracing::warn!(
+        replica = %replica.url,
+        code = ?status.code(),
+        error = %status.message(),
+        "no answer from this token-service replica; not sent again, and trying it last for {} s",
+        HOLD_OFF.as_secs()
+    );
+}
+
 /// One token-service replica: its channel, and until when it is tried last.
 struct Replica {
     url: Url,
     channel: Channel,
-    /// Set when a connection to it failed; a std `Mutex` because it is held for a read or a
-    /// write, never across an `.await`.
-    held_off_until: Mutex<Option<Instant>>,
+    /// A std `Mutex` because it is held for a read or a write, never across an `.await`.
+    hold_off: Mutex<HoldOff>,
+}
+
+/// Until when a replica is tried last, and how many times that was set: an answer lifts the
+/// hold-off only if no failure set it anew while the answered call was under way.
+#[derive(Default)]
+struct HoldOff {
+    until: Option<Instant>,
+    times_set: u64,
 }
 
 impl Replica {
-    fn held_off(&self, now: Instant) -> bool {
-        self.held_off_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some_and(|until| until > now)
+    fn lock(&self) -> MutexGuard<'_, HoldOff> {
+        self.hold_off.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn set_held_off(&self, until: Option<Instant>) {
-        *self
-            .held_off_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = until;
+    fn held_off(&self, now: Instant) -> bool {
+        self.lock().until.is_some_and(|until| until > now)
+    }
+
+    /// A call to this replica failed: try it last for [`HOLD_OFF`].
+    fn hold_off(&self) {
+        let mut h = self.lock();
+        h.until = Some(Instant::now() + HOLD_OFF);
+        h.times_set += 1;
+    }
+
+    /// Which hold-off is current, taken when a call starts, for [`Self::lift_hold_off`].
+    fn hold_off_mark(&self) -> u64 {
+        self.lock().times_set
+    }
+
+    /// The server answered a call that started when `mark` was current: it is back, unless a
+    /// failure since (a newer call's) says otherwise.
+    fn lift_hold_off(&self, mark: u64) {
+        let mut h = self.lock();
+        if h.times_set == mark {
+            h.until = None;
+        }
     }
 }
 
@@ -163,6 +235,9 @@ pub struct TokenServiceChannel {
     next: Arc<AtomicUsize>,
     authorization: MetadataValue<Ascii>,
     timeout: Duration,
+    /// The most one attempt on one replica can take when tonic's own timers work: connect, TLS
+    /// handshake, then the call's deadline. Past it, the attempt is abandoned anyway.
+    attempt_limit: Duration,
 }
 
 impl std::fmt::Debug for TokenServiceChannel {
@@ -202,7 +277,7 @@ impl TokenServiceChannel {
                 Ok(Replica {
                     url: url.clone(),
                     channel: channel(url, ca_pem, timeout)?,
-                    held_off_until: Mutex::new(None),
+                    hold_off: Mutex::default(),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -211,15 +286,23 @@ impl TokenServiceChannel {
             next: Arc::new(AtomicUsize::new(0)),
             authorization,
             timeout,
+            attempt_limit: CONNECT_TIMEOUT + TLS_HANDSHAKE_TIMEOUT + timeout,
         })
     }
 
     /// One RPC: `rpc` gets a replica's channel (round robin) and `msg` as a request with the
-    /// key, the deadline and `traceparent`. When that replica cannot be reached ([`never_sent`]),
-    /// the same call goes to the next one, and the unreachable replica is tried last for
-    /// [`HOLD_OFF`]. Any other outcome (an answer, an error status, a failure after the request
-    /// may have been sent) is returned as it is: only a request that certainly never left is
-    /// sent again.
+    /// key, the deadline and `traceparent`. Only a request that certainly never left is sent
+    /// again:
+    ///
+    /// - the replica cannot be reached ([`never_sent`]: refused, connect or TLS handshake timed
+    ///   out): the same call goes to the next replica, and this one is tried last for
+    ///   [`HOLD_OFF`];
+    /// - the server answered, with OK or with any status it sent: that is the result, and a
+    ///   hold-off set before this call started is lifted;
+    /// - the call failed on this side after it may have been sent (deadline expired, connection
+    ///   lost, or the attempt outlived `attempt_limit`): that failure is the result, and this
+    ///   replica is tried last for [`HOLD_OFF`], so a frozen replica costs one failed call per
+    ///   hold-off rather than one call in n.
     pub async fn call<M, T, F, Fut>(&self, msg: M, mut rpc: F) -> Result<T, Status>
     where
         M: Clone,
@@ -229,9 +312,22 @@ impl TokenServiceChannel {
         let order = self.order();
         let mut unreachable = None;
         for (i, replica) in order.iter().enumerate() {
-            match rpc(replica.channel.clone(), self.request(msg.clone())).await {
+            let mark = replica.hold_off_mark();
+            let attempt = rpc(replica.channel.clone(), self.request(msg.clone()));
+            // A backstop: tonic bounds connecting and, once sent, the call; should anything
+            // still hang, the attempt ends here. The request may have left: not sent again.
+            let Ok(outcome) = tokio::time::timeout(self.attempt_limit, attempt).await else {
+                replica.hold_off();
+                let status = Status::deadline_exceeded(format!(
+                    "no answer from token-service within {} ms",
+                    self.attempt_limit.as_millis()
+                ));
+                warn_failed(replica, &status);
+                return Err(status);
+            };
+            match outcome {
                 Err(status) if never_sent(&status) => {
-                    replica.set_held_off(Some(Instant::now() + HOLD_OFF));
+                    replica.hold_off();
                     if i + 1 < order.len() {
                         tracing::warn!(
                             replica = %replica.url,
@@ -241,8 +337,13 @@ impl TokenServiceChannel {
                     }
                     unreachable = Some(status);
                 }
+                Err(status) if !sent_by_server(&status) => {
+                    replica.hold_off();
+                    warn_failed(replica, &status);
+                    return Err(status);
+                }
                 answered => {
-                    replica.set_held_off(None);
+                    replica.lift_hold_off(mark);
                     return answered;
                 }
             }
@@ -272,17 +373,31 @@ impl TokenServiceChannel {
         req
     }
 
-    /// Does some replica answer SERVING for `service` on its gRPC health check?
+    /// Does some replica answer SERVING for `service` on its gRPC health check? Every replica is
+    /// asked at once, and the answer comes within [`crate::healthcheck::TIMEOUT`] in all, so a
+    /// readiness probe is not held by replicas that do not answer.
     pub async fn serving(&self, service: &str) -> bool {
-        for replica in self.order() {
-            if crate::healthcheck::check(replica.channel.clone(), String::new(), service)
-                .await
-                .is_ok()
-            {
-                return true;
-            }
+        let mut checks = tokio::task::JoinSet::new();
+        for replica in self.replicas.iter() {
+            let (channel, service) = (replica.channel.clone(), service.to_owned());
+            checks.spawn(async move {
+                crate::healthcheck::check(channel, String::new(), &service)
+                    .await
+                    .is_ok()
+            });
         }
-        false
+        let any_serving = async {
+            while let Some(done) = checks.join_next().await {
+                if matches!(done, Ok(true)) {
+                    return true;
+                }
+            }
+            false
+        };
+        // Dropping `checks` (on the first SERVING, or at the cap) aborts the checks still out.
+        tokio::time::timeout(crate::healthcheck::TIMEOUT, any_serving)
+            .await
+            .unwrap_or(false)
     }
 }
 
@@ -338,9 +453,18 @@ mod tests {
                 "http://a:1,http://a:1/",
                 "TOKEN_SERVICE_URL (URL 2 of 2) repeats an earlier URL",
             ),
+            (
+                "http://a:1,https://svc:s3cret@b:1",
+                "TOKEN_SERVICE_URL (URL 2 of 2) must not carry a user name or password",
+            ),
+            (
+                "http://s3cret@a:1",
+                "TOKEN_SERVICE_URL must not carry a user name or password",
+            ),
         ] {
             let err = format!("{:#}", urls(raw).unwrap_err());
             assert!(err.starts_with(expected), "{raw:?}: {err}");
+            assert!(!err.contains("s3cret"), "the error repeats a secret: {err}");
         }
     }
 
@@ -357,13 +481,51 @@ mod tests {
             .map(|a| format!("http://{a}"))
             .collect::<Vec<_>>()
             .join(",");
+        caller_of(&list, Duration::from_secs(5))
+    }
+
+    fn caller_of(list: &str, timeout: Duration) -> TokenServiceChannel {
         TokenServiceChannel::new(
-            &urls(&list).unwrap(),
+            &urls(list).unwrap(),
             None,
             &SecretString::from("key"),
-            Duration::from_secs(5),
+            timeout,
         )
         .unwrap()
+    }
+
+    /// A TCP proxy to `upstream` that forwards nothing either way while the returned sender
+    /// holds `true`: a replica frozen (`docker pause`) behind a connection already open.
+    async fn pausable_proxy(
+        upstream: std::net::SocketAddr,
+    ) -> (std::net::SocketAddr, tokio::sync::watch::Sender<bool>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        async fn pipe(
+            mut from: tokio::net::tcp::OwnedReadHalf,
+            mut to: tokio::net::tcp::OwnedWriteHalf,
+            mut paused: tokio::sync::watch::Receiver<bool>,
+        ) {
+            let mut buf = vec![0; 16 * 1024];
+            while let Ok(n @ 1..) = from.read(&mut buf).await {
+                if paused.wait_for(|p| !*p).await.is_err() || to.write_all(&buf[..n]).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (pause, paused) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pipe(client_read, server_write, paused.clone()));
+                tokio::spawn(pipe(server_read, client_write, paused.clone()));
+            }
+        });
+        (addr, pause)
     }
 
     async fn check(channel: &TokenServiceChannel) -> Result<(), Status> {
@@ -397,6 +559,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(unknown.code(), tonic::Code::NotFound);
         assert!(!never_sent(&unknown));
+        assert!(sent_by_server(&unknown), "{unknown:?}");
+        assert!(!sent_by_server(&err), "{err:?}");
     }
 
     #[tokio::test]
@@ -420,6 +584,156 @@ mod tests {
         let err = check(&caller(&[down, down2])).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
         assert!(!caller(&[down, down2]).serving("svc.Up").await);
+    }
+
+    #[tokio::test]
+    async fn an_https_replica_that_never_completes_the_handshake_is_passed_over() {
+        // The TCP connection is accepted at once; the TLS handshake is never answered. It must
+        // fail as a connection failure (the request never left), so the call moves on.
+        let silent = test_support::silent_listener().await.unwrap();
+        let (up, _stop) = health_server().await;
+        let channel = caller_of(
+            &format!("https://{silent},http://{up}"),
+            Duration::from_millis(500),
+        );
+        let calls = async {
+            // Two calls: whichever replica the rotation starts at, one of them meets the
+            // silent one first.
+            for _ in 0..2 {
+                check(&channel)
+                    .await
+                    .expect("served by the replica that is up");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), calls)
+            .await
+            .expect("a call hung on a TLS handshake that never ends");
+        assert!(channel.replicas[0].held_off(Instant::now()));
+        assert!(!channel.replicas[1].held_off(Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_never_ends_is_cut_off_and_not_sent_elsewhere() {
+        // Whatever hangs below tonic's own timers (here, an RPC that never completes), the
+        // attempt ends; it may have reached the replica, so it is not sent to another one.
+        let addrs: Vec<std::net::SocketAddr> =
+            (1..=2).map(|port| ([127, 0, 0, 1], port).into()).collect();
+        let channel = caller(&addrs);
+        let mut attempts = 0;
+        let result = tokio::time::timeout(
+            Duration::from_secs(3600),
+            channel.call((), |_, _| {
+                attempts += 1;
+                std::future::pending::<Result<(), Status>>()
+            }),
+        )
+        .await
+        .expect("the attempt was never cut off");
+        let err = result.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+        assert_eq!(attempts, 1, "sent to a second replica");
+        assert!(channel.replicas[0].held_off(Instant::now()));
+        assert!(!channel.replicas[1].held_off(Instant::now()));
+    }
+
+    #[tokio::test]
+    async fn a_replica_frozen_behind_an_open_connection_fails_one_call_then_is_held_off() {
+        let (a, _stop_a) = health_server().await;
+        let (b, _stop_b) = health_server().await;
+        let (frozen, pause) = pausable_proxy(a).await;
+        let channel = caller_of(
+            &format!("http://{frozen},http://{b}"),
+            Duration::from_millis(500),
+        );
+        // Both connections open (the rotation starts once at each replica).
+        for _ in 0..2 {
+            check(&channel).await.expect("both replicas answer");
+        }
+
+        pause.send_replace(true);
+        let mut failures = Vec::new();
+        for _ in 0..8 {
+            if let Err(status) = check(&channel).await {
+                failures.push(status);
+            }
+        }
+        // The first call that meets the frozen replica waits out its deadline and fails (it
+        // may have reached the server: not sent again); the replica is then tried last, so
+        // the calls that follow within the hold-off go to the other one.
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(!never_sent(&failures[0]), "{:?}", failures[0]);
+        assert!(!sent_by_server(&failures[0]), "{:?}", failures[0]);
+        assert!(channel.replicas[0].held_off(Instant::now()));
+        assert!(!channel.replicas[1].held_off(Instant::now()));
+    }
+
+    #[tokio::test]
+    async fn an_answer_to_an_older_call_does_not_lift_a_newer_hold_off() {
+        let channel = caller(&[([127, 0, 0, 1], 1).into()]);
+        let replica = &channel.replicas[0];
+
+        // An answer lifts the hold-off that was there when its call started.
+        replica.hold_off();
+        channel.call((), |_, _| async { Ok(()) }).await.unwrap();
+        assert!(!replica.held_off(Instant::now()));
+
+        // A call starts; while it waits, another call fails and holds the replica off; then
+        // the first one is answered. Its answer predates the failure: the hold-off stays.
+        let started = Arc::new(tokio::sync::Notify::new());
+        let answer = Arc::new(tokio::sync::Notify::new());
+        let slow = {
+            let (channel, started, answer) = (channel.clone(), started.clone(), answer.clone());
+            tokio::spawn(async move {
+                channel
+                    .call((), |_, _| {
+                        let (started, answer) = (started.clone(), answer.clone());
+                        async move {
+                            started.notify_one();
+                            answer.notified().await;
+                            Ok(())
+                        }
+                    })
+                    .await
+            })
+        };
+        started.notified().await;
+        replica.hold_off();
+        answer.notify_one();
+        slow.await.unwrap().unwrap();
+        assert!(
+            replica.held_off(Instant::now()),
+            "a stale answer lifted the hold-off"
+        );
+    }
+
+    #[tokio::test]
+    async fn serving_asks_every_replica_at_once_within_one_timeout() {
+        let (up, _stop) = health_server().await;
+        let silent = [
+            test_support::silent_listener().await.unwrap(),
+            test_support::silent_listener().await.unwrap(),
+            test_support::silent_listener().await.unwrap(),
+        ];
+        let some_up = caller(&[silent[0], silent[1], up]);
+        // The serving replica's answer comes at once, however the others are asked: three
+        // times, so that asking in turn from a rotating start would be caught.
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            assert!(some_up.serving("svc.Up").await);
+            assert!(
+                started.elapsed() < Duration::from_millis(1500),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        // None serving: one timeout in all, not one per replica.
+        let started = std::time::Instant::now();
+        assert!(!caller(&silent).serving("svc.Up").await);
+        let took = started.elapsed();
+        assert!(
+            took < crate::healthcheck::TIMEOUT + Duration::from_secs(1),
+            "{took:?}"
+        );
     }
 
     #[tokio::test]

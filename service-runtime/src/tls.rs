@@ -1,6 +1,6 @@
 //! Certificates read from PEM files, in one place: the extra roots every client of Snyk trusts
-//! ([`SNYK_CA_CERT`], [`ExtraRoots`]), a server's certificate chain and key, and the
-//! pinned-certificate TLS a healthcheck speaks to its own server ([`pinned_client`]).
+//! ([`SNYK_CA_CERT`], [`ExtraRoots`]), a server's certificate chain and key, and (crate-private)
+//! the pinned-certificate TLS a healthcheck speaks to its own server.
 
 use std::{fmt, sync::Arc};
 
@@ -95,7 +95,11 @@ impl fmt::Debug for ExtraRoots {
 /// A TLS client config that trusts exactly `cert`, whatever name or address it is reached at:
 /// for a healthcheck asking its own server, which presents the certificate the healthcheck read
 /// from the same file. The handshake still proves the server holds that certificate's key.
-pub fn pinned_client(cert: CertificateDer<'static>) -> anyhow::Result<rustls::ClientConfig> {
+///
+/// Only for a server checking itself (hence crate-private): it checks neither the name, nor the
+/// issuer, nor validity dates, so an **expired** certificate still passes; expiry is for the
+/// server's real clients to notice, and a liveness probe must not restart a server for it.
+pub(crate) fn pinned_client(cert: CertificateDer<'static>) -> anyhow::Result<rustls::ClientConfig> {
     let provider = provider();
     let algorithms = provider.signature_verification_algorithms;
     Ok(rustls::ClientConfig::builder_with_provider(provider)
@@ -105,7 +109,8 @@ pub fn pinned_client(cert: CertificateDer<'static>) -> anyhow::Result<rustls::Cl
         .with_no_client_auth())
 }
 
-/// Accepts the one pinned end-entity certificate; signatures are checked as usual.
+/// Accepts the one pinned end-entity certificate, byte for byte, at any time (`_now` unused:
+/// expiry is not checked); handshake signatures are checked as usual.
 #[derive(Debug)]
 struct Pinned {
     cert: CertificateDer<'static>,

@@ -417,7 +417,17 @@ async fn container_faults_never_present_a_spent_token_and_leave_no_caller_error(
     tokio::time::sleep(Duration::from_millis(7500)).await;
     let served_while_paused = load.ok_since(paused_at);
     docker(&["unpause", &holder.id]);
-    let _ = call.await.unwrap();
+    // Snyk's answer waited in the frozen sender's socket: on thaw it is read, not lost, and the
+    // late pair lands (docs/design.md, "A sender that was frozen reads the answer that arrived").
+    call.await
+        .unwrap()
+        .expect("the thawed sender reads Snyk's answer and completes its refresh");
+    let got = install_status(&mut stack.ops("token-service-2").await, &paused.id).await;
+    assert_eq!(
+        got.status(),
+        pb::InstallStatus::Active,
+        "the paused sender's outcome landed: {got:?}"
+    );
     let during = load.stop().await;
     assert!(
         served_while_paused > 0,

@@ -1,5 +1,6 @@
 //! One caller, several token-service replicas: `TOKEN_SERVICE_URL` as a comma-separated list.
-//! Calls are spread over every replica, and a replica that is down is passed over.
+//! Calls are spread over every replica, a replica that is down is passed over, and one that takes
+//! calls without answering them fails one call and is then tried last.
 
 use futures::future::join_all;
 use system_tests::*;
@@ -62,4 +63,43 @@ async fn projects_service_spreads_token_calls_over_the_listed_replicas_and_survi
         gained.iter().all(|&g| g > 0),
         "both survivors served: {gained:?}"
     );
+}
+
+#[tokio::test]
+async fn a_replica_that_takes_calls_but_never_answers_fails_one_listing_then_is_tried_last() {
+    let stack = Stack::start(auth_fake_config()).await;
+    let replica = stack.replica(&[]).await;
+    let install = stack.install(&mut client(&replica).await).await;
+    // Takes connections, never answers: frozen behind a live kernel, or blackholed.
+    let silent = test_support::silent_listener().await.unwrap();
+    // The silent replica first: the rotation starts there.
+    let list = format!("http://{silent},http://{}", replica.addr);
+    let projects = stack
+        .projects(
+            replica.addr,
+            &[
+                ("TOKEN_SERVICE_URL", &list),
+                ("TOKEN_SERVICE_TIMEOUT_MS", "500"),
+            ],
+        )
+        .await;
+    let path = format!(
+        "/v1/installs/{}/orgs/{}/projects",
+        install.install_id, install.orgs[0].id
+    );
+
+    // One listing after another, well within the 2 s hold-off. The first token call goes to the
+    // silent replica, waits out its deadline and fails: it may have been received, so it is not
+    // sent again, and the listing is a 503 saying when to retry. The silent replica is then
+    // tried last, so the listings that follow are served by the other one, not one in two
+    // failing.
+    let first = projects.get(&path).await;
+    assert_eq!(first.status(), 503);
+    assert_eq!(first.headers()["retry-after"], "2");
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(projects.get(&path).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200; 6]);
+    assert_eq!(served(&replica), 6);
 }

@@ -120,6 +120,8 @@ impl SnykError {
 pub struct SnykClient {
     metrics: Arc<Metrics>,
     http: reqwest::Client,
+    /// Each token request's deadline, enforced by [`answer_within`].
+    timeout: Duration,
     api: Url,
     client_id: String,
     client_secret: SecretString,
@@ -156,6 +158,7 @@ impl SnykClient {
         Ok(SnykClient {
             metrics,
             http,
+            timeout,
             api,
             client_id,
             client_secret,
@@ -201,12 +204,28 @@ impl SnykClient {
         let mut form: Vec<(&str, &str)> = params.to_vec();
         form.push(("client_id", &self.client_id));
         form.push(("client_secret", self.client_secret.expose_secret()));
-        let response = self
+        let request = self
             .http
             .post(self.endpoint("/oauth2/token"))
             .header(header::ACCEPT, "application/json")
             .headers(trace_headers())
             .form(&form)
+            // This request's deadline is `answer_within`'s, not reqwest's: reqwest checks its own
+            // timer before the answer, so after a freeze it would discard an answer that arrived.
+            .timeout(NOT_REQWESTS_DEADLINE);
+        answer_within(self.timeout, self.token_answer(request))
+            .await
+            .unwrap_or_else(|| {
+                self.metrics.snyk_call("oauth2/token", "error".into());
+                Err(SnykError::Lost(format!(
+                    "no answer from Snyk's token endpoint within {} ms",
+                    self.timeout.as_millis()
+                )))
+            })
+    }
+
+    async fn token_answer(&self, request: reqwest::RequestBuilder) -> Result<TokenPair, SnykError> {
+        let response = request
             .send()
             .await
             .inspect_err(|_| self.metrics.snyk_call("oauth2/token", "error".into()))
@@ -316,6 +335,31 @@ fn trace_headers() -> reqwest::header::HeaderMap {
         .into_iter()
         .filter_map(|(k, v)| Some((reqwest::header::HeaderName::from_static(k), v.parse().ok()?)))
         .collect()
+}
+
+/// A deadline noticed later than this after it fell due means this process was not running in
+/// between (frozen, e.g. `docker pause` or SIGSTOP, or starved of CPU).
+const LATE: Duration = Duration::from_millis(500);
+/// How long an answer that may already have arrived is still read after such a late deadline.
+const LATE_GRACE: Duration = Duration::from_secs(1);
+/// reqwest's per-request timeout on token requests: out of the way of [`answer_within`].
+const NOT_REQWESTS_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+
+/// `answer` within `timeout`, counting against an answer only time this process was running:
+/// when the deadline is noticed more than [`LATE`] after it fell due, Snyk's answer may be
+/// waiting unread in the socket, and reading it decides between a rotated pair that lands and
+/// one that is lost (and an install in doubt). So `answer` then gets [`LATE_GRACE`] more.
+/// `None` when no answer came (docs/design.md, "A sender that was frozen").
+async fn answer_within<F: std::future::Future>(timeout: Duration, answer: F) -> Option<F::Output> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut answer = std::pin::pin!(answer);
+    if let Ok(out) = tokio::time::timeout_at(deadline, &mut answer).await {
+        return Some(out);
+    }
+    if tokio::time::Instant::now().saturating_duration_since(deadline) > LATE {
+        return tokio::time::timeout(LATE_GRACE, answer).await.ok();
+    }
+    None
 }
 
 fn classify(e: reqwest::Error) -> SnykError {

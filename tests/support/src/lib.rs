@@ -1,4 +1,5 @@
-//! Test helpers shared by every crate's tests: a throwaway `redis-server` per test.
+//! Test helpers shared by every crate's tests: a throwaway `redis-server` per test, free ports,
+//! and a server that never answers ([`silent_listener`]).
 //!
 //! Tests must never share Redis state with each other or with the machine's own Redis, so each
 //! test (or test binary) starts its own server in a temporary directory, listening on a unix
@@ -304,6 +305,21 @@ pub fn free_port() -> std::io::Result<u16> {
         }
     }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A local address that accepts TCP connections and then never reads or writes a byte, for as
+/// long as the runtime runs: a server frozen behind a live kernel (`docker pause`), a wedged
+/// process, or one whose answers are blackholed. Connecting succeeds; anything after it waits.
+pub async fn silent_listener() -> std::io::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    Ok(addr)
 }
 
 /// Spawns `cmd` so that it dies with this process even if the test is killed before its guards
