@@ -4,6 +4,7 @@ use tonic::{Code, Status};
 
 use crate::{
     grant::{BadId, InstallId, OrgId, ReauthReason},
+    page_token::BadPageToken,
     snyk::SnykError,
     store::StoreError,
 };
@@ -32,6 +33,12 @@ pub enum Error {
 
 impl From<BadId> for Error {
     fn from(e: BadId) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
+}
+
+impl From<BadPageToken> for Error {
+    fn from(e: BadPageToken) -> Self {
         Error::InvalidArgument(e.to_string())
     }
 }
@@ -89,7 +96,7 @@ impl From<Error> for Status {
 /// tonic answers a request body that is not a valid protobuf message with INTERNAL ("failed to
 /// decode Protobuf message"), before any of our code runs. That is the caller's fault, so it is
 /// rewritten to INVALID_ARGUMENT on the way out (a "trailers-only" response carries the status
-/// in its headers).
+/// in its headers) by the `decode_status` layer.
 pub fn decode_failures_are_invalid_argument(headers: &mut http::HeaderMap) {
     let is_internal = headers.get("grpc-status").is_some_and(|v| v == "13");
     let is_decode = headers
@@ -149,6 +156,12 @@ mod tests {
         assert_eq!(
             Status::from(Error::Internal("secret detail".into())).message(),
             "internal error"
+        );
+        let bad_page = Status::from(Error::from(crate::page_token::BadPageToken));
+        assert_eq!(bad_page.code(), Code::InvalidArgument);
+        assert_eq!(
+            bad_page.message(),
+            "page_token is not one this service issued"
         );
         assert_eq!(
             Status::from(Error::NeedsReauth(id, ReauthReason::RefreshInDoubt)).message(),

@@ -12,9 +12,9 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt as _;
-use rand::Rng as _;
 
 use crate::{
+    backoff::Backoff,
     error::Error,
     grant::{InstallId, now_millis},
     metrics::{KeepAliveOutcome, Metrics},
@@ -70,13 +70,12 @@ impl KeepAlive {
     /// it started runs on as a detached flight, which the refresher drains).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // A fifth either way, so replicas started together do not sweep together.
+        let pause = Backoff::constant(self.settings.interval).jitter(80, 120);
         loop {
-            let fifth = self.settings.interval.as_millis() as u64 / 5;
-            let pause = self.settings.interval - Duration::from_millis(fifth)
-                + Duration::from_millis(rand::rng().random_range(0..=2 * fifth));
             tokio::select! {
                 () = &mut shutdown => return,
-                () = tokio::time::sleep(pause) => {}
+                () = tokio::time::sleep(pause.delay(0)) => {}
             }
             tokio::select! {
                 () = &mut shutdown => return,

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::{
+    backoff::Backoff,
     error::Error,
     grant::{Grant, InstallId, Need, ReauthReason, Status, now_millis},
     metrics::{Metrics, Served},
@@ -43,6 +44,9 @@ use crate::{
 /// The longest pause between two attempts (Snyk calls or Redis writes). The lease must cover
 /// one such pause per retry (see `config`).
 pub const BACKOFF_CAP: Duration = Duration::from_secs(2);
+
+/// Pauses between tries to store the outcome of a refresh through Redis errors.
+const SETTLE_BACKOFF: Backoff = Backoff::exponential(Duration::from_millis(100), BACKOFF_CAP);
 
 /// Timing knobs of the refresh protocol (validated together in `config`).
 #[derive(Debug, Clone)]
@@ -282,6 +286,8 @@ impl Refresher {
     /// request out).
     async fn fly(&self, id: InstallId, need: Need) -> FlightResult {
         let deadline = Instant::now() + self.settings.wait_timeout;
+        // Up to half an interval more, so waiting replicas do not poll in step.
+        let poll = Backoff::constant(self.settings.poll_interval).jitter(100, 150);
         let mut waited = false;
         loop {
             let owner = random_owner();
@@ -304,9 +310,7 @@ impl Refresher {
                 }
             }
             waited = true;
-            let jitter =
-                rand::rng().random_range(0..=self.settings.poll_interval.as_millis() as u64 / 2);
-            tokio::time::sleep(self.settings.poll_interval + Duration::from_millis(jitter)).await;
+            tokio::time::sleep(poll.delay(0)).await;
             let v = self
                 .store
                 .load(&id)
@@ -533,7 +537,7 @@ impl Refresher {
                 {
                     attempt += 1;
                     tracing::warn!(install_id = %grant.install_id, error = %e, attempt, "could not store the outcome of a refresh; retrying");
-                    tokio::time::sleep(backoff(Duration::from_millis(100), attempt)).await;
+                    tokio::time::sleep(SETTLE_BACKOFF.delay(attempt)).await;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -603,6 +607,7 @@ impl Refresher {
                 .saturating_sub(s.attempt_timeout + Duration::from_secs(1));
         let mut maybe_spent = own_doubt;
         let mut doubt_retry_left = !own_doubt;
+        let backoff = Backoff::exponential(s.backoff_base, BACKOFF_CAP);
         let mut retries = 0;
         let mut sent: Option<SendingMark> = None;
         loop {
@@ -647,7 +652,7 @@ impl Refresher {
                     }
                     retries += 1;
                     tracing::warn!(install_id = %id, error = %e, "could not write the sending mark; retrying");
-                    tokio::time::sleep(backoff(s.backoff_base, retries)).await;
+                    tokio::time::sleep(backoff.delay(retries)).await;
                     continue;
                 }
             }
@@ -682,8 +687,7 @@ impl Refresher {
                         ) =>
                 {
                     retries += 1;
-                    let wait =
-                        backoff(s.backoff_base, retries).max(retry_after.unwrap_or_default());
+                    let wait = backoff.delay(retries).max(retry_after.unwrap_or_default());
                     if Instant::now() + wait > last_start {
                         return failed(error.to_string(), sent, maybe_spent);
                     }
@@ -764,14 +768,6 @@ fn check_usable(grant: &Grant) -> Result<(), Error> {
         Status::Active => Ok(()),
         Status::NeedsReauth(reason) => Err(Error::NeedsReauth(grant.install_id, reason)),
     }
-}
-
-/// Exponential backoff with jitter (between half and all of the step), capped at [`BACKOFF_CAP`].
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    let cap = base.saturating_mul(1 << attempt.min(10)).min(BACKOFF_CAP);
-    Duration::from_millis(
-        rand::rng().random_range(cap.as_millis() as u64 / 2..=cap.as_millis() as u64),
-    )
 }
 
 #[cfg(test)]

@@ -3,15 +3,17 @@
 
 use std::{sync::Arc, time::Duration};
 
-use base64::Engine as _;
 use snykapps_proto::token_v1::{self as pb, token_service_server::TokenService};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    backoff::Backoff,
     caller::{AuthenticatedCaller, Rpc},
     error::Error,
-    grant::{Grant, InstallId, Need, OrgId, Status as GrantStatus, now_millis},
+    grant::{Grant, InstallId, Need, OrgId, now_millis},
     metrics::Metrics,
+    org_cache::OrgCache,
+    page_token::PageToken,
     refresh::Refresher,
     snyk::{SnykClient, SnykError},
     store::Store,
@@ -22,6 +24,11 @@ use crate::{
 const MAX_FIELD: usize = 4096;
 const DEFAULT_PAGE_SIZE: usize = 50;
 const MAX_PAGE_SIZE: usize = 500;
+
+/// Pauses between tries of a new install's org listing when Snyk asks for no particular pause.
+const LIST_ORGS_BACKOFF: Backoff = Backoff::constant(Duration::from_millis(300));
+/// The longest pause of that listing, also when Snyk asks for a longer one.
+const LIST_ORGS_MAX_PAUSE: Duration = Duration::from_secs(3);
 
 /// The `snykapps.token.v1.TokenService` implementation.
 #[derive(Debug, Clone)]
@@ -67,7 +74,7 @@ impl TokenApi {
                     _ => None,
                 };
                 audit(caller, rpc, Some(grant.install_id), org_id, Ok(()));
-                Ok(Response::new(access_token_to_pb(&grant)))
+                Ok(Response::new(pb::AccessToken::from(&grant)))
             }
             Err(e) => {
                 let (install_id, org_id) = target_ids(target);
@@ -186,12 +193,8 @@ impl TokenApi {
                 Ok(orgs) => return Ok(orgs),
                 Err(SnykError::Transient { retry_after, .. }) if attempt < 2 => {
                     attempt += 1;
-                    tokio::time::sleep(
-                        retry_after
-                            .unwrap_or(Duration::from_millis(300))
-                            .min(Duration::from_secs(3)),
-                    )
-                    .await;
+                    let pause = retry_after.unwrap_or_else(|| LIST_ORGS_BACKOFF.delay(attempt));
+                    tokio::time::sleep(pause.min(LIST_ORGS_MAX_PAUSE)).await;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -217,76 +220,24 @@ impl TokenApi {
                 )));
             }
         };
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            let bad = || Error::InvalidArgument("page_token is not one this service issued".into());
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(&req.page_token)
-                .map_err(|_| bad())?;
-            Some(
-                InstallId::parse(std::str::from_utf8(&raw).map_err(|_| bad())?)
-                    .map_err(|_| bad())?,
-            )
-        };
+        let after = PageToken::decode(&req.page_token)?.map(PageToken::last);
         let ids = self.store.list_ids(after.as_ref(), size + 1).await?;
         let more = ids.len() > size;
         let mut installs = Vec::with_capacity(size);
         for id in ids.iter().take(size) {
             // An install deleted between the index read and this one is simply skipped.
             if let Some(v) = self.store.load(id).await? {
-                installs.push(install_to_pb(&v.grant));
+                installs.push(pb::Install::from(&v.grant));
             }
         }
         let next_page_token = match (more, ids.get(size - 1)) {
-            (true, Some(last)) => {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.to_string())
-            }
+            (true, Some(last)) => PageToken::after(*last).encode(),
             _ => String::new(),
         };
         Ok(pb::ListInstallsResponse {
             installs,
             next_page_token,
         })
-    }
-}
-
-/// org -> install, as last read from Redis, for [`ORG_CACHE_TTL`]. The mapping only changes when
-/// an org is installed again or its install deleted; both are caught on use (see `token_for`).
-#[derive(Debug, Default)]
-struct OrgCache {
-    // A std mutex: held for one map operation, never across an await.
-    entries: std::sync::Mutex<std::collections::HashMap<OrgId, (InstallId, std::time::Instant)>>,
-}
-
-const ORG_CACHE_TTL: Duration = Duration::from_secs(30);
-const ORG_CACHE_MAX: usize = 100_000;
-
-impl OrgCache {
-    fn get(&self, org: &OrgId) -> Option<InstallId> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(org)
-            .filter(|(_, at)| at.elapsed() < ORG_CACHE_TTL)
-            .map(|(id, _)| *id)
-    }
-
-    fn put(&self, org: OrgId, id: InstallId) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= ORG_CACHE_MAX {
-            entries.retain(|_, (_, at)| at.elapsed() < ORG_CACHE_TTL);
-            if entries.len() >= ORG_CACHE_MAX {
-                entries.clear();
-            }
-        }
-        entries.insert(org, (id, std::time::Instant::now()));
-    }
-
-    fn forget(&self, org: &OrgId) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(org);
     }
 }
 
@@ -349,47 +300,6 @@ fn check_redirect_uri(v: &str) -> Result<(), Error> {
         _ => Err(Error::InvalidArgument(
             "redirect_uri must be an absolute http(s) URL".into(),
         )),
-    }
-}
-
-fn timestamp(millis: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: millis.div_euclid(1000),
-        nanos: (millis.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-fn install_to_pb(g: &Grant) -> pb::Install {
-    let (status, reason) = match g.status {
-        GrantStatus::Active => (pb::InstallStatus::Active, ""),
-        GrantStatus::NeedsReauth(r) => (pb::InstallStatus::NeedsReauth, r.as_str()),
-    };
-    pb::Install {
-        install_id: g.install_id.to_string(),
-        orgs: g
-            .orgs
-            .iter()
-            .map(|o| pb::Org {
-                id: o.id.to_string(),
-                name: o.name.clone(),
-            })
-            .collect(),
-        scope: g.scope.clone(),
-        status: status as i32,
-        created_at: Some(timestamp(g.created_at)),
-        access_token_expires_at: Some(timestamp(g.access_expires_at)),
-        bot_id: g.bot_id.clone(),
-        needs_reauth_reason: reason.to_owned(),
-    }
-}
-
-fn access_token_to_pb(g: &Grant) -> pb::AccessToken {
-    use secrecy::ExposeSecret;
-    pb::AccessToken {
-        access_token: g.access_token.expose_secret().to_owned(),
-        token_type: g.token_type.clone(),
-        expires_at: Some(timestamp(g.access_expires_at)),
-        install_id: g.install_id.to_string(),
     }
 }
 
@@ -469,7 +379,7 @@ impl TokenService for TokenApi {
                     None,
                     Ok(()),
                 );
-                Ok(Response::new(install_to_pb(&grant)))
+                Ok(Response::new(pb::Install::from(&grant)))
             }
             Err(e) => {
                 let status = Status::from(e);
@@ -549,7 +459,7 @@ impl TokenService for TokenApi {
             None,
             outcome.as_ref().map(drop).map_err(Status::code),
         );
-        outcome.map(|v| Response::new(install_to_pb(&v.grant)))
+        outcome.map(|v| Response::new(pb::Install::from(&v.grant)))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "ListInstalls", caller = tracing::field::Empty))]

@@ -17,8 +17,8 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{
-    config::Settings, keepalive::KeepAlive, metrics::Metrics, refresh::Refresher,
-    service::TokenApi, snyk::SnykClient, store::Store,
+    config::Settings, decode_status::DecodeStatusLayer, keepalive::KeepAlive, metrics::Metrics,
+    refresh::Refresher, service::TokenApi, snyk::SnykClient, store::Store,
 };
 
 /// Largest request we decode: every field we accept is at most a few KiB.
@@ -180,7 +180,10 @@ impl Application {
         }
         let result = builder
             .trace_fn(grpc_span)
+            // Outermost first: the duration is recorded with the status the caller gets, after
+            // the decode-status rewrite.
             .layer(tower::layer::layer_fn(RpcDuration::new))
+            .layer(DecodeStatusLayer)
             .add_service(health_service)
             .add_optional_service(reflection)
             .add_service(authorized)
@@ -244,8 +247,7 @@ fn grpc_span(req: &http::Request<()>) -> tracing::Span {
     span
 }
 
-/// A tower layer recording `rpc.server.duration` by method and gRPC status; it also turns tonic's
-/// INTERNAL for undecodable request bytes into INVALID_ARGUMENT (see `error`).
+/// A tower layer recording `rpc.server.duration` by method and gRPC status.
 #[derive(Debug, Clone)]
 struct RpcDuration<S> {
     inner: S,
@@ -288,10 +290,7 @@ where
         let started = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
-            let mut res = fut.await;
-            if let Ok(r) = &mut res {
-                crate::error::decode_failures_are_invalid_argument(r.headers_mut());
-            }
+            let res = fut.await;
             // Errors come back "trailers-only", with grpc-status in the headers; success has it
             // in the trailers, so no header means OK here.
             let status = match &res {
