@@ -788,6 +788,10 @@ impl Browser {
     pub fn with_client(http: reqwest::ClientBuilder) -> Browser {
         let http = http
             .redirect(reqwest::redirect::Policy::none())
+            // A fresh connection per request: a pooled one that the server closes as idle at
+            // the moment it is reused fails the request (`IncompleteMessage`), which no browser
+            // would show and no test should fail on.
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap();
         Browser {

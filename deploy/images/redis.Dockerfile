@@ -6,7 +6,12 @@
 # name on a private Compose network, never published).
 FROM debian:bookworm-slim
 # hadolint ignore=DL3008
-RUN apt-get update \
+# The redis user first, with the official image's uid and gid (999), so that a `redis-data`
+# volume is writable whichever of the two images runs it; Debian's package then reuses it.
+RUN groupadd --system --gid 999 redis \
+ && useradd --system --uid 999 --gid 999 --home-dir /var/lib/redis --no-create-home \
+        --shell /usr/sbin/nologin redis \
+ && apt-get update \
  && apt-get install -y --no-install-recommends redis-server \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /data \

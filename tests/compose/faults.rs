@@ -390,6 +390,7 @@ async fn container_faults_never_present_a_spent_token_and_leave_no_caller_error(
 
     // 2. Pause the replica that has just sent a refresh (Snyk rotated the pair and holds the
     //    answer), past its lease; listings go on through the other replicas.
+    let holder = stack.compose.one("token-service");
     let HeldRefresh {
         install: paused,
         before,
@@ -404,8 +405,11 @@ async fn container_faults_never_present_a_spent_token_and_leave_no_caller_error(
             },
         )
         .await;
-    let holder = stack.compose.one("token-service");
     docker(&["pause", &holder.id]);
+    assert!(
+        !call.is_finished(),
+        "the sender was paused before Snyk's answer reached it (else this phase tests nothing)"
+    );
     let paused_at = Instant::now();
     fake(reqwest::Method::DELETE, "/_fake/faults", None).await;
     let load = Load::start(
@@ -448,6 +452,7 @@ async fn container_faults_never_present_a_spent_token_and_leave_no_caller_error(
     stack.calm("docker pause of the refresh sender").await;
 
     // 3. Kill a replica whose refresh Snyk holds before acting on it.
+    let victim = stack.compose.one("token-service-2");
     let HeldRefresh {
         install: killed,
         t0,
@@ -460,7 +465,6 @@ async fn container_faults_never_present_a_spent_token_and_leave_no_caller_error(
             |before, now| refreshes(now) == refreshes(before) + 1,
         )
         .await;
-    let victim = stack.compose.one("token-service-2");
     docker(&["kill", &victim.id]);
     assert!(
         call.await.unwrap().is_err(),
@@ -523,11 +527,12 @@ async fn container_faults_never_present_a_spent_token_and_leave_no_caller_error(
         .await
         .unwrap_or_else(|e| panic!("the stack is healthy after the Redis restart: {e}"));
     let back = Instant::now();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        load.ok_since(back) > 0,
-        "listings resume after the Redis restart"
-    );
+    wait_until(
+        "listings to resume after the Redis restart",
+        Duration::from_secs(30),
+        || async { load.ok_since(back) > 0 },
+    )
+    .await;
     load.stop().await;
     assert_eq!(
         listed(&stack).await,

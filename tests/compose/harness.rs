@@ -37,15 +37,25 @@ pub fn repo() -> PathBuf {
         .to_owned()
 }
 
-/// The Compose tool: `COMPOSE` (e.g. `docker compose` for v2) or Debian's `docker-compose`.
+/// The Compose tool, chosen as `scripts/compose` chooses it: `COMPOSE` (scripts/compose-test
+/// sets it), else Compose v2 (`docker compose`) when the engine has it, else `docker-compose`.
 fn compose_tool() -> Vec<String> {
-    std::env::var("COMPOSE")
+    let chosen = std::env::var("COMPOSE")
         .ok()
         .filter(|c| !c.trim().is_empty())
-        .unwrap_or_else(|| "docker-compose".into())
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+        .unwrap_or_else(|| {
+            let v2 = Command::new("docker")
+                .args(["compose", "version"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if v2 {
+                "docker compose"
+            } else {
+                "docker-compose"
+            }
+            .into()
+        });
+    chosen.split_whitespace().map(str::to_owned).collect()
 }
 
 fn output_text(out: &Output) -> String {
