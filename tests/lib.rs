@@ -45,6 +45,51 @@ pub const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
 /// The fake's configuration every test starts from (2-second access tokens: a margin of 1 s).
+/// [`fake_config`] with access tokens that live an hour: no refresh falls due by itself.
+pub fn hour_long_tokens() -> fake_snyk::Config {
+    let mut c = fake_config();
+    c.access_token_ttl = std::time::Duration::from_secs(3600);
+    c
+}
+
+/// A Redis that a test kills and starts again: persistent (AOF in a temp dir) on a fixed TCP
+/// port, so a restart finds its data and its clients find it.
+pub struct RestartableRedis {
+    _dir: tempfile::TempDir,
+    options: test_support::RedisOptions,
+    /// `redis://127.0.0.1:<port>`, for `REDIS_URL`.
+    pub url: String,
+}
+
+impl RestartableRedis {
+    /// Starts one and makes it the stack's Redis.
+    pub fn replace(stack: &mut Stack) -> RestartableRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let options = test_support::RedisOptions {
+            tcp: true,
+            persistent: true,
+            dir: Some(dir.path().into()),
+            ..test_support::RedisOptions::default()
+        };
+        stack.redis = RedisServer::start_with(options.clone()).unwrap();
+        let options = test_support::RedisOptions {
+            port: stack.redis.port(),
+            ..options
+        };
+        let url = stack.redis.tcp_url().unwrap();
+        RestartableRedis {
+            _dir: dir,
+            options,
+            url,
+        }
+    }
+
+    /// Starts it again (after `stack.redis.kill()`), same port, same data.
+    pub fn restart(&self, stack: &mut Stack) {
+        stack.redis = RedisServer::start_with(self.options.clone()).unwrap();
+    }
+}
+
 pub fn fake_config() -> fake_snyk::Config {
     let mut c = fake_snyk::Config::new(CLIENT_ID, CLIENT_SECRET, REDIRECT_URI);
     c.access_token_ttl = std::time::Duration::from_secs(2);
@@ -61,6 +106,8 @@ pub struct Stack {
 pub struct Replica {
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
+    /// Its grant cache (tests read its coherence and counters).
+    pub cache: Arc<token_service::cache::GrantCache>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -83,6 +130,19 @@ impl Replica {
 
     pub async fn join(self) -> anyhow::Result<()> {
         self.handle.await?
+    }
+
+    /// Until its grant cache tracks changes (the tracking connection is up) and so answers
+    /// first; fails the test after 10 s.
+    pub async fn until_cache_tracked(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.cache.coherence() != token_service::cache::Coherence::Tracked {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the grant cache never tracked"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -156,13 +216,14 @@ impl Stack {
         overrides: &[(&str, &str)],
     ) -> (process::Process, SocketAddr) {
         let port = test_support::free_port().expect("free port");
-        let metrics_port = test_support::free_port().expect("free port");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut env = self.token_env(overrides);
         for (k, v) in env.iter_mut() {
             match k.as_str() {
                 "TOKEN_SERVICE_ADDR" => *v = addr.to_string(),
-                "TOKEN_SERVICE_METRICS_ADDR" => *v = format!("127.0.0.1:{metrics_port}"),
+                // Nobody here reads it: let the OS pick, so it cannot collide with another
+                // test's pick (a CI run once failed on exactly that).
+                "TOKEN_SERVICE_METRICS_ADDR" => *v = "127.0.0.1:0".into(),
                 _ => {}
             }
         }
@@ -307,6 +368,7 @@ pub async fn spawn(settings: Settings) -> Replica {
         .expect("token-service builds");
     let addr = app.local_addr();
     let metrics = app.metrics();
+    let cache = Arc::clone(app.store().cache());
     let (tx, rx) = oneshot::channel();
     let handle = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -314,6 +376,7 @@ pub async fn spawn(settings: Settings) -> Replica {
     Replica {
         addr,
         metrics,
+        cache,
         shutdown: Some(tx),
         handle,
     }

@@ -13,7 +13,6 @@ use std::{
 use fake_snyk::Fault;
 use snykapps_proto::token_v1 as pb;
 use system_tests::*;
-use test_support::{RedisOptions, RedisServer};
 use tonic::Code;
 
 /// Short lease, attempt and in-doubt deadlines, so a dead holder's lease runs out quickly.
@@ -23,12 +22,6 @@ const TIGHT: &[(&str, &str)] = &[
     ("SNYK_TOKEN_RETRIES", "0"),
     ("TOKEN_REFRESH_IN_DOUBT_SECONDS", "4"),
 ];
-
-fn hour_long_tokens() -> fake_snyk::Config {
-    let mut c = fake_config();
-    c.access_token_ttl = Duration::from_secs(3600);
-    c
-}
 
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -175,18 +168,8 @@ async fn a_sender_frozen_past_its_lease_is_never_second_guessed() {
 #[tokio::test]
 async fn redis_restart_under_load_loses_no_grant_and_redeems_nothing_twice() {
     let mut stack = Stack::start(fake_config()).await;
-    // A persistent Redis on a fixed port, so a restart finds its AOF and its clients find it.
-    let dir = tempfile::tempdir().unwrap();
-    let opts = RedisOptions {
-        tcp: true,
-        persistent: true,
-        dir: Some(dir.path().into()),
-        ..RedisOptions::default()
-    };
-    stack.redis = RedisServer::start_with(opts.clone()).unwrap();
-    let port = stack.redis.port().unwrap();
-    let url = stack.redis.tcp_url().unwrap();
-    let on_tcp: &[(&str, &str)] = &[("REDIS_URL", &url), ("REDIS_TIMEOUT_MS", "500")];
+    let redis = RestartableRedis::replace(&mut stack);
+    let on_tcp: &[(&str, &str)] = &[("REDIS_URL", &redis.url), ("REDIS_TIMEOUT_MS", "500")];
     let replicas = [stack.replica(on_tcp).await, stack.replica(on_tcp).await];
     let mut c = client(&replicas[0]).await;
     let mut installs = Vec::new();
@@ -229,11 +212,7 @@ async fn redis_restart_under_load_loses_no_grant_and_redeems_nothing_twice() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stack.redis.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stack.redis = RedisServer::start_with(RedisOptions {
-        port: Some(port),
-        ..opts
-    })
-    .unwrap();
+    redis.restart(&mut stack);
     let restarted_at = started.elapsed();
     tokio::time::sleep(Duration::from_secs(4)).await;
     stop.store(true, Ordering::Relaxed);

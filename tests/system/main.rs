@@ -4,6 +4,7 @@
 
 mod auth;
 mod browser;
+mod cache;
 mod chaos;
 mod cluster;
 mod deploy;

@@ -1041,7 +1041,13 @@ async fn redis_calls(stack: &Stack) -> u64 {
         .await
         .unwrap();
     info.lines()
-        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+        // INFO is this helper's own; PING is the grant cache's tracking connection proving it
+        // is alive (once a second).
+        .filter(|l| {
+            l.starts_with("cmdstat_")
+                && !l.starts_with("cmdstat_info:")
+                && !l.starts_with("cmdstat_ping:")
+        })
         .filter_map(|l| {
             l.split("calls=")
                 .nth(1)?
@@ -1054,11 +1060,12 @@ async fn redis_calls(stack: &Stack) -> u64 {
 }
 
 #[tokio::test]
-async fn the_hot_path_is_one_redis_round_trip_by_install_and_by_org() {
+async fn the_hot_path_sends_no_redis_command_by_install_or_by_org() {
     let mut config = fake_config();
     config.access_token_ttl = Duration::from_secs(3600);
     let stack = Stack::start(config).await;
     let replica = stack.replica(&[]).await;
+    replica.until_cache_tracked().await;
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
     let by_org = || pb::GetAccessTokenRequest {
@@ -1067,7 +1074,8 @@ async fn the_hot_path_is_one_redis_round_trip_by_install_and_by_org() {
         )),
         min_validity_seconds: 0,
     };
-    c.get_access_token(by_org()).await.unwrap(); // warms the org -> install mapping
+    // Warms the grant cache: the org's installs and the install's hand-out.
+    c.get_access_token(by_org()).await.unwrap();
 
     let before = redis_calls(&stack).await;
     for _ in 0..100 {
@@ -1078,7 +1086,11 @@ async fn the_hot_path_is_one_redis_round_trip_by_install_and_by_org() {
     }
     let after = redis_calls(&stack).await;
 
-    assert_eq!(after - before, 200, "one Redis command per token request");
+    assert_eq!(
+        after - before,
+        0,
+        "200 token requests answered from the grant cache"
+    );
 }
 
 #[tokio::test]
@@ -1095,18 +1107,30 @@ async fn a_cached_org_mapping_follows_a_deletion_on_another_replica() {
     };
     ca.get_access_token(by_org()).await.unwrap(); // A now caches org -> install
 
+    // A hears of B's changes through Redis's push, which may trail B's answer by a moment
+    // (docs/design.md, "The grant cache"): each change shows within a bounded wait.
     cb.delete_install(pb::DeleteInstallRequest {
         install_id: install.install_id.clone(),
     })
     .await
     .unwrap();
-    assert_eq!(
-        ca.get_access_token(by_org()).await.unwrap_err().code(),
-        Code::NotFound
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match ca.get_access_token(by_org()).await {
+            Err(e) if e.code() == Code::NotFound => break,
+            other => assert!(std::time::Instant::now() < deadline, "{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
-    // A fresh install of the same org is found at once, too.
+    // A fresh install of the same org is found, too.
     let again = stack.install(&mut cb).await;
-    let t = ca.get_access_token(by_org()).await.unwrap().into_inner();
-    assert_eq!(t.install_id, again.install_id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match ca.get_access_token(by_org()).await {
+            Ok(t) if t.get_ref().install_id == again.install_id => break,
+            other => assert!(std::time::Instant::now() < deadline, "{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

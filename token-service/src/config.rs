@@ -49,6 +49,12 @@ pub struct Settings {
     pub keepalive: KeepAliveSettings,
     /// `TOKEN_REDIS_MIN_REPLICAS`: replicas that must confirm a durable write (`WAIT`).
     pub redis_min_replicas: u32,
+    /// `TOKEN_CACHE_MAX_INSTALLS`: installs (and as many orgs) the grant cache holds at most;
+    /// 0 turns the cache off.
+    pub cache_capacity: usize,
+    /// `TOKEN_CACHE_TRACKING`: keep the cache coherent with `CLIENT TRACKING` (Redis 6+). Off,
+    /// for a Redis or proxy without it, the cache only stands in for Redis through an outage.
+    pub cache_tracking: bool,
 }
 
 /// The server's certificate chain and key (PEM). The key is a secret: `Debug` hides it.
@@ -188,6 +194,12 @@ impl Settings {
             refresh,
             keepalive,
             redis_min_replicas: env.parse("TOKEN_REDIS_MIN_REPLICAS", 0, "a whole number")?,
+            cache_capacity: env.parse(
+                "TOKEN_CACHE_MAX_INSTALLS",
+                crate::store::DEFAULT_CACHE_CAPACITY,
+                "a whole number (0 turns the grant cache off)",
+            )?,
+            cache_tracking: env.parse("TOKEN_CACHE_TRACKING", true, "true or false")?,
         })
     }
 }

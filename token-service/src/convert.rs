@@ -4,7 +4,7 @@
 use secrecy::ExposeSecret as _;
 use snykapps_proto::token_v1 as pb;
 
-use crate::grant::{Grant, Status, UnixMillis};
+use crate::grant::{Grant, Handout, Status, UnixMillis};
 
 impl From<&Grant> for pb::Install {
     fn from(g: &Grant) -> Self {
@@ -32,13 +32,13 @@ impl From<&Grant> for pb::Install {
     }
 }
 
-impl From<&Grant> for pb::AccessToken {
-    fn from(g: &Grant) -> Self {
+impl From<&Handout> for pb::AccessToken {
+    fn from(h: &Handout) -> Self {
         pb::AccessToken {
-            access_token: g.access_token.expose_secret().to_owned(),
-            token_type: g.token_type.clone(),
-            expires_at: Some(timestamp(g.access_expires_at)),
-            install_id: g.install_id.to_string(),
+            access_token: h.access_token.expose_secret().to_owned(),
+            token_type: h.token_type.clone(),
+            expires_at: Some(timestamp(h.access_expires_at)),
+            install_id: h.install_id.to_string(),
         }
     }
 }
@@ -76,7 +76,7 @@ mod tests {
     #[test]
     fn an_access_token_is_handed_out_in_clear() {
         let id = InstallId::new_random();
-        let token = pb::AccessToken::from(&sample(id, 3600, 5_000));
+        let token = pb::AccessToken::from(&crate::grant::Handout::from(&sample(id, 3600, 5_000)));
         assert_eq!(token.access_token, "snyk_at_sample");
         assert_eq!(token.token_type, "bearer");
         assert_eq!(token.install_id, id.to_string());

@@ -136,17 +136,13 @@ impl Grant {
     /// The margin under which a token is refreshed ahead of expiry: `margin`, but never more than
     /// half the token's lifetime, so short-lived tokens are not refreshed on every call.
     pub fn effective_margin(&self, margin: Duration) -> Duration {
-        margin.min(Duration::from_secs(self.access_lifetime_secs) / 2)
+        self.access().effective_margin(margin)
     }
 
     /// Does the stored access token satisfy `need` at `now`?
     pub fn satisfies(&self, need: &Need, margin: Duration, now: UnixMillis) -> bool {
         match need {
-            Need::Validity(min) => {
-                let required = (*min).max(self.effective_margin(margin));
-                let left = self.access_expires_at.saturating_sub(now);
-                left > 0 && left as u128 > required.as_millis()
-            }
+            Need::Validity(min) => self.access().lasts(*min, margin, now),
             Need::Replace(rejected) => !self.has_access_token(rejected),
             Need::KeepAlive(margin) => !self.keepalive_due(*margin, now),
         }
@@ -155,16 +151,14 @@ impl Grant {
     /// The floor under which a caller waits for a refresh instead of taking the stored token:
     /// `floor`, but never more than a quarter of the token's lifetime.
     pub fn effective_floor(&self, floor: Duration) -> Duration {
-        floor.min(Duration::from_secs(self.access_lifetime_secs) / 4)
+        self.access().effective_floor(floor)
     }
 
     /// May a caller that needs `min` more validity take the stored token now and let the refresh
     /// run in the background? Yes while more than `max(min, floor)` is left (refresh ahead of
     /// need).
     pub fn servable_ahead(&self, min: Duration, floor: Duration, now: UnixMillis) -> bool {
-        let required = min.max(self.effective_floor(floor));
-        let left = self.access_expires_at.saturating_sub(now);
-        left > 0 && left as u128 > required.as_millis()
+        self.access().servable_ahead(min, floor, now)
     }
 
     /// The keep-alive margin for this grant: `margin`, but never more than half the refresh
@@ -187,9 +181,104 @@ impl Grant {
 
     /// Constant-time comparison of the stored access token with `candidate`.
     pub fn has_access_token(&self, candidate: &SecretString) -> bool {
-        let a = self.access_token.expose_secret().as_bytes();
-        let b = candidate.expose_secret().as_bytes();
-        a.len() == b.len() && bool::from(a.ct_eq(b))
+        same_secret(&self.access_token, candidate)
+    }
+
+    /// The timing of the access token, which the hand-out rules read.
+    fn access(&self) -> AccessTiming {
+        AccessTiming {
+            expires_at: self.access_expires_at,
+            lifetime_secs: self.access_lifetime_secs,
+        }
+    }
+}
+
+/// Constant-time comparison of two tokens.
+fn same_secret(a: &SecretString, b: &SecretString) -> bool {
+    let (a, b) = (a.expose_secret().as_bytes(), b.expose_secret().as_bytes());
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// When an access token expires and how long it lived: the facts every hand-out rule reads, so
+/// a [`Grant`] and a [`Handout`] answer them the same way.
+#[derive(Debug, Clone, Copy)]
+struct AccessTiming {
+    expires_at: UnixMillis,
+    lifetime_secs: u64,
+}
+
+impl AccessTiming {
+    fn effective_margin(self, margin: Duration) -> Duration {
+        margin.min(Duration::from_secs(self.lifetime_secs) / 2)
+    }
+
+    fn effective_floor(self, floor: Duration) -> Duration {
+        floor.min(Duration::from_secs(self.lifetime_secs) / 4)
+    }
+
+    fn left_beyond(self, required: Duration, now: UnixMillis) -> bool {
+        let left = self.expires_at.saturating_sub(now);
+        left > 0 && left as u128 > required.as_millis()
+    }
+
+    /// Valid for `min` more, and beyond the refresh margin.
+    fn lasts(self, min: Duration, margin: Duration, now: UnixMillis) -> bool {
+        self.left_beyond(min.max(self.effective_margin(margin)), now)
+    }
+
+    fn servable_ahead(self, min: Duration, floor: Duration, now: UnixMillis) -> bool {
+        self.left_beyond(min.max(self.effective_floor(floor)), now)
+    }
+}
+
+/// What a caller is handed: an install's status and current access token, with the timing that
+/// decides whether it may be handed out. Never the refresh token: this is what the grant cache
+/// (`cache`) keeps, so a cached install holds no refresh token in memory. `Debug` redacts the
+/// token.
+#[derive(Debug)]
+pub struct Handout {
+    pub install_id: InstallId,
+    pub status: Status,
+    pub access_token: SecretString,
+    pub token_type: String,
+    pub access_expires_at: UnixMillis,
+    pub access_lifetime_secs: u64,
+}
+
+impl From<&Grant> for Handout {
+    fn from(g: &Grant) -> Handout {
+        Handout {
+            install_id: g.install_id,
+            status: g.status,
+            access_token: g.access_token.clone(),
+            token_type: g.token_type.clone(),
+            access_expires_at: g.access_expires_at,
+            access_lifetime_secs: g.access_lifetime_secs,
+        }
+    }
+}
+
+impl Handout {
+    fn access(&self) -> AccessTiming {
+        AccessTiming {
+            expires_at: self.access_expires_at,
+            lifetime_secs: self.access_lifetime_secs,
+        }
+    }
+
+    /// As [`Grant::satisfies`] for a caller's needs; a keep-alive need is never answered from a
+    /// hand-out (it is about the refresh token, which a hand-out does not have).
+    pub fn satisfies(&self, need: &Need, margin: Duration, now: UnixMillis) -> bool {
+        match need {
+            Need::Validity(min) => self.access().lasts(*min, margin, now),
+            Need::Replace(rejected) => !same_secret(&self.access_token, rejected),
+            Need::KeepAlive(_) => false,
+        }
+    }
+
+    /// As [`Grant::servable_ahead`].
+    pub fn servable_ahead(&self, min: Duration, floor: Duration, now: UnixMillis) -> bool {
+        self.access().servable_ahead(min, floor, now)
     }
 }
 

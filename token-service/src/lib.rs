@@ -1,13 +1,14 @@
 //! token-service: the only holder of the Snyk client secret and of tokens.
 //!
 //! A request reads top to bottom through these modules: `decode_status` (undecodable bytes are
-//! the caller's fault) -> `caller` (who is calling) -> `service` (the RPCs; `page_token`,
-//! `org_cache` and `convert` to and from the wire) -> `refresh` (when Snyk is called) -> `store`
-//! (Redis records, lease, fenced writes) -> `seal` (AEAD keyring); `snyk` is the token-endpoint
-//! client, `grant` the domain, `error` the one mapping to gRPC statuses, `backoff` the one way to
-//! wait before trying again.
+//! the caller's fault) -> `caller` (who is calling) -> `service` (the RPCs; `page_token` and
+//! `convert` to and from the wire) -> `refresh` (when Snyk is called; the grant `cache` answers
+//! first) -> `store` (Redis records, lease, fenced writes; `store::tracking` keeps the cache
+//! coherent) -> `seal` (AEAD keyring); `snyk` is the token-endpoint client, `grant` the domain,
+//! `error` the one mapping to gRPC statuses, `backoff` the one way to wait before trying again.
 
 pub mod backoff;
+pub mod cache;
 pub mod caller;
 pub mod config;
 pub mod convert;
@@ -16,7 +17,6 @@ pub mod error;
 pub mod grant;
 pub mod keepalive;
 pub mod metrics;
-mod org_cache;
 pub mod page_token;
 pub mod refresh;
 pub mod reseal;

@@ -16,7 +16,7 @@ use opentelemetry::{
     metrics::{Counter, Histogram, ObservableGauge},
 };
 
-use crate::grant::ReauthReason;
+use crate::{cache::GrantCache, grant::ReauthReason};
 
 tokio::task_local! {
     /// The caller a token is being handed to: the `caller` label of `snykapps.token.requests`.
@@ -160,6 +160,8 @@ pub struct Metrics {
     gauges: Arc<Gauges>,
     /// Kept so the gauges stay registered.
     _observed: Vec<ObservableGauge<i64>>,
+    /// The grant cache's instruments, once [`Metrics::observe_cache`] registered them.
+    cache_observed: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
     tokens_ahead: AtomicU64,
     keepalive_refreshed: AtomicU64,
     tokens_cached: AtomicU64,
@@ -206,6 +208,7 @@ impl Default for Metrics {
             otel: Instruments::default(),
             gauges,
             _observed: vec![min_remaining, durable],
+            cache_observed: std::sync::Mutex::default(),
             tokens_ahead: AtomicU64::default(),
             keepalive_refreshed: AtomicU64::default(),
             tokens_cached: AtomicU64::default(),
@@ -368,6 +371,66 @@ impl Metrics {
         self.lease_wait_micros
             .fetch_add(d.as_micros() as u64, Relaxed);
         self.otel.lease_wait.record(d.as_secs_f64(), &[]);
+    }
+
+    /// Exports the grant cache's counters (`snykapps.token.cache.*`) and whether it answers
+    /// first (`snykapps.token.cache.tracked`), read when metrics are collected.
+    pub fn observe_cache(&self, cache: &Arc<GrantCache>) {
+        let meter = global::meter("token-service");
+        let counter = |name: &'static str, what: &'static str, read: fn(&GrantCache) -> u64| {
+            let cache = Arc::clone(cache);
+            meter
+                .u64_observable_counter(name)
+                .with_description(what)
+                .with_callback(move |o| o.observe(read(&cache), &[]))
+                .build()
+        };
+        let counters = vec![
+            counter(
+                "snykapps.token.cache.hits",
+                "Grant cache lookups that found the install",
+                |c| c.stats().hits,
+            ),
+            counter(
+                "snykapps.token.cache.misses",
+                "Grant cache lookups that did not",
+                |c| c.stats().misses,
+            ),
+            counter(
+                "snykapps.token.cache.invalidations",
+                "Grant cache entries dropped for a change (own writes and tracking pushes)",
+                |c| c.stats().invalidations,
+            ),
+            counter(
+                "snykapps.token.cache.flushes",
+                "Times the grant cache stopped trusting all its entries (a new tracking connection, a flushed Redis)",
+                |c| c.stats().flushes,
+            ),
+            counter(
+                "snykapps.token.cache.served_in_outage",
+                "Tokens handed out from the grant cache because Redis did not answer",
+                |c| c.stats().served_in_outage,
+            ),
+        ];
+        let tracked_cache = Arc::clone(cache);
+        let tracked = meter
+            .i64_observable_gauge("snykapps.token.cache.tracked")
+            .with_description("1 while the grant cache is coherent and answers first, 0 while Redis answers first")
+            .with_callback(move |o| {
+                let tracked = tracked_cache.coherence() == crate::cache::Coherence::Tracked;
+                o.observe(i64::from(tracked), &[]);
+            })
+            .build();
+        let mut observed = self
+            .cache_observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        observed.extend(
+            counters
+                .into_iter()
+                .map(|c| Box::new(c) as Box<dyn std::any::Any + Send + Sync>),
+        );
+        observed.push(Box::new(tracked));
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 use crate::{
     backoff::Backoff,
     error::Error,
-    grant::{Grant, InstallId, Need, ReauthReason, Status, now_millis},
+    grant::{Grant, Handout, InstallId, Need, ReauthReason, Status, now_millis},
     metrics::{Metrics, Served},
     snyk::{Redemption, SnykClient, SnykError, TokenPair},
     store::{Fenced, SendingMark, Settled, Store, StoreError, Versioned},
@@ -148,39 +148,73 @@ impl Refresher {
         self.tasks.wait().await;
     }
 
-    /// A grant whose tokens satisfy `need`; refreshes first when they do not, or (inside the
-    /// margin, above the floor) hands out the stored token and refreshes in the background.
-    pub async fn token(self: &Arc<Self>, id: InstallId, need: Need) -> Result<Grant, Error> {
-        let v = self
-            .store
-            .load(&id)
-            .await?
-            .ok_or(Error::UnknownInstall(id))?;
-        check_usable(&v.grant)?;
-        if let Need::Validity(min) = &need
-            && min.as_secs() >= v.grant.access_lifetime_secs
+    /// A token that satisfies `need`; refreshes first when the stored one does not, or (inside
+    /// the margin, above the floor) hands out the stored token and refreshes in the background.
+    ///
+    /// The grant cache answers first while it is coherent (docs/design.md, "The grant cache"):
+    /// a hit touches neither Redis nor the keyring. A cached token that does not do is read again
+    /// from Redis (it may be stale: a ForceRefresh of a token another replica already replaced
+    /// finds the newer one there). When Redis does not answer, the cached token is served if it
+    /// still does: only a due refresh fails through a Redis outage.
+    pub async fn token(self: &Arc<Self>, id: InstallId, need: Need) -> Result<Arc<Handout>, Error> {
+        let cache = self.store.cache();
+        if cache.answers_first()
+            && let Some(cached) = cache.install(&id)
+            && self.serves(&cached, &need)?
         {
-            return Err(Error::InvalidArgument(format!(
-                "min_validity_seconds must be below the token lifetime of this install ({} s)",
-                v.grant.access_lifetime_secs
-            )));
+            return Ok(cached);
         }
-        let now = now_millis();
-        if v.grant.satisfies(&need, self.settings.margin, now) {
-            self.metrics.token_served(Served::Stored);
-            return Ok(v.grant);
-        }
-        if let Need::Validity(min) = &need
-            && v.grant
-                .servable_ahead(*min, self.settings.min_validity, now)
-        {
-            self.refresh_in_background(id, need);
-            self.metrics.token_served(Served::AheadOfRefresh);
-            return Ok(v.grant);
+        let ticket = cache.install_ticket(&id);
+        let stored = match self.store.load(&id).await {
+            Ok(v) => v.ok_or(Error::UnknownInstall(id))?,
+            Err(e @ StoreError::Unavailable(_)) => {
+                cache.redis_failed();
+                return match cache.stand_in_install(&id) {
+                    Some(cached) if self.serves(&cached, &need)? => {
+                        cache.served_in_outage();
+                        Ok(cached)
+                    }
+                    _ => Err(e.into()),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let handout = Arc::new(Handout::from(&stored.grant));
+        cache.insert_install(ticket, Arc::clone(&handout));
+        if self.serves(&handout, &need)? {
+            return Ok(handout);
         }
         let grant = self.refreshed(id, need).await?;
         self.metrics.token_served(Served::AfterRefresh);
-        Ok(grant)
+        Ok(Arc::new(Handout::from(&grant)))
+    }
+
+    /// May `handout` be handed out for `need` without waiting for a refresh? Yes when it
+    /// satisfies it; yes inside the margin above the floor, with a refresh started in the
+    /// background. Counts what it serves. An error when the install cannot be served at all.
+    fn serves(self: &Arc<Self>, handout: &Handout, need: &Need) -> Result<bool, Error> {
+        usable(handout.install_id, handout.status)?;
+        if let Need::Validity(min) = need
+            && min.as_secs() >= handout.access_lifetime_secs
+        {
+            return Err(Error::InvalidArgument(format!(
+                "min_validity_seconds must be below the token lifetime of this install ({} s)",
+                handout.access_lifetime_secs
+            )));
+        }
+        let now = now_millis();
+        if handout.satisfies(need, self.settings.margin, now) {
+            self.metrics.token_served(Served::Stored);
+            return Ok(true);
+        }
+        if let Need::Validity(min) = need
+            && handout.servable_ahead(*min, self.settings.min_validity, now)
+        {
+            self.refresh_in_background(handout.install_id, need.clone());
+            self.metrics.token_served(Served::AheadOfRefresh);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// The keep-alive's request: a refresh token with more than `margin` (capped at half its
@@ -764,9 +798,13 @@ impl LeaseKeeper {
 }
 
 fn check_usable(grant: &Grant) -> Result<(), Error> {
-    match grant.status {
+    usable(grant.install_id, grant.status)
+}
+
+fn usable(install_id: InstallId, status: Status) -> Result<(), Error> {
+    match status {
         Status::Active => Ok(()),
-        Status::NeedsReauth(reason) => Err(Error::NeedsReauth(grant.install_id, reason)),
+        Status::NeedsReauth(reason) => Err(Error::NeedsReauth(install_id, reason)),
     }
 }
 

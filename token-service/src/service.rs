@@ -10,9 +10,8 @@ use crate::{
     backoff::Backoff,
     caller::{AuthenticatedCaller, Rpc},
     error::Error,
-    grant::{Grant, InstallId, Need, OrgId, now_millis},
+    grant::{Grant, Handout, InstallId, Need, OrgId, now_millis},
     metrics::Metrics,
-    org_cache::OrgCache,
     page_token::PageToken,
     refresh::Refresher,
     snyk::{SnykClient, SnykError},
@@ -37,7 +36,6 @@ pub struct TokenApi {
     refresher: Arc<Refresher>,
     snyk: SnykClient,
     metrics: Arc<Metrics>,
-    org_cache: Arc<OrgCache>,
 }
 
 impl TokenApi {
@@ -52,7 +50,6 @@ impl TokenApi {
             refresher,
             snyk,
             metrics,
-            org_cache: Arc::new(OrgCache::default()),
         }
     }
 
@@ -63,18 +60,18 @@ impl TokenApi {
         caller: &AuthenticatedCaller,
         rpc: Rpc,
         target: Option<Target<'_>>,
-        result: Result<Grant, Error>,
+        result: Result<Arc<Handout>, Error>,
     ) -> Result<Response<pb::AccessToken>, Status> {
         match result {
-            Ok(grant) => {
+            Ok(handout) => {
                 // The install that served; the org only when asked by org (no id parsed twice
                 // on the hot path).
                 let org_id = match target {
                     Some(Target::Org(s)) => OrgId::parse(s).ok(),
                     _ => None,
                 };
-                audit(caller, rpc, Some(grant.install_id), org_id, Ok(()));
-                Ok(Response::new(pb::AccessToken::from(&grant)))
+                audit(caller, rpc, Some(handout.install_id), org_id, Ok(()));
+                Ok(Response::new(pb::AccessToken::from(&*handout)))
             }
             Err(e) => {
                 let (install_id, org_id) = target_ids(target);
@@ -89,11 +86,14 @@ impl TokenApi {
 
     /// A token for `target`, refreshed first when `need` requires it. An org is served by its
     /// newest ACTIVE install (an org keeps every install that covers it, newest first), so
-    /// deleting an install or its needing re-authorization falls back to the next one. The
-    /// org -> install choice comes from a short-lived in-process cache, so the hot path stays at
-    /// one Redis round trip (the grant read); a cached choice that leads to a missing or dead
-    /// install is made again at once.
-    async fn token_for(&self, target: Option<Target<'_>>, need: Need) -> Result<Grant, Error> {
+    /// deleting an install or its needing re-authorization falls back to the next one. The org's
+    /// installs come from the grant cache like the grants do (`Store::installs_for_org`), so a
+    /// hit by org touches Redis no more than a hit by install.
+    async fn token_for(
+        &self,
+        target: Option<Target<'_>>,
+        need: Need,
+    ) -> Result<Arc<Handout>, Error> {
         let org = match target {
             Some(Target::Install(s)) => {
                 return self.refresher.token(InstallId::parse(s)?, need).await;
@@ -105,24 +105,13 @@ impl TokenApi {
                 ));
             }
         };
-        if let Some(cached) = self.org_cache.get(&org) {
-            match self.refresher.token(cached, need.clone()).await {
-                Err(Error::UnknownInstall(_) | Error::NeedsReauth(..)) => {
-                    self.org_cache.forget(&org)
-                }
-                done => return done,
-            }
-        }
         let mut needs_reauth = None;
-        for id in self.store.installs_for_org(&org).await? {
-            match self.refresher.token(id, need.clone()).await {
-                Ok(grant) => {
-                    self.org_cache.put(org, id);
-                    return Ok(grant);
-                }
+        for id in self.store.installs_for_org(&org).await?.iter() {
+            match self.refresher.token(*id, need.clone()).await {
+                Ok(handout) => return Ok(handout),
                 Err(Error::UnknownInstall(_)) => {
                     // The grant is gone; its index entry lagged.
-                    self.store.unindex_org(&org, &id).await?;
+                    self.store.unindex_org(&org, id).await?;
                 }
                 Err(e @ Error::NeedsReauth(..)) => {
                     needs_reauth.get_or_insert(e);
@@ -166,11 +155,8 @@ impl TokenApi {
         .await;
         match result {
             Ok(grant) => {
-                // The newest install serves its orgs; other replicas' caches catch up within
-                // their TTL.
-                for org in &grant.orgs {
-                    self.org_cache.forget(&org.id);
-                }
+                // The newest install now serves its orgs: the store's write dropped their cached
+                // install lists here, and the tracking connections of other replicas drop theirs.
                 tracing::info!(install_id = %install_id, orgs = grant.orgs.len(), "install completed");
                 Ok(grant)
             }
@@ -395,7 +381,9 @@ impl TokenService for TokenApi {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetAccessToken", caller = tracing::field::Empty))]
+    // At debug level: the hot path has no span of its own at the default level (see
+    // `startup::grpc_span` for the RPC's span, which sampled traces still get).
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc = "GetAccessToken", caller = tracing::field::Empty))]
     async fn get_access_token(
         &self,
         req: Request<pb::GetAccessTokenRequest>,

@@ -15,10 +15,11 @@ use opentelemetry::{KeyValue, global, metrics::Histogram};
 use snykapps_proto::token_v1::token_service_server::TokenServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::Settings, decode_status::DecodeStatusLayer, keepalive::KeepAlive, metrics::Metrics,
-    refresh::Refresher, service::TokenApi, snyk::SnykClient, store::Store,
+    cache::GrantCache, config::Settings, decode_status::DecodeStatusLayer, keepalive::KeepAlive,
+    metrics::Metrics, refresh::Refresher, service::TokenApi, snyk::SnykClient, store::Store,
 };
 
 /// Largest request we decode: every field we accept is at most a few KiB.
@@ -48,9 +49,11 @@ impl Application {
             settings.redis_min_replicas,
         )
         .await
-        .context("cannot connect to Redis (REDIS_URL or REDIS_CLUSTER_URLS)")?;
+        .context("cannot connect to Redis (REDIS_URL or REDIS_CLUSTER_URLS)")?
+        .with_cache(Arc::new(GrantCache::new(settings.cache_capacity)));
         let metrics = Arc::new(Metrics::default());
         metrics.set_durable_commits(store.durability().is_durable());
+        metrics.observe_cache(store.cache());
         let snyk = SnykClient::new(
             settings.snyk_api_url.clone(),
             settings.client_id.clone(),
@@ -137,6 +140,17 @@ impl Application {
             Arc::clone(&self.metrics),
             self.settings.keepalive.clone(),
         );
+        let stop_tracking = CancellationToken::new();
+        let tracking = if self.settings.cache_capacity > 0 && self.settings.cache_tracking {
+            Some(tokio::spawn(crate::store::tracking::run(
+                self.settings.redis.clone(),
+                Arc::clone(self.store.cache()),
+                self.settings.redis_timeout,
+                stop_tracking.clone(),
+            )))
+        } else {
+            None
+        };
         let (stop_sweeping, sweeping_stopped) = tokio::sync::oneshot::channel::<()>();
         let sweeper = tokio::spawn(keepalive.run(async {
             let _ = sweeping_stopped.await;
@@ -192,6 +206,10 @@ impl Application {
             .context("gRPC server failed");
         let _ = stop_sweeping.send(());
         let _ = sweeper.await;
+        stop_tracking.cancel();
+        if let Some(tracking) = tracking {
+            let _ = tracking.await;
+        }
         self.refresher.drain().await;
         metrics_server.abort();
         tracing::info!("token-service stopped");
@@ -222,22 +240,41 @@ const MAX_CLIENT_REQUEST_ID: usize = 128;
 /// One span per RPC, child of the caller's `traceparent` when it sent one. `request_id` is ours
 /// (a fresh UUID); an `x-request-id` the client sent is kept apart as `client_request_id`, since
 /// this span opens before the caller is authenticated and anyone can send anything there.
+///
+/// `GetAccessToken`, the hot path, gets its span at the default level (info) only when the
+/// caller asks to be followed: its trace is sampled (its `traceparent` says so) or it sent an
+/// `x-request-id`. Otherwise the span is at debug level, so an untraced hand-out costs no span,
+/// no request id and no context extraction (its audit line still names caller and install).
 fn grpc_span(req: &http::Request<()>) -> tracing::Span {
+    macro_rules! span_at {
+        ($level:expr, $path:expr, $client_request_id:expr) => {
+            tracing::span!(
+                $level,
+                "grpc",
+                otel.name = %$path,
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.method = %$path,
+                request_id = tracing::field::Empty,
+                client_request_id = $client_request_id,
+            )
+        };
+    }
     let path = req.uri().path();
-    let client_request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= MAX_CLIENT_REQUEST_ID);
-    let span = tracing::info_span!(
-        "grpc",
-        otel.name = %path,
-        otel.kind = "server",
-        rpc.system = "grpc",
-        rpc.method = %path,
-        request_id = %uuid::Uuid::new_v4(),
-        client_request_id = client_request_id,
-    );
+    let header = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok());
+    let client_request_id = header("x-request-id").filter(|v| v.len() <= MAX_CLIENT_REQUEST_ID);
+    let span = if path == crate::caller::Rpc::GetAccessToken.path()
+        && client_request_id.is_none()
+        && !header("traceparent").is_some_and(sampled)
+    {
+        span_at!(tracing::Level::DEBUG, path, client_request_id)
+    } else {
+        span_at!(tracing::Level::INFO, path, client_request_id)
+    };
+    if span.is_disabled() {
+        return span;
+    }
+    span.record("request_id", tracing::field::display(uuid::Uuid::new_v4()));
     service_runtime::telemetry::set_parent_from(&span, |k| {
         req.headers()
             .get(k)
@@ -245,6 +282,15 @@ fn grpc_span(req: &http::Request<()>) -> tracing::Span {
             .map(str::to_owned)
     });
     span
+}
+
+/// Does a W3C `traceparent` (`00-<trace>-<parent>-<flags>`) carry the sampled flag?
+fn sampled(traceparent: &str) -> bool {
+    traceparent
+        .rsplit('-')
+        .next()
+        .and_then(|flags| u8::from_str_radix(flags, 16).ok())
+        .is_some_and(|flags| flags & 1 == 1)
 }
 
 /// A tower layer recording `rpc.server.duration` by method and gRPC status.
@@ -294,13 +340,8 @@ where
             // Errors come back "trailers-only", with grpc-status in the headers; success has it
             // in the trailers, so no header means OK here.
             let status = match &res {
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0")
-                    .to_owned(),
-                Err(_) => "transport_error".to_owned(),
+                Ok(r) => status_label(r.headers().get("grpc-status").map(|v| v.as_bytes())),
+                Err(_) => "transport_error",
             };
             histogram.record(
                 started.elapsed().as_secs_f64(),
@@ -311,6 +352,21 @@ where
             );
             res
         })
+    }
+}
+
+/// The `rpc.grpc.status_code` label: the code's number as sent (0-16; absent means OK), without
+/// an allocation per call; anything else is "invalid".
+fn status_label(grpc_status: Option<&[u8]>) -> &'static str {
+    const CODES: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    match grpc_status {
+        None => "0",
+        Some(code) => CODES
+            .into_iter()
+            .find(|c| c.as_bytes() == code)
+            .unwrap_or("invalid"),
     }
 }
 
@@ -348,7 +404,18 @@ async fn serve_metrics(listener: TcpListener) {
 
 #[cfg(test)]
 mod tests {
-    use super::method_label;
+    use super::{method_label, sampled, status_label};
+
+    #[test]
+    fn status_labels_and_sampling_flags() {
+        assert_eq!(status_label(None), "0");
+        assert_eq!(status_label(Some(b"14")), "14");
+        assert_eq!(status_label(Some(b"99")), "invalid");
+        let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331";
+        assert!(sampled(&format!("{trace}-01")));
+        assert!(!sampled(&format!("{trace}-00")));
+        assert!(!sampled("garbage"));
+    }
 
     #[test]
     fn method_labels_are_bounded() {

@@ -7,6 +7,7 @@
 //! by separate commands, and every reader tolerates an index entry that lags its grant.
 
 pub mod durability;
+pub mod tracking;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -19,6 +20,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    cache::GrantCache,
     grant::{Grant, InstallId, Org, OrgId, Status, UnixMillis},
     seal::{Keyring, OpenError},
 };
@@ -158,6 +160,9 @@ pub struct Store {
     durability: Arc<Durability>,
     keyring: Arc<Keyring>,
     scripts: Arc<Scripts>,
+    /// Every write of a grant or an org index drops its entry here before it returns; the
+    /// tracking connection (`store::tracking`) drops the entries other clients change.
+    cache: Arc<GrantCache>,
 }
 
 impl fmt::Debug for Store {
@@ -184,15 +189,39 @@ const INSTALLS: &str = "snykapps:installs";
 /// work list and the "shortest remaining refresh-token life" gauge.
 const KEEPALIVE: &str = "snykapps:keepalive";
 
+/// The prefixes of the keys the grant cache mirrors (tracked by `store::tracking`).
+pub(crate) const GRANT_PREFIX: &str = "snykapps:grant:";
+pub(crate) const ORG_PREFIX: &str = "snykapps:org-installs:";
+
 fn grant_key(id: &InstallId) -> String {
-    format!("snykapps:grant:{{{id}}}")
+    format!("{GRANT_PREFIX}{{{id}}}")
 }
 fn lease_key(id: &InstallId) -> String {
     format!("snykapps:lease:{{{id}}}")
 }
 /// Every install that covers the org, scored by its creation time (newest = highest).
 fn org_key(id: &OrgId) -> String {
-    format!("snykapps:org-installs:{{{id}}}")
+    format!("{ORG_PREFIX}{{{id}}}")
+}
+
+/// A key the grant cache mirrors, by what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TrackedKey {
+    Grant(InstallId),
+    Org(OrgId),
+}
+
+/// The inverse of [`grant_key`] and [`org_key`]; `None` for anything else.
+pub(crate) fn parse_tracked_key(key: &[u8]) -> Option<TrackedKey> {
+    let key = std::str::from_utf8(key).ok()?;
+    let tagged = |rest: &str| rest.strip_prefix('{')?.strip_suffix('}').map(str::to_owned);
+    if let Some(rest) = key.strip_prefix(GRANT_PREFIX) {
+        return InstallId::parse(&tagged(rest)?).ok().map(TrackedKey::Grant);
+    }
+    if let Some(rest) = key.strip_prefix(ORG_PREFIX) {
+        return OrgId::parse(&tagged(rest)?).ok().map(TrackedKey::Org);
+    }
+    None
 }
 /// Before the fallback: the one install that served the org (a string). Read once and migrated.
 fn legacy_org_key(id: &OrgId) -> String {
@@ -308,6 +337,7 @@ impl Store {
             durable_conn,
             durability: Arc::new(durability),
             keyring,
+            cache: Arc::new(GrantCache::new(DEFAULT_CACHE_CAPACITY)),
             scripts: Arc::new(Scripts {
                 create: Script::new(include_str!("store/create.lua")),
                 fenced_write: Script::new(include_str!("store/fenced_write.lua")),
@@ -317,6 +347,16 @@ impl Store {
                 compare_and_delete: Script::new(include_str!("store/compare_and_delete.lua")),
             }),
         })
+    }
+
+    /// The same store with `cache` as its grant cache (start-up sizes it from settings).
+    pub fn with_cache(self, cache: Arc<GrantCache>) -> Self {
+        Store { cache, ..self }
+    }
+
+    /// The grant cache this store keeps coherent with its own writes.
+    pub fn cache(&self) -> &Arc<GrantCache> {
+        &self.cache
     }
 
     /// What start-up found out about durable writes.
@@ -389,6 +429,7 @@ impl Store {
     pub async fn create(&self, grant: &Grant) -> Result<(), StoreError> {
         let id = grant.install_id;
         let mut c = self.conn.clone();
+        let _forget = Changed::grant(&self.cache, id, &grant.orgs);
         self.index_keepalive(grant).await?;
         let created: i64 = self
             .scripts
@@ -420,6 +461,7 @@ impl Store {
     ) -> Result<Fenced, StoreError> {
         let id = grant.install_id;
         let mut c = self.conn.clone();
+        let _forget = Changed::grant(&self.cache, id, &[]);
         let n: i64 = self
             .scripts
             .fenced_write
@@ -447,6 +489,7 @@ impl Store {
         mark: &SendingMark,
     ) -> Result<Fenced, StoreError> {
         let mut c = self.durable_conn.clone();
+        let _forget = Changed::grant(&self.cache, *id, &[]);
         let n: i64 = self
             .scripts
             .mark_sending
@@ -479,6 +522,7 @@ impl Store {
     ) -> Result<Settled, StoreError> {
         let id = grant.install_id;
         let mut c = self.durable_conn.clone();
+        let _forget = Changed::grant(&self.cache, id, &[]);
         let encoded = mark.encode();
         // Each round either writes, or learns the generation a concurrent write left behind
         // (the seal binds the generation, so the record is sealed again for it).
@@ -566,6 +610,7 @@ impl Store {
     pub async fn delete(&self, grant: &Grant, lease_owner: &str) -> Result<bool, StoreError> {
         let id = grant.install_id;
         let mut c = self.conn.clone();
+        let _forget = Changed::grant(&self.cache, id, &grant.orgs);
         let deleted: i64 = self
             .scripts
             .compare_and_delete
@@ -586,14 +631,38 @@ impl Store {
         Ok(true)
     }
 
-    /// Every install that covers `org`, newest first. An org indexed before the fallback (one
-    /// install in a string key) is migrated on first read.
-    pub async fn installs_for_org(&self, org: &OrgId) -> Result<Vec<InstallId>, StoreError> {
+    /// Every install that covers `org`, newest first: from the grant cache when it answers
+    /// first, else from Redis (and kept); from the cache also when Redis does not answer.
+    pub async fn installs_for_org(&self, org: &OrgId) -> Result<Arc<[InstallId]>, StoreError> {
+        if self.cache.answers_first()
+            && let Some(ids) = self.cache.org(org)
+        {
+            return Ok(ids);
+        }
+        let ticket = self.cache.org_ticket(org);
+        match self.read_installs_for_org(org).await {
+            Ok(ids) => {
+                let ids: Arc<[InstallId]> = ids.into();
+                self.cache.insert_org(ticket, *org, Arc::clone(&ids));
+                Ok(ids)
+            }
+            Err(e @ StoreError::Unavailable(_)) => {
+                self.cache.redis_failed();
+                self.cache.stand_in_org(org).ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every install that covers `org`, newest first, as Redis has it. An org indexed before the
+    /// fallback (one install in a string key) is migrated on first read.
+    async fn read_installs_for_org(&self, org: &OrgId) -> Result<Vec<InstallId>, StoreError> {
         let mut c = self.conn.clone();
         let mut ids: Vec<String> = c.zrevrange(org_key(org), 0, -1).await?;
         if ids.is_empty() {
             let legacy: Option<String> = c.get(legacy_org_key(org)).await?;
             if let Some(legacy) = legacy {
+                let _forget = Changed::org(&self.cache, *org);
                 let _: i64 = c.zadd(org_key(org), &legacy, 0).await?;
                 let _: i64 = c.del(legacy_org_key(org)).await?;
                 ids.push(legacy);
@@ -608,6 +677,7 @@ impl Store {
     /// Drops an install from an org's list (its grant is gone).
     pub async fn unindex_org(&self, org: &OrgId, id: &InstallId) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
+        let _forget = Changed::org(&self.cache, *org);
         let _: i64 = c.zrem(org_key(org), id.to_string()).await?;
         Ok(())
     }
@@ -694,9 +764,66 @@ impl Store {
     }
 }
 
+/// The grant cache's default size (`TOKEN_CACHE_MAX_INSTALLS` sets it in a service).
+pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
+
+/// Drops the cache entries of what a write changes when the write is over, whatever its outcome
+/// (a write that failed may still have landed), also when its future is dropped half way.
+struct Changed<'a> {
+    cache: &'a GrantCache,
+    install: Option<InstallId>,
+    orgs: Vec<OrgId>,
+}
+
+impl<'a> Changed<'a> {
+    fn grant(cache: &'a GrantCache, install: InstallId, orgs: &[Org]) -> Self {
+        Changed {
+            cache,
+            install: Some(install),
+            orgs: orgs.iter().map(|o| o.id).collect(),
+        }
+    }
+
+    fn org(cache: &'a GrantCache, org: OrgId) -> Self {
+        Changed {
+            cache,
+            install: None,
+            orgs: vec![org],
+        }
+    }
+}
+
+impl Drop for Changed<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = &self.install {
+            self.cache.forget_install(id);
+        }
+        for org in &self.orgs {
+            self.cache.forget_org(org);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn tracked_keys_parse_back() {
+        let id = InstallId::new_random();
+        assert_eq!(
+            parse_tracked_key(grant_key(&id).as_bytes()),
+            Some(TrackedKey::Grant(id))
+        );
+        let org = OrgId::parse("0f8a6b4e-6d6b-4a51-9d7e-0b3c3c1f2a11").unwrap();
+        assert_eq!(
+            parse_tracked_key(org_key(&org).as_bytes()),
+            Some(TrackedKey::Org(org))
+        );
+        assert_eq!(parse_tracked_key(b"snykapps:grant:nope"), None);
+        assert_eq!(parse_tracked_key(lease_key(&id).as_bytes()), None);
+    }
 
     #[test]
     fn sending_marks_round_trip() {
