@@ -184,6 +184,22 @@ pub fn check_concurrency(name: &'static str, n: usize) -> Result<usize, ArgError
     Ok(n)
 }
 
+/// The most installs one `loadgen install --count` makes.
+pub const MAX_COUNT: usize = 10_000_000;
+
+/// A count of things to make (installs): 1 to [`MAX_COUNT`].
+pub fn check_count(name: &'static str, n: usize) -> Result<usize, ArgError> {
+    if n == 0 || n > MAX_COUNT {
+        return Err(ArgError::OutOfRange {
+            name,
+            value: n.to_string(),
+            min: "1".into(),
+            max: MAX_COUNT.to_string(),
+        });
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -313,5 +329,8 @@ mod tests {
         assert!(check_concurrency("--concurrency", 0).is_err());
         let err = check_concurrency("--callers", 10_001).unwrap_err();
         assert!(err.to_string().contains("--callers"), "{err}");
+        assert_eq!(check_count("--count", 100_000).unwrap(), 100_000);
+        assert!(check_count("--count", 0).is_err());
+        assert!(check_count("--count", MAX_COUNT + 1).is_err());
     }
 }

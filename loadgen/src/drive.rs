@@ -1,6 +1,13 @@
 //! The closed loop shared by the load subcommands: each worker sends its next request as soon as
 //! the previous one answered, until the request budget or the duration runs out (whichever comes
 //! first), and records the latency of every successful request.
+//!
+//! The loop is kept as cheap as `lean-get-token`'s ([`crate::lean`]), so that `get-token` measures
+//! the server and not itself: per call one clock read (the end of one call is the start of the
+//! next), one relaxed `fetch_add` on the shared ticket counter (which also picks the request, see
+//! [`Operation::call`]), and a sample in the worker's own histogram; the histograms are merged
+//! when the workers stop. The grace period is one timer per worker, raced against each call, not
+//! a timer per call.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -48,8 +55,11 @@ impl From<tonic::Status> for Failure {
 /// One worker's request: called again and again by the loop.
 pub trait Operation: Send + 'static {
     /// Sends one request and checks the answer; `Ok(n)` counts `n` items received (0 when the
-    /// operation has no notion of items).
-    fn call(&mut self) -> impl Future<Output = Result<u64, Failure>> + Send;
+    /// operation has no notion of items). `ticket` numbers the run's requests from 0, over all
+    /// workers, each number used once: an operation that spreads its calls over several inputs
+    /// (`get-token --installs-file`) picks input `ticket % inputs`, so a run of N requests over N
+    /// inputs asks for each exactly once.
+    fn call(&mut self, ticket: u64) -> impl Future<Output = Result<u64, Failure>> + Send;
 }
 
 /// What a run did; serialized as the one JSON line a load subcommand prints.
@@ -87,6 +97,13 @@ pub struct RunReport {
     /// included; `None` where `/proc/self/stat` cannot be read.
     #[serde(default)]
     pub client_cpu_s: Option<f64>,
+    /// Requests answered successfully during the unmeasured warm-up (0 without one): with `ok`,
+    /// what a server answered during the whole command, to divide its CPU time by.
+    #[serde(default)]
+    pub warmup_ok: u64,
+    /// How many installs the requests cycled through (`get-token`), when the operation has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installs: Option<usize>,
     /// Latency of the successful requests.
     #[serde(flatten)]
     pub latency: Summary,
@@ -220,6 +237,8 @@ impl Tally {
             },
             items_per_request: if self.items_differ { None } else { self.items },
             client_cpu_s: process_cpu_seconds(),
+            warmup_ok: 0,
+            installs: None,
             latency: self.latencies.summary(),
         }
     }
@@ -256,23 +275,33 @@ pub async fn drive<O: Operation>(ops: Vec<O>, budget: Budget) -> anyhow::Result<
         let issued = Arc::clone(&issued);
         workers.spawn(async move {
             let mut tally = Tally::empty()?;
-            loop {
-                if Instant::now() >= deadline
-                    || issued.fetch_add(1, Ordering::Relaxed) >= budget.requests
-                {
+            // One timer for the worker's whole run (registered when first polled), instead of a
+            // `timeout_at` per call, which would insert and remove a timer entry every call.
+            let abandoned = tokio::time::sleep_until(abandon);
+            tokio::pin!(abandoned);
+            let mut now = Instant::now();
+            while now < deadline {
+                let ticket = issued.fetch_add(1, Ordering::Relaxed);
+                if ticket >= budget.requests {
                     break;
                 }
-                let sent = Instant::now();
-                match tokio::time::timeout_at(abandon, op.call()).await {
-                    Ok(Ok(items)) => {
-                        tally.latencies.record(sent.elapsed());
+                let sent = now;
+                let answered = tokio::select! {
+                    biased;
+                    answer = op.call(ticket) => Some(answer),
+                    () = &mut abandoned => None,
+                };
+                now = Instant::now();
+                match answered {
+                    Some(Ok(items)) => {
+                        tally.latencies.record(now.saturating_duration_since(sent));
                         tally.ok += 1;
                         if items > 0 {
                             tally.items(items);
                         }
                     }
-                    Ok(Err(failure)) => tally.fail(failure),
-                    Err(_) => {
+                    Some(Err(failure)) => tally.fail(failure),
+                    None => {
                         tally.fail(Failure::new(
                             "client_timeout",
                             format!(
@@ -313,7 +342,7 @@ mod tests {
     }
 
     impl Operation for Fake {
-        async fn call(&mut self) -> Result<u64, Failure> {
+        async fn call(&mut self, _ticket: u64) -> Result<u64, Failure> {
             self.calls += 1;
             tokio::time::sleep(self.sleep).await;
             if self.fail_every > 0 && self.calls.is_multiple_of(self.fail_every) {

@@ -61,7 +61,7 @@ struct TimedGet {
 }
 
 impl Operation for TimedGet {
-    async fn call(&mut self) -> Result<u64, Failure> {
+    async fn call(&mut self, _ticket: u64) -> Result<u64, Failure> {
         let response = self
             .http
             .get(self.url.clone())
@@ -161,7 +161,7 @@ struct Listing {
 }
 
 impl Operation for Listing {
-    async fn call(&mut self) -> Result<u64, Failure> {
+    async fn call(&mut self, _ticket: u64) -> Result<u64, Failure> {
         let mut next = Some(self.first.clone());
         let mut total = 0u64;
         let mut pages = 0u32;

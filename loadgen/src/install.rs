@@ -1,7 +1,9 @@
 //! `loadgen install`: a real install against the fake Snyk, as a browser and auth-service would do
 //! it: PKCE, the consent page, Approve, the code from the redirect, then `CompleteInstall`.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -10,9 +12,10 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use sha2::{Digest as _, Sha256};
 use snykapps_proto::token_v1 as pb;
+use tokio::task::JoinSet;
 
 use crate::args::LocalUrl;
-use crate::client::{Bearer, connect};
+use crate::client::{Bearer, Client, connect};
 use crate::consent::{code_from_redirect, parse_consent_page};
 
 /// A PKCE pair (RFC 7636, S256).
@@ -74,41 +77,150 @@ pub struct Installed {
     pub orgs: Vec<(String, String)>,
 }
 
+/// How long one request of an install (a page, a form post, `CompleteInstall`) may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// An HTTP client for 127.0.0.1 only: no proxy, no redirects followed, bounded.
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
+        .timeout(CALL_TIMEOUT)
         .build()
         .context("cannot build the HTTP client")
 }
 
-/// Runs the whole flow.
+/// Runs the whole flow once.
 pub async fn install(plan: &Plan) -> anyhow::Result<Installed> {
-    let http = http_client()?;
-    let pkce = Pkce::generate();
-    let code = authorize(
-        &http,
-        &plan.fake,
-        &plan.client_id,
-        &plan.redirect_uri,
-        &pkce,
-    )
-    .await?;
-    let mut client = connect(&plan.token_service, &plan.bearer).await?;
-    let install = client
-        .complete_install(pb::CompleteInstallRequest {
+    Installer::connect(plan.clone()).await?.install().await
+}
+
+/// The clients of many installs: one HTTP client (its pool of connections to the fake) and one
+/// HTTP/2 connection to token-service, shared by every install and every worker.
+#[derive(Debug, Clone)]
+pub struct Installer {
+    plan: Arc<Plan>,
+    http: reqwest::Client,
+    client: Client,
+}
+
+impl Installer {
+    /// Builds the HTTP client and connects to token-service.
+    pub async fn connect(plan: Plan) -> anyhow::Result<Self> {
+        let client = connect(&plan.token_service, &plan.bearer).await?;
+        Ok(Self {
+            plan: Arc::new(plan),
+            http: http_client()?,
+            client,
+        })
+    }
+
+    /// One whole install: consent page, Approve, `CompleteInstall`.
+    pub async fn install(&self) -> anyhow::Result<Installed> {
+        let plan = &*self.plan;
+        let pkce = Pkce::generate();
+        let code = authorize(
+            &self.http,
+            &plan.fake,
+            &plan.client_id,
+            &plan.redirect_uri,
+            &pkce,
+        )
+        .await?;
+        let mut client = self.client.clone();
+        let completing = client.complete_install(pb::CompleteInstallRequest {
             code,
             code_verifier: pkce.verifier.clone(),
             redirect_uri: plan.redirect_uri.clone(),
+        });
+        let install = tokio::time::timeout(CALL_TIMEOUT, completing)
+            .await
+            .context("CompleteInstall timed out")?
+            .map_err(|s| {
+                anyhow::anyhow!("CompleteInstall failed: {:?}: {}", s.code(), s.message())
+            })?
+            .into_inner();
+        Ok(Installed {
+            install_id: install.install_id,
+            orgs: install.orgs.into_iter().map(|o| (o.id, o.name)).collect(),
         })
-        .await
-        .map_err(|s| anyhow::anyhow!("CompleteInstall failed: {:?}: {}", s.code(), s.message()))?
-        .into_inner();
-    Ok(Installed {
-        install_id: install.install_id,
-        orgs: install.orgs.into_iter().map(|o| (o.id, o.name)).collect(),
+    }
+}
+
+/// How a batch of installs went.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Batch {
+    /// Installs completed.
+    pub installed: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Batch {
+    /// Installs per second.
+    pub fn rate(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.installed as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// `count` installs by `concurrency` workers; `each` sees every install as it completes (in
+/// completion order). The first failure stops the batch and is returned, after `each` saw the
+/// installs completed before it.
+pub async fn install_many(
+    plan: Plan,
+    count: usize,
+    concurrency: usize,
+    mut each: impl FnMut(&Installed) -> anyhow::Result<()>,
+) -> anyhow::Result<Batch> {
+    let start = Instant::now();
+    let installer = Installer::connect(plan).await?;
+    let claimed = Arc::new(AtomicUsize::new(0));
+    let (done, mut completed) = tokio::sync::mpsc::channel(1024);
+    let mut workers = JoinSet::new();
+    for _ in 0..concurrency.clamp(1, count.max(1)) {
+        let installer = installer.clone();
+        let claimed = Arc::clone(&claimed);
+        let done = done.clone();
+        workers.spawn(async move {
+            while claimed.fetch_add(1, Ordering::Relaxed) < count {
+                let installed = installer.install().await;
+                let failed = installed.is_err();
+                if done.send(installed).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+    }
+    drop(done);
+    let mut installed = 0;
+    let mut failure = None;
+    while let Some(result) = completed.recv().await {
+        match result {
+            Ok(install) => {
+                installed += 1;
+                each(&install)?;
+            }
+            Err(e) => {
+                // Let the others finish no more installs than they already started.
+                claimed.store(count, Ordering::Relaxed);
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    while let Some(joined) = workers.join_next().await {
+        joined.context("an install worker panicked")?;
+    }
+    if let Some(e) = failure {
+        return Err(e.context(format!("{installed} of {count} installs completed before")));
+    }
+    Ok(Batch {
+        installed,
+        elapsed: start.elapsed(),
     })
 }
 

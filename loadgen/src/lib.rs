@@ -1,10 +1,12 @@
 //! Load generator for token-service (gRPC) and projects-service (HTTP), and the pieces of the
-//! benchmark run in `scripts/bench` (issue #7). It only ever sends traffic to 127.0.0.1, and every
-//! load run is bounded by both a request count and a duration.
+//! benchmark run in `scripts/bench` (issues #7 and #13). It only ever sends traffic to 127.0.0.1,
+//! and every load run is bounded by a duration and a request count (which `lean-get-token` leaves
+//! unbounded unless asked; `install --count` is bounded by its count and a timeout per call).
 //!
 //! The binary's subcommands map onto modules: `echo-server` ([`echo`]), `install` ([`install`],
-//! [`consent`]), `get-token` ([`get_token`]), `storm` ([`storm`]), `http` and `page` ([`http`]),
-//! `report` ([`report`]). [`drive`] is the closed loop they share, [`latency`] the histograms.
+//! [`consent`]), `get-token` ([`get_token`]), `lean-get-token` ([`lean`], the yardstick that
+//! `get-token` is held against), `storm` ([`storm`]), `http` and `page` ([`http`]), `report`
+//! ([`report`]). [`drive`] is the closed loop they share, [`latency`] the histograms.
 
 pub mod args;
 pub mod client;
@@ -15,5 +17,6 @@ pub mod get_token;
 pub mod http;
 pub mod install;
 pub mod latency;
+pub mod lean;
 pub mod report;
 pub mod storm;

@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use loadgen::args::{Budget, LocalUrl, check_concurrency, parse_local_addr, parse_targets};
+use loadgen::args::{
+    Budget, LocalUrl, check_concurrency, check_count, parse_local_addr, parse_targets,
+};
 use loadgen::client::{Bearer, connect};
 use loadgen::echo::EchoServer;
 use loadgen::http::{BearerHeader, GetPlan, PagePlan};
-use loadgen::{get_token, http, install, report, storm};
+use loadgen::latency::format_rate;
+use loadgen::{get_token, http, install, lean, report, storm};
 use snykapps_proto::token_v1 as pb;
 
 #[derive(Debug, Parser)]
@@ -37,7 +40,8 @@ enum Command {
         #[arg(long)]
         nodelay: bool,
     },
-    /// Install through the fake's consent page and CompleteInstall; prints "INSTALL_ID FIRST_ORG_ID".
+    /// Install through the fake's consent page and CompleteInstall; prints "INSTALL_ID FIRST_ORG_ID",
+    /// or with --count one install id per line (an --installs-file for get-token).
     Install {
         /// The fake Snyk.
         #[arg(long, default_value = "http://127.0.0.1:8090")]
@@ -54,6 +58,12 @@ enum Command {
         /// Client id registered at the fake.
         #[arg(long, default_value = "demo-client-id")]
         client_id: String,
+        /// Make this many installs, printing one install id per line as each completes.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Installs in flight at once (with --count).
+        #[arg(long, default_value_t = 16, requires = "count")]
+        concurrency: usize,
     },
     /// Closed-loop GetAccessToken from N streams over one or more targets.
     GetToken {
@@ -64,13 +74,21 @@ enum Command {
         #[arg(long, env = "LOADGEN_KEY", hide_env_values = true)]
         key: String,
         /// Install id to ask for.
+        #[arg(
+            long,
+            required_unless_present = "installs_file",
+            conflicts_with = "installs_file"
+        )]
+        install: Option<String>,
+        /// A file of install ids (the first word of each line); request n asks for install
+        /// n mod count, so --requests COUNT asks for each once.
         #[arg(long)]
-        install: String,
+        installs_file: Option<PathBuf>,
         /// Concurrent streams.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
         /// HTTP/2 connections per target.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 2)]
         connections: usize,
         /// Request bound of the measured run.
         #[arg(long)]
@@ -84,6 +102,34 @@ enum Command {
         /// min_validity_seconds of each request.
         #[arg(long, default_value_t = 0)]
         min_validity_seconds: u32,
+    },
+    /// The yardstick for get-token: N tasks loop GetAccessToken over C shared channels, counting
+    /// answers and nothing else (no latency); prints throughput and its own CPU time.
+    LeanGetToken {
+        /// Comma-separated http://127.0.0.1:PORT targets; channels alternate over them.
+        #[arg(long)]
+        target: String,
+        /// token-service caller key (the echo server ignores it).
+        #[arg(long, env = "LOADGEN_KEY", hide_env_values = true)]
+        key: String,
+        /// Install id to ask for.
+        #[arg(long, default_value = "00000000-0000-4000-8000-000000000000")]
+        install: String,
+        /// Concurrent tasks.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// HTTP/2 connections per target.
+        #[arg(long, default_value_t = 2)]
+        connections: usize,
+        /// Request bound of the measured run, split evenly over the tasks.
+        #[arg(long, default_value_t = u64::MAX)]
+        requests: u64,
+        /// Duration of the measured run.
+        #[arg(long)]
+        duration_secs: f64,
+        /// Seconds of the same loop, unmeasured, first (0 for none).
+        #[arg(long, default_value_t = 1.0)]
+        warmup_secs: f64,
     },
     /// N callers released together on one install over the targets.
     Storm {
@@ -225,6 +271,8 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             key,
             redirect_uri,
             client_id,
+            count,
+            concurrency,
         } => {
             let plan = install::Plan {
                 fake: LocalUrl::parse_target(&fake)?,
@@ -233,6 +281,25 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 redirect_uri,
                 client_id,
             };
+            if let Some(count) = count {
+                let count = check_count("--count", count)?;
+                let concurrency = check_concurrency("--concurrency", concurrency)?;
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let batch = install::install_many(plan, count, concurrency, |installed| {
+                    writeln!(out, "{}", installed.install_id)?;
+                    Ok(())
+                })
+                .await;
+                out.flush()?;
+                let batch = batch?;
+                eprintln!(
+                    "installed {} in {:.2} s ({} installs/s, {concurrency} at once)",
+                    batch.installed,
+                    batch.elapsed.as_secs_f64(),
+                    format_rate(batch.rate())
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let installed = install::install(&plan).await?;
             let first = installed
                 .orgs
@@ -249,6 +316,7 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             target,
             key,
             install,
+            installs_file,
             concurrency,
             connections,
             requests,
@@ -259,7 +327,11 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let plan = get_token::Plan {
                 targets: parse_targets(&target)?,
                 bearer: Bearer::new(&key)?,
-                install_id: install,
+                install_ids: match (install, installs_file) {
+                    (Some(id), _) => vec![id],
+                    (None, Some(file)) => get_token::read_installs_file(&file)?,
+                    (None, None) => anyhow::bail!("--install or --installs-file is required"),
+                },
                 min_validity_seconds,
                 concurrency: check_concurrency("--concurrency", concurrency)?,
                 connections_per_target: check_concurrency("--connections", connections)?,
@@ -267,6 +339,35 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 warmup,
             };
             let report = get_token::run(plan).await?;
+            emit(&serde_json::to_string(&report)?)?;
+            eprintln!("{}", report.human());
+        }
+        Command::LeanGetToken {
+            target,
+            key,
+            install,
+            concurrency,
+            connections,
+            requests,
+            duration_secs,
+            warmup_secs,
+        } => {
+            let plan = lean::Plan {
+                targets: parse_targets(&target)?,
+                bearer: Bearer::new(&key)?,
+                install_id: install,
+                concurrency: check_concurrency("--concurrency", concurrency)?,
+                connections_per_target: check_concurrency("--connections", connections)?,
+                budget: Budget::new(requests, duration_secs)?,
+                warmup: if warmup_secs == 0.0 {
+                    Duration::ZERO
+                } else {
+                    Budget::new(1, warmup_secs)
+                        .map_err(|_| anyhow::anyhow!("--warmup-secs must be 0 or a duration"))?
+                        .duration
+                },
+            };
+            let report = lean::run(plan).await?;
             emit(&serde_json::to_string(&report)?)?;
             eprintln!("{}", report.human());
         }
@@ -384,6 +485,9 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let results = report::Results::load(&dir)?;
             let rendered = report::render(&results, token_latency_ms);
             emit(rendered.markdown.trim_end())?;
+            for missed in &rendered.goals_missed {
+                eprintln!("loadgen report: goal missed: {missed}");
+            }
             if !rendered.failures.is_empty() {
                 for failure in &rendered.failures {
                     eprintln!("loadgen report: FAILED: {failure}");
