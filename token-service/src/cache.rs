@@ -220,7 +220,9 @@ impl GrantCache {
     }
 
     /// May the cache answer before Redis is asked? While tracked; and for a moment after Redis
-    /// failed to answer (an outage), when every entry is as good as Redis's last word.
+    /// failed to answer (an outage), when every entry is as good as Redis's last word. The
+    /// lookups ([`GrantCache::install`], [`GrantCache::org`]) apply it per entry themselves.
+    #[cfg(test)]
     pub fn answers_first(&self) -> bool {
         self.coherence() == Coherence::Tracked || self.redis_down()
     }

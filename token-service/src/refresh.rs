@@ -152,14 +152,13 @@ impl Refresher {
     /// the margin, above the floor) hands out the stored token and refreshes in the background.
     ///
     /// The grant cache answers first while it is coherent (docs/design.md, "The grant cache"):
-    /// a hit touches neither Redis nor the keyring. A cached token that does not do is read again
-    /// from Redis (it may be stale: a ForceRefresh of a token another replica already replaced
-    /// finds the newer one there). When Redis does not answer, the cached token is served if it
-    /// still does: only a due refresh fails through a Redis outage.
+    /// a hit touches neither Redis nor the keyring. A cached token that does not satisfy `need`
+    /// is read again from Redis (it may be stale: a ForceRefresh of a token another replica
+    /// already replaced finds the newer one there). When Redis does not answer, the cached token
+    /// is served if it satisfies `need`: only a due refresh fails through a Redis outage.
     pub async fn token(self: &Arc<Self>, id: InstallId, need: Need) -> Result<Arc<Handout>, Error> {
         let cache = self.store.cache();
-        if cache.answers_first()
-            && let Some(cached) = cache.install(&id)
+        if let Some(cached) = cache.install(&id)
             && self.serves(&cached, &need)?
         {
             return Ok(cached);

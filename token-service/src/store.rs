@@ -634,9 +634,7 @@ impl Store {
     /// Every install that covers `org`, newest first: from the grant cache when it answers
     /// first, else from Redis (and kept); from the cache also when Redis does not answer.
     pub async fn installs_for_org(&self, org: &OrgId) -> Result<Arc<[InstallId]>, StoreError> {
-        if self.cache.answers_first()
-            && let Some(ids) = self.cache.org(org)
-        {
+        if let Some(ids) = self.cache.org(org) {
             return Ok(ids);
         }
         let ticket = self.cache.org_ticket(org);
