@@ -249,6 +249,7 @@ impl Stack {
                 code,
                 code_verifier: verifier,
                 redirect_uri: REDIRECT_URI.into(),
+                ..Default::default()
             })
             .await
             .expect("install completes")

@@ -72,6 +72,8 @@ impl TokenClient {
             code: code.to_owned(),
             code_verifier: verifier.expose_secret().to_owned(),
             redirect_uri: redirect_uri.to_owned(),
+            // Reconnect (issue 14) is wired through `/auth` state by auth-service's own change.
+            reauthorize_install_id: String::new(),
         };
         let install = self
             .channel

@@ -89,6 +89,17 @@ impl TokenService for Echo {
             "the echo server only answers GetAccessToken",
         ))
     }
+
+    type WatchInstallEventsStream = futures::stream::Empty<Result<pb::InstallEvent, Status>>;
+
+    async fn watch_install_events(
+        &self,
+        _req: Request<pb::WatchInstallEventsRequest>,
+    ) -> Result<Response<Self::WatchInstallEventsStream>, Status> {
+        Err(Status::unimplemented(
+            "the echo server only answers GetAccessToken",
+        ))
+    }
 }
 
 /// A bound, not yet serving echo server (bind port 0 and read [`EchoServer::local_addr`]).

@@ -132,6 +132,7 @@ impl Installer {
             code,
             code_verifier: pkce.verifier.clone(),
             redirect_uri: plan.redirect_uri.clone(),
+            ..Default::default()
         });
         let install = tokio::time::timeout(CALL_TIMEOUT, completing)
             .await

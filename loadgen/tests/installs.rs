@@ -78,6 +78,15 @@ impl TokenService for Recording {
     ) -> Result<Response<pb::DeleteInstallResponse>, Status> {
         Err(only_get_access_token())
     }
+
+    type WatchInstallEventsStream = futures::stream::Empty<Result<pb::InstallEvent, Status>>;
+
+    async fn watch_install_events(
+        &self,
+        _req: Request<pb::WatchInstallEventsRequest>,
+    ) -> Result<Response<Self::WatchInstallEventsStream>, Status> {
+        Err(only_get_access_token())
+    }
 }
 
 #[tokio::test]

@@ -74,7 +74,7 @@ fn generated_requests_get_clear_client_errors() {
                 rejected_access_token: b.clone(),
             }).await;
             assert_client_error("ForceRefresh", r.map(drop))?;
-            let r = client.complete_install(pb::CompleteInstallRequest { code: a.clone(), code_verifier: b.clone(), redirect_uri: c.clone() }).await;
+            let r = client.complete_install(pb::CompleteInstallRequest { code: a.clone(), code_verifier: b.clone(), redirect_uri: c.clone() ,..Default::default()}).await;
             assert_client_error("CompleteInstall", r.map(drop))?;
             let r = client.get_install(pb::GetInstallRequest { install_id: a.clone() }).await;
             assert_client_error("GetInstall", r.map(drop))?;

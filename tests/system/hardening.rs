@@ -129,6 +129,7 @@ async fn a_redirected_orgs_listing_fails_the_install_without_following() {
             code,
             code_verifier: verifier,
             redirect_uri: REDIRECT_URI.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -32,6 +32,7 @@ async fn install_for_orgs(stack: &Stack, c: &mut Client, orgs: &[&OrgSeed]) -> p
         code,
         code_verifier: verifier,
         redirect_uri: REDIRECT_URI.into(),
+        ..Default::default()
     })
     .await
     .expect("install completes")

@@ -86,6 +86,7 @@ fn complete_install(code: String, code_verifier: String) -> pb::CompleteInstallR
         code,
         code_verifier,
         redirect_uri: REDIRECT_URI.into(),
+        ..Default::default()
     }
 }
 

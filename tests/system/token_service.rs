@@ -63,6 +63,7 @@ async fn bad_codes_are_invalid_argument_with_snyks_description() {
             code: code.clone(),
             code_verifier: other_verifier,
             redirect_uri: REDIRECT_URI.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -79,6 +80,7 @@ async fn bad_codes_are_invalid_argument_with_snyks_description() {
             code: "no-such-code".into(),
             code_verifier: verifier,
             redirect_uri: REDIRECT_URI.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -154,6 +156,7 @@ async fn bad_input_gets_clear_statuses() {
             code: "c".into(),
             code_verifier: "short".into(),
             redirect_uri: REDIRECT_URI.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -164,6 +167,7 @@ async fn bad_input_gets_clear_statuses() {
             code: String::new(),
             code_verifier: pkce().0,
             redirect_uri: REDIRECT_URI.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -173,6 +177,7 @@ async fn bad_input_gets_clear_statuses() {
             code: "c".into(),
             code_verifier: pkce().0,
             redirect_uri: "javascript:alert(1)".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -184,6 +189,7 @@ async fn bad_input_gets_clear_statuses() {
             code: "c".repeat(1_000_000),
             code_verifier: pkce().0,
             redirect_uri: REDIRECT_URI.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -490,4 +490,17 @@ impl TokenService for TokenApi {
         );
         outcome.map(|()| Response::new(pb::DeleteInstallResponse {}))
     }
+
+    type WatchInstallEventsStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<pb::InstallEvent, Status>> + Send + 'static>,
+    >;
+
+    async fn watch_install_events(
+        &self,
+        _req: Request<pb::WatchInstallEventsRequest>,
+    ) -> Result<Response<Self::WatchInstallEventsStream>, Status> {
+        Err(Status::unimplemented(
+            "WatchInstallEvents is being built (issue 14)",
+        ))
+    }
 }
