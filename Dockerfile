@@ -47,11 +47,14 @@ COPY . .
 # Dependencies are cached across builds in BuildKit cache mounts (the registry, git checkouts and
 # the target directory), so a source change rebuilds only our crates. The target directory is a
 # cache mount, not part of the image: the binaries are copied out of it in the same step.
+# token-service is built on its own: cargo unifies dependency features per build, and built with
+# actix's crates tracing and its dependents get features (among them `log`) that cost the token
+# fetch about 8% more CPU per call (docs/benchmarks.md). scripts/image and scripts/bench do the same.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/app/target,sharing=locked \
-    cargo build --release --locked \
-        --bin auth-service --bin token-service --bin projects-service --bin fake-snyk \
+    cargo build --release --locked --bin token-service \
+ && cargo build --release --locked --bin auth-service --bin projects-service --bin fake-snyk \
  && mkdir -p /out \
  && cp target/release/auth-service target/release/token-service \
        target/release/projects-service target/release/fake-snyk /out/

@@ -7,6 +7,7 @@
 use std::{
     path::Path,
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -24,6 +25,9 @@ pub struct ChromeDriver {
     child: Child,
     url: String,
     profile: tempfile::TempDir,
+    /// Sessions started so far: each gets a profile of its own (its own cookies), so two
+    /// sessions are two browsers.
+    sessions: AtomicUsize,
 }
 
 impl ChromeDriver {
@@ -56,6 +60,7 @@ impl ChromeDriver {
             child,
             url: format!("http://127.0.0.1:{port}"),
             profile,
+            sessions: AtomicUsize::new(0),
         };
         driver.wait_ready().await;
         driver
@@ -83,7 +88,10 @@ impl ChromeDriver {
         }
     }
 
+    /// A new browser: its own profile, so it shares no cookie with any other session.
     pub async fn session(&self) -> Client {
+        let n = self.sessions.fetch_add(1, Ordering::Relaxed);
+        let profile = self.profile.path().join(format!("session-{n}"));
         let options = json!({
             "binary": CHROMIUM,
             "args": [
@@ -96,7 +104,7 @@ impl ChromeDriver {
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
-                format!("--user-data-dir={}", self.profile.path().display()),
+                format!("--user-data-dir={}", profile.display()),
             ],
         });
         let mut caps = serde_json::Map::new();
@@ -163,4 +171,61 @@ pub async fn install_in_browser(browser: &Client, app_url: &str) -> (String, Str
         .unwrap_or_else(|| panic!("the install ends on {app_url}/installs/…, not on {url}"))
         .to_owned();
     (install_id, org.text().await.unwrap())
+}
+
+/// Another site (`http://localhost:{port}`, while the app is on 127.0.0.1: another origin and
+/// another site): it serves one page, a form that posts to `action` on the app with a button
+/// `id="forged"`, as a CSRF attack would. Served until dropped.
+pub struct CrossSitePage {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CrossSitePage {
+    pub async fn serve(action: &str) -> CrossSitePage {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let html = format!(
+            "<!DOCTYPE html><html><head><title>Win a prize</title></head><body>\
+             <form method=\"post\" action=\"{action}\">\
+             <button type=\"submit\" id=\"forged\">Claim</button></form></body></html>"
+        );
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{html}",
+            html.len()
+        );
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let response = response.clone();
+                tokio::spawn(async move {
+                    // Read the request head (any path gets the page), then answer and close.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let _ = conn.write_all(response.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        CrossSitePage {
+            url: format!("http://localhost:{port}/"),
+            task,
+        }
+    }
+}
+
+impl Drop for CrossSitePage {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

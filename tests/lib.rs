@@ -40,7 +40,7 @@ pub const PROJECTS_TOKEN_KEY: &str = "projects-service-key-0123456789";
 /// What projects-service may call on token-service (as in docker-compose.yml).
 pub const PROJECTS_SERVICE_RPCS: &str = "GetAccessToken+ForceRefresh";
 /// What auth-service may call on token-service (as in docker-compose.yml).
-pub const AUTH_SERVICE_RPCS: &str = "CompleteInstall+GetInstall";
+pub const AUTH_SERVICE_RPCS: &str = "CompleteInstall+GetInstall+DeleteInstall";
 pub const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
@@ -302,6 +302,17 @@ impl Stack {
                     .query_async(&mut c)
                     .await
                     .unwrap(),
+                // The lifecycle events (`snykapps:events`): every field of every entry.
+                "stream" => {
+                    let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+                        .arg(&k)
+                        .arg("-")
+                        .arg("+")
+                        .query_async(&mut c)
+                        .await
+                        .unwrap();
+                    entries.into_iter().flat_map(|(_, fields)| fields).collect()
+                }
                 other => panic!("unexpected key type {other}"),
             };
             for v in vals {
@@ -1174,4 +1185,176 @@ impl tonic::codec::Decoder for RawDecoder {
         src.copy_to_slice(&mut out);
         Ok(Some(out))
     }
+}
+
+// ---- Reconnect and Disconnect (issue 14) ------------------------------------------------------
+
+/// The pending sign-ins in auth-service's Redis: each `auth:state:*` key's JSON record.
+pub async fn pending_sign_ins(stack: &Stack) -> Vec<serde_json::Value> {
+    let mut c = stack.redis_conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("auth:state:*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut records = Vec::new();
+    for key in keys {
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if let Some(raw) = raw {
+            records.push(serde_json::from_str(&raw).expect("a JSON sign-in record"));
+        }
+    }
+    records
+}
+
+impl AuthStack {
+    /// A form post from auth-service's own page, as a browser labels it (`Origin` and
+    /// `Sec-Fetch-Site: same-origin`).
+    pub async fn post_from_our_page(&self, browser: &Browser, path: &str) -> reqwest::Response {
+        let origin = self.auth.url.clone();
+        browser
+            .post(
+                &self.url(path),
+                &[
+                    ("origin", origin.as_str()),
+                    ("sec-fetch-site", "same-origin"),
+                ],
+            )
+            .await
+    }
+
+    /// Presses Reconnect on install `id`'s page: asserts the 303 to the fake's consent page and
+    /// returns its URL.
+    pub async fn begin_reconnect(&self, browser: &Browser, id: &str) -> reqwest::Url {
+        let res = self
+            .post_from_our_page(browser, &format!("/installs/{id}/reconnect"))
+            .await;
+        assert_eq!(res.status(), 303, "Reconnect redirects to Snyk");
+        let location = res.headers()["location"].to_str().unwrap();
+        let url = reqwest::Url::parse(location).expect("an absolute URL");
+        assert!(
+            url.as_str()
+                .starts_with(&format!("{}/oauth2/authorize?", self.stack.fake.url())),
+            "{url}"
+        );
+        url
+    }
+
+    /// The user approves at Snyk's consent page `consent` but picks only `orgs`: the callback URL
+    /// (with the consent page's state) the browser is sent to, not visited.
+    pub fn approve_for_orgs(
+        &self,
+        consent: &reqwest::Url,
+        orgs: &[&fake_snyk::OrgSeed],
+    ) -> reqwest::Url {
+        let q: std::collections::HashMap<String, String> =
+            consent.query_pairs().into_owned().collect();
+        let ids: Vec<_> = orgs.iter().map(|o| o.id).collect();
+        let code = self
+            .stack
+            .fake
+            .approve_for_orgs(
+                CLIENT_ID,
+                &self.redirect_uri,
+                &q["code_challenge"],
+                None,
+                &ids,
+            )
+            .expect("approved");
+        let mut url = reqwest::Url::parse(&self.redirect_uri).unwrap();
+        url.query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("state", &q["state"]);
+        url
+    }
+}
+
+// ---- Lifecycle events and reconnect (issue 14: tests/system/events.rs, reconnect.rs) ----
+
+/// `CompleteInstall` with `reauthorize_install_id`: the user approves again (all orgs, or only
+/// `orgs` when given) and the new grant replaces `install_id`'s.
+pub async fn reconnect(
+    stack: &Stack,
+    client: &mut Client,
+    install_id: &str,
+    orgs: Option<&[&fake_snyk::OrgSeed]>,
+) -> Result<pb::Install, Status> {
+    let (verifier, challenge) = pkce();
+    let code = match orgs {
+        Some(orgs) => {
+            let ids: Vec<_> = orgs.iter().map(|o| o.id).collect();
+            stack
+                .fake
+                .approve_for_orgs(CLIENT_ID, REDIRECT_URI, &challenge, None, &ids)
+        }
+        None => stack
+            .fake
+            .approve(CLIENT_ID, REDIRECT_URI, &challenge, None),
+    }
+    .expect("approved");
+    client
+        .complete_install(pb::CompleteInstallRequest {
+            code,
+            code_verifier: verifier,
+            redirect_uri: REDIRECT_URI.into(),
+            reauthorize_install_id: install_id.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// `WatchInstallEvents(after_event_id)`: the stream, or the status the RPC answered.
+pub async fn watch_events(
+    client: &mut Client,
+    after: &str,
+) -> Result<tonic::Streaming<pb::InstallEvent>, Status> {
+    client
+        .watch_install_events(pb::WatchInstallEventsRequest {
+            after_event_id: after.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The next `n` events of a watch; fails the test after 10 s, naming what arrived.
+pub async fn next_events(
+    stream: &mut tonic::Streaming<pb::InstallEvent>,
+    n: usize,
+) -> Vec<pb::InstallEvent> {
+    let mut got = Vec::with_capacity(n);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while got.len() < n {
+        match tokio::time::timeout_at(deadline, stream.message()).await {
+            Ok(Ok(Some(e))) => got.push(e),
+            Ok(Ok(None)) => panic!("the watch ended after {got:?}"),
+            Ok(Err(status)) => panic!("the watch failed with {status:?} after {got:?}"),
+            Err(_) => panic!("waited 10 s for {n} events, got {}: {got:?}", got.len()),
+        }
+    }
+    got
+}
+
+/// The kind names of `events`, for readable assertions.
+pub fn kinds(events: &[pb::InstallEvent]) -> Vec<pb::InstallEventKind> {
+    events.iter().map(pb::InstallEvent::kind).collect()
+}
+
+/// Every entry of the event stream as Redis holds it: (id, kind, install id).
+pub async fn stored_events(stack: &Stack) -> Vec<(String, String, String)> {
+    let mut c = stack.redis_conn().await;
+    let entries: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("snykapps:events")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(id, f)| (id, f["kind"].clone(), f["install_id"].clone()))
+        .collect()
 }

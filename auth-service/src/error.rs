@@ -44,6 +44,14 @@ pub enum PageError {
     /// A state-changing form posted from another site (CSRF) or without a way to tell.
     #[error("cross-site request refused")]
     CrossSite,
+    /// Reconnect or Disconnect of an install this browser's session does not hold (another
+    /// browser, a signed-out or expired session). Decided from the session alone, before any
+    /// lookup, so the page is the same whether the install exists or not.
+    #[error("the install is not this browser's")]
+    NotYourInstall,
+    /// A Reconnect reached token-service after the install was deleted.
+    #[error("the install no longer exists")]
+    InstallGone,
     /// Too many sign-ins started from one address; retry after that many seconds.
     #[error("rate limited")]
     TooManyRequests { retry_after_secs: u64 },
@@ -104,6 +112,18 @@ impl PageError {
                  button on the app's page instead.",
                 false,
             ),
+            PageError::NotYourInstall => templates::message(
+                "This installation cannot be changed from here",
+                "Only the browser that installed it, while still signed in, can reconnect or \
+                 disconnect an installation. Nothing was changed.",
+                false,
+            ),
+            PageError::InstallGone => templates::message(
+                "This installation no longer exists",
+                "This installation was disconnected or deleted, so it cannot be reconnected. \
+                 Install the app again to create a new installation.",
+                true,
+            ),
             PageError::TooManyRequests { .. } => templates::message(
                 "Too many sign-ins",
                 "Too many installations were started from your network in the last minute. Please \
@@ -137,7 +157,8 @@ impl ResponseError for PageError {
             | PageError::CodeRejected(_) => StatusCode::BAD_REQUEST,
             PageError::NotFound => StatusCode::NOT_FOUND,
             PageError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            PageError::CrossSite => StatusCode::FORBIDDEN,
+            PageError::CrossSite | PageError::NotYourInstall => StatusCode::FORBIDDEN,
+            PageError::InstallGone => StatusCode::GONE,
             PageError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             PageError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -218,6 +239,8 @@ mod tests {
             (PageError::NotFound, 404),
             (PageError::MethodNotAllowed { allow: "POST" }, 405),
             (PageError::CrossSite, 403),
+            (PageError::NotYourInstall, 403),
+            (PageError::InstallGone, 410),
             (
                 PageError::TooManyRequests {
                     retry_after_secs: 7,

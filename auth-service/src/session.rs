@@ -9,7 +9,7 @@
 //!   forged; same attributes. The expiry is inside the sealed value, so a cookie kept past its
 //!   `Max-Age` (a copied cookie, a browser that ignores it) is still refused after
 //!   `AUTH_SESSION_TTL_SECONDS`. It is what lets a browser see an install's page: install ids are
-//!   never enough on their own. `POST /logout` clears it.
+//!   never enough on their own. `POST /logout` clears it; Disconnect drops its install from it.
 //!
 //! The first key of `AUTH_COOKIE_KEY` seals; every key opens, so keys rotate without signing
 //! anyone out. When the public URL is https both names get the `__Host-` prefix: the browser then
@@ -53,6 +53,17 @@ impl Session {
         self.installs.retain(|i| *i != install_id);
         self.installs.insert(0, install_id);
         self.installs.truncate(MAX_INSTALLS);
+    }
+
+    /// Forgets `install_id` (Disconnect). `true` when it was there.
+    pub fn remove(&mut self, install_id: &InstallId) -> bool {
+        let before = self.installs.len();
+        self.installs.retain(|i| i != install_id);
+        self.installs.len() != before
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.installs.is_empty()
     }
 
     /// The sealed plain text: `<expires_at>|<id>,<id>,…` (Unix seconds).
@@ -262,6 +273,19 @@ mod tests {
         s.add(id(5));
         assert_eq!(s.installs()[0], id(5));
         assert_eq!(s.installs().iter().filter(|i| **i == id(5)).count(), 1);
+    }
+
+    #[test]
+    fn remove_forgets_one_install_only() {
+        let mut s = Session::default();
+        s.add(id(1));
+        s.add(id(2));
+        assert!(s.remove(&id(1)));
+        assert_eq!(s.installs(), &[id(2)]);
+        assert!(!s.remove(&id(1)), "already gone");
+        assert!(!s.is_empty());
+        assert!(s.remove(&id(2)));
+        assert!(s.is_empty());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Pending sign-ins: the OAuth `state` of every `/auth` this service started, kept in Redis for
 //! ten minutes and consumed exactly once by `/callback`.
 //!
-//! Each record is `auth:state:<state>` → JSON `{verifier, binding_hash, created_at}`, written with
+//! Each record is `auth:state:<state>` → JSON `{verifier, binding_hash, created_at}` (plus
+//! `reconnect`: the install id, for a Reconnect of an existing install), written with
 //! `SET … EX 600`. `/callback` first reads it without deleting ([`StateStore::peek`]) and checks
 //! the browser binding; only the browser that started the sign-in then consumes it
 //! ([`StateStore::consume`]: a Lua compare-and-delete on the record it read), so a callback
@@ -12,6 +13,11 @@
 //! callback URL) does not match. Redis never sees the binding itself nor the authorization code;
 //! it does see the PKCE verifier, which is worthless without the code and lives at most ten
 //! minutes. This is auth-service's own Redis (`AUTH_REDIS_URL`), not the grants'.
+//!
+//! A Reconnect carries the install it re-authorizes only here, server-side: the id is written
+//! by `POST /installs/{id}/reconnect` after it checked that the browser's session owns the
+//! install, and `/callback` takes it from the record, never from its query, so no link can
+//! point a sign-in at someone else's install.
 
 use std::{
     fmt,
@@ -25,6 +31,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use snykapps_ids::InstallId;
 use subtle::ConstantTimeEq as _;
 
 /// How long a started sign-in may take (the issue's ten minutes; Snyk's codes live as long).
@@ -116,6 +123,20 @@ struct Record {
     binding_hash: String,
     /// Unix seconds.
     created_at: u64,
+    /// The install a Reconnect re-authorizes; absent for a new install (and in records written
+    /// before Reconnect existed, which therefore still read as new installs).
+    /// Kept as text and read with [`InstallId::parse`] (the hyphenated form only), like every id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reconnect: Option<String>,
+}
+
+/// What a sign-in is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Install the app anew (Install on the landing page): a new install id.
+    Install,
+    /// Re-authorize this existing install (Reconnect on its page): the id stays.
+    Reconnect(InstallId),
 }
 
 /// A pending sign-in, as `/callback` gets it back.
@@ -123,6 +144,7 @@ pub struct Pending {
     verifier: SecretString,
     binding_hash: [u8; 32],
     created_at: u64,
+    purpose: Purpose,
     /// The record exactly as read: [`StateStore::consume`] deletes the key only while it holds it.
     raw: SecretString,
 }
@@ -131,6 +153,7 @@ impl fmt::Debug for Pending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pending")
             .field("created_at", &self.created_at)
+            .field("purpose", &self.purpose)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +173,11 @@ impl Pending {
     pub fn verifier(&self) -> &SecretString {
         &self.verifier
     }
+
+    /// A new install, or a Reconnect of which install.
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
+    }
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -159,11 +187,15 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn encode(verifier: &SecretString, binding: &Binding, created_at: u64) -> String {
+fn encode(verifier: &SecretString, binding: &Binding, created_at: u64, purpose: Purpose) -> String {
     let record = Record {
         verifier: verifier.expose_secret().to_owned(),
         binding_hash: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(binding.hash()),
         created_at,
+        reconnect: match purpose {
+            Purpose::Install => None,
+            Purpose::Reconnect(id) => Some(id.to_string()),
+        },
     };
     // Serializing three plain fields cannot fail; an empty string would only make the state unusable.
     serde_json::to_string(&record).unwrap_or_default()
@@ -175,10 +207,15 @@ fn decode(raw: &str) -> Result<Pending, StateError> {
         .decode(&record.binding_hash)
         .map_err(|_| StateError::Corrupt)?;
     let binding_hash: [u8; 32] = hash.try_into().map_err(|_| StateError::Corrupt)?;
+    let purpose = match record.reconnect.as_deref() {
+        None => Purpose::Install,
+        Some(id) => Purpose::Reconnect(InstallId::parse(id).map_err(|_| StateError::Corrupt)?),
+    };
     Ok(Pending {
         verifier: record.verifier.into(),
         binding_hash,
         created_at: record.created_at,
+        purpose,
         raw: raw.to_owned().into(),
     })
 }
@@ -240,14 +277,16 @@ impl StateStore {
         Ok(())
     }
 
-    /// Records a new sign-in bound to `binding`; returns its state.
+    /// Records a new sign-in for `purpose`, bound to `binding`; returns its state. For a
+    /// [`Purpose::Reconnect`] the caller has checked that the browser's session owns the install.
     pub async fn begin(
         &self,
         binding: &Binding,
         verifier: &SecretString,
+        purpose: Purpose,
     ) -> Result<OAuthState, StateError> {
         let mut c = self.conn.clone();
-        let record = encode(verifier, binding, unix_now());
+        let record = encode(verifier, binding, unix_now(), purpose);
         let state = OAuthState::generate();
         // No NX: two equal 256-bit random values will not be drawn.
         let () = redis::cmd("SET")
@@ -292,7 +331,7 @@ mod tests {
     fn records_round_trip_and_bind_to_their_browser() {
         let binding = Binding::generate();
         let verifier = SecretString::from("v".repeat(64));
-        let raw = encode(&verifier, &binding, 1_700_000_000);
+        let raw = encode(&verifier, &binding, 1_700_000_000, Purpose::Install);
         let pending = decode(&raw).expect("decodes");
         assert_eq!(pending.verifier().expose_secret(), verifier.expose_secret());
         assert!(pending.is_bound_to(Some(&binding)));
@@ -310,13 +349,52 @@ mod tests {
     #[test]
     fn the_stored_form_is_stable_json() {
         let binding = Binding::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").expect("shape");
-        let raw = encode(&SecretString::from("verifier"), &binding, 7);
+        let raw = encode(
+            &SecretString::from("verifier"),
+            &binding,
+            7,
+            Purpose::Install,
+        );
         let json: serde_json::Value = serde_json::from_str(&raw).expect("json");
         assert_eq!(json["verifier"], "verifier");
         assert_eq!(json["created_at"], 7);
         let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(Sha256::digest(binding.value()));
         assert_eq!(json["binding_hash"], expected.as_str());
+        assert!(
+            json.get("reconnect").is_none(),
+            "a new install's record has no reconnect field: {raw}"
+        );
+    }
+
+    #[test]
+    fn a_reconnect_keeps_its_install_in_the_record() {
+        let id = InstallId::parse("3f1a0b9e-8f5c-4f4e-9a51-6f1f6f0f1a2b").expect("id");
+        let raw = encode(
+            &SecretString::from("v"),
+            &Binding::generate(),
+            7,
+            Purpose::Reconnect(id),
+        );
+        let json: serde_json::Value = serde_json::from_str(&raw).expect("json");
+        assert_eq!(json["reconnect"], "3f1a0b9e-8f5c-4f4e-9a51-6f1f6f0f1a2b");
+        assert_eq!(
+            decode(&raw).expect("decodes").purpose(),
+            Purpose::Reconnect(id)
+        );
+        let new = encode(
+            &SecretString::from("v"),
+            &Binding::generate(),
+            7,
+            Purpose::Install,
+        );
+        assert_eq!(decode(&new).expect("decodes").purpose(), Purpose::Install);
+    }
+
+    #[test]
+    fn records_written_before_reconnect_read_as_new_installs() {
+        let old = r#"{"verifier":"v","binding_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","created_at":1}"#;
+        assert_eq!(decode(old).expect("decodes").purpose(), Purpose::Install);
     }
 
     #[test]
@@ -326,6 +404,8 @@ mod tests {
             "{}",
             "not json",
             r#"{"verifier":"v","binding_hash":"c2hvcnQ","created_at":1}"#,
+            r#"{"verifier":"v","binding_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","created_at":1,"reconnect":"not-an-id"}"#,
+            r#"{"verifier":"v","binding_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","created_at":1,"reconnect":"3f1a0b9e8f5c4f4e9a516f1f6f0f1a2b"}"#,
         ] {
             assert!(matches!(decode(raw), Err(StateError::Corrupt)), "{raw}");
         }
@@ -333,7 +413,12 @@ mod tests {
 
     #[test]
     fn expiry_follows_the_ttl() {
-        let raw = encode(&SecretString::from("v"), &Binding::generate(), 1_000);
+        let raw = encode(
+            &SecretString::from("v"),
+            &Binding::generate(),
+            1_000,
+            Purpose::Install,
+        );
         let pending = decode(&raw).expect("decodes");
         assert!(!pending.is_expired(1_000 + 600));
         assert!(pending.is_expired(1_000 + 601));
@@ -362,7 +447,13 @@ mod tests {
     fn debug_shows_no_secret() {
         let b = Binding::generate();
         let s = OAuthState::generate();
-        let p = decode(&encode(&SecretString::from("the-verifier"), &b, 1)).expect("decodes");
+        let p = decode(&encode(
+            &SecretString::from("the-verifier"),
+            &b,
+            1,
+            Purpose::Install,
+        ))
+        .expect("decodes");
         let dbg = format!("{b:?} {s:?} {p:?}");
         assert!(
             !dbg.contains(b.value()) && !dbg.contains(s.as_str()) && !dbg.contains("the-verifier"),

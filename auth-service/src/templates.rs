@@ -166,6 +166,20 @@ impl InstallView {
 const LOGOUT_FORM: &str = "<form class=\"logout\" method=\"post\" action=\"/logout\">\
     <button class=\"button\" type=\"submit\" id=\"logout\">Log out</button></form>\n";
 
+/// What Disconnect does, on the confirmation page. Only what is true of token-service's
+/// `DeleteInstall`: it revokes the install's refresh token at Snyk (`/oauth2/revoke`, which
+/// revokes the whole grant at once), then deletes the stored grant; it cannot remove the app from
+/// Snyk's own list of installed apps.
+const DISCONNECT_EFFECTS: &str = "<ul class=\"facts\" id=\"disconnect-effects\">\n\
+    <li>At Snyk, the app's access for this installation is revoked at once: its tokens stop \
+    working, so the app can no longer read these organizations or their projects.</li>\n\
+    <li>Here, the installation and its stored credentials are deleted, and this browser no longer \
+    shows it.</li>\n\
+    <li>The app stays listed among your installed apps in Snyk until you remove it there (in the \
+    organization's settings).</li>\n\
+    <li>To see the projects again later, install the app anew: that is a new installation.</li>\n\
+    </ul>\n";
+
 /// `GET /installs/{install_id}`.
 pub fn install(view: &InstallView) -> String {
     let mut body = String::from("<section>\n<h1>Your installation</h1>\n<p class=\"meta\">");
@@ -186,19 +200,58 @@ pub fn install(view: &InstallView) -> String {
             "<div class=\"banner\" id=\"reauth\" role=\"alert\">\n\
              <p><strong>Snyk access was lost; reconnect.</strong> Snyk no longer accepts this \
              installation's credentials (the app was revoked, or its access expired). Reconnect to \
-             authorize the app again.</p>\n\
-             <p><a class=\"button\" id=\"reconnect\" href=\"/auth\">Reconnect</a></p>\n</div>\n",
+             authorize the app again; this installation keeps its identity.</p>\n",
+        );
+        // A form post, not a link to `/auth`: the install id travels in the server-side state
+        // that `POST /installs/{id}/reconnect` creates after checking this browser owns it.
+        let _ = write!(
+            body,
+            "<form class=\"reconnect\" method=\"post\" action=\"/installs/{id}/reconnect\">\
+             <button class=\"button\" type=\"submit\" id=\"reconnect\">Reconnect</button></form>\n</div>\n",
+            id = escape(&view.install_id)
         );
     }
     if view.orgs.is_empty() {
         body.push_str("<p>Snyk shows this installation no organization.</p>\n");
     }
+    body.push_str("<div class=\"actions\">\n");
     body.push_str(LOGOUT_FORM);
-    body.push_str("</section>\n");
+    // A link to the confirmation page (a GET changes nothing); only its form deletes.
+    let _ = writeln!(
+        body,
+        "<a class=\"button secondary\" id=\"disconnect\" href=\"/installs/{}/disconnect\">Disconnect</a>",
+        escape(&view.install_id)
+    );
+    body.push_str("</div>\n</section>\n");
     for org in &view.orgs {
         org_section(&mut body, org);
     }
     layout("Your installation", &body)
+}
+
+/// `GET /installs/{install_id}/disconnect`: what Disconnect does, and the form that does it.
+pub fn confirm_disconnect(install_id: &str) -> String {
+    let id = escape(install_id);
+    let body = format!(
+        "<section class=\"notice\">\n<h1>Disconnect this installation?</h1>\n\
+         <p>Install <code id=\"install-id\">{id}</code></p>\n\
+         {DISCONNECT_EFFECTS}\
+         <form class=\"disconnect\" method=\"post\" action=\"/installs/{id}/disconnect\">\
+         <button class=\"button danger\" type=\"submit\" id=\"confirm-disconnect\">Disconnect</button> \
+         <a id=\"cancel\" href=\"/installs/{id}\">Cancel</a></form>\n</section>"
+    );
+    layout("Disconnect", &body)
+}
+
+/// `GET /disconnected`: the page after a Disconnect.
+pub fn disconnected() -> String {
+    let body = "<section class=\"notice\">\n<h1>Disconnected</h1>\n\
+        <p id=\"message\">The installation was disconnected: its access at Snyk was revoked and its \
+        stored credentials were deleted. The app stays listed among your installed apps in Snyk \
+        until you remove it there.</p>\n\
+        <p><a class=\"button\" id=\"install\" href=\"/auth\">Install again</a> \
+        <a href=\"/\">Back to the start page</a></p>\n</section>";
+    layout("Disconnected", body)
 }
 
 fn org_section(body: &mut String, org: &OrgView) {
@@ -282,6 +335,8 @@ mod tests {
             snyk_error("e", Some("d")),
             message("t", "m", true),
             install(&view),
+            confirm_disconnect("i"),
+            disconnected(),
         ] {
             for banned in ["<script", "style=", "<style", "onclick", "javascript:"] {
                 assert!(!page.contains(banned), "{banned} in {page}");
@@ -339,9 +394,53 @@ mod tests {
             name: "Two".into(),
             projects: Some(Err(ProjectsError::NeedsReauth)),
         });
-        assert!(install(&view).contains("id=\"reconnect\" href=\"/auth\""));
+        let page = install(&view);
+        assert!(
+            page.contains(
+                "<form class=\"reconnect\" method=\"post\" action=\"/installs/abc/reconnect\">\
+                 <button class=\"button\" type=\"submit\" id=\"reconnect\">Reconnect</button></form>"
+            ),
+            "Reconnect posts for this install: {page}"
+        );
+        assert!(
+            !page.contains("href=\"/auth\""),
+            "no bare link that makes a new install"
+        );
         view.orgs[1].projects = Some(Err(ProjectsError::Unavailable("down".into())));
         let page = install(&view);
         assert!(page.contains("unavailable right now") && !page.contains("down"));
+    }
+
+    #[test]
+    fn every_install_page_offers_disconnect_through_a_confirmation() {
+        let view = InstallView {
+            install_id: "abc".into(),
+            state: InstallState::Active,
+            created_at: None,
+            scope: String::new(),
+            orgs: vec![],
+        };
+        assert!(
+            install(&view).contains(
+                "<a class=\"button secondary\" id=\"disconnect\" href=\"/installs/abc/disconnect\">Disconnect</a>"
+            ),
+            "a link to the confirmation page"
+        );
+        let confirm = confirm_disconnect("abc");
+        assert!(
+            confirm.contains(
+                "<form class=\"disconnect\" method=\"post\" action=\"/installs/abc/disconnect\">"
+            ) && confirm.contains("id=\"confirm-disconnect\"")
+                && confirm.contains("<a id=\"cancel\" href=\"/installs/abc\">Cancel</a>"),
+            "{confirm}"
+        );
+        assert!(
+            confirm.contains("revoked at once") && confirm.contains("stays listed"),
+            "says what happens at Snyk: {confirm}"
+        );
+        assert!(
+            confirm_disconnect("<x>").contains("<code id=\"install-id\">&lt;x&gt;</code>"),
+            "escaped"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! The token-service client (gRPC): hands the authorization code over (`CompleteInstall`) and
-//! reads installs back (`GetInstall`). Every call carries our key and the current span's
+//! The token-service client (gRPC): hands the authorization code over (`CompleteInstall`, for a
+//! new install or a Reconnect of an existing one), reads installs back (`GetInstall`) and deletes
+//! them (`DeleteInstall`, Disconnect). Every call carries our key and the current span's
 //! `traceparent`, and has a deadline.
 
 use std::{fmt, time::Duration};
@@ -9,6 +10,8 @@ use service_runtime::grpc::{TokenServiceChannel, TokenServiceUrls};
 use snykapps_ids::InstallId;
 use snykapps_proto::token_v1::{self as pb, token_service_client::TokenServiceClient};
 use tonic::Code;
+
+use crate::state::Purpose;
 
 /// The gRPC health-check name token-service serves under.
 const HEALTH_SERVICE: &str = "snykapps.token.v1.TokenService";
@@ -60,20 +63,25 @@ impl TokenClient {
         })
     }
 
-    /// Redeems `code` (with its PKCE verifier) for a new install.
-    #[tracing::instrument(skip_all, fields(install_id = tracing::field::Empty))]
+    /// Redeems `code` (with its PKCE verifier) for a new install, or, for a
+    /// [`Purpose::Reconnect`], for a new grant of that install under the same id (token-service
+    /// answers NOT_FOUND when the install no longer exists).
+    #[tracing::instrument(skip_all, fields(install_id = tracing::field::Empty, ?purpose))]
     pub async fn complete_install(
         &self,
         code: &str,
         verifier: &SecretString,
         redirect_uri: &str,
+        purpose: Purpose,
     ) -> Result<pb::Install, TokenError> {
         let req = pb::CompleteInstallRequest {
             code: code.to_owned(),
             code_verifier: verifier.expose_secret().to_owned(),
             redirect_uri: redirect_uri.to_owned(),
-            // Reconnect (issue 14) is wired through `/auth` state by auth-service's own change.
-            reauthorize_install_id: String::new(),
+            reauthorize_install_id: match purpose {
+                Purpose::Install => String::new(),
+                Purpose::Reconnect(id) => id.to_string(),
+            },
         };
         let install = self
             .channel
@@ -100,6 +108,22 @@ impl TokenClient {
             .await
             .map_err(map_status)?
             .into_inner())
+    }
+
+    /// Deletes the install: token-service revokes its grant at Snyk, then forgets it. Deleting an
+    /// install that is already gone succeeds (the RPC is idempotent).
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_install(&self, install_id: &InstallId) -> Result<(), TokenError> {
+        let req = pb::DeleteInstallRequest {
+            install_id: install_id.to_string(),
+        };
+        self.channel
+            .call(req, |channel, req| async move {
+                TokenServiceClient::new(channel).delete_install(req).await
+            })
+            .await
+            .map_err(map_status)?;
+        Ok(())
     }
 
     /// Does token-service answer its gRPC health check as serving?

@@ -55,30 +55,25 @@ pub enum Rejection {
 impl ClientKeys {
     /// Parses `caller=key,…`; `var` names the variable in error messages.
     pub fn parse(var: &str, spec: &str) -> Result<Self, ClientKeysError> {
-        let mut entries: Vec<(String, [u8; 32])> = Vec::new();
-        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let Some((caller, key)) = pair.split_once('=') else {
-                return Err(ClientKeysError::Malformed(var.to_owned()));
-            };
-            let (caller, key) = (caller.trim(), key.trim());
-            if caller.is_empty() || key.len() < MIN_KEY_LEN {
-                return Err(ClientKeysError::Weak {
-                    var: var.to_owned(),
-                    caller: caller.to_owned(),
-                });
-            }
-            if entries.iter().any(|(c, _)| c == caller) {
-                return Err(ClientKeysError::Duplicate {
-                    var: var.to_owned(),
-                    caller: caller.to_owned(),
-                });
-            }
-            entries.push((caller.to_owned(), digest(key)));
-        }
-        if entries.is_empty() {
-            return Err(ClientKeysError::Empty(var.to_owned()));
-        }
+        let entries = pairs(var, spec)?
+            .into_iter()
+            .map(|(caller, key)| (caller.to_owned(), digest(key)))
+            .collect();
         Ok(ClientKeys { entries })
+    }
+
+    /// The key of `caller` in the list `spec`, checked exactly as [`ClientKeys::parse`] checks
+    /// it (`None` when the list, valid, has no such caller): for a tool that runs with the
+    /// service's own environment and calls the service as one of its callers.
+    pub fn key_of(
+        var: &str,
+        spec: &str,
+        caller: &str,
+    ) -> Result<Option<SecretString>, ClientKeysError> {
+        Ok(pairs(var, spec)?
+            .into_iter()
+            .find(|(c, _)| *c == caller)
+            .map(|(_, key)| SecretString::from(key.to_owned())))
     }
 
     /// The caller names, in the order listed.
@@ -113,6 +108,35 @@ impl ClientKeys {
         self.identify(&SecretString::from(key.to_owned()))
             .ok_or(Rejection::UnknownKey)
     }
+}
+
+/// The `(caller, key)` entries of `caller=key,…`, every rule checked: a name, a key of at least
+/// [`MIN_KEY_LEN`] characters, no caller twice, at least one entry.
+fn pairs<'s>(var: &str, spec: &'s str) -> Result<Vec<(&'s str, &'s str)>, ClientKeysError> {
+    let mut entries: Vec<(&str, &str)> = Vec::new();
+    for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((caller, key)) = pair.split_once('=') else {
+            return Err(ClientKeysError::Malformed(var.to_owned()));
+        };
+        let (caller, key) = (caller.trim(), key.trim());
+        if caller.is_empty() || key.len() < MIN_KEY_LEN {
+            return Err(ClientKeysError::Weak {
+                var: var.to_owned(),
+                caller: caller.to_owned(),
+            });
+        }
+        if entries.iter().any(|(c, _)| *c == caller) {
+            return Err(ClientKeysError::Duplicate {
+                var: var.to_owned(),
+                caller: caller.to_owned(),
+            });
+        }
+        entries.push((caller, key));
+    }
+    if entries.is_empty() {
+        return Err(ClientKeysError::Empty(var.to_owned()));
+    }
+    Ok(entries)
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -175,6 +199,18 @@ mod tests {
             let err = ClientKeys::parse("SOME_VAR", bad).unwrap_err();
             assert!(err.to_string().contains("SOME_VAR"), "{err}");
             assert!(!err.to_string().contains("aaaa"), "key echoed: {err}");
+        }
+    }
+
+    #[test]
+    fn key_of_finds_one_callers_key_under_the_same_rules() {
+        let spec = "projects-service=aaaaaaaaaaaaaaaa1, ops = cccccccccccccccc3 ";
+        let key = ClientKeys::key_of("V", spec, "ops").unwrap().unwrap();
+        assert_eq!(key.expose_secret(), "cccccccccccccccc3");
+        assert!(ClientKeys::key_of("V", spec, "nobody").unwrap().is_none());
+        for bad in ["", "ops=short", "ops=aaaaaaaaaaaaaaaa,ops=bbbbbbbbbbbbbbbb"] {
+            let err = ClientKeys::key_of("V", bad, "ops").unwrap_err();
+            assert_eq!(err, ClientKeys::parse("V", bad).unwrap_err(), "{bad:?}");
         }
     }
 

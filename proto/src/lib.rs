@@ -46,7 +46,8 @@ mod tests {
                 "ForceRefresh",
                 "GetInstall",
                 "ListInstalls",
-                "DeleteInstall"
+                "DeleteInstall",
+                "WatchInstallEvents"
             ]
         );
     }

@@ -22,8 +22,12 @@ pub const SHIPPED_VALUES: &[&str] = &[
     "demo-projects-to-token-key-not-secret",
     // AUTH_SERVICE_TOKEN_KEY
     "demo-auth-to-token-key-not-secret",
+    // OPS_TOKEN_KEY (the operator tools' caller `ops` of token-service)
+    "demo-ops-to-token-key-not-secret",
     // AUTH_SERVICE_PROJECTS_KEY
     "demo-auth-to-projects-key-not-secret",
+    // GRAFANA_ADMIN_PASSWORD (Grafana of the `observability` profile; compose.real.yml drops it)
+    "demo-grafana-admin-not-secret",
     // AUTH_COOKIE_KEY (base64 of "demo-only-cookie-key-it-is-in-docker-compose.yml-so-NOT-A-SECRET")
     "ZGVtby1vbmx5LWNvb2tpZS1rZXktaXQtaXMtaW4tZG9ja2VyLWNvbXBvc2UueW1sLXNvLU5PVC1BLVNFQ1JFVA",
 ];

@@ -9,7 +9,10 @@
 use std::{
     collections::HashMap,
     fmt::Write as _,
-    sync::{Arc, OnceLock, Weak},
+    sync::{
+        Arc, OnceLock, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -36,6 +39,9 @@ pub struct Telemetry {
 }
 
 static PROMETHEUS: OnceLock<Arc<ManualReader>> = OnceLock::new();
+
+/// Set once [`init`] made its meter provider the global one (see [`meter_provider_installed`]).
+static METER_PROVIDER_INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// Installs logging, tracing and metrics for `service` (overridden by `OTEL_SERVICE_NAME`).
 /// Must be called inside the Tokio runtime (the OTLP exporter is a tonic client).
@@ -80,6 +86,7 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
     let meter_provider = meter_builder.with_reader(SharedReader(prometheus)).build();
     let tracer_provider = tracing_builder.build();
     global::set_meter_provider(meter_provider.clone());
+    METER_PROVIDER_INSTALLED.store(true, Ordering::Release);
     global::set_tracer_provider(tracer_provider.clone());
 
     let filter =
@@ -118,6 +125,12 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
     }
 }
 
+/// Whether [`init`] has installed the process's meter provider: instruments registered before
+/// that go to OpenTelemetry's no-op provider and are never reported.
+pub(crate) fn meter_provider_installed() -> bool {
+    METER_PROVIDER_INSTALLED.load(Ordering::Acquire)
+}
+
 /// `DEMO_MODE=true` (set by the demo compose stack and `scripts/dev-stack`).
 pub fn demo_mode() -> bool {
     // Settings already refused an unreadable value at start-up (`Env::demo_mode`).
@@ -146,7 +159,7 @@ impl Telemetry {
 /// Lets the process-wide [`ManualReader`] be both registered with the meter provider and read by
 /// `/metrics` (the SDK takes readers by value).
 #[derive(Debug)]
-struct SharedReader(Arc<ManualReader>);
+pub(crate) struct SharedReader(pub(crate) Arc<ManualReader>);
 
 impl MetricReader for SharedReader {
     fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
@@ -178,7 +191,7 @@ pub fn prometheus_text() -> String {
     render_prometheus(&rm)
 }
 
-fn render_prometheus(rm: &ResourceMetrics) -> String {
+pub(crate) fn render_prometheus(rm: &ResourceMetrics) -> String {
     let mut out = String::new();
     for scope in rm.scope_metrics() {
         for metric in scope.metrics() {

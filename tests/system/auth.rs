@@ -7,6 +7,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use fake_snyk::OrgSeed;
 use serde_json::Value;
 use snykapps_proto::token_v1 as pb;
 use system_tests::*;
@@ -17,7 +18,17 @@ const OTHER_BROWSER: &str = "started in another browser";
 const REJECTED: &str = "Snyk did not accept the authorization";
 const UNAVAILABLE: &str = "Temporarily unavailable";
 const RECONNECT_BANNER: &str = "Snyk access was lost; reconnect.";
-const RECONNECT_BUTTON: &str = "<a class=\"button\" id=\"reconnect\" href=\"/auth\">Reconnect</a>";
+const REFUSED: &str = "Request refused";
+const NOT_YOURS: &str = "This installation cannot be changed from here";
+
+/// The Reconnect button of install `id`'s page: a form post for that install, never a link to
+/// `/auth` (which would make a new install).
+fn reconnect_button(id: &str) -> String {
+    format!(
+        "<form class=\"reconnect\" method=\"post\" action=\"/installs/{id}/reconnect\">\
+         <button class=\"button\" type=\"submit\" id=\"reconnect\">Reconnect</button></form>"
+    )
+}
 
 async fn page(res: reqwest::Response) -> (u16, String) {
     let status = res.status().as_u16();
@@ -611,7 +622,7 @@ async fn a_revoked_install_offers_reconnect() {
     let (status, body) = page(browser.get(&page_url).await).await;
     assert_eq!(status, 200);
     assert!(
-        body.contains(RECONNECT_BANNER) && body.contains(RECONNECT_BUTTON),
+        body.contains(RECONNECT_BANNER) && body.contains(&reconnect_button(&id)),
         "{body}"
     );
 
@@ -623,17 +634,27 @@ async fn a_revoked_install_offers_reconnect() {
     let (status, body) = page(browser.get(&page_url).await).await;
     assert_eq!(status, 200);
     assert!(
-        body.contains(RECONNECT_BANNER) && body.contains(RECONNECT_BUTTON),
+        body.contains(RECONNECT_BANNER) && body.contains(&reconnect_button(&id)),
         "{body}"
     );
     assert!(
         body.contains("<h2>Demo Org</h2>") && !body.contains("<table>"),
         "{body}"
     );
+    assert!(
+        !body.contains("href=\"/auth\""),
+        "no link to a new install: {body}"
+    );
+    let consent = app.begin_reconnect(&browser, &id).await;
+    let pending = pending_sign_ins(&app.stack).await;
+    assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(
-        browser.get(&app.url("/auth")).await.status(),
-        302,
-        "Reconnect starts a sign-in"
+        pending[0]["reconnect"], id,
+        "the install travels in the server-side state: {pending:?}"
+    );
+    assert!(
+        !consent.as_str().contains(&id),
+        "and never in a URL: {consent}"
     );
 }
 
@@ -665,7 +686,7 @@ async fn a_revoked_install_found_by_force_refresh_offers_reconnect() {
 
     assert_eq!(status, 200);
     assert!(
-        body.contains(RECONNECT_BANNER) && body.contains(RECONNECT_BUTTON),
+        body.contains(RECONNECT_BANNER) && body.contains(&reconnect_button(&id)),
         "{body}"
     );
     let rest_after = app
@@ -1268,7 +1289,10 @@ async fn of_hundreds_of_concurrent_consumers_of_one_state_exactly_one_wins() {
     let binding = auth_service::state::Binding::generate();
     let verifier = auth_service::pkce::new_verifier();
     for _ in 0..5 {
-        let state = states.begin(&binding, &verifier).await.unwrap();
+        let state = states
+            .begin(&binding, &verifier, auth_service::state::Purpose::Install)
+            .await
+            .unwrap();
         let pending = states.peek(&state).await.unwrap().expect("pending");
         assert!(pending.is_bound_to(Some(&binding)));
         let consumers = (0..200).map(|_| {
@@ -1324,4 +1348,360 @@ async fn metrics_are_served_on_their_own_port_only() {
         http.get(app.url("/readyz")).send().await.unwrap().status(),
         200
     );
+}
+
+// ---- Reconnect and Disconnect (issue 14) ---------------------------------------------------
+
+/// An installed browser whose install Snyk no longer accepts (revoked at the fake, found out by
+/// projects-service's forced refresh): the install is NEEDS_REAUTH.
+async fn revoked_install(app: &AuthStack) -> (Browser, String) {
+    let browser = Browser::new();
+    let id = app.install(&browser).await;
+    let mut c = app.token_client().await;
+    let token = access_token(&mut c, &id).await;
+    app.stack.revoke_at_snyk(&token).await;
+    let (status, body) = page(browser.get(&app.url(&format!("/installs/{id}"))).await).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(&reconnect_button(&id)), "{body}");
+    assert_eq!(
+        get_install(app, &id).await.status(),
+        pb::InstallStatus::NeedsReauth
+    );
+    (browser, id)
+}
+
+#[tokio::test]
+async fn reconnect_keeps_the_install_id_and_shows_the_new_orgs() {
+    let first = OrgSeed::new("Demo Org", 25);
+    let second = OrgSeed::new("Second Org", 3);
+    let mut fake = auth_fake_config();
+    fake.orgs = vec![first.clone(), second.clone()];
+    let app = AuthStack::start_with(fake, &[]).await;
+    let (browser, id) = revoked_install(&app).await;
+    let before = get_install(&app, &id).await;
+    assert_eq!(before.orgs.len(), 2, "{before:?}");
+
+    // Reconnect; at Snyk the user now grants the first org only.
+    let consent = app.begin_reconnect(&browser, &id).await;
+    let callback = app.approve_for_orgs(&consent, &[&first]);
+    let res = browser.get(callback.as_str()).await;
+
+    assert_eq!(res.status(), 303, "the callback completes the reconnect");
+    assert_eq!(
+        res.headers()["location"].to_str().unwrap(),
+        format!("/installs/{id}"),
+        "the same install"
+    );
+    let after = get_install(&app, &id).await;
+    assert_eq!(after.status(), pb::InstallStatus::Active);
+    let orgs: Vec<&str> = after.orgs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(
+        orgs,
+        ["Demo Org"],
+        "the install's orgs follow the new grant"
+    );
+    assert_eq!(installs(&app).await.len(), 1, "no second install");
+    let (status, body) = page(browser.get(&app.url(&format!("/installs/{id}"))).await).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<h2>Demo Org</h2>") && body.contains("25 projects"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("Second Org"),
+        "the org no longer granted: {body}"
+    );
+    assert!(!body.contains(RECONNECT_BANNER), "{body}");
+    assert!(
+        pending_sign_ins(&app.stack).await.is_empty(),
+        "the state is spent"
+    );
+}
+
+#[tokio::test]
+async fn only_the_owning_session_can_start_a_reconnect() {
+    let app = AuthStack::start().await;
+    let (owner, id) = revoked_install(&app).await;
+    let other_install = Browser::new();
+    let other_id = app.install(&other_install).await;
+    let path = format!("/installs/{id}/reconnect");
+
+    // No session, another install's session, a forged session cookie: the same clear 403.
+    let forger = Browser::new();
+    forger.set_cookie("snykapps_session", &id);
+    for (who, browser) in [
+        ("no session", &Browser::new()),
+        ("another install's session", &other_install),
+        ("a forged session", &forger),
+    ] {
+        let (status, body) = page(app.post_from_our_page(browser, &path).await).await;
+        assert_eq!(status, 403, "{who}");
+        assert!(body.contains(NOT_YOURS), "{who}: {body}");
+    }
+    // The owner's browser, but a post from another site (or one that cannot be told apart).
+    for headers in [
+        &[
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+        ][..],
+        &[("origin", "null")],
+        &[],
+    ] {
+        let (status, body) = page(owner.post(&app.url(&path), headers).await).await;
+        assert_eq!(status, 403, "{headers:?}");
+        assert!(body.contains(REFUSED), "{body}");
+    }
+    // An id that is not an id, and a GET.
+    let (status, body) = page(
+        app.post_from_our_page(&owner, "/installs/not-an-id/reconnect")
+            .await,
+    )
+    .await;
+    assert_eq!((status, body.contains(NOT_YOURS)), (403, true), "{body}");
+    let res = owner.get(&app.url(&path)).await;
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "POST");
+
+    assert!(
+        pending_sign_ins(&app.stack).await.is_empty(),
+        "no refused attempt created a sign-in"
+    );
+    assert_eq!(
+        get_install(&app, &id).await.status(),
+        pb::InstallStatus::NeedsReauth
+    );
+    assert_eq!(
+        get_install(&app, &other_id).await.status(),
+        pb::InstallStatus::Active
+    );
+    // The owner can.
+    app.begin_reconnect(&owner, &id).await;
+    assert_eq!(pending_sign_ins(&app.stack).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_reconnect_finished_after_the_session_ended_changes_nothing() {
+    let app = AuthStack::start().await;
+    let (browser, id) = revoked_install(&app).await;
+
+    // Logged out while at Snyk: the binding goes with the session, so the state is not this
+    // browser's any more.
+    let callback = app
+        .decide(
+            &browser,
+            &app.begin_reconnect(&browser, &id).await,
+            "approve",
+        )
+        .await;
+    let res = app.post_from_our_page(&browser, "/logout").await;
+    assert_eq!(res.status(), 303);
+    let (status, body) = page(browser.get(callback.as_str()).await).await;
+    assert_eq!(status, 400);
+    assert!(body.contains(OTHER_BROWSER), "{body}");
+
+    // The session ended but the binding survived (an expired session, another user of this
+    // browser): the state is consumed and the install left alone.
+    let (browser, id) = revoked_install(&app).await;
+    let callback = app
+        .decide(
+            &browser,
+            &app.begin_reconnect(&browser, &id).await,
+            "approve",
+        )
+        .await;
+    browser.set_cookie("snykapps_session", "not-a-sealed-session");
+    let (status, body) = page(browser.get(callback.as_str()).await).await;
+    assert_eq!(status, 403);
+    assert!(body.contains(NOT_YOURS), "{body}");
+    let (status, body) = page(browser.get(callback.as_str()).await).await;
+    assert_eq!(status, 400, "the state was spent");
+    assert!(body.contains(EXPIRED), "{body}");
+
+    for install in installs(&app).await {
+        assert_eq!(
+            install.status(),
+            pb::InstallStatus::NeedsReauth,
+            "neither install was reconnected, none was added: {install:?}"
+        );
+    }
+    assert_eq!(installs(&app).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_reconnect_of_an_install_deleted_meanwhile_is_a_clear_page() {
+    let app = AuthStack::start().await;
+    let (browser, id) = revoked_install(&app).await;
+    let callback = app
+        .decide(
+            &browser,
+            &app.begin_reconnect(&browser, &id).await,
+            "approve",
+        )
+        .await;
+    let mut ops = app.token_client().await;
+    ops.delete_install(pb::DeleteInstallRequest {
+        install_id: id.clone(),
+    })
+    .await
+    .unwrap();
+
+    let (status, body) = page(browser.get(callback.as_str()).await).await;
+
+    assert_eq!(status, 410);
+    assert!(
+        body.contains("This installation no longer exists"),
+        "{body}"
+    );
+    assert!(installs(&app).await.is_empty(), "nothing was re-created");
+}
+
+#[tokio::test]
+async fn disconnect_asks_first_then_deletes_the_install_and_revokes_it_at_snyk() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let id = app.install(&browser).await;
+    let mut ops = app.token_client().await;
+    let token = access_token(&mut ops, &id).await;
+    let page_url = app.url(&format!("/installs/{id}"));
+    let confirm_url = app.url(&format!("/installs/{id}/disconnect"));
+
+    // The install page links to the confirmation page, which changes nothing.
+    let (_, body) = page(browser.get(&page_url).await).await;
+    assert!(
+        body.contains(&format!(
+            "<a class=\"button secondary\" id=\"disconnect\" href=\"/installs/{id}/disconnect\">Disconnect</a>"
+        )),
+        "{body}"
+    );
+    let res = browser.get(&confirm_url).await;
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let (status, body) = page(res).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(&format!(
+            "<form class=\"disconnect\" method=\"post\" action=\"/installs/{id}/disconnect\">"
+        )) && body.contains("id=\"confirm-disconnect\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("revoked at once") && body.contains("stays listed"),
+        "says what happens at Snyk: {body}"
+    );
+    assert_eq!(
+        get_install(&app, &id).await.status(),
+        pb::InstallStatus::Active
+    );
+    let (status, _) = page(Browser::new().get(&confirm_url).await).await;
+    assert_eq!(
+        status, 404,
+        "another browser does not even see the question"
+    );
+
+    // Refused: another site's post, and another browser's.
+    let res = browser
+        .post(
+            &confirm_url,
+            &[
+                ("origin", "https://evil.example"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+        )
+        .await;
+    assert!(set_cookies(&res).is_empty());
+    let (status, body) = page(res).await;
+    assert_eq!((status, body.contains(REFUSED)), (403, true), "{body}");
+    let (status, body) = page(
+        app.post_from_our_page(&Browser::new(), &format!("/installs/{id}/disconnect"))
+            .await,
+    )
+    .await;
+    assert_eq!((status, body.contains(NOT_YOURS)), (403, true), "{body}");
+    assert_eq!(
+        get_install(&app, &id).await.status(),
+        pb::InstallStatus::Active,
+        "refused posts delete nothing"
+    );
+    assert!(app.stack.token_works(&token).await);
+
+    // Confirmed.
+    let res = app
+        .post_from_our_page(&browser, &format!("/installs/{id}/disconnect"))
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/disconnected");
+    let cleared = set_cookies(&res);
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("snykapps_session=") && c.contains("Max-Age=0")),
+        "its only install: the session ends: {cleared:?}"
+    );
+    let err = ops
+        .get_install(pb::GetInstallRequest {
+            install_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    assert!(
+        !app.stack.token_works(&token).await,
+        "the grant is revoked at Snyk"
+    );
+    let (status, body) = page(browser.get(&app.url("/disconnected")).await).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<h1>Disconnected</h1>"), "{body}");
+    assert_eq!(page(browser.get(&page_url).await).await.0, 404);
+}
+
+#[tokio::test]
+async fn disconnecting_one_of_two_installs_keeps_the_other() {
+    let app = AuthStack::start().await;
+    let browser = Browser::new();
+    let first = app.install(&browser).await;
+    let second = app.install(&browser).await;
+
+    let res = app
+        .post_from_our_page(&browser, &format!("/installs/{first}/disconnect"))
+        .await;
+
+    assert_eq!(res.status(), 303);
+    assert!(
+        browser.cookie("snykapps_session").is_some(),
+        "still signed in"
+    );
+    assert_eq!(
+        page(browser.get(&app.url(&format!("/installs/{first}"))).await)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        page(browser.get(&app.url(&format!("/installs/{second}"))).await)
+            .await
+            .0,
+        200
+    );
+    let left: Vec<String> = installs(&app)
+        .await
+        .into_iter()
+        .map(|i| i.install_id)
+        .collect();
+    assert_eq!(left, [second]);
+}
+
+#[tokio::test]
+async fn disconnect_is_a_503_when_token_service_is_down_and_keeps_the_session() {
+    let mut app = AuthStack::start().await;
+    let browser = Browser::new();
+    let id = app.install(&browser).await;
+    app.stop_token_service().await;
+
+    let res = app
+        .post_from_our_page(&browser, &format!("/installs/{id}/disconnect"))
+        .await;
+
+    assert!(set_cookies(&res).is_empty(), "the session is kept to retry");
+    let (status, body) = page(res).await;
+    assert_eq!(status, 503);
+    assert!(body.contains(UNAVAILABLE), "{body}");
 }

@@ -60,8 +60,10 @@ async fn each_caller_may_call_exactly_its_rpcs() {
     let keys = format!(
         "ops={CALLER_KEY},projects-service={PROJECTS_TOKEN_KEY},auth-service={AUTH_TOKEN_KEY},reader={READER_KEY}"
     );
+    // auth-service's real grant (AUTH_SERVICE_RPCS) includes DeleteInstall (Disconnect), which
+    // would delete the install this table probes: the check is pinned with a grant of its own.
     let grants = format!(
-        "ops=*,projects-service={PROJECTS_SERVICE_RPCS},auth-service={AUTH_SERVICE_RPCS},reader=GetInstall+ListInstalls"
+        "ops=*,projects-service={PROJECTS_SERVICE_RPCS},auth-service=CompleteInstall+GetInstall,reader=GetInstall+ListInstalls"
     );
     let replica = stack
         .replica(&[

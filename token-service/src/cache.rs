@@ -96,7 +96,9 @@ impl<K: Hash + Eq + Copy, V: Clone> Shard<K, V> {
 /// A bounded LRU map, sharded by key, each shard counting the changes it heard of.
 struct Map<K: Hash + Eq, V> {
     shards: Box<[Shard<K, V>]>,
-    hasher: std::hash::RandomState,
+    /// The LRU maps' own fast hasher (foldhash), seeded apart from theirs; the shard comes from
+    /// its high half, which their tables do not use to place a key.
+    hasher: lru::DefaultHasher,
 }
 
 impl<K: Hash + Eq + Copy, V: Clone> Map<K, V> {
@@ -105,12 +107,12 @@ impl<K: Hash + Eq + Copy, V: Clone> Map<K, V> {
             NonZeroUsize::new(capacity.div_ceil(SHARDS).max(1)).unwrap_or(NonZeroUsize::MIN);
         Map {
             shards: (0..SHARDS).map(|_| Shard::new(per_shard)).collect(),
-            hasher: std::hash::RandomState::new(),
+            hasher: lru::DefaultHasher::default(),
         }
     }
 
     fn shard_of(&self, key: &K) -> usize {
-        (self.hasher.hash_one(key) as usize) % self.shards.len()
+        ((self.hasher.hash_one(key) >> 32) as usize) % self.shards.len()
     }
 
     /// The value and the session it was read in.

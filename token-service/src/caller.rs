@@ -29,16 +29,18 @@ pub enum Rpc {
     GetInstall,
     ListInstalls,
     DeleteInstall,
+    WatchInstallEvents,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 6] = [
+    pub const ALL: [Rpc; 7] = [
         Rpc::CompleteInstall,
         Rpc::GetAccessToken,
         Rpc::ForceRefresh,
         Rpc::GetInstall,
         Rpc::ListInstalls,
         Rpc::DeleteInstall,
+        Rpc::WatchInstallEvents,
     ];
 
     /// The method name, as in the proto and the request path.
@@ -50,6 +52,7 @@ impl Rpc {
             Rpc::GetInstall => "GetInstall",
             Rpc::ListInstalls => "ListInstalls",
             Rpc::DeleteInstall => "DeleteInstall",
+            Rpc::WatchInstallEvents => "WatchInstallEvents",
         }
     }
 
@@ -62,6 +65,7 @@ impl Rpc {
             Rpc::GetInstall => "/snykapps.token.v1.TokenService/GetInstall",
             Rpc::ListInstalls => "/snykapps.token.v1.TokenService/ListInstalls",
             Rpc::DeleteInstall => "/snykapps.token.v1.TokenService/DeleteInstall",
+            Rpc::WatchInstallEvents => "/snykapps.token.v1.TokenService/WatchInstallEvents",
         }
     }
 
@@ -133,7 +137,7 @@ pub enum GrantsError {
     #[error("{RPCS_VAR} must be `caller=Rpc+Rpc,…` (`*` = every RPC); entry {0} is not")]
     Malformed(usize),
     #[error(
-        "{RPCS_VAR}: caller {caller:?} lists unknown RPC {rpc} (known: CompleteInstall, GetAccessToken, ForceRefresh, GetInstall, ListInstalls, DeleteInstall, or *)"
+        "{RPCS_VAR}: caller {caller:?} lists unknown RPC {rpc} (known: CompleteInstall, GetAccessToken, ForceRefresh, GetInstall, ListInstalls, DeleteInstall, WatchInstallEvents, or *)"
     )]
     UnknownRpc { caller: String, rpc: String },
     #[error("{RPCS_VAR} lists caller {0:?} twice")]

@@ -55,6 +55,8 @@ pub struct Settings {
     /// `TOKEN_CACHE_TRACKING`: keep the cache coherent with `CLIENT TRACKING` (Redis 6+). Off,
     /// for a Redis or proxy without it, the cache only stands in for Redis through an outage.
     pub cache_tracking: bool,
+    /// `TOKEN_EVENTS_MAXLEN`: the lifecycle event stream is trimmed to about this many events.
+    pub events_maxlen: u64,
 }
 
 /// The server's certificate chain and key (PEM). The key is a secret: `Debug` hides it.
@@ -176,6 +178,16 @@ impl Settings {
             );
         };
         let callers = Arc::new(Callers::parse(client_keys, &rpcs_spec)?);
+        let events_maxlen: u64 = env.parse(
+            "TOKEN_EVENTS_MAXLEN",
+            crate::events::DEFAULT_MAXLEN,
+            "a whole number of events",
+        )?;
+        if events_maxlen == 0 {
+            bail!(
+                "TOKEN_EVENTS_MAXLEN must be at least 1: the event stream keeps about this many events"
+            );
+        }
         Ok(Settings {
             tls,
             addr: env.addr("TOKEN_SERVICE_ADDR", "0.0.0.0:50051")?,
@@ -200,6 +212,7 @@ impl Settings {
                 "a whole number (0 turns the grant cache off)",
             )?,
             cache_tracking: env.parse("TOKEN_CACHE_TRACKING", true, "true or false")?,
+            events_maxlen,
         })
     }
 }
@@ -268,6 +281,7 @@ mod tests {
         assert_eq!(s.keepalive.margin, Duration::from_secs(604_800));
         assert_eq!(s.keepalive.interval, Duration::from_secs(60));
         assert_eq!(s.redis_min_replicas, 0);
+        assert_eq!(s.events_maxlen, 100_000);
         assert!(!s.reflection);
         assert_eq!(
             s.redis,
@@ -388,6 +402,8 @@ mod tests {
             ("TOKEN_REDIS_MIN_REPLICAS", "all"),
             ("TOKEN_SERVICE_REFLECTION", "maybe"),
             ("TOKEN_SERVICE_CALLER_RPCS", "projects-service=Everything"),
+            ("TOKEN_EVENTS_MAXLEN", "0"),
+            ("TOKEN_EVENTS_MAXLEN", "lots"),
         ] {
             let err = with(&[(k, v)]).expect_err(k);
             assert!(format!("{err:#}").contains(k), "{k}: {err:#}");

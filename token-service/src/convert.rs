@@ -4,7 +4,10 @@
 use secrecy::ExposeSecret as _;
 use snykapps_proto::token_v1 as pb;
 
-use crate::grant::{Grant, Handout, Status, UnixMillis};
+use crate::{
+    events::{EventKind, InstallEvent},
+    grant::{Grant, Handout, Status, UnixMillis},
+};
 
 impl From<&Grant> for pb::Install {
     fn from(g: &Grant) -> Self {
@@ -43,6 +46,35 @@ impl From<&Handout> for pb::AccessToken {
     }
 }
 
+impl From<EventKind> for pb::InstallEventKind {
+    fn from(k: EventKind) -> Self {
+        match k {
+            EventKind::Installed => pb::InstallEventKind::Installed,
+            EventKind::Refreshed => pb::InstallEventKind::Refreshed,
+            EventKind::Reauthorized => pb::InstallEventKind::Reauthorized,
+            EventKind::NeedsReauth => pb::InstallEventKind::NeedsReauth,
+            EventKind::InDoubt => pb::InstallEventKind::InDoubt,
+            EventKind::Deleted => pb::InstallEventKind::Deleted,
+            EventKind::KeepaliveFailed => pb::InstallEventKind::KeepaliveFailed,
+        }
+    }
+}
+
+/// An event as the wire sees it. Nothing in an event can hold a token.
+impl From<&InstallEvent> for pb::InstallEvent {
+    fn from(e: &InstallEvent) -> Self {
+        pb::InstallEvent {
+            event_id: e.id.to_string(),
+            kind: pb::InstallEventKind::from(e.kind) as i32,
+            install_id: e.install_id.to_string(),
+            at: Some(timestamp(e.at)),
+            reason: e.reason.clone().unwrap_or_default(),
+            org_ids: e.orgs.iter().map(ToString::to_string).collect(),
+            generation: e.generation,
+        }
+    }
+}
+
 fn timestamp(millis: UnixMillis) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: millis.div_euclid(1000),
@@ -52,6 +84,7 @@ fn timestamp(millis: UnixMillis) -> prost_types::Timestamp {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::grant::{InstallId, ReauthReason, tests::sample};
 
@@ -81,6 +114,32 @@ mod tests {
         assert_eq!(token.token_type, "bearer");
         assert_eq!(token.install_id, id.to_string());
         assert_eq!(token.expires_at.map(|t| t.seconds), Some(5));
+    }
+
+    #[test]
+    fn an_event_carries_its_kind_reason_orgs_and_generation() {
+        let install_id = InstallId::new_random();
+        let org = crate::grant::OrgId::parse("0f8a6b4e-6d6b-4a51-9d7e-0b3c3c1f2a11").unwrap();
+        let e = InstallEvent {
+            id: crate::events::EventId { ms: 7, seq: 2 },
+            kind: EventKind::InDoubt,
+            install_id,
+            at: 1_700_000_000_123,
+            reason: Some("refresh_in_doubt".into()),
+            orgs: vec![org],
+            generation: 9,
+        };
+        let wire = pb::InstallEvent::from(&e);
+        assert_eq!(wire.event_id, "7-2");
+        assert_eq!(wire.kind, pb::InstallEventKind::InDoubt as i32);
+        assert_eq!(wire.install_id, install_id.to_string());
+        assert_eq!(wire.reason, "refresh_in_doubt");
+        assert_eq!(wire.org_ids, vec![org.to_string()]);
+        assert_eq!(wire.generation, 9);
+        assert_eq!(
+            wire.at.map(|t| (t.seconds, t.nanos)),
+            Some((1_700_000_000, 123_000_000))
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use tonic::{Code, Status};
 
 use crate::{
+    events::WatchError,
     grant::{BadId, InstallId, OrgId, ReauthReason},
     page_token::BadPageToken,
     snyk::SnykError,
@@ -53,9 +54,9 @@ impl From<StoreError> for Error {
             // A random v4 id colliding: our fault, never the caller's.
             e @ StoreError::InstallIdTaken(_) => Error::Internal(e.to_string()),
             // One unreadable record is an error for that install only.
-            e @ (StoreError::Unreadable { .. } | StoreError::Corrupt { .. }) => {
-                Error::Internal(e.to_string())
-            }
+            e @ (StoreError::Unreadable { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::BadEventStream(_)) => Error::Internal(e.to_string()),
         }
     }
 }
@@ -90,6 +91,21 @@ impl From<Error> for Status {
             }
         };
         Status::new(code, e.to_string())
+    }
+}
+
+impl From<WatchError> for Status {
+    fn from(e: WatchError) -> Self {
+        let message = e.to_string();
+        let code = match e {
+            WatchError::Store(e) => return Status::from(Error::from(e)),
+            WatchError::BadStart(_) => Code::InvalidArgument,
+            WatchError::Trimmed { .. } | WatchError::FromTheFuture { .. } => Code::OutOfRange,
+            WatchError::Cluster => Code::FailedPrecondition,
+            WatchError::TooManyWatchers => Code::ResourceExhausted,
+            WatchError::ShuttingDown => Code::Unavailable,
+        };
+        Status::new(code, message)
     }
 }
 

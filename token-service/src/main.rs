@@ -1,26 +1,61 @@
 //! The `token-service` binary. `token-service` serves; `token-service reseal` re-seals every stored
 //! grant with the primary encryption key and exits; `token-service healthcheck` asks the service
-//! listening on `TOKEN_SERVICE_ADDR` for its gRPC health (exit code 0 when serving).
+//! listening on `TOKEN_SERVICE_ADDR` for its gRPC health (exit code 0 when serving);
+//! `token-service installs …` and `token-service events tail` are the operator tools, a gRPC
+//! client of a running token-service (`token_service::ops`).
 
 use std::process::ExitCode;
 
-use service_runtime::{shutdown_signal, telemetry};
-use token_service::{Application, Settings, reseal};
+use clap::{Parser, Subcommand};
+use service_runtime::{config::Env, shutdown_signal, telemetry};
+use token_service::{Application, Settings, ops, reseal};
+
+/// The command line. Parsed before anything else is read, so `--help` and a mistyped command
+/// need no configuration (a usage error exits with 2).
+#[derive(Debug, Parser)]
+#[command(
+    name = "token-service",
+    version,
+    about = "The only holder of the Snyk client secret and tokens (gRPC), and its operator tools."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve gRPC on TOKEN_SERVICE_ADDR (the default when no command is given).
+    Serve,
+    /// Re-seal every stored grant with the first key of TOKEN_ENCRYPTION_KEYS, then exit.
+    Reseal,
+    /// Ask the token-service on TOKEN_SERVICE_ADDR for its gRPC health (exit code 0: serving).
+    Healthcheck,
+    /// List, show and delete installs (through a running token-service's gRPC API).
+    Installs(ops::InstallsArgs),
+    /// Follow the installs' lifecycle events (WatchInstallEvents).
+    Events(ops::EventsArgs),
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before the command line is parsed: what a container healthcheck runs every few seconds
+    // stays exactly as it was, whatever follows it.
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        // Needs only the listen address: no settings, no Redis, no telemetry.
-        let result = service_runtime::healthcheck::grpc(
-            "TOKEN_SERVICE_ADDR",
-            "0.0.0.0:50051",
-            snykapps_proto::token_v1::token_service_server::SERVICE_NAME,
-        )
-        .await;
-        return service_runtime::healthcheck::report("token-service", &result);
+        return healthcheck().await;
     }
+    let command = Cli::parse().command.unwrap_or(Command::Serve);
+    let command = match command {
+        // The operator tools are a client: none of the service's secrets, no Redis, no
+        // telemetry (their output is for a person or a script, not for the log pipeline).
+        Command::Installs(args) => return ops::installs(args, &Env::process()).await,
+        Command::Events(args) => return ops::events(args, &Env::process()).await,
+        Command::Serve => Run::Serve,
+        Command::Reseal => Run::Reseal,
+        Command::Healthcheck => return healthcheck().await,
+    };
     let telemetry = telemetry::init("token-service", "info");
-    let code = match try_main().await {
+    let code = match try_main(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "token-service failed");
@@ -32,12 +67,29 @@ async fn main() -> ExitCode {
     code
 }
 
-async fn try_main() -> anyhow::Result<()> {
+/// What the service itself does: serve, or re-seal and exit.
+enum Run {
+    Serve,
+    Reseal,
+}
+
+/// Needs only the listen address: no settings, no Redis, no telemetry.
+async fn healthcheck() -> ExitCode {
+    let result = service_runtime::healthcheck::grpc(
+        "TOKEN_SERVICE_ADDR",
+        "0.0.0.0:50051",
+        snykapps_proto::token_v1::token_service_server::SERVICE_NAME,
+    )
+    .await;
+    service_runtime::healthcheck::report("token-service", &result)
+}
+
+async fn try_main(command: Run) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let app = Application::build(settings).await?;
-    match std::env::args().nth(1).as_deref() {
-        None | Some("serve") => app.run_until_stopped(shutdown_signal()).await,
-        Some("reseal") => {
+    match command {
+        Run::Serve => app.run_until_stopped(shutdown_signal()).await,
+        Run::Reseal => {
             let report = reseal::reseal_all(app.store()).await?;
             tracing::info!(?report, "re-seal finished");
             if report.unreadable > 0 {
@@ -47,11 +99,6 @@ async fn try_main() -> anyhow::Result<()> {
                 );
             }
             Ok(())
-        }
-        Some(other) => {
-            anyhow::bail!(
-                "unknown command {other:?}; use `serve` (default), `reseal` or `healthcheck`"
-            )
         }
     }
 }

@@ -13,7 +13,7 @@ use std::{
 
 use opentelemetry::{
     KeyValue, global,
-    metrics::{Counter, Histogram, ObservableGauge},
+    metrics::{Counter, Histogram, ObservableCounter, ObservableGauge},
 };
 
 use crate::{cache::GrantCache, grant::ReauthReason};
@@ -31,16 +31,95 @@ tokio::task_local! {
 /// name: those are `caller=key` names, and this one has no key).
 const NO_CALLER: &str = "-";
 
-fn token_caller() -> opentelemetry::Value {
-    TOKEN_CALLER
-        .try_with(|c| opentelemetry::Value::from(opentelemetry::StringValue::from(Arc::clone(c))))
-        .unwrap_or_else(|_| NO_CALLER.into())
+/// `snykapps.token.requests`, counted per caller in plain atomics on the hot path and handed to
+/// OpenTelemetry only when metrics are collected (an observable counter): a hand-out costs one
+/// uncontended read lock and one atomic add, not the SDK's attribute hashing per call.
+#[derive(Debug, Default)]
+struct TokenRequests {
+    /// One row per caller name, in order of first request (a handful: the configured callers).
+    rows: std::sync::RwLock<Vec<CallerRow>>,
+}
+
+#[derive(Debug)]
+struct CallerRow {
+    caller: Arc<str>,
+    /// By [`Served`], in the order of [`Served::ALL`].
+    served: [AtomicU64; 3],
+    /// Failed requests by gRPC code (0-16).
+    failed: [AtomicU64; 17],
+}
+
+impl TokenRequests {
+    /// Runs `f` on `caller`'s row, adding the row on the caller's first request.
+    fn with_row(&self, caller: &Arc<str>, f: impl Fn(&CallerRow)) {
+        let find = |rows: &[CallerRow]| {
+            rows.iter()
+                .position(|r| Arc::ptr_eq(&r.caller, caller) || r.caller == *caller)
+        };
+        {
+            let rows = self.rows.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = find(&rows) {
+                return f(&rows[i]);
+            }
+        }
+        let mut rows = self.rows.write().unwrap_or_else(|p| p.into_inner());
+        let i = find(&rows).unwrap_or_else(|| {
+            rows.push(CallerRow {
+                caller: Arc::clone(caller),
+                served: Default::default(),
+                failed: Default::default(),
+            });
+            rows.len() - 1
+        });
+        f(&rows[i]);
+    }
+
+    /// The caller of the current [`Metrics::for_caller`] scope, or [`NO_CALLER`].
+    fn with_current(&self, f: impl Fn(&CallerRow)) {
+        let counted = TOKEN_CALLER.try_with(|c| self.with_row(c, &f));
+        if counted.is_err() {
+            self.with_row(&Arc::from(NO_CALLER), f);
+        }
+    }
+
+    /// Hand-outs of every caller, by [`Served`].
+    fn served_totals(&self) -> [u64; 3] {
+        let rows = self.rows.read().unwrap_or_else(|p| p.into_inner());
+        std::array::from_fn(|i| rows.iter().map(|r| r.served[i].load(Relaxed)).sum())
+    }
+
+    /// Reports every non-zero count with its labels (`caller`, `outcome`, `cache`).
+    fn observe(&self, o: &dyn opentelemetry::metrics::AsyncInstrument<u64>) {
+        let rows = self.rows.read().unwrap_or_else(|p| p.into_inner());
+        for row in rows.iter() {
+            let caller = KeyValue::new(
+                "caller",
+                opentelemetry::StringValue::from(Arc::clone(&row.caller)),
+            );
+            for (how, n) in Served::ALL.iter().zip(&row.served) {
+                let n = n.load(Relaxed);
+                if n > 0 {
+                    let outcome = KeyValue::new("outcome", "ok");
+                    let cache = KeyValue::new("cache", how.label());
+                    o.observe(n, &[outcome, cache, caller.clone()]);
+                }
+            }
+            for (code, n) in row.failed.iter().enumerate() {
+                let n = n.load(Relaxed);
+                if n > 0 {
+                    let code = tonic::Code::from_i32(code as i32);
+                    let outcome = KeyValue::new("outcome", format!("{code:?}"));
+                    let cache = KeyValue::new("cache", "miss");
+                    o.observe(n, &[outcome, cache, caller.clone()]);
+                }
+            }
+        }
+    }
 }
 
 /// The OpenTelemetry instruments (no-ops until `service_runtime::telemetry::init` ran).
 #[derive(Debug)]
 struct Instruments {
-    token_requests: Counter<u64>,
     refreshes: Counter<u64>,
     in_doubt: Counter<u64>,
     needs_reauth: Counter<u64>,
@@ -61,6 +140,17 @@ pub enum Served {
 }
 
 impl Served {
+    const ALL: [Served; 3] = [Served::Stored, Served::AheadOfRefresh, Served::AfterRefresh];
+
+    /// Its place in [`Served::ALL`].
+    fn index(self) -> usize {
+        match self {
+            Served::Stored => 0,
+            Served::AheadOfRefresh => 1,
+            Served::AfterRefresh => 2,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Served::Stored => "hit",
@@ -119,10 +209,6 @@ impl Default for Instruments {
     fn default() -> Self {
         let meter = global::meter("token-service");
         Instruments {
-            token_requests: meter
-                .u64_counter("snykapps.token.requests")
-                .with_description("Access tokens handed out, by caller, outcome and whether a refresh was needed (cache=hit: none)")
-                .build(),
             refreshes: meter
                 .u64_counter("snykapps.token.refreshes")
                 .with_description("Refreshes at Snyk's token endpoint, by outcome")
@@ -162,10 +248,10 @@ pub struct Metrics {
     _observed: Vec<ObservableGauge<i64>>,
     /// The grant cache's instruments, once [`Metrics::observe_cache`] registered them.
     cache_observed: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
-    tokens_ahead: AtomicU64,
+    token_requests: Arc<TokenRequests>,
+    /// Kept so the token-request counter stays registered.
+    _token_requests_observed: ObservableCounter<u64>,
     keepalive_refreshed: AtomicU64,
-    tokens_cached: AtomicU64,
-    tokens_after_refresh: AtomicU64,
     refresh_ok: AtomicU64,
     refresh_invalid_grant: AtomicU64,
     refresh_in_doubt: AtomicU64,
@@ -204,15 +290,21 @@ impl Default for Metrics {
                 }
             })
             .build();
+        let token_requests = Arc::new(TokenRequests::default());
+        let counts = Arc::clone(&token_requests);
+        let token_requests_observed = meter
+            .u64_observable_counter("snykapps.token.requests")
+            .with_description("Access tokens handed out, by caller, outcome and whether a refresh was needed (cache=hit: none)")
+            .with_callback(move |o| counts.observe(o))
+            .build();
         Metrics {
             otel: Instruments::default(),
             gauges,
             _observed: vec![min_remaining, durable],
             cache_observed: std::sync::Mutex::default(),
-            tokens_ahead: AtomicU64::default(),
+            token_requests,
+            _token_requests_observed: token_requests_observed,
             keepalive_refreshed: AtomicU64::default(),
-            tokens_cached: AtomicU64::default(),
-            tokens_after_refresh: AtomicU64::default(),
             refresh_ok: AtomicU64::default(),
             refresh_invalid_grant: AtomicU64::default(),
             refresh_in_doubt: AtomicU64::default(),
@@ -255,20 +347,9 @@ impl Metrics {
 
     /// A token handed out (to the caller of the current [`Metrics::for_caller`] scope).
     pub fn token_served(&self, how: Served) {
-        match how {
-            Served::Stored => &self.tokens_cached,
-            Served::AheadOfRefresh => &self.tokens_ahead,
-            Served::AfterRefresh => &self.tokens_after_refresh,
-        }
-        .fetch_add(1, Relaxed);
-        self.otel.token_requests.add(
-            1,
-            &[
-                KeyValue::new("outcome", "ok"),
-                KeyValue::new("cache", how.label()),
-                KeyValue::new("caller", token_caller()),
-            ],
-        );
+        self.token_requests.with_current(|row| {
+            row.served[how.index()].fetch_add(1, Relaxed);
+        });
     }
 
     pub fn keepalive(&self, outcome: KeepAliveOutcome) {
@@ -311,19 +392,13 @@ impl Metrics {
         }
     }
 
-    /// A token request of `caller` that ended in an error (the gRPC status code's name).
-    pub fn token_failed(&self, caller: &Arc<str>, code: String) {
-        self.otel.token_requests.add(
-            1,
-            &[
-                KeyValue::new("outcome", code),
-                KeyValue::new("cache", "miss"),
-                KeyValue::new(
-                    "caller",
-                    opentelemetry::StringValue::from(Arc::clone(caller)),
-                ),
-            ],
-        );
+    /// A token request of `caller` that ended in an error.
+    pub fn token_failed(&self, caller: &Arc<str>, code: tonic::Code) {
+        self.token_requests.with_row(caller, |row| {
+            if let Some(n) = row.failed.get(code as usize) {
+                n.fetch_add(1, Relaxed);
+            }
+        });
     }
 
     /// One call to Snyk: `endpoint` like "oauth2/token", `status` the HTTP status or "error".
@@ -434,11 +509,13 @@ impl Metrics {
     }
 
     pub fn snapshot(&self) -> Snapshot {
+        let [tokens_cached, tokens_ahead, tokens_after_refresh] =
+            self.token_requests.served_totals();
         Snapshot {
-            tokens_ahead: self.tokens_ahead.load(Relaxed),
+            tokens_cached,
+            tokens_ahead,
+            tokens_after_refresh,
             keepalive_refreshed: self.keepalive_refreshed.load(Relaxed),
-            tokens_cached: self.tokens_cached.load(Relaxed),
-            tokens_after_refresh: self.tokens_after_refresh.load(Relaxed),
             refresh_ok: self.refresh_ok.load(Relaxed),
             refresh_invalid_grant: self.refresh_invalid_grant.load(Relaxed),
             refresh_in_doubt: self.refresh_in_doubt.load(Relaxed),
@@ -449,5 +526,75 @@ impl Metrics {
             lease_waits: self.lease_waits.load(Relaxed),
             lease_wait_micros: self.lease_wait_micros.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_kinds_have_their_own_slots() {
+        for (i, how) in Served::ALL.into_iter().enumerate() {
+            assert_eq!(how.index(), i, "{how:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn token_requests_are_counted_per_caller_and_outcome() {
+        let m = Metrics::default();
+        let a: Arc<str> = Arc::from("projects-service");
+        Metrics::for_caller(Arc::clone(&a), async {
+            m.token_served(Served::Stored);
+            m.token_served(Served::Stored);
+            m.token_served(Served::AfterRefresh);
+        })
+        .await;
+        // A second Arc with the same name counts in the same row.
+        Metrics::for_caller(Arc::from("projects-service"), async {
+            m.token_served(Served::AheadOfRefresh);
+        })
+        .await;
+        m.token_served(Served::Stored); // outside any caller scope
+        m.token_failed(&a, tonic::Code::Unavailable);
+        m.token_failed(&Arc::from("other"), tonic::Code::NotFound);
+
+        let snap = m.snapshot();
+        assert_eq!(
+            (
+                snap.tokens_cached,
+                snap.tokens_ahead,
+                snap.tokens_after_refresh
+            ),
+            (3, 1, 1)
+        );
+        let rows = m
+            .token_requests
+            .rows
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let row = |name: &str| {
+            rows.iter().find(|r| &*r.caller == name).map(|r| {
+                let served: Vec<u64> = r.served.iter().map(|n| n.load(Relaxed)).collect();
+                let failed: Vec<(usize, u64)> = r
+                    .failed
+                    .iter()
+                    .map(|n| n.load(Relaxed))
+                    .enumerate()
+                    .filter(|(_, n)| *n > 0)
+                    .collect();
+                (served, failed)
+            })
+        };
+        assert_eq!(
+            row("projects-service"),
+            Some((vec![2, 1, 1], vec![(tonic::Code::Unavailable as usize, 1)]))
+        );
+        assert_eq!(row(NO_CALLER), Some((vec![1, 0, 0], vec![])));
+        assert_eq!(
+            row("other"),
+            Some((vec![0, 0, 0], vec![(tonic::Code::NotFound as usize, 1)]))
+        );
+        assert_eq!(rows.len(), 3);
     }
 }

@@ -35,10 +35,11 @@ use tokio_util::task::TaskTracker;
 use crate::{
     backoff::Backoff,
     error::Error,
+    events::{EventKind, NewEvent},
     grant::{Grant, Handout, InstallId, Need, ReauthReason, Status, now_millis},
     metrics::{Metrics, Served},
     snyk::{Redemption, SnykClient, SnykError, TokenPair},
-    store::{Fenced, SendingMark, Settled, Store, StoreError, Versioned},
+    store::{Deleted, Fenced, SendingMark, Settled, Store, StoreError, Versioned},
 };
 
 /// The longest pause between two attempts (Snyk calls or Redis writes). The lease must cover
@@ -388,7 +389,8 @@ impl Refresher {
             None if satisfied => return done(Ok(v.grant)),
             None => false,
         };
-        done(self.refresh(v, owner, own_doubt).await)
+        let keepalive = matches!(need, Need::KeepAlive(_));
+        done(self.refresh(v, owner, own_doubt, keepalive).await)
     }
 
     /// Another replica sent this refresh token `in_doubt` ago and never stored an outcome: it is
@@ -398,11 +400,7 @@ impl Refresher {
         let id = v.grant.install_id;
         let mut dead = v.grant.clone();
         dead.status = Status::NeedsReauth(ReauthReason::RefreshInDoubt);
-        match self
-            .store
-            .write_fenced(v.generation, &dead, Some(owner))
-            .await?
-        {
+        match self.store.write_verdict(v.generation, &dead, owner).await? {
             Fenced::Written(_) => {
                 if let Err(e) = self.store.index_keepalive(&dead).await {
                     tracing::warn!(install_id = %id, error = %e, "could not update the keep-alive index");
@@ -418,8 +416,15 @@ impl Refresher {
     }
 
     /// Refreshes under the lease: "started" mark, attempts (each behind a "sending" mark), then
-    /// the outcome, stored fenced on the last mark.
-    async fn refresh(&self, v: Versioned, owner: &str, own_doubt: bool) -> FlightResult {
+    /// the outcome, stored fenced on the last mark. `keepalive`: the keep-alive sweeper asked
+    /// (a failure it settles is a `keepalive_failed` event).
+    async fn refresh(
+        &self,
+        v: Versioned,
+        owner: &str,
+        own_doubt: bool,
+        keepalive: bool,
+    ) -> FlightResult {
         let id = v.grant.install_id;
         if own_doubt {
             self.metrics.in_doubt();
@@ -451,7 +456,9 @@ impl Refresher {
         let attempts = self
             .attempts(&marked, generation, owner, &lease, own_doubt)
             .await;
-        let (result, left_own_mark) = self.conclude(&marked, generation, attempts, &lease).await;
+        let (result, left_own_mark) = self
+            .conclude(&marked, generation, attempts, &lease, keepalive)
+            .await;
         lease.stop();
         let mut doubts = self.own_doubts.lock().unwrap_or_else(|p| p.into_inner());
         if left_own_mark {
@@ -471,25 +478,30 @@ impl Refresher {
         generation: u64,
         attempts: Attempts,
         lease: &LeaseKeeper,
+        keepalive: bool,
     ) -> (FlightResult, bool) {
         let id = marked.install_id;
         match attempts {
             Attempts::Pair(pair, mark) => {
                 let fresh = marked.with_new_pair(pair.clone(), now_millis());
-                match self.settle(&mark, generation, &fresh, lease).await {
+                let event = NewEvent::plain(EventKind::Refreshed);
+                match self
+                    .settle(&mark, generation, &fresh, Some(&event), lease)
+                    .await
+                {
                     Ok(Settled::Written(_)) => {
                         self.metrics.refresh("ok");
                         tracing::info!(install_id = %id, "refreshed the access token");
                         (Ok(fresh), false)
                     }
                     Ok(Settled::Orphaned) => {
-                        // Deleted (or replaced) while our request was out: the new pair belongs
-                        // to nobody, so it must not stay alive at Snyk.
-                        tracing::warn!(install_id = %id, "install gone while refreshing; revoking the new pair");
+                        // Deleted or reconnected while our request was out: the new pair
+                        // belongs to nobody, so it must not stay alive at Snyk.
+                        tracing::warn!(install_id = %id, "install deleted or reconnected while refreshing; revoking the new pair");
                         if let Err(e) = self.snyk.revoke(&pair.refresh_token).await {
                             tracing::error!(install_id = %id, error = %e, "could not revoke an orphaned token pair");
                         }
-                        (Err(Error::UnknownInstall(id)), false)
+                        (Err(self.orphaned(id).await), false)
                     }
                     Err(e) => {
                         self.metrics.refresh("in_doubt");
@@ -502,14 +514,18 @@ impl Refresher {
                 let mut dead = marked.clone();
                 dead.status = Status::NeedsReauth(reason);
                 dead.refresh_started_at = None;
-                match self.settle(&mark, generation, &dead, lease).await {
+                let event = NewEvent::because(EventKind::of_verdict(reason), reason.as_str());
+                match self
+                    .settle(&mark, generation, &dead, Some(&event), lease)
+                    .await
+                {
                     Ok(Settled::Written(_)) => {
                         self.metrics.refresh("invalid_grant");
                         self.metrics.needs_reauth(reason);
                         tracing::warn!(install_id = %id, reason = reason.as_str(), "install needs re-authorization");
                         (Err(Error::NeedsReauth(id, reason)), false)
                     }
-                    Ok(Settled::Orphaned) => (Err(Error::UnknownInstall(id)), false),
+                    Ok(Settled::Orphaned) => (Err(self.orphaned(id).await), false),
                     Err(e) => (Err(e), true),
                 }
             }
@@ -530,10 +546,17 @@ impl Refresher {
                         Some(mark) => {
                             let mut unmarked = marked.clone();
                             unmarked.refresh_started_at = None;
+                            // Only the keep-alive's failures are events: a caller's failed
+                            // refresh is retried by the next caller, a keep-alive's only by the
+                            // next sweep, which an operator wants to know about.
+                            let event = keepalive.then(|| {
+                                NewEvent::because(EventKind::KeepaliveFailed, "snyk_unavailable")
+                            });
                             // Anything but a clean clear may leave a mark of ours behind: this
                             // replica then resolves it itself (see `resolve_own_doubts`).
                             !matches!(
-                                self.settle(&mark, generation, &unmarked, lease).await,
+                                self.settle(&mark, generation, &unmarked, event.as_ref(), lease)
+                                    .await,
                                 Ok(Settled::Written(_))
                             )
                         }
@@ -551,19 +574,31 @@ impl Refresher {
         }
     }
 
-    /// [`Store::settle`], retried through Redis errors while the lease is not known to be lost
-    /// (the pair in hand exists nowhere else), for at most `in_doubt`.
+    /// What a flight whose mark was taken away answers: the install is gone (deleted), or it
+    /// was reconnected meanwhile (its new grant is served on the next call).
+    async fn orphaned(&self, id: InstallId) -> Error {
+        match self.store.load(&id).await {
+            Ok(Some(_)) => Error::Unavailable(
+                "the install was re-authorized while this refresh was out; retry".into(),
+            ),
+            _ => Error::UnknownInstall(id),
+        }
+    }
+
+    /// [`Store::settle_with`], retried through Redis errors while the lease is not known to be
+    /// lost (the pair in hand exists nowhere else), for at most `in_doubt`.
     async fn settle(
         &self,
         mark: &SendingMark,
         generation: u64,
         grant: &Grant,
+        event: Option<&NewEvent>,
         lease: &LeaseKeeper,
     ) -> Result<Settled, Error> {
         let give_up = Instant::now() + self.settings.in_doubt;
         let mut attempt = 0;
         loop {
-            match self.store.settle(mark, generation, grant).await {
+            match self.store.settle_with(mark, generation, grant, event).await {
                 Ok(settled) => return Ok(settled),
                 Err(StoreError::Unavailable(e))
                     if !lease.really_lost() && Instant::now() < give_up =>
@@ -605,21 +640,34 @@ impl Refresher {
         }
     }
 
+    /// Revokes the refresh token of the generation it read, then deletes that generation; a
+    /// grant that moved meanwhile (a reconnect, or a frozen sender's late pair, neither of which
+    /// takes the lease) is read again, so its newer refresh token is revoked too.
     async fn delete_under_lease(&self, id: InstallId, owner: &str) -> Result<(), Error> {
-        let Some(v) = self.store.load(&id).await? else {
-            return Ok(()); // Already gone: deleting is idempotent.
-        };
-        self.snyk.revoke(&v.grant.refresh_token).await?;
-        if !self.store.delete(&v.grant, owner).await? {
-            return Err(Error::Unavailable(
-                "the lease ran out while deleting; retry".into(),
-            ));
+        for _ in 0..3 {
+            let Some(v) = self.store.load(&id).await? else {
+                return Ok(()); // Already gone: deleting is idempotent.
+            };
+            self.snyk.revoke(&v.grant.refresh_token).await?;
+            match self.store.delete(&v.grant, v.generation, owner).await? {
+                Deleted::Done => {
+                    self.own_doubts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    return Ok(());
+                }
+                Deleted::NotLeaseHolder => {
+                    return Err(Error::Unavailable(
+                        "the lease ran out while deleting; retry".into(),
+                    ));
+                }
+                Deleted::Moved => {}
+            }
         }
-        self.own_doubts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
-        Ok(())
+        Err(Error::Unavailable(
+            "the install kept changing while deleting; retry".into(),
+        ))
     }
 
     /// Calls the token endpoint, each time behind a fresh "sending" mark, with bounded retries:

@@ -3,13 +3,17 @@
 
 use std::{sync::Arc, time::Duration};
 
+use futures::StreamExt as _;
 use snykapps_proto::token_v1::{self as pb, token_service_server::TokenService};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
     backoff::Backoff,
     caller::{AuthenticatedCaller, Rpc},
     error::Error,
+    events::{self, Cursor, MAX_WATCHERS, Start, WatchError},
     grant::{Grant, Handout, InstallId, Need, OrgId, now_millis},
     metrics::Metrics,
     page_token::PageToken,
@@ -36,6 +40,11 @@ pub struct TokenApi {
     refresher: Arc<Refresher>,
     snyk: SnykClient,
     metrics: Arc<Metrics>,
+    /// One permit per WatchInstallEvents stream (each holds a Redis connection of its own).
+    watchers: Arc<Semaphore>,
+    /// Ends every watch at shutdown (a stream never ends by itself, and a graceful shutdown
+    /// waits for every open stream).
+    stop_watches: CancellationToken,
 }
 
 impl TokenApi {
@@ -50,7 +59,42 @@ impl TokenApi {
             refresher,
             snyk,
             metrics,
+            watchers: Arc::new(Semaphore::new(MAX_WATCHERS)),
+            stop_watches: CancellationToken::new(),
         }
+    }
+
+    /// The same service, whose watches end (UNAVAILABLE: resume elsewhere) when `stop` fires.
+    pub fn with_watch_stop(self, stop: CancellationToken) -> Self {
+        TokenApi {
+            stop_watches: stop,
+            ..self
+        }
+    }
+
+    /// Checks the start against the stream (so a bad or trimmed start is the RPC's status), then
+    /// replays and follows on a task of its own that ends when the client goes away.
+    async fn start_watch(&self, after: &str) -> Result<WatchStream, WatchError> {
+        if !self.store.events_enabled() {
+            return Err(WatchError::Cluster);
+        }
+        let start = Start::parse(after)?;
+        let permit = Arc::clone(&self.watchers)
+            .try_acquire_owned()
+            .map_err(|_| WatchError::TooManyWatchers)?;
+        let cursor = Cursor::open(&self.store, start).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let (store, stop) = (self.store.clone(), self.stop_watches.clone());
+        tokio::spawn(async move {
+            events::watch(store, cursor, tx, stop).await;
+            drop(permit);
+        });
+        Ok(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| match item {
+                Ok(event) => Ok(pb::InstallEvent::from(&event)),
+                Err(e) => Err(Status::from(e)),
+            }),
+        ))
     }
 
     /// The answer to a token hand-out (GetAccessToken, ForceRefresh): counts a failure by its
@@ -76,8 +120,7 @@ impl TokenApi {
             Err(e) => {
                 let (install_id, org_id) = target_ids(target);
                 let status = Status::from(e);
-                self.metrics
-                    .token_failed(&caller.0, format!("{:?}", status.code()));
+                self.metrics.token_failed(&caller.0, status.code());
                 audit(caller, rpc, install_id, org_id, Err(status.code()));
                 Err(status)
             }
@@ -126,6 +169,13 @@ impl TokenApi {
         check_field("code", &req.code, 1)?;
         check_verifier(&req.code_verifier)?;
         check_redirect_uri(&req.redirect_uri)?;
+        let reconnect = match req.reauthorize_install_id.as_str() {
+            "" => None,
+            id => Some(
+                InstallId::parse(id)
+                    .map_err(|e| Error::InvalidArgument(format!("reauthorize_install_id: {e}")))?,
+            ),
+        };
         let pair = self
             .snyk
             .exchange_code(&req.code, &req.code_verifier, &req.redirect_uri)
@@ -140,7 +190,7 @@ impl TokenApi {
                 }
                 e => Error::from(e),
             })?;
-        let install_id = InstallId::new_random();
+        let install_id = reconnect.unwrap_or_else(InstallId::new_random);
         let span = tracing::Span::current();
         span.record("install_id", tracing::field::display(&install_id));
 
@@ -149,15 +199,28 @@ impl TokenApi {
         let result = async {
             let orgs = self.list_orgs_with_retry(&pair.access_token).await?;
             let grant = Grant::from_pair(install_id, orgs, pair.clone(), now_millis());
-            self.store.create(&grant).await?;
-            Ok::<_, Error>(grant)
+            if reconnect.is_none() {
+                self.store.create(&grant).await?;
+                return Ok::<_, Error>(grant);
+            }
+            let replaced = self
+                .store
+                .reauthorize(&grant)
+                .await?
+                .ok_or(Error::UnknownInstall(install_id))?;
+            self.revoke_replaced(&replaced.old).await;
+            Ok(replaced.grant)
         }
         .await;
         match result {
             Ok(grant) => {
                 // The newest install now serves its orgs: the store's write dropped their cached
                 // install lists here, and the tracking connections of other replicas drop theirs.
-                tracing::info!(install_id = %install_id, orgs = grant.orgs.len(), "install completed");
+                if reconnect.is_some() {
+                    tracing::info!(install_id = %install_id, orgs = grant.orgs.len(), "install re-authorized");
+                } else {
+                    tracing::info!(install_id = %install_id, orgs = grant.orgs.len(), "install completed");
+                }
                 Ok(grant)
             }
             Err(e) => {
@@ -166,6 +229,23 @@ impl TokenApi {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// After a reconnect: revokes the replaced grant's refresh token at Snyk when it may still
+    /// be alive (best effort: the install already works with its new grant). A token Snyk
+    /// rejected, or one past its expiry, is dead already. Revoking the whole old grant also
+    /// revokes a pair a frozen sender may still hold; that sender's late settle finds no mark
+    /// and revokes its pair itself (docs/design.md, "Reconnect").
+    async fn revoke_replaced(&self, old: &Grant) {
+        let rejected = old.status
+            == crate::grant::Status::NeedsReauth(crate::grant::ReauthReason::RefreshTokenRejected);
+        let expired = old.refresh_expires_at.is_some_and(|at| at <= now_millis());
+        if rejected || expired {
+            return;
+        }
+        if let Err(e) = self.snyk.revoke(&old.refresh_token).await {
+            tracing::warn!(install_id = %old.install_id, error = %e, "could not revoke the replaced grant at Snyk");
         }
     }
 
@@ -226,6 +306,10 @@ impl TokenApi {
         })
     }
 }
+
+type WatchStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::InstallEvent, Status>> + Send + 'static>,
+>;
 
 enum Target<'a> {
     Install(&'a str),
@@ -491,16 +575,25 @@ impl TokenService for TokenApi {
         outcome.map(|()| Response::new(pb::DeleteInstallResponse {}))
     }
 
-    type WatchInstallEventsStream = std::pin::Pin<
-        Box<dyn futures::Stream<Item = Result<pb::InstallEvent, Status>> + Send + 'static>,
-    >;
+    type WatchInstallEventsStream = WatchStream;
 
+    #[tracing::instrument(skip_all, fields(rpc = "WatchInstallEvents", caller = tracing::field::Empty))]
     async fn watch_install_events(
         &self,
-        _req: Request<pb::WatchInstallEventsRequest>,
+        req: Request<pb::WatchInstallEventsRequest>,
     ) -> Result<Response<Self::WatchInstallEventsStream>, Status> {
-        Err(Status::unimplemented(
-            "WatchInstallEvents is being built (issue 14)",
-        ))
+        let caller = caller_of(&req)?;
+        let outcome = self
+            .start_watch(&req.get_ref().after_event_id)
+            .await
+            .map_err(Status::from);
+        audit(
+            &caller,
+            Rpc::WatchInstallEvents,
+            None,
+            None,
+            outcome.as_ref().map(drop).map_err(Status::code),
+        );
+        outcome.map(Response::new)
     }
 }

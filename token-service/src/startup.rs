@@ -10,7 +10,6 @@ use std::{
 };
 
 use anyhow::Context;
-use futures::future::BoxFuture;
 use opentelemetry::{KeyValue, global, metrics::Histogram};
 use snykapps_proto::token_v1::token_service_server::TokenServiceServer;
 use tokio::net::TcpListener;
@@ -50,10 +49,12 @@ impl Application {
         )
         .await
         .context("cannot connect to Redis (REDIS_URL or REDIS_CLUSTER_URLS)")?
-        .with_cache(Arc::new(GrantCache::new(settings.cache_capacity)));
+        .with_cache(Arc::new(GrantCache::new(settings.cache_capacity)))
+        .with_events_maxlen(settings.events_maxlen);
         let metrics = Arc::new(Metrics::default());
         metrics.set_durable_commits(store.durability().is_durable());
         metrics.observe_cache(store.cache());
+        service_runtime::process_metrics::register();
         let snyk = SnykClient::new(
             settings.snyk_api_url.clone(),
             settings.client_id.clone(),
@@ -155,12 +156,15 @@ impl Application {
         let sweeper = tokio::spawn(keepalive.run(async {
             let _ = sweeping_stopped.await;
         }));
+        // Event watches never end by themselves; the graceful shutdown ends them after the drain.
+        let stop_watches = CancellationToken::new();
         let api = TokenApi::new(
             self.store,
             Arc::clone(&self.refresher),
             self.snyk,
             Arc::clone(&self.metrics),
-        );
+        )
+        .with_watch_stop(stop_watches.clone());
         let server = TokenServiceServer::new(api)
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(4 * 1024 * 1024);
@@ -182,6 +186,7 @@ impl Application {
                 .set_not_serving::<TokenServiceServer<TokenApi>>()
                 .await;
             tokio::time::sleep(drain).await;
+            stop_watches.cancel();
             tracing::info!("no new calls; finishing in-flight calls and refreshes");
         };
         let mut builder = tonic::transport::Server::builder();
@@ -324,34 +329,56 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+    type Future = Timed<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = method_label(req.uri().path());
-        let histogram = self.histogram.clone();
-        let started = Instant::now();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let res = fut.await;
-            // Errors come back "trailers-only", with grpc-status in the headers; success has it
-            // in the trailers, so no header means OK here.
-            let status = match &res {
-                Ok(r) => status_label(r.headers().get("grpc-status").map(|v| v.as_bytes())),
-                Err(_) => "transport_error",
-            };
-            histogram.record(
-                started.elapsed().as_secs_f64(),
-                &[
-                    KeyValue::new("rpc.method", method),
-                    KeyValue::new("rpc.grpc.status_code", status),
-                ],
-            );
-            res
-        })
+        Timed {
+            method: method_label(req.uri().path()),
+            histogram: self.histogram.clone(),
+            started: Instant::now(),
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An RPC's response future that records its duration when it completes (no allocation).
+    struct Timed<F> {
+        #[pin]
+        inner: F,
+        method: &'static str,
+        histogram: Histogram<f64>,
+        started: Instant,
+    }
+}
+
+impl<F, E> Future for Timed<F>
+where
+    F: Future<Output = Result<http::Response<tonic::body::Body>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = std::task::ready!(this.inner.poll(cx));
+        // Errors come back "trailers-only", with grpc-status in the headers; success has it in
+        // the trailers, so no header means OK here.
+        let status = match &res {
+            Ok(r) => status_label(r.headers().get("grpc-status").map(|v| v.as_bytes())),
+            Err(_) => "transport_error",
+        };
+        this.histogram.record(
+            this.started.elapsed().as_secs_f64(),
+            &[
+                KeyValue::new("rpc.method", *this.method),
+                KeyValue::new("rpc.grpc.status_code", status),
+            ],
+        );
+        Poll::Ready(res)
     }
 }
 

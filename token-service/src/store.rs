@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     cache::GrantCache,
+    events::{DEFAULT_MAXLEN, EVENTS_KEY, EventId, EventKind, InstallEvent, NewEvent},
     grant::{Grant, InstallId, Org, OrgId, Status, UnixMillis},
     seal::{Keyring, OpenError},
 };
@@ -81,6 +82,9 @@ pub enum StoreError {
     Corrupt { install: InstallId, reason: String },
     #[error("install id {0} is already in use")]
     InstallIdTaken(InstallId),
+    /// The event stream answered something that is not a stream entry.
+    #[error("the event stream is not readable: {0}")]
+    BadEventStream(String),
     /// A write that waits for durability did not get it in time (see `store::durability`).
     #[error("redis did not confirm the write as durable: {0}")]
     NotDurable(String),
@@ -104,6 +108,85 @@ pub enum Settled {
     Written(u64),
     /// Not stored: the mark is not ours any more (the install was deleted or replaced).
     Orphaned,
+}
+
+/// The result of [`Store::reauthorize`].
+#[derive(Debug, Clone)]
+pub struct Reauthorized {
+    /// The grant the new one replaced (its refresh token is the one to revoke).
+    pub old: Grant,
+    /// The new grant, as stored.
+    pub grant: Grant,
+    pub generation: u64,
+}
+
+/// The result of [`Store::delete`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// The grant and the lease are gone.
+    Done,
+    /// Nothing deleted: the lease is not ours.
+    NotLeaseHolder,
+    /// Nothing deleted: the grant moved past the generation read (a reconnect or a late
+    /// refresh): read it again and revoke its newer refresh token first.
+    Moved,
+}
+
+/// Entries of the event stream after a cursor, with the stream's trim state read in the same
+/// step (`store/read_events.lua`).
+#[derive(Debug, Clone)]
+pub struct EventBatch {
+    /// The oldest entry still in the stream ("0-0": none).
+    pub oldest: EventId,
+    /// The newest entry ever appended ("0-0": none).
+    pub last_generated: EventId,
+    pub events: Vec<InstallEvent>,
+    /// The last entry read, also when it was not an event this version understands.
+    pub last_read: Option<EventId>,
+    /// How many entries were read (events and entries skipped).
+    pub read: usize,
+}
+
+/// Where the lifecycle events go: the stream and its approximate length. None on a cluster.
+#[derive(Debug, Clone)]
+struct EventLog {
+    maxlen: u64,
+    /// The server, for the watchers' own blocking connections.
+    url: String,
+    timeout: Duration,
+}
+
+/// A watcher's own connection, for the blocking `XREAD` that waits for new events: blocking
+/// the shared, multiplexed connection would stall every other command on it. Dropped with its
+/// watcher.
+pub struct EventWaiter {
+    conn: redis::aio::MultiplexedConnection,
+    block: Duration,
+}
+
+impl fmt::Debug for EventWaiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventWaiter")
+            .field("block", &self.block)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventWaiter {
+    /// Returns when an entry after `cursor` exists, or after the block time.
+    pub async fn wait_after(&mut self, cursor: EventId) -> Result<(), StoreError> {
+        let _: Value = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(self.block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(EVENTS_KEY)
+            .arg(cursor.to_string())
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(())
+    }
 }
 
 /// Where Redis is: one server (`REDIS_URL`) or a cluster (`REDIS_CLUSTER_URLS`).
@@ -163,6 +246,8 @@ pub struct Store {
     /// Every write of a grant or an org index drops its entry here before it returns; the
     /// tracking connection (`store::tracking`) drops the entries other clients change.
     cache: Arc<GrantCache>,
+    /// The lifecycle event stream; None on Redis Cluster (docs/design.md, "Events").
+    events: Option<EventLog>,
 }
 
 impl fmt::Debug for Store {
@@ -181,6 +266,13 @@ struct Scripts {
     settle: Script,
     renew: Script,
     compare_and_delete: Script,
+    reauthorize: Script,
+    read_events: Script,
+}
+
+/// A script that changes an install, with the event appender (`store/event.lua`) in front.
+fn changing(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", include_str!("store/event.lua")))
 }
 
 /// Every install id (score 0, ordered by id), for paging.
@@ -338,15 +430,58 @@ impl Store {
             durability: Arc::new(durability),
             keyring,
             cache: Arc::new(GrantCache::new(DEFAULT_CACHE_CAPACITY)),
+            events: match target {
+                RedisTarget::Single(url) => Some(EventLog {
+                    maxlen: DEFAULT_MAXLEN,
+                    url: url.clone(),
+                    timeout,
+                }),
+                // One install's keys share a slot; the global stream lives on another, so no
+                // script could write both: no events rather than events that may lie.
+                RedisTarget::Cluster(_) => None,
+            },
             scripts: Arc::new(Scripts {
-                create: Script::new(include_str!("store/create.lua")),
-                fenced_write: Script::new(include_str!("store/fenced_write.lua")),
+                create: changing(include_str!("store/create.lua")),
+                fenced_write: changing(include_str!("store/fenced_write.lua")),
                 mark_sending: Script::new(include_str!("store/mark_sending.lua")),
-                settle: Script::new(include_str!("store/settle.lua")),
+                settle: changing(include_str!("store/settle.lua")),
                 renew: Script::new(include_str!("store/renew.lua")),
-                compare_and_delete: Script::new(include_str!("store/compare_and_delete.lua")),
+                compare_and_delete: changing(include_str!("store/compare_and_delete.lua")),
+                reauthorize: changing(include_str!("store/reauthorize.lua")),
+                read_events: Script::new(include_str!("store/read_events.lua")),
             }),
         })
+    }
+
+    /// The same store trimming the event stream to about `maxlen` events
+    /// (`TOKEN_EVENTS_MAXLEN`).
+    pub fn with_events_maxlen(self, maxlen: u64) -> Self {
+        let events = self.events.map(|e| EventLog { maxlen, ..e });
+        Store { events, ..self }
+    }
+
+    /// False on Redis Cluster, where no events are written (docs/design.md, "Events").
+    pub fn events_enabled(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// Adds the event stream key and the event's arguments to a script call that changes an
+    /// install (after the script's own arguments), when events are on.
+    fn with_event(
+        &self,
+        call: &mut redis::ScriptInvocation<'_>,
+        id: &InstallId,
+        event: Option<&NewEvent>,
+    ) {
+        if let (Some(log), Some(e)) = (&self.events, event) {
+            let orgs: Vec<String> = e.orgs.iter().map(ToString::to_string).collect();
+            call.key(EVENTS_KEY)
+                .arg(log.maxlen)
+                .arg(id.to_string())
+                .arg(e.kind.as_str())
+                .arg(e.reason.unwrap_or(""))
+                .arg(orgs.join(","));
+        }
     }
 
     /// The same store with `cache` as its grant cache (start-up sizes it from settings).
@@ -431,13 +566,11 @@ impl Store {
         let mut c = self.conn.clone();
         let _forget = Changed::grant(&self.cache, id, &grant.orgs);
         self.index_keepalive(grant).await?;
-        let created: i64 = self
-            .scripts
-            .create
-            .key(grant_key(&id))
-            .arg(self.seal(grant, 1))
-            .invoke_async(&mut c)
-            .await?;
+        let mut call = self.scripts.create.key(grant_key(&id));
+        call.arg(self.seal(grant, 1));
+        let event = NewEvent::with_orgs(EventKind::Installed, grant.orgs.iter().map(|o| o.id));
+        self.with_event(&mut call, &id, Some(&event));
+        let created: i64 = call.invoke_async(&mut c).await?;
         if created != 1 {
             return Err(StoreError::InstallIdTaken(id));
         }
@@ -452,26 +585,46 @@ impl Store {
     }
 
     /// Writes `grant` over generation `expected`; with `lease_owner`, only while holding the lease.
-    /// Leaves a "sending" mark as it is.
+    /// Leaves a "sending" mark as it is. No lifecycle event: for the "started" mark and re-seals.
     pub async fn write_fenced(
         &self,
         expected: u64,
         grant: &Grant,
         lease_owner: Option<&str>,
     ) -> Result<Fenced, StoreError> {
+        self.fenced(expected, grant, lease_owner, None).await
+    }
+
+    /// [`Store::write_fenced`] of a NEEDS_REAUTH verdict, with its event (`in_doubt` or
+    /// `needs_reauth`) appended by the same script when the write lands.
+    pub async fn write_verdict(
+        &self,
+        expected: u64,
+        grant: &Grant,
+        lease_owner: &str,
+    ) -> Result<Fenced, StoreError> {
+        let event = verdict_event(grant);
+        self.fenced(expected, grant, Some(lease_owner), event.as_ref())
+            .await
+    }
+
+    async fn fenced(
+        &self,
+        expected: u64,
+        grant: &Grant,
+        lease_owner: Option<&str>,
+        event: Option<&NewEvent>,
+    ) -> Result<Fenced, StoreError> {
         let id = grant.install_id;
         let mut c = self.conn.clone();
         let _forget = Changed::grant(&self.cache, id, &[]);
-        let n: i64 = self
-            .scripts
-            .fenced_write
-            .key(grant_key(&id))
-            .key(lease_key(&id))
+        let mut call = self.scripts.fenced_write.key(grant_key(&id));
+        call.key(lease_key(&id))
             .arg(expected.to_string())
             .arg(self.seal(grant, expected + 1))
-            .arg(lease_owner.unwrap_or(""))
-            .invoke_async(&mut c)
-            .await?;
+            .arg(lease_owner.unwrap_or(""));
+        self.with_event(&mut call, &id, event);
+        let n: i64 = call.invoke_async(&mut c).await?;
         Ok(match n {
             0 => Fenced::Stale,
             -1 => Fenced::NotLeaseHolder,
@@ -513,12 +666,30 @@ impl Store {
     /// Stores the outcome of a refresh whose request went out under `mark`, fenced on that mark
     /// only (not on the lease, not on the generation: whatever was written meanwhile, a
     /// NEEDS_REAUTH for instance, is older than this outcome). Clears the mark, keeps the
-    /// keep-alive index in step, and waits until Redis has it durably.
+    /// keep-alive index in step, and waits until Redis has it durably. Its event: `refreshed`
+    /// for an ACTIVE grant (a new pair), the verdict's for a NEEDS_REAUTH one.
     pub async fn settle(
+        &self,
+        mark: &SendingMark,
+        generation: u64,
+        grant: &Grant,
+    ) -> Result<Settled, StoreError> {
+        let event = match grant.status {
+            Status::Active => Some(NewEvent::plain(EventKind::Refreshed)),
+            Status::NeedsReauth(_) => verdict_event(grant),
+        };
+        self.settle_with(mark, generation, grant, event.as_ref())
+            .await
+    }
+
+    /// [`Store::settle`] with the event to append (None: the outcome is no lifecycle change,
+    /// like clearing the marks of a refresh Snyk did not redeem).
+    pub async fn settle_with(
         &self,
         mark: &SendingMark,
         mut generation: u64,
         grant: &Grant,
+        event: Option<&NewEvent>,
     ) -> Result<Settled, StoreError> {
         let id = grant.install_id;
         let mut c = self.durable_conn.clone();
@@ -527,15 +698,12 @@ impl Store {
         // Each round either writes, or learns the generation a concurrent write left behind
         // (the seal binds the generation, so the record is sealed again for it).
         for _ in 0..16 {
-            let n: i64 = self
-                .scripts
-                .settle
-                .key(grant_key(&id))
-                .arg(&encoded)
+            let mut call = self.scripts.settle.key(grant_key(&id));
+            call.arg(&encoded)
                 .arg((generation + 1).to_string())
-                .arg(self.seal(grant, generation + 1))
-                .invoke_async(&mut c)
-                .await?;
+                .arg(self.seal(grant, generation + 1));
+            self.with_event(&mut call, &id, event);
+            let n: i64 = call.invoke_async(&mut c).await?;
             match n {
                 0 => return Ok(Settled::Orphaned),
                 n if n < 0 => generation = n.unsigned_abs(),
@@ -605,22 +773,28 @@ impl Store {
         Ok(first.first().map(|(_, score)| *score as UnixMillis))
     }
 
-    /// Deletes the install while `lease_owner` holds its lease: the grant and the lease in one
-    /// script, then its index entries. False (nothing deleted) when the lease is not ours.
-    pub async fn delete(&self, grant: &Grant, lease_owner: &str) -> Result<bool, StoreError> {
+    /// Deletes the install while `lease_owner` holds its lease and the grant is still at
+    /// `generation` (the one whose refresh token the deleter revoked): the grant and the lease
+    /// in one script, with the `deleted` event, then its index entries.
+    pub async fn delete(
+        &self,
+        grant: &Grant,
+        generation: u64,
+        lease_owner: &str,
+    ) -> Result<Deleted, StoreError> {
         let id = grant.install_id;
         let mut c = self.conn.clone();
         let _forget = Changed::grant(&self.cache, id, &grant.orgs);
-        let deleted: i64 = self
-            .scripts
-            .compare_and_delete
-            .key(lease_key(&id))
-            .key(grant_key(&id))
+        let mut call = self.scripts.compare_and_delete.key(lease_key(&id));
+        call.key(grant_key(&id))
             .arg(lease_owner)
-            .invoke_async(&mut c)
-            .await?;
-        if deleted == 0 {
-            return Ok(false);
+            .arg("delete")
+            .arg(generation.to_string());
+        self.with_event(&mut call, &id, Some(&NewEvent::plain(EventKind::Deleted)));
+        match call.invoke_async::<i64>(&mut c).await? {
+            0 => return Ok(Deleted::NotLeaseHolder),
+            n if n < 0 => return Ok(Deleted::Moved),
+            _ => {}
         }
         // Readers skip index entries whose grant is gone, so these may lag.
         for org in &grant.orgs {
@@ -628,7 +802,149 @@ impl Store {
         }
         let _: i64 = c.zrem(INSTALLS, id.to_string()).await?;
         self.unindex_keepalive(&id).await?;
-        Ok(true)
+        Ok(Deleted::Done)
+    }
+
+    /// Reconnect: replaces the grant of the existing install `fresh.install_id` with `fresh`
+    /// (keeping the install's creation time) in one script that bumps the generation and deletes
+    /// the "sending" mark, so no refresh begun before can land over it (docs/design.md,
+    /// "Reconnect"); appends the `reauthorized` event; waits until Redis has it durably; then
+    /// updates the indexes (keep-alive, orgs added and dropped). None when the install does not
+    /// exist.
+    pub async fn reauthorize(&self, fresh: &Grant) -> Result<Option<Reauthorized>, StoreError> {
+        let id = fresh.install_id;
+        let mut c = self.durable_conn.clone();
+        // Each round either writes, or learns that the record moved (a late refresh or a verdict
+        // landed): then the old grant is read again, so the refresh token revoked after the
+        // write is the one that was replaced.
+        for _ in 0..16 {
+            let Some(old) = self.load(&id).await? else {
+                return Ok(None);
+            };
+            let grant = Grant {
+                created_at: old.grant.created_at,
+                ..fresh.clone()
+            };
+            let mut orgs = old.grant.orgs.clone();
+            orgs.extend(grant.orgs.iter().cloned());
+            let _forget = Changed::grant(&self.cache, id, &orgs);
+            let next = old.generation + 1;
+            let mut call = self.scripts.reauthorize.key(grant_key(&id));
+            call.arg(next.to_string()).arg(self.seal(&grant, next));
+            let event =
+                NewEvent::with_orgs(EventKind::Reauthorized, grant.orgs.iter().map(|o| o.id));
+            self.with_event(&mut call, &id, Some(&event));
+            let n: i64 = call.invoke_async(&mut c).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if n < 0 {
+                continue;
+            }
+            if let Err(e) = self.durability.wait(&mut c).await {
+                // Stored on the primary all the same (as for a refreshed pair).
+                tracing::error!(install_id = %id, error = %e, "reconnected grant stored but not confirmed durable");
+            }
+            if let Err(e) = self.reindex(&old.grant, &grant).await {
+                // The grant is stored: failing now would revoke a pair that is in use. Readers
+                // tolerate lagging index entries; a new org is indexed by the next reconnect.
+                tracing::error!(install_id = %id, error = %e, "reconnected grant stored but its indexes could not be updated");
+            }
+            return Ok(Some(Reauthorized {
+                old: old.grant,
+                grant,
+                generation: n as u64,
+            }));
+        }
+        Err(StoreError::Corrupt {
+            install: id,
+            reason: "the record kept changing under a reconnect".into(),
+        })
+    }
+
+    /// The indexes after a reconnect: the keep-alive entry at the new expiry, the new orgs
+    /// indexed (at the install's creation time), the orgs no longer covered dropped.
+    async fn reindex(&self, old: &Grant, new: &Grant) -> Result<(), StoreError> {
+        let id = new.install_id;
+        let mut c = self.conn.clone();
+        self.index_keepalive(new).await?;
+        let _: i64 = c.zadd(INSTALLS, id.to_string(), 0).await?;
+        for org in &new.orgs {
+            let _: i64 = c
+                .zadd(org_key(&org.id), id.to_string(), new.created_at)
+                .await?;
+        }
+        for org in old
+            .orgs
+            .iter()
+            .filter(|o| !new.orgs.iter().any(|n| n.id == o.id))
+        {
+            let _: i64 = c.zrem(org_key(&org.id), id.to_string()).await?;
+        }
+        Ok(())
+    }
+
+    /// Up to `count` events after `cursor` (none when `cursor` is None), with the stream's trim
+    /// state read in the same script.
+    pub async fn read_events(
+        &self,
+        cursor: Option<EventId>,
+        count: usize,
+    ) -> Result<EventBatch, StoreError> {
+        let mut c = self.conn.clone();
+        let (oldest, last_generated, entries): (String, String, Vec<(String, Vec<String>)>) = self
+            .scripts
+            .read_events
+            .key(EVENTS_KEY)
+            .arg(cursor.map(|c| c.to_string()).unwrap_or_default())
+            .arg(count)
+            .invoke_async(&mut c)
+            .await?;
+        let id = |s: &str| {
+            s.parse::<EventId>()
+                .map_err(|_| StoreError::BadEventStream(format!("{s:?} is not an entry id")))
+        };
+        let mut events = Vec::with_capacity(entries.len());
+        let mut last_read = None;
+        for (entry_id, flat) in &entries {
+            let entry_id = id(entry_id)?;
+            last_read = Some(entry_id);
+            let fields: Vec<(String, String)> = flat
+                .chunks_exact(2)
+                .map(|kv| (kv[0].clone(), kv[1].clone()))
+                .collect();
+            match InstallEvent::from_fields(entry_id, &fields) {
+                Some(e) => events.push(e),
+                None => {
+                    tracing::warn!(event_id = %entry_id, "skipping an event stream entry this version does not understand");
+                }
+            }
+        }
+        Ok(EventBatch {
+            oldest: id(&oldest)?,
+            last_generated: id(&last_generated)?,
+            events,
+            last_read,
+            read: entries.len(),
+        })
+    }
+
+    /// A connection of its own for one watcher's blocking waits (each blocks at most `block`).
+    pub async fn event_waiter(&self, block: Duration) -> Result<EventWaiter, StoreError> {
+        let Some(log) = &self.events else {
+            return Err(StoreError::Unavailable(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "install events are off on Redis Cluster",
+            ))));
+        };
+        let client = redis::Client::open(log.url.as_str())?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(log.timeout))
+            .set_response_timeout(Some(block + log.timeout));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(EventWaiter { conn, block })
     }
 
     /// Every install that covers `org`, newest first: from the grant cache when it answers
@@ -742,7 +1058,7 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Releases the lease only if `owner` still holds it (compare-and-delete).
+    /// Releases the lease only if `owner` still holds it (compare-and-delete; no event).
     pub async fn release_lease(&self, id: &InstallId, owner: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let _: i64 = self
@@ -750,6 +1066,7 @@ impl Store {
             .compare_and_delete
             .key(lease_key(id))
             .arg(owner)
+            .arg("release")
             .invoke_async(&mut c)
             .await?;
         Ok(())
@@ -759,6 +1076,14 @@ impl Store {
     pub async fn raw_record(&self, id: &InstallId) -> Result<Option<Vec<u8>>, StoreError> {
         let mut c = self.conn.clone();
         Ok(c.hget(grant_key(id), "rec").await?)
+    }
+}
+
+/// The event of a NEEDS_REAUTH verdict written as `grant` (None for an ACTIVE grant).
+fn verdict_event(grant: &Grant) -> Option<NewEvent> {
+    match grant.status {
+        Status::Active => None,
+        Status::NeedsReauth(r) => Some(NewEvent::because(EventKind::of_verdict(r), r.as_str())),
     }
 }
 

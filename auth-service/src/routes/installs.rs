@@ -8,7 +8,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::future::join_all;
-use snykapps_ids::{InstallId, OrgId};
+use snykapps_ids::OrgId;
 use snykapps_proto::token_v1 as pb;
 use time::{OffsetDateTime, macros::format_description};
 
@@ -29,14 +29,7 @@ fn format_time(ts: Option<&snykapps_proto::Timestamp>) -> Option<String> {
 
 #[tracing::instrument(skip_all, fields(install_id = tracing::field::Empty))]
 pub async fn show(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, PageError> {
-    let install_id = req
-        .match_info()
-        .get("install_id")
-        .and_then(|raw| InstallId::parse(raw).ok())
-        .ok_or(PageError::NotFound)?;
-    if !app.cookies.session(&req).contains(&install_id) {
-        return Err(PageError::NotFound);
-    }
+    let install_id = super::session_install(&req, &app).ok_or(PageError::NotFound)?;
     tracing::Span::current().record("install_id", tracing::field::display(&install_id));
     let install = app.tokens.get_install(&install_id).await?;
 

@@ -7,13 +7,18 @@
 //! | `GET /auth` | 302 to Snyk's consent page; 429 with `Retry-After` past `AUTH_RATE_LIMIT_PER_MINUTE` per client; 503 when Redis is down |
 //! | `GET /callback` | 303 to the install page; 200 "cancelled" page; 400 pages for bad, expired, reused or foreign state, Snyk errors (Snyk's text only for this browser's own state) and refused codes; 503 when token-service or Redis is down |
 //! | `GET /installs/{id}` | 200 the install's orgs and projects; 404 unless this browser completed it; 503 when token-service is down |
+//! | `POST /installs/{id}/reconnect` | 303 to Snyk's consent page, a sign-in that re-authorizes this install; 403 for a post from another site or an install this browser's session does not hold; 429 / 503 as `/auth` |
+//! | `GET /installs/{id}/disconnect` | 200 what Disconnect does, and the form that confirms it; 404 unless this browser completed the install |
+//! | `POST /installs/{id}/disconnect` | `DeleteInstall`, the install dropped from the session, 303 to `/disconnected`; 403 for a post from another site or an install this browser's session does not hold; 503 when token-service (or Snyk's revoke behind it) is down |
+//! | `GET /disconnected` | 200 the page after a Disconnect |
 //! | `POST /logout` | 303 to `/`, the session and binding cookies cleared; 403 for a post from another site |
 //! | `GET /healthz`, `GET /readyz` | 200 / 503 JSON |
 //! | anything else | 404 page (405 for another method on a known path) |
 //!
 //! `/metrics` is not here: it has its own listener (`AUTH_SERVICE_METRICS_ADDR`, see `startup`).
 
-use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, guard, web};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, guard, web};
+use snykapps_ids::InstallId;
 use url::Url;
 
 use crate::{
@@ -21,6 +26,7 @@ use crate::{
     session::Cookies, state::StateStore, token_client::TokenClient,
 };
 
+pub mod disconnect;
 pub mod health;
 pub mod home;
 pub mod installs;
@@ -48,6 +54,21 @@ impl AppState {
     pub fn snyk_app_url(&self) -> &Url {
         self.oauth.app_url()
     }
+}
+
+/// The path's `{install_id}` when this browser's session holds it: the only way a browser may
+/// see or change an install. `None` for a malformed id too (no session can hold one).
+pub(crate) fn session_install(req: &HttpRequest, app: &AppState) -> Option<InstallId> {
+    req.match_info()
+        .get("install_id")
+        .and_then(|raw| InstallId::parse(raw).ok())
+        .filter(|id| app.cookies.session(req).contains(id))
+}
+
+async fn get_or_post_only() -> Result<HttpResponse, PageError> {
+    Err(PageError::MethodNotAllowed {
+        allow: "GET, HEAD, POST",
+    })
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, PageError> {
@@ -86,6 +107,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get("/auth", oauth::start))
         .service(get("/callback", oauth::callback))
         .service(get("/installs/{install_id}", installs::show))
+        .service(
+            web::resource("/installs/{install_id}/reconnect")
+                .route(web::post().to(oauth::reconnect))
+                .default_service(web::to(post_only)),
+        )
+        .service(
+            web::resource("/installs/{install_id}/disconnect")
+                .route(
+                    web::route()
+                        .guard(guard::Any(guard::Get()).or(guard::Head()))
+                        .to(disconnect::confirm),
+                )
+                .route(web::post().to(disconnect::disconnect))
+                .default_service(web::to(get_or_post_only)),
+        )
+        .service(get("/disconnected", disconnect::done))
         .service(
             web::resource("/logout")
                 .route(web::post().to(logout::logout))

@@ -1,5 +1,9 @@
 //! The OAuth2 redirect pair: `GET /auth` starts a sign-in (state + PKCE, 302 to Snyk) and
 //! `GET /callback` finishes it (verify the state, hand the code to token-service).
+//! `POST /installs/{id}/reconnect` starts a sign-in too, for an install this browser's session
+//! holds: the id goes into the server-side state record (never into a URL), and the callback
+//! hands it to `CompleteInstall` as `reauthorize_install_id`, so the install keeps its id. The
+//! callback checks again that the session still holds it (the browser may have signed out since).
 //!
 //! Status choices: Deny on Snyk's page is the user's decision, not an error, so its page is a
 //! 200; every other outcome that does not install is a 400 (bad, expired, reused or foreign state,
@@ -20,9 +24,10 @@ use super::AppState;
 use crate::{
     config::Settings,
     error::PageError,
-    pkce,
-    state::{Binding, OAuthState, StateError, unix_now},
+    pkce, security,
+    state::{Binding, OAuthState, Purpose, StateError, unix_now},
     templates,
+    token_client::TokenError,
 };
 
 /// Longest `code`, `state`, `error` or `error_description` we accept (real ones are far shorter).
@@ -87,7 +92,38 @@ fn state_store_error(e: StateError) -> PageError {
 /// `GET /auth`: remembers a new sign-in bound to this browser, then sends it to Snyk.
 #[tracing::instrument(skip_all)]
 pub async fn start(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, PageError> {
-    if let Err(wait) = app.limiter.check(&req) {
+    begin_sign_in(&req, &app, Purpose::Install).await
+}
+
+/// `POST /installs/{install_id}/reconnect` (the Reconnect button): for an install this browser's
+/// session holds, a sign-in whose state records the install, then Snyk's consent page. A post
+/// from another site is a 403 `CrossSite`, an install the session does not hold a 403
+/// `NotYourInstall`; neither creates a state.
+#[tracing::instrument(skip_all, fields(install_id = tracing::field::Empty))]
+pub async fn reconnect(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    if !security::is_same_origin_post(&req, &app.public_origin) {
+        tracing::warn!("refused a reconnect posted from another site");
+        return Err(PageError::CrossSite);
+    }
+    let install_id = super::session_install(&req, &app).ok_or_else(|| {
+        tracing::warn!("refused a reconnect of an install this browser's session does not hold");
+        PageError::NotYourInstall
+    })?;
+    tracing::Span::current().record("install_id", tracing::field::display(&install_id));
+    begin_sign_in(&req, &app, Purpose::Reconnect(install_id)).await
+}
+
+/// Remembers a sign-in for `purpose` bound to this browser, then sends it to Snyk. Limited per
+/// client address like every sign-in.
+async fn begin_sign_in(
+    req: &HttpRequest,
+    app: &AppState,
+    purpose: Purpose,
+) -> Result<HttpResponse, PageError> {
+    if let Err(wait) = app.limiter.check(req) {
         tracing::warn!("refused a sign-in: rate limit of its client address");
         // Round up: a client that waits the advertised time must get through.
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -96,16 +132,22 @@ pub async fn start(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRes
         });
     }
     // One binding per browser, reused, so sign-ins started in two tabs both finish.
-    let binding = app.cookies.binding(&req).unwrap_or_else(Binding::generate);
+    let binding = app.cookies.binding(req).unwrap_or_else(Binding::generate);
     let verifier = pkce::new_verifier();
     let state = app
         .states
-        .begin(&binding, &verifier)
+        .begin(&binding, &verifier, purpose)
         .await
         .map_err(state_store_error)?;
     let location = app.oauth.authorize_url(&state, &pkce::challenge(&verifier));
-    tracing::info!("sign-in started; sending the browser to Snyk");
-    Ok(HttpResponse::Found()
+    tracing::info!(?purpose, "sign-in started; sending the browser to Snyk");
+    // 302 for `GET /auth`; for the Reconnect post a 303 (the browser must GET Snyk's page, which
+    // every browser does for a 302 too, but 303 says so).
+    let mut res = match purpose {
+        Purpose::Install => HttpResponse::Found(),
+        Purpose::Reconnect(_) => HttpResponse::SeeOther(),
+    };
+    Ok(res
         .insert_header((header::LOCATION, location.as_str()))
         .cookie(app.cookies.binding_cookie(&binding))
         .finish())
@@ -260,20 +302,47 @@ pub async fn callback(
         return Err(PageError::StateExpired);
     }
 
+    let purpose = pending.purpose();
+    let mut session = app.cookies.session(&req);
+    // A Reconnect was allowed because the session held the install when it started; the session
+    // may have ended since (signed out, expired, another user on this browser with the binding
+    // still set). The state is spent either way: this sign-in is over.
+    if let Purpose::Reconnect(id) = purpose
+        && !session.contains(&id)
+    {
+        tracing::warn!(install_id = %id, "refused a reconnect: the session no longer holds the install");
+        return Err(PageError::NotYourInstall);
+    }
+
     let install = app
         .tokens
         .complete_install(
             code.expose_secret(),
             pending.verifier(),
             &app.oauth.redirect_uri,
+            purpose,
         )
-        .await?;
+        .await
+        .map_err(|e| match (purpose, e) {
+            // Disconnected (here or by an operator) while this browser was at Snyk.
+            (Purpose::Reconnect(_), TokenError::NotFound) => PageError::InstallGone,
+            (_, e) => e.into(),
+        })?;
     // The id goes into a Location header and a cookie: only a well-formed one.
     let install_id = InstallId::parse(&install.install_id)
         .map_err(|_| PageError::Internal("token-service returned a malformed install id".into()))?;
     tracing::Span::current().record("install_id", tracing::field::display(&install_id));
-    tracing::info!(orgs = install.orgs.len(), "install completed");
-    let mut session = app.cookies.session(&req);
+    if let Purpose::Reconnect(id) = purpose {
+        if install_id != id {
+            // token-service ignored reauthorize_install_id: never show one install as another.
+            return Err(PageError::Internal(format!(
+                "token-service answered a reconnect of {id} with install {install_id}"
+            )));
+        }
+        tracing::info!(orgs = install.orgs.len(), "install reconnected");
+    } else {
+        tracing::info!(orgs = install.orgs.len(), "install completed");
+    }
     session.add(install_id);
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, format!("/installs/{install_id}")))

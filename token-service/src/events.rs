@@ -1,0 +1,408 @@
+//! Lifecycle events of installs: what changed, in the Redis Stream `snykapps:events`, appended by
+//! the very Lua script that makes the change (`store/event.lua`), and followed over gRPC by
+//! `WatchInstallEvents` (docs/design.md, "Events").
+//!
+//! A watcher replays the events after its cursor, then follows new ones. Every read of entries
+//! is non-blocking and atomic with the stream's trim state (`store/read_events.lua`), so trimmed
+//! history is always noticed (OUT_OF_RANGE); waiting for new entries is a blocking `XREAD` on a
+//! connection of the watcher's own, never on the shared one (a blocking command would stall
+//! every other command multiplexed on it).
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    grant::{InstallId, OrgId, ReauthReason, UnixMillis},
+    store::{EventBatch, EventWaiter, Store, StoreError},
+};
+
+/// The Redis Stream every lifecycle event is appended to.
+pub const EVENTS_KEY: &str = "snykapps:events";
+/// `TOKEN_EVENTS_MAXLEN`'s default: the stream is trimmed to about this many events.
+pub const DEFAULT_MAXLEN: u64 = 100_000;
+/// Entries a watcher reads at once.
+const BATCH: usize = 256;
+/// How long one blocking wait for new entries lasts before the watcher checks again.
+const WAIT: Duration = Duration::from_secs(5);
+/// Watchers one replica serves at once (each holds one Redis connection of its own).
+pub const MAX_WATCHERS: usize = 256;
+
+/// What happened to an install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Installed,
+    Refreshed,
+    Reauthorized,
+    NeedsReauth,
+    InDoubt,
+    Deleted,
+    KeepaliveFailed,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 7] = [
+        EventKind::Installed,
+        EventKind::Refreshed,
+        EventKind::Reauthorized,
+        EventKind::NeedsReauth,
+        EventKind::InDoubt,
+        EventKind::Deleted,
+        EventKind::KeepaliveFailed,
+    ];
+
+    /// The name stored in the stream's `kind` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Installed => "installed",
+            EventKind::Refreshed => "refreshed",
+            EventKind::Reauthorized => "reauthorized",
+            EventKind::NeedsReauth => "needs_reauth",
+            EventKind::InDoubt => "in_doubt",
+            EventKind::Deleted => "deleted",
+            EventKind::KeepaliveFailed => "keepalive_failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The event of a NEEDS_REAUTH verdict: `in_doubt` when a refresh was sent and its outcome
+    /// never stored (`refresh_in_doubt`), else `needs_reauth`.
+    pub fn of_verdict(reason: ReauthReason) -> EventKind {
+        match reason {
+            ReauthReason::RefreshInDoubt => EventKind::InDoubt,
+            ReauthReason::RefreshTokenRejected => EventKind::NeedsReauth,
+        }
+    }
+}
+
+/// The event a write appends, as the writer knows it (the script adds `at` and the generation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    /// Why (NEEDS_REAUTH, IN_DOUBT, KEEPALIVE_FAILED); never a token or an upstream message.
+    pub reason: Option<&'static str>,
+    /// The install's orgs after the change (INSTALLED, REAUTHORIZED).
+    pub orgs: Vec<OrgId>,
+}
+
+impl NewEvent {
+    pub fn plain(kind: EventKind) -> NewEvent {
+        NewEvent {
+            kind,
+            reason: None,
+            orgs: Vec::new(),
+        }
+    }
+
+    pub fn because(kind: EventKind, reason: &'static str) -> NewEvent {
+        NewEvent {
+            kind,
+            reason: Some(reason),
+            orgs: Vec::new(),
+        }
+    }
+
+    pub fn with_orgs(kind: EventKind, orgs: impl IntoIterator<Item = OrgId>) -> NewEvent {
+        NewEvent {
+            kind,
+            reason: None,
+            orgs: orgs.into_iter().collect(),
+        }
+    }
+}
+
+/// A Redis Stream entry id, `<ms>-<seq>`: the events' order and a watcher's cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct EventId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl EventId {
+    pub const ZERO: EventId = EventId { ms: 0, seq: 0 };
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// A string that is not an event id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("after_event_id must be \"\", \"0\" or an event id \"<ms>-<seq>\" received before")]
+pub struct BadEventId;
+
+impl FromStr for EventId {
+    type Err = BadEventId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (ms, seq) = s.split_once('-').ok_or(BadEventId)?;
+        let number = |p: &str| {
+            if p.is_empty() || p.len() > 20 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(BadEventId);
+            }
+            p.parse::<u64>().map_err(|_| BadEventId)
+        };
+        Ok(EventId {
+            ms: number(ms)?,
+            seq: number(seq)?,
+        })
+    }
+}
+
+/// Where a watcher starts (`WatchInstallEventsRequest.after_event_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// "": only events appended from now on.
+    Now,
+    /// "0": every retained event.
+    Beginning,
+    /// The events strictly after this one.
+    After(EventId),
+}
+
+impl Start {
+    pub fn parse(s: &str) -> Result<Start, BadEventId> {
+        match s {
+            "" => Ok(Start::Now),
+            "0" => Ok(Start::Beginning),
+            s => s.parse().map(Start::After),
+        }
+    }
+}
+
+/// One stored event. Holds no token: the stream never has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallEvent {
+    pub id: EventId,
+    pub kind: EventKind,
+    pub install_id: InstallId,
+    pub at: UnixMillis,
+    pub reason: Option<String>,
+    pub orgs: Vec<OrgId>,
+    pub generation: u64,
+}
+
+impl InstallEvent {
+    /// An entry's fields as the scripts write them (`store/event.lua`); `None` when they are
+    /// not an event this version understands.
+    pub fn from_fields(id: EventId, fields: &[(String, String)]) -> Option<InstallEvent> {
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        Some(InstallEvent {
+            id,
+            kind: EventKind::parse(get("kind")?)?,
+            install_id: InstallId::parse(get("install_id")?).ok()?,
+            at: get("at")?.parse().ok()?,
+            reason: get("reason").map(str::to_owned),
+            orgs: match get("orgs") {
+                Some(list) => list
+                    .split(',')
+                    .map(OrgId::parse)
+                    .collect::<Result<_, _>>()
+                    .ok()?,
+                None => Vec::new(),
+            },
+            generation: get("gen")?.parse().ok()?,
+        })
+    }
+}
+
+/// Why a watch ended (or could not start).
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(transparent)]
+    BadStart(#[from] BadEventId),
+    #[error(
+        "events after {after} were trimmed (the stream keeps about TOKEN_EVENTS_MAXLEN events; the oldest retained one is {oldest}): resume from \"0\" (every retained event) and reconcile with ListInstalls"
+    )]
+    Trimmed { after: EventId, oldest: EventId },
+    #[error(
+        "after_event_id {after} is later than the newest event {newest}: it does not come from this stream"
+    )]
+    FromTheFuture { after: EventId, newest: EventId },
+    #[error(
+        "install events are not available on Redis Cluster (REDIS_CLUSTER_URLS): a change and its event must be written by one script, and one install's keys and the global stream live on different slots"
+    )]
+    Cluster,
+    #[error("too many watchers on this replica (at most {MAX_WATCHERS}); retry later")]
+    TooManyWatchers,
+    #[error("token-service is shutting down; resume from the last event id received")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where a watch starts reading (exclusive; "0-0" = from the oldest retained event), checked
+/// against the stream before the RPC answers, so a bad start is the RPC's status rather than an
+/// error in the middle of its stream.
+#[derive(Debug, Clone, Copy)]
+pub struct Cursor(EventId);
+
+impl Cursor {
+    pub async fn open(store: &Store, start: Start) -> Result<Cursor, WatchError> {
+        let state = store.read_events(None, 0).await?;
+        Ok(Cursor(match start {
+            Start::Now => state.last_generated,
+            Start::Beginning => EventId::ZERO,
+            Start::After(id) => {
+                check(id, &state)?;
+                id
+            }
+        }))
+    }
+}
+
+/// Are the events strictly after `after` all still in the stream, and is `after` from it?
+/// Trimming removes the oldest entries only, so they are unless `after` is older than the
+/// oldest retained entry. (When `after` is exactly the last entry trimmed, nothing was lost,
+/// but that cannot be told apart: the answer errs on the side of OUT_OF_RANGE.) "0-0" reads
+/// from the oldest retained entry, whatever was trimmed.
+fn check(after: EventId, batch: &EventBatch) -> Result<(), WatchError> {
+    if after != EventId::ZERO && after < batch.oldest {
+        return Err(WatchError::Trimmed {
+            after,
+            oldest: batch.oldest,
+        });
+    }
+    if after > batch.last_generated {
+        return Err(WatchError::FromTheFuture {
+            after,
+            newest: batch.last_generated,
+        });
+    }
+    Ok(())
+}
+
+/// Replays and follows the events after `cursor` into `tx` until the receiver is dropped (the
+/// client went away), `stop` fires (shutdown: ends with [`WatchError::ShuttingDown`]) or an
+/// error ends the watch (sent as the last item). Owns its blocking connection: returning
+/// releases everything.
+pub async fn watch(
+    store: Store,
+    cursor: Cursor,
+    tx: mpsc::Sender<Result<InstallEvent, WatchError>>,
+    stop: CancellationToken,
+) {
+    let Cursor(mut cursor) = cursor;
+    let mut waiter: Option<EventWaiter> = None;
+    let result = async {
+        loop {
+            let batch = store.read_events(Some(cursor), BATCH).await?;
+            check(cursor, &batch)?;
+            let full = batch.read >= BATCH;
+            if let Some(last) = batch.last_read {
+                cursor = last;
+            }
+            for event in batch.events {
+                if tx.send(Ok(event)).await.is_err() {
+                    return Ok(()); // The client went away.
+                }
+            }
+            if full {
+                continue;
+            }
+            let w = match &mut waiter {
+                Some(w) => w,
+                None => waiter.insert(store.event_waiter(WAIT).await?),
+            };
+            tokio::select! {
+                // Waits for an entry after the cursor, or WAIT; either way the loop reads again
+                // (the wait's own result is not used: reads go through the atomic script).
+                waited = w.wait_after(cursor) => waited?,
+                () = tx.closed() => return Ok(()),
+                () = stop.cancelled() => return Err(WatchError::ShuttingDown),
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn event_ids_parse_order_and_print() {
+        let a: EventId = "1700000000000-0".parse().unwrap();
+        let b: EventId = "1700000000000-12".parse().unwrap();
+        assert!(a < b);
+        assert_eq!(b.to_string(), "1700000000000-12");
+        for bad in [
+            "",
+            "0",
+            "-",
+            "1-",
+            "-1",
+            "a-1",
+            "1-b",
+            "1-2-3",
+            " 1-2",
+            "1-+2",
+            "99999999999999999999999-0",
+        ] {
+            assert_eq!(bad.parse::<EventId>(), Err(BadEventId), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn starts_parse() {
+        assert_eq!(Start::parse(""), Ok(Start::Now));
+        assert_eq!(Start::parse("0"), Ok(Start::Beginning));
+        assert_eq!(
+            Start::parse("5-1"),
+            Ok(Start::After(EventId { ms: 5, seq: 1 }))
+        );
+        assert_eq!(Start::parse("latest"), Err(BadEventId));
+    }
+
+    #[test]
+    fn kinds_round_trip_and_verdicts_map() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(EventKind::parse("exploded"), None);
+        assert_eq!(
+            EventKind::of_verdict(ReauthReason::RefreshInDoubt),
+            EventKind::InDoubt
+        );
+        assert_eq!(
+            EventKind::of_verdict(ReauthReason::RefreshTokenRejected),
+            EventKind::NeedsReauth
+        );
+    }
+
+    #[test]
+    fn stored_fields_become_an_event() {
+        let id = InstallId::new_random();
+        let org = "0f8a6b4e-6d6b-4a51-9d7e-0b3c3c1f2a11";
+        let f = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let fields = vec![
+            f("kind", "installed"),
+            f("install_id", &id.to_string()),
+            f("at", "1700000000123"),
+            f("gen", "1"),
+            f("orgs", org),
+        ];
+        let e = InstallEvent::from_fields(EventId { ms: 1, seq: 0 }, &fields).unwrap();
+        assert_eq!(e.kind, EventKind::Installed);
+        assert_eq!(e.install_id, id);
+        assert_eq!(e.orgs, vec![OrgId::parse(org).unwrap()]);
+        assert_eq!((e.at, e.generation, e.reason), (1_700_000_000_123, 1, None));
+        let unknown = vec![f("kind", "exploded"), f("install_id", &id.to_string())];
+        assert_eq!(InstallEvent::from_fields(EventId::ZERO, &unknown), None);
+    }
+}

@@ -1,0 +1,378 @@
+//! Where the operator tools find token-service and which key they present there.
+//!
+//! The URL: `--url`, else `TOKEN_SERVICE_URL` (its first replica: they share one Redis, so any
+//! one answers for all), else the service's own `TOKEN_SERVICE_ADDR` on this machine, the way
+//! `token-service healthcheck` reaches it (https to `localhost` when `TOKEN_SERVICE_TLS_CERT` is
+//! set). TLS trusts `TOKEN_SERVICE_CA_CERT` when set, else the public roots: the channel is
+//! `service_runtime::grpc::channel`, built as every other caller of token-service builds it.
+//!
+//! The key: `--key-file`, else `--caller`'s key in `TOKEN_SERVICE_CLIENT_KEYS` when `--caller`
+//! is given, else `TOKEN_SERVICE_API_KEY`, else the key of caller `ops` in
+//! `TOKEN_SERVICE_CLIENT_KEYS` (the service's own environment, read with the service's parser).
+//! The key is a `SecretString` and travels only in a sensitive `authorization` header.
+
+use std::{fmt, path::PathBuf, time::Duration};
+
+use caller_auth::ClientKeys;
+use secrecy::{ExposeSecret, SecretString};
+use service_runtime::{
+    config::Env,
+    grpc::{self, TokenServiceUrls},
+    healthcheck,
+};
+use snykapps_proto::token_v1::token_service_client::TokenServiceClient;
+use tonic::{
+    Request, Status,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+use url::Url;
+
+use super::OpsError;
+
+/// The caller whose key is taken from `TOKEN_SERVICE_CLIENT_KEYS` unless told otherwise.
+pub const DEFAULT_CALLER: &str = "ops";
+
+/// How long one unary call may take once sent (connecting is bounded separately, 3 s, and a TLS
+/// handshake 3 s more), and how long a stream may take to start.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+const KEYS_VAR: &str = "TOKEN_SERVICE_CLIENT_KEYS";
+const API_KEY_VAR: &str = "TOKEN_SERVICE_API_KEY";
+
+/// How to reach token-service: the options every operator command takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConnectArgs {
+    /// token-service's gRPC URL [default: TOKEN_SERVICE_URL, else TOKEN_SERVICE_ADDR's port on
+    /// this machine]
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// A file whose content is the key to present [default: TOKEN_SERVICE_API_KEY, else the
+    /// key of caller `ops` in TOKEN_SERVICE_CLIENT_KEYS]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Take this caller's key from TOKEN_SERVICE_CLIENT_KEYS [default: ops]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub caller: Option<String>,
+}
+
+/// Where the key came from: named in errors (the key itself never is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    File(PathBuf),
+    ApiKeyVar,
+    Caller(String),
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::File(path) => write!(f, "the key in --key-file {}", path.display()),
+            KeySource::ApiKeyVar => write!(f, "the key in {API_KEY_VAR}"),
+            KeySource::Caller(c) => write!(f, "the key of caller `{c}` in {KEYS_VAR}"),
+        }
+    }
+}
+
+/// The key to present, and where it came from. `Debug` shows the source only.
+pub struct Key {
+    secret: SecretString,
+    pub source: KeySource,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Key {
+    /// The key as the options and the environment give it (see the module docs for the order).
+    pub fn resolve(args: &ConnectArgs, env: &Env<'_>) -> Result<Key, OpsError> {
+        if let Some(path) = &args.key_file {
+            return Key::from_file(path);
+        }
+        if args.caller.is_none() && env.optional(API_KEY_VAR).is_some() {
+            let secret = env
+                .header_secret(API_KEY_VAR)
+                .map_err(|e| OpsError::Failed(format!("{e:#}")))?;
+            return Ok(Key {
+                secret,
+                source: KeySource::ApiKeyVar,
+            });
+        }
+        let caller = args.caller.as_deref().unwrap_or(DEFAULT_CALLER);
+        let no_key = || {
+            OpsError::Usage(format!(
+                "no key: pass --key-file, set {API_KEY_VAR}, or give caller `{caller}` a key in {KEYS_VAR}"
+            ))
+        };
+        if env.optional(KEYS_VAR).is_none() {
+            return Err(no_key());
+        }
+        // `required` refuses the .env.example placeholder and, outside demo mode, the published
+        // demo keys, exactly as the service does when it starts.
+        let spec = env
+            .required(KEYS_VAR)
+            .map_err(|e| OpsError::Failed(format!("{e:#}")))?;
+        let secret = ClientKeys::key_of(KEYS_VAR, &spec, caller)
+            .map_err(|e| OpsError::Failed(e.to_string()))?
+            .ok_or_else(no_key)?;
+        Key::checked(secret, KeySource::Caller(caller.to_owned()))
+    }
+
+    fn from_file(path: &PathBuf) -> Result<Key, OpsError> {
+        let shown = path.display();
+        let raw = std::fs::read_to_string(path)
+            .map_err(|e| OpsError::Failed(format!("--key-file: cannot read {shown} ({e})")))?;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(OpsError::Failed(format!(
+                "--key-file: {shown} is empty; it must hold the key"
+            )));
+        }
+        Key::checked(
+            SecretString::from(trimmed.to_owned()),
+            KeySource::File(path.clone()),
+        )
+    }
+
+    /// A key that can travel in a header: printable ASCII without spaces.
+    fn checked(secret: SecretString, source: KeySource) -> Result<Key, OpsError> {
+        if !secret.expose_secret().bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(OpsError::Failed(format!(
+                "{source} must be printable ASCII without spaces"
+            )));
+        }
+        Ok(Key { secret, source })
+    }
+}
+
+/// token-service's URL and the CA to trust for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub url: Url,
+    ca: Option<Vec<u8>>,
+}
+
+impl Target {
+    /// The URL as the options and the environment give it (see the module docs for the order).
+    pub fn resolve(args: &ConnectArgs, env: &Env<'_>) -> Result<Target, OpsError> {
+        let url = match (&args.url, env.optional(TokenServiceUrls::VAR)) {
+            (Some(raw), _) => {
+                let urls = TokenServiceUrls::parse("--url", raw)
+                    .map_err(|e| OpsError::Usage(format!("{e:#}")))?;
+                if urls.len() > 1 {
+                    return Err(OpsError::Usage(
+                        "--url takes one URL (any replica answers for all)".into(),
+                    ));
+                }
+                first(&urls)?
+            }
+            (None, Some(raw)) => first(
+                &TokenServiceUrls::parse(TokenServiceUrls::VAR, &raw)
+                    .map_err(|e| OpsError::Failed(format!("{e:#}")))?,
+            )?,
+            (None, None) => {
+                let addr = healthcheck::resolve("TOKEN_SERVICE_ADDR", "0.0.0.0:50051", |k| {
+                    env.optional(k)
+                })
+                .map_err(|e| OpsError::Failed(format!("{e:#}")))?;
+                // As the healthcheck does: the server's certificate names `localhost`, not an IP.
+                let raw = if env.optional("TOKEN_SERVICE_TLS_CERT").is_some() {
+                    format!("https://localhost:{}", addr.port())
+                } else {
+                    format!("http://{addr}")
+                };
+                Url::parse(&raw).map_err(|e| OpsError::Failed(format!("{raw}: {e}")))?
+            }
+        };
+        let ca = env
+            .file("TOKEN_SERVICE_CA_CERT")
+            .map_err(|e| OpsError::Failed(format!("{e:#}")))?;
+        Ok(Target { url, ca })
+    }
+}
+
+/// The first URL of a parsed list (which holds at least one).
+fn first(urls: &TokenServiceUrls) -> Result<Url, OpsError> {
+    urls.iter()
+        .next()
+        .cloned()
+        .ok_or_else(|| OpsError::Failed(format!("{} lists no URL", TokenServiceUrls::VAR)))
+}
+
+/// Adds `authorization: Bearer <key>` (a sensitive header value) to every call.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Bearer(<hidden>)")
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+pub type Client = TokenServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A lazily connecting client of `target` presenting `key`.
+pub fn client(target: &Target, key: &Key) -> Result<Client, OpsError> {
+    let channel = grpc::channel(&target.url, target.ca.as_deref(), CALL_TIMEOUT)
+        .map_err(|e| OpsError::Failed(format!("{e:#}")))?;
+    let mut value: MetadataValue<Ascii> = format!("Bearer {}", key.secret.expose_secret())
+        .parse()
+        .map_err(|_| {
+            OpsError::Failed(format!(
+                "{} must be printable ASCII without spaces",
+                key.source
+            ))
+        })?;
+    value.set_sensitive(true);
+    Ok(TokenServiceClient::with_interceptor(channel, Bearer(value)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const KEY: &str = "ops-key-0123456789abcdef";
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> Env<'a> {
+        Env::new(move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    fn args() -> ConnectArgs {
+        ConnectArgs::default()
+    }
+
+    #[test]
+    fn the_url_comes_from_the_option_the_variable_or_the_service_address() {
+        let url = |a: &ConnectArgs, pairs: &[(&str, &str)]| {
+            Target::resolve(a, &env(pairs)).unwrap().url.to_string()
+        };
+        assert_eq!(url(&args(), &[]), "http://127.0.0.1:50051/");
+        assert_eq!(
+            url(&args(), &[("TOKEN_SERVICE_ADDR", "0.0.0.0:7000")]),
+            "http://127.0.0.1:7000/"
+        );
+        assert_eq!(
+            url(
+                &args(),
+                &[
+                    ("TOKEN_SERVICE_ADDR", "0.0.0.0:7000"),
+                    ("TOKEN_SERVICE_TLS_CERT", "/etc/tls/cert.pem")
+                ]
+            ),
+            "https://localhost:7000/"
+        );
+        let with_var = [
+            ("TOKEN_SERVICE_URL", "http://a:1,http://b:2"),
+            ("TOKEN_SERVICE_ADDR", "0.0.0.0:7000"),
+        ];
+        assert_eq!(url(&args(), &with_var), "http://a:1/");
+        let explicit = ConnectArgs {
+            url: Some("https://token.example:443".into()),
+            ..args()
+        };
+        assert_eq!(url(&explicit, &with_var), "https://token.example/");
+    }
+
+    #[test]
+    fn a_bad_url_is_a_usage_error_naming_the_option() {
+        for bad in ["not a url", "ftp://x:1", "http://a:1,http://b:1"] {
+            let a = ConnectArgs {
+                url: Some(bad.into()),
+                ..args()
+            };
+            let err = Target::resolve(&a, &env(&[])).unwrap_err();
+            assert!(matches!(err, OpsError::Usage(_)), "{bad}: {err:?}");
+            assert!(err.to_string().contains("--url"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_key_comes_from_the_file_the_variable_or_the_callers_entry() {
+        let keys =
+            format!("auth-service=auth-key-0123456789ab,ops={KEY},tests=tests-key-0123456789ab");
+        let with_keys = [(KEYS_VAR, keys.as_str())];
+        let key = Key::resolve(&args(), &env(&with_keys)).unwrap();
+        assert_eq!(key.secret.expose_secret(), KEY);
+        assert_eq!(key.source, KeySource::Caller("ops".into()));
+
+        let tests = ConnectArgs {
+            caller: Some("tests".into()),
+            ..args()
+        };
+        let both = [
+            (KEYS_VAR, keys.as_str()),
+            (API_KEY_VAR, "api-key-0123456789abcdef"),
+        ];
+        let key = Key::resolve(&tests, &env(&both)).unwrap();
+        assert_eq!(key.secret.expose_secret(), "tests-key-0123456789ab");
+        let key = Key::resolve(&args(), &env(&both)).unwrap();
+        assert_eq!(key.source, KeySource::ApiKeyVar);
+        assert_eq!(key.secret.expose_secret(), "api-key-0123456789abcdef");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, format!("{KEY}\n")).unwrap();
+        let from_file = ConnectArgs {
+            key_file: Some(path.clone()),
+            ..args()
+        };
+        let key = Key::resolve(&from_file, &env(&both)).unwrap();
+        assert_eq!(key.secret.expose_secret(), KEY);
+        assert_eq!(key.source, KeySource::File(path));
+        assert!(!format!("{key:?}").contains(KEY), "{key:?}");
+    }
+
+    #[test]
+    fn no_key_says_what_to_do_and_no_error_repeats_a_key() {
+        let err = Key::resolve(&args(), &env(&[])).unwrap_err();
+        assert!(matches!(err, OpsError::Usage(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "no key: pass --key-file, set TOKEN_SERVICE_API_KEY, or give caller `ops` a key in TOKEN_SERVICE_CLIENT_KEYS"
+        );
+        let others = format!("auth-service={KEY}");
+        let err = Key::resolve(&args(), &env(&[(KEYS_VAR, &others)])).unwrap_err();
+        assert!(err.to_string().contains("caller `ops`"), "{err}");
+        assert!(!err.to_string().contains(KEY), "{err}");
+
+        let weak = "ops=short-key";
+        let err = Key::resolve(&args(), &env(&[(KEYS_VAR, weak)])).unwrap_err();
+        assert!(err.to_string().contains(KEYS_VAR), "{err}");
+        assert!(!err.to_string().contains("short-key"), "{err}");
+
+        let demo = "ops=demo-ops-to-token-key-not-secret";
+        let err = Key::resolve(&args(), &env(&[(KEYS_VAR, demo)])).unwrap_err();
+        assert!(err.to_string().contains("DEMO_MODE"), "{err}");
+        assert!(!err.to_string().contains("demo-ops"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "a key with spaces in it").unwrap();
+        let from_file = ConnectArgs {
+            key_file: Some(path),
+            ..args()
+        };
+        let err = Key::resolve(&from_file, &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("printable ASCII"), "{err}");
+        assert!(!err.to_string().contains("spaces in it"), "{err}");
+    }
+}
