@@ -270,16 +270,8 @@ impl Stack {
 
     /// Every key and value in Redis, as raw bytes (to prove no token is stored in clear).
     pub async fn redis_dump(&self) -> Vec<u8> {
-        let mut c = redis::Client::open(self.redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("*")
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        let keys = self.redis_keys("*").await;
+        let mut c = self.redis_conn().await;
         let mut out = Vec::new();
         for k in keys {
             out.extend_from_slice(k.as_bytes());
@@ -368,6 +360,15 @@ impl Stack {
         redis::Client::open(self.redis.url())
             .unwrap()
             .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// The keys in Redis that match `pattern` (`KEYS`: a test's own small database).
+    pub async fn redis_keys(&self, pattern: &str) -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut self.redis_conn().await)
             .await
             .unwrap()
     }
@@ -553,6 +554,16 @@ pub async fn access_token(c: &mut Client, id: &str) -> String {
         .access_token
 }
 
+/// `ForceRefresh` of install `id` with `rejected` as the token Snyk refused, unwrapped to the
+/// token it answers with.
+pub async fn forced_token(c: &mut Client, id: &str, rejected: &str) -> String {
+    c.force_refresh(force(id, rejected))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token
+}
+
 /// Sleeps until a 2-second token is below its validity floor (a quarter of its lifetime,
 /// 0.5 s): callers then wait for the refresh instead of getting the stored token.
 pub async fn until_refresh_due() {
@@ -701,6 +712,11 @@ impl AuthStack {
     pub async fn begin(&self, browser: &Browser) -> reqwest::Url {
         let res = browser.get(&self.url("/auth")).await;
         assert_eq!(res.status(), 302, "GET /auth redirects to Snyk");
+        self.consent_page_of(&res)
+    }
+
+    /// The redirect `res` gives: asserts that it is Snyk's (the fake's) consent page.
+    fn consent_page_of(&self, res: &reqwest::Response) -> reqwest::Url {
         let location = res
             .headers()
             .get("location")
@@ -1191,12 +1207,8 @@ impl tonic::codec::Decoder for RawDecoder {
 
 /// The pending sign-ins in auth-service's Redis: each `auth:state:*` key's JSON record.
 pub async fn pending_sign_ins(stack: &Stack) -> Vec<serde_json::Value> {
+    let keys = stack.redis_keys("auth:state:*").await;
     let mut c = stack.redis_conn().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("auth:state:*")
-        .query_async(&mut c)
-        .await
-        .unwrap();
     let mut records = Vec::new();
     for key in keys {
         let raw: Option<String> = redis::cmd("GET")
@@ -1234,14 +1246,14 @@ impl AuthStack {
             .post_from_our_page(browser, &format!("/installs/{id}/reconnect"))
             .await;
         assert_eq!(res.status(), 303, "Reconnect redirects to Snyk");
-        let location = res.headers()["location"].to_str().unwrap();
-        let url = reqwest::Url::parse(location).expect("an absolute URL");
-        assert!(
-            url.as_str()
-                .starts_with(&format!("{}/oauth2/authorize?", self.stack.fake.url())),
-            "{url}"
-        );
-        url
+        self.consent_page_of(&res)
+    }
+
+    /// Reconnect on install `id`'s page, then Approve at Snyk: the callback URL the browser is
+    /// sent to (not visited yet).
+    pub async fn approved_reconnect(&self, browser: &Browser, id: &str) -> reqwest::Url {
+        let consent = self.begin_reconnect(browser, id).await;
+        self.decide(browser, &consent, "approve").await
     }
 
     /// The user approves at Snyk's consent page `consent` but picks only `orgs`: the callback URL

@@ -1486,13 +1486,7 @@ async fn a_reconnect_finished_after_the_session_ended_changes_nothing() {
 
     // Logged out while at Snyk: the binding goes with the session, so the state is not this
     // browser's any more.
-    let callback = app
-        .decide(
-            &browser,
-            &app.begin_reconnect(&browser, &id).await,
-            "approve",
-        )
-        .await;
+    let callback = app.approved_reconnect(&browser, &id).await;
     let res = app.post_from_our_page(&browser, "/logout").await;
     assert_eq!(res.status(), 303);
     let (status, body) = page(browser.get(callback.as_str()).await).await;
@@ -1502,13 +1496,7 @@ async fn a_reconnect_finished_after_the_session_ended_changes_nothing() {
     // The session ended but the binding survived (an expired session, another user of this
     // browser): the state is consumed and the install left alone.
     let (browser, id) = revoked_install(&app).await;
-    let callback = app
-        .decide(
-            &browser,
-            &app.begin_reconnect(&browser, &id).await,
-            "approve",
-        )
-        .await;
+    let callback = app.approved_reconnect(&browser, &id).await;
     browser.set_cookie("snykapps_session", "not-a-sealed-session");
     let (status, body) = page(browser.get(callback.as_str()).await).await;
     assert_eq!(status, 403);
@@ -1531,13 +1519,7 @@ async fn a_reconnect_finished_after_the_session_ended_changes_nothing() {
 async fn a_reconnect_of_an_install_deleted_meanwhile_is_a_clear_page() {
     let app = AuthStack::start().await;
     let (browser, id) = revoked_install(&app).await;
-    let callback = app
-        .decide(
-            &browser,
-            &app.begin_reconnect(&browser, &id).await,
-            "approve",
-        )
-        .await;
+    let callback = app.approved_reconnect(&browser, &id).await;
     let mut ops = app.token_client().await;
     ops.delete_install(pb::DeleteInstallRequest {
         install_id: id.clone(),

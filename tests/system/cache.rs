@@ -58,12 +58,7 @@ async fn hits_come_from_memory_and_a_change_elsewhere_reaches_every_cache() {
     );
 
     // A refreshes: B hands out the new token, not its cached one.
-    let t2 = ca
-        .force_refresh(force(id, &t1))
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let t2 = forced_token(&mut ca, id, &t1).await;
     assert_ne!(t2, t1);
     assert_eq!(
         token_after_change(&mut cb, id, &t1).await,
@@ -112,12 +107,7 @@ async fn a_stale_entry_costs_one_rejected_call_and_no_refresh() {
     let id = &install.install_id;
     let t1 = access_token(&mut cb, id).await; // cached in B
 
-    let t2 = ca
-        .force_refresh(force(id, &t1))
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let t2 = forced_token(&mut ca, id, &t1).await;
     assert_ne!(t2, t1);
     assert_eq!(
         access_token(&mut cb, id).await,
@@ -227,12 +217,7 @@ async fn valid_tokens_are_served_through_a_redis_outage() {
     for r in &replicas {
         r.until_cache_tracked().await;
     }
-    let t1 = c
-        .force_refresh(force(id0, &t0))
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let t1 = forced_token(&mut c, id0, &t0).await;
     assert_ne!(t1, t0);
     assert!(stack.token_works(&t1).await);
     let mut other = client(&replicas[1]).await;

@@ -37,25 +37,6 @@ fn repo_file(relative: &str) -> String {
 
 // ---- PromQL: which metrics does an expression read? -------------------------------------------
 
-/// Words of PromQL that are not metric names (binary operators and modifiers; `inf`/`nan`
-/// literals). Aggregations and functions are recognised by the `(` that follows them.
-const KEYWORDS: [&str; 14] = [
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "offset",
-    "atan2",
-    "inf",
-    "nan",
-];
-
 /// Modifiers followed by a parenthesised list of label names (not metrics).
 const LABEL_LISTS: [&str; 6] = [
     "by",
@@ -64,6 +45,12 @@ const LABEL_LISTS: [&str; 6] = [
     "ignoring",
     "group_left",
     "group_right",
+];
+
+/// The other words of PromQL that are not metric names (binary operators and modifiers;
+/// `inf`/`nan` literals). Aggregations and functions are recognised by the `(` that follows them.
+const KEYWORDS: [&str; 8] = [
+    "bool", "and", "or", "unless", "offset", "atan2", "inf", "nan",
 ];
 
 /// The metric names `expr` (PromQL, with Grafana variables) reads: identifiers that are not

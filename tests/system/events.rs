@@ -25,12 +25,7 @@ async fn an_install_s_life_arrives_in_order_live_and_replayed() {
     let install = stack.install(&mut c).await;
     let id = install.install_id.clone();
     let t0 = access_token(&mut c, &id).await;
-    let t1 = c
-        .force_refresh(force(&id, &t0))
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let t1 = forced_token(&mut c, &id, &t0).await;
     stack.revoke_at_snyk(&t1).await;
     let err = c.force_refresh(force(&id, &t1)).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
@@ -96,12 +91,7 @@ async fn a_consumer_resuming_from_its_last_id_sees_each_event_once() {
     let install = stack.install(&mut c).await;
     let id = install.install_id.clone();
     let t0 = access_token(&mut c, &id).await;
-    let t1 = c
-        .force_refresh(force(&id, &t0))
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let t1 = forced_token(&mut c, &id, &t0).await;
 
     let mut seen = Vec::new();
     {
@@ -111,12 +101,7 @@ async fn a_consumer_resuming_from_its_last_id_sees_each_event_once() {
     }
     let last = seen.last().unwrap().event_id.clone();
     // Changes while it is away.
-    let t2 = c
-        .force_refresh(force(&id, &t1))
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let t2 = forced_token(&mut c, &id, &t1).await;
     c.force_refresh(force(&id, &t2)).await.unwrap();
     let mut resumed = watch_events(&mut c, &last).await.unwrap();
     seen.extend(next_events(&mut resumed, 2).await);

@@ -96,12 +96,7 @@ async fn a_redirected_refresh_fails_sends_nothing_elsewhere_and_keeps_the_instal
 
     // The refresh token was not spent: once the host stops redirecting, it refreshes.
     stack.fake.clear_faults();
-    let t1 = c
-        .force_refresh(force(&install.install_id, &t0))
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let t1 = forced_token(&mut c, &install.install_id, &t0).await;
     assert_ne!(t1, t0);
     assert!(stack.token_works(&t1).await);
     assert_eq!(stack.fake.stats().spent_refresh_token_reuses, 0);

@@ -204,12 +204,7 @@ async fn refresh_then_kill_redis(fsync_everysec: bool) -> Option<bool> {
     let mut c = client(&replica).await;
     let install = stack.install(&mut c).await;
     let t0 = access_token(&mut c, &install.install_id).await;
-    let t1 = c
-        .force_refresh(force(&install.install_id, &t0))
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let t1 = forced_token(&mut c, &install.install_id, &t0).await;
     stack.redis.kill();
     stack.redis = RedisServer::start_with(RedisOptions {
         port: Some(port),
