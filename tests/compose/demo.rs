@@ -42,7 +42,41 @@ async fn the_demo_stack_installs_in_a_real_browser_and_shows_the_projects() {
         "one code exchange: {stats}"
     );
     assert_eq!(stats["spent_refresh_token_reuses"], 0, "{stats}");
+
+    // The README's operator tools, as it runs them: inside the container, with its environment.
+    let ops = |args: &[&str]| {
+        let mut command = vec!["exec", "-T", "token-service", "token-service"];
+        command.extend_from_slice(args);
+        let (ok, out) = stack.try_run(&command);
+        assert!(ok, "`{}` failed:\n{out}", args.join(" "));
+        out
+    };
+    let listed: serde_json::Value =
+        json_in(&ops(&["installs", "list", "--json"])).expect("installs list --json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["install_id"], install_id.as_str(), "{listed}");
+    assert_eq!(listed[0]["status"], "active", "{listed}");
+    let shown = ops(&["installs", "show", &install_id]);
+    assert!(shown.contains("Demo Org"), "{shown}");
+    let events = ops(&["events", "tail", "--from", "0", "--count", "1", "--json"]);
+    let first: serde_json::Value = json_in(&events).expect("events tail --json");
+    assert_eq!(first["kind"], "installed", "{events}");
+    assert_eq!(first["install_id"], install_id.as_str(), "{events}");
     stack.down();
+}
+
+/// The JSON document in a command's output (Compose may add lines of its own around it).
+fn json_in(out: &str) -> Option<serde_json::Value> {
+    out.lines()
+        .map(str::trim)
+        .position(|l| l.starts_with('[') || l.starts_with('{'))
+        .and_then(|start| {
+            let rest: Vec<&str> = out.lines().skip(start).collect();
+            serde_json::Deserializer::from_str(&rest.join("\n"))
+                .into_iter()
+                .next()?
+                .ok()
+        })
 }
 
 /// The waiter fails, and says which service, when a healthcheck never passes: the compose test

@@ -55,17 +55,18 @@ fn yaml_map(pairs: &[(&str, Yaml)]) -> Yaml {
 }
 
 /// The override: token-service-2 and -3 as copies of the resolved `token-service`; every replica
-/// with the tight deadlines, the test's ops key and its gRPC port published on 127.0.0.1;
+/// with the tight deadlines, the test's own caller (`fault-test`, every RPC; the stack's `ops`
+/// caller has fewer) and its gRPC port published on 127.0.0.1;
 /// projects-service balancing over the three and published too.
 fn three_replicas(resolved: &Yaml) -> Yaml {
     let base = resolved["services"]["token-service"].clone();
     let env = &base["environment"];
     let keys = format!(
-        "{},ops={OPS_KEY}",
+        "{},fault-test={OPS_KEY}",
         env["TOKEN_SERVICE_CLIENT_KEYS"].as_str().unwrap()
     );
     let rpcs = format!(
-        "{},ops=*",
+        "{},fault-test=*",
         env["TOKEN_SERVICE_CALLER_RPCS"].as_str().unwrap()
     );
     let mut services = Mapping::new();
