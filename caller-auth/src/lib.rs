@@ -83,10 +83,15 @@ impl ClientKeys {
 
     /// The caller whose key this is. Every entry is compared, so timing does not reveal which.
     pub fn identify(&self, key: &SecretString) -> Option<&str> {
-        let d = digest(key.expose_secret());
+        self.identify_digest(&digest(key.expose_secret()))
+    }
+
+    /// [`ClientKeys::identify`] by the key's digest: a key read from a request is digested where
+    /// it lies, never copied (no allocation on the hot path, no copy left to zeroize).
+    fn identify_digest(&self, d: &[u8; 32]) -> Option<&str> {
         let mut found = None;
         for (caller, expected) in &self.entries {
-            if bool::from(expected.ct_eq(&d)) {
+            if bool::from(expected.ct_eq(d)) {
                 found = Some(caller.as_str());
             }
         }
@@ -105,7 +110,7 @@ impl ClientKeys {
             }
             _ => return Err(Rejection::Malformed),
         };
-        self.identify(&SecretString::from(key.to_owned()))
+        self.identify_digest(&digest(key))
             .ok_or(Rejection::UnknownKey)
     }
 }

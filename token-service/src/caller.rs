@@ -351,7 +351,9 @@ where
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let admitted = self.callers.admit(
             req.uri().path(),
-            req.headers().get("authorization").map(|v| v.as_bytes()),
+            req.headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
         );
         match admitted {
             Ok(caller) => {

@@ -114,18 +114,25 @@ impl From<WatchError> for Status {
 /// rewritten to INVALID_ARGUMENT on the way out (a "trailers-only" response carries the status
 /// in its headers) by the `decode_status` layer.
 pub fn decode_failures_are_invalid_argument(headers: &mut http::HeaderMap) {
-    let is_internal = headers.get("grpc-status").is_some_and(|v| v == "13");
+    // The status first: on every OK response the message is never looked up.
+    if headers.get(&GRPC_STATUS).is_none_or(|v| v != "13") {
+        return;
+    }
     let is_decode = headers
-        .get("grpc-message")
+        .get(&GRPC_MESSAGE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|m| {
             m.starts_with("failed%20to%20decode%20Protobuf%20message")
                 || m.starts_with("failed to decode Protobuf message")
         });
-    if is_internal && is_decode {
-        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+    if is_decode {
+        headers.insert(GRPC_STATUS.clone(), http::HeaderValue::from_static("3"));
     }
 }
+
+/// The gRPC status header, named once (a `&str` name is parsed and checked on every lookup).
+pub static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
 
 #[cfg(test)]
 mod tests {

@@ -17,8 +17,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    cache::GrantCache, config::Settings, decode_status::DecodeStatusLayer, keepalive::KeepAlive,
-    metrics::Metrics, refresh::Refresher, service::TokenApi, snyk::SnykClient, store::Store,
+    cache::GrantCache, config::Settings, decode_status::DecodeStatusLayer, error::GRPC_STATUS,
+    keepalive::KeepAlive, metrics::Metrics, refresh::Refresher, service::TokenApi,
+    snyk::SnykClient, store::Store,
 };
 
 /// Largest request we decode: every field we accept is at most a few KiB.
@@ -242,6 +243,10 @@ fn nodelay(
 /// Longest client-supplied `x-request-id` we repeat in logs.
 const MAX_CLIENT_REQUEST_ID: usize = 128;
 
+// Named once: a `&str` name is parsed and checked on every lookup, and these are read per call.
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// One span per RPC, child of the caller's `traceparent` when it sent one. `request_id` is ours
 /// (a fresh UUID); an `x-request-id` the client sent is kept apart as `client_request_id`, since
 /// this span opens before the caller is authenticated and anyone can send anything there.
@@ -266,11 +271,11 @@ fn grpc_span(req: &http::Request<()>) -> tracing::Span {
         };
     }
     let path = req.uri().path();
-    let header = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok());
-    let client_request_id = header("x-request-id").filter(|v| v.len() <= MAX_CLIENT_REQUEST_ID);
+    let header = |k: &http::HeaderName| req.headers().get(k).and_then(|v| v.to_str().ok());
+    let client_request_id = header(&X_REQUEST_ID).filter(|v| v.len() <= MAX_CLIENT_REQUEST_ID);
     let span = if path == crate::caller::Rpc::GetAccessToken.path()
         && client_request_id.is_none()
-        && !header("traceparent").is_some_and(sampled)
+        && !header(&TRACEPARENT).is_some_and(sampled)
     {
         span_at!(tracing::Level::DEBUG, path, client_request_id)
     } else {
@@ -368,7 +373,7 @@ where
         // Errors come back "trailers-only", with grpc-status in the headers; success has it in
         // the trailers, so no header means OK here.
         let status = match &res {
-            Ok(r) => status_label(r.headers().get("grpc-status").map(|v| v.as_bytes())),
+            Ok(r) => status_label(r.headers().get(&GRPC_STATUS).map(|v| v.as_bytes())),
             Err(_) => "transport_error",
         };
         this.histogram.record(
