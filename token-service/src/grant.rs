@@ -43,6 +43,11 @@ pub enum ReauthReason {
 }
 
 impl ReauthReason {
+    pub const ALL: [ReauthReason; 2] = [
+        ReauthReason::RefreshTokenRejected,
+        ReauthReason::RefreshInDoubt,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReauthReason::RefreshTokenRejected => "refresh_token_rejected",

@@ -160,6 +160,38 @@ impl Served {
     }
 }
 
+/// How a refresh at Snyk's token endpoint ended (the `outcome` of `snykapps.token.refreshes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The new pair is stored.
+    Ok,
+    /// Snyk refused the refresh token: the install needs re-authorization.
+    InvalidGrant,
+    /// Snyk may have redeemed the token but its new pair is not stored (lost answer, failed
+    /// write).
+    InDoubt,
+    /// Snyk was not reached, or said no without redeeming: tried again later.
+    Unavailable,
+}
+
+impl RefreshOutcome {
+    pub const ALL: [RefreshOutcome; 4] = [
+        RefreshOutcome::Ok,
+        RefreshOutcome::InvalidGrant,
+        RefreshOutcome::InDoubt,
+        RefreshOutcome::Unavailable,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            RefreshOutcome::Ok => "ok",
+            RefreshOutcome::InvalidGrant => "invalid_grant",
+            RefreshOutcome::InDoubt => "in_doubt",
+            RefreshOutcome::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// What the keep-alive sweeper did with one due install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeepAliveOutcome {
@@ -175,6 +207,14 @@ pub enum KeepAliveOutcome {
 }
 
 impl KeepAliveOutcome {
+    pub const ALL: [KeepAliveOutcome; 5] = [
+        KeepAliveOutcome::Refreshed,
+        KeepAliveOutcome::NotDue,
+        KeepAliveOutcome::InProgress,
+        KeepAliveOutcome::NeedsReauth,
+        KeepAliveOutcome::Unavailable,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             KeepAliveOutcome::Refreshed => "refreshed",
@@ -206,9 +246,12 @@ impl Default for Gauges {
 }
 
 impl Default for Instruments {
+    /// Every counter of a known label set starts at 0, so it is exported before its first event:
+    /// a rate or an increase over it is 0, not "no data" (and an alert on it can fire on the first
+    /// event).
     fn default() -> Self {
         let meter = global::meter("token-service");
-        Instruments {
+        let instruments = Instruments {
             refreshes: meter
                 .u64_counter("snykapps.token.refreshes")
                 .with_description("Refreshes at Snyk's token endpoint, by outcome")
@@ -235,7 +278,21 @@ impl Default for Instruments {
                 .u64_counter("snykapps.keepalive.refreshes")
                 .with_description("Due installs the keep-alive sweeper handled, by outcome")
                 .build(),
+        };
+        for outcome in RefreshOutcome::ALL {
+            let labels = [KeyValue::new("outcome", outcome.label())];
+            instruments.refreshes.add(0, &labels);
         }
+        instruments.in_doubt.add(0, &[]);
+        for reason in ReauthReason::ALL {
+            let labels = [KeyValue::new("reason", reason.as_str())];
+            instruments.needs_reauth.add(0, &labels);
+        }
+        for outcome in KeepAliveOutcome::ALL {
+            let labels = [KeyValue::new("outcome", outcome.label())];
+            instruments.keepalive.add(0, &labels);
+        }
+        instruments
     }
 }
 
@@ -412,17 +469,17 @@ impl Metrics {
         );
     }
 
-    pub fn refresh(&self, outcome: &'static str) {
+    pub fn refresh(&self, outcome: RefreshOutcome) {
         match outcome {
-            "ok" => &self.refresh_ok,
-            "invalid_grant" => &self.refresh_invalid_grant,
-            "in_doubt" => &self.refresh_in_doubt,
-            _ => &self.refresh_unavailable,
+            RefreshOutcome::Ok => &self.refresh_ok,
+            RefreshOutcome::InvalidGrant => &self.refresh_invalid_grant,
+            RefreshOutcome::InDoubt => &self.refresh_in_doubt,
+            RefreshOutcome::Unavailable => &self.refresh_unavailable,
         }
         .fetch_add(1, Relaxed);
         self.otel
             .refreshes
-            .add(1, &[KeyValue::new("outcome", outcome)]);
+            .add(1, &[KeyValue::new("outcome", outcome.label())]);
     }
 
     pub fn in_doubt(&self) {

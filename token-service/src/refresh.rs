@@ -37,7 +37,7 @@ use crate::{
     error::Error,
     events::{EventKind, NewEvent},
     grant::{Grant, Handout, InstallId, Need, ReauthReason, Status, now_millis},
-    metrics::{Metrics, Served},
+    metrics::{Metrics, RefreshOutcome, Served},
     snyk::{Redemption, SnykClient, SnykError, TokenPair},
     store::{Deleted, Fenced, SendingMark, Settled, Store, StoreError, Versioned},
 };
@@ -490,7 +490,7 @@ impl Refresher {
                     .await
                 {
                     Ok(Settled::Written(_)) => {
-                        self.metrics.refresh("ok");
+                        self.metrics.refresh(RefreshOutcome::Ok);
                         tracing::info!(install_id = %id, "refreshed the access token");
                         (Ok(fresh), false)
                     }
@@ -504,7 +504,7 @@ impl Refresher {
                         (Err(self.orphaned(id).await), false)
                     }
                     Err(e) => {
-                        self.metrics.refresh("in_doubt");
+                        self.metrics.refresh(RefreshOutcome::InDoubt);
                         tracing::error!(install_id = %id, error = %e, "a refreshed pair could not be stored; the install is in doubt");
                         (Err(e), true)
                     }
@@ -520,7 +520,7 @@ impl Refresher {
                     .await
                 {
                     Ok(Settled::Written(_)) => {
-                        self.metrics.refresh("invalid_grant");
+                        self.metrics.refresh(RefreshOutcome::InvalidGrant);
                         self.metrics.needs_reauth(reason);
                         tracing::warn!(install_id = %id, reason = reason.as_str(), "install needs re-authorization");
                         (Err(Error::NeedsReauth(id, reason)), false)
@@ -537,10 +537,10 @@ impl Refresher {
                 tracing::warn!(install_id = %id, maybe_spent, error = %error, "refresh failed");
                 let left_own_mark = if maybe_spent {
                     // Keep the mark: this replica alone may present the token again.
-                    self.metrics.refresh("in_doubt");
+                    self.metrics.refresh(RefreshOutcome::InDoubt);
                     true
                 } else {
-                    self.metrics.refresh("unavailable");
+                    self.metrics.refresh(RefreshOutcome::Unavailable);
                     match mark {
                         // Snyk did not redeem it: clear the mark, anyone may refresh.
                         Some(mark) => {
