@@ -239,21 +239,9 @@ impl Stack {
 
     /// Completes an install through the fake's consent shortcut and `CompleteInstall`.
     pub async fn install(&self, client: &mut Client) -> pb::Install {
-        let (verifier, challenge) = pkce();
-        let code = self
-            .fake
-            .approve(CLIENT_ID, REDIRECT_URI, &challenge, None)
-            .expect("approved");
-        client
-            .complete_install(pb::CompleteInstallRequest {
-                code,
-                code_verifier: verifier,
-                redirect_uri: REDIRECT_URI.into(),
-                ..Default::default()
-            })
+        complete_install(self, client, "", None)
             .await
             .expect("install completes")
-            .into_inner()
     }
 
     /// Does Snyk (the fake) accept this access token right now?
@@ -1295,6 +1283,17 @@ pub async fn reconnect(
     install_id: &str,
     orgs: Option<&[&fake_snyk::OrgSeed]>,
 ) -> Result<pb::Install, Status> {
+    complete_install(stack, client, install_id, orgs).await
+}
+
+/// The fake's consent shortcut (all orgs, or only `orgs`), then `CompleteInstall` with
+/// `reauthorize_install_id` (`""`: a new install).
+async fn complete_install(
+    stack: &Stack,
+    client: &mut Client,
+    reauthorize_install_id: &str,
+    orgs: Option<&[&fake_snyk::OrgSeed]>,
+) -> Result<pb::Install, Status> {
     let (verifier, challenge) = pkce();
     let code = match orgs {
         Some(orgs) => {
@@ -1313,7 +1312,7 @@ pub async fn reconnect(
             code,
             code_verifier: verifier,
             redirect_uri: REDIRECT_URI.into(),
-            reauthorize_install_id: install_id.into(),
+            reauthorize_install_id: reauthorize_install_id.into(),
         })
         .await
         .map(tonic::Response::into_inner)

@@ -88,7 +88,6 @@ impl Application {
                 )
             })?;
         let metrics_addr = metrics_listener.local_addr()?;
-        service_runtime::process_metrics::register();
         let csp = security::content_security_policy(state.snyk_app_url());
         Ok(Application {
             listener,

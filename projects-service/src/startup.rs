@@ -52,7 +52,6 @@ impl Application {
         let listener = std::net::TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on PROJECTS_SERVICE_ADDR {}", settings.addr))?;
         let local_addr = listener.local_addr()?;
-        service_runtime::process_metrics::register();
         Ok(Application {
             listener,
             local_addr,

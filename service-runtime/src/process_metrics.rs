@@ -11,23 +11,13 @@
 
 use std::{fmt, path::Path};
 
-/// Registers the process series on the meter provider that [`crate::telemetry::init`] installed;
-/// call it once telemetry is set up (the services do it where they set up `/metrics`).
-/// Idempotent: a second call (several applications built in one process) registers nothing more,
-/// so no series is ever reported twice. Before `init` there is no provider to report through,
-/// and nothing is registered (a later call, after `init`, still can).
-pub fn register() {
-    if !crate::telemetry::meter_provider_installed() {
-        tracing::debug!("telemetry is not set up: process metrics not registered");
-        return;
-    }
+/// Registers the process series on `meter`: [`crate::telemetry::init`] does, once, on the
+/// meter provider it installs.
+pub(crate) fn register(meter: &opentelemetry::metrics::Meter) {
     #[cfg(target_os = "linux")]
-    {
-        static REGISTERED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-        REGISTERED.get_or_init(|| {
-            linux::register_on(&opentelemetry::global::meter("process"), linux::PROC_SELF)
-        });
-    }
+    linux::register_on(meter, linux::PROC_SELF);
+    #[cfg(not(target_os = "linux"))]
+    let _ = meter;
 }
 
 /// Why a `/proc` file could not be read as expected.

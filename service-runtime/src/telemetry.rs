@@ -9,14 +9,14 @@
 use std::{
     collections::HashMap,
     fmt::Write as _,
-    sync::{
-        Arc, OnceLock, Weak,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, OnceLock, Weak},
     time::Duration,
 };
 
-use opentelemetry::{KeyValue, global, propagation::Injector, trace::TracerProvider as _};
+use opentelemetry::{
+    KeyValue, global, metrics::MeterProvider as _, propagation::Injector,
+    trace::TracerProvider as _,
+};
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkResult,
@@ -39,9 +39,6 @@ pub struct Telemetry {
 }
 
 static PROMETHEUS: OnceLock<Arc<ManualReader>> = OnceLock::new();
-
-/// Set once [`init`] made its meter provider the global one (see [`meter_provider_installed`]).
-static METER_PROVIDER_INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// Installs logging, tracing and metrics for `service` (overridden by `OTEL_SERVICE_NAME`).
 /// Must be called inside the Tokio runtime (the OTLP exporter is a tonic client).
@@ -86,7 +83,6 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
     let meter_provider = meter_builder.with_reader(SharedReader(prometheus)).build();
     let tracer_provider = tracing_builder.build();
     global::set_meter_provider(meter_provider.clone());
-    METER_PROVIDER_INSTALLED.store(true, Ordering::Release);
     global::set_tracer_provider(tracer_provider.clone());
 
     let filter =
@@ -119,16 +115,12 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
         }
         (None, _) => tracing::debug!("OTEL_EXPORTER_OTLP_ENDPOINT not set: no OTLP export"),
     }
+    // After the subscriber, so a series left out is logged.
+    crate::process_metrics::register(&meter_provider.meter("process"));
     Telemetry {
         tracer_provider,
         meter_provider,
     }
-}
-
-/// Whether [`init`] has installed the process's meter provider: instruments registered before
-/// that go to OpenTelemetry's no-op provider and are never reported.
-pub(crate) fn meter_provider_installed() -> bool {
-    METER_PROVIDER_INSTALLED.load(Ordering::Acquire)
 }
 
 /// `DEMO_MODE=true` (set by the demo compose stack and `scripts/dev-stack`).
@@ -361,7 +353,6 @@ pub fn inject_into_metadata(metadata: &mut tonic::metadata::MetadataMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::metrics::MeterProvider as _;
 
     #[test]
     fn renders_counters_and_histograms_in_prometheus_format() {

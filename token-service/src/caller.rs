@@ -131,13 +131,19 @@ impl AuthenticatedCaller {
 const RPCS_VAR: &str = "TOKEN_SERVICE_CALLER_RPCS";
 const KEYS_VAR: &str = "TOKEN_SERVICE_CLIENT_KEYS";
 
+/// Every RPC's name, comma-separated, in the contract's order.
+fn known_rpcs() -> String {
+    Rpc::ALL.map(Rpc::name).join(", ")
+}
+
 /// Why `TOKEN_SERVICE_CALLER_RPCS` was refused. Names callers and RPCs, never a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GrantsError {
     #[error("{RPCS_VAR} must be `caller=Rpc+Rpc,…` (`*` = every RPC); entry {0} is not")]
     Malformed(usize),
     #[error(
-        "{RPCS_VAR}: caller {caller:?} lists unknown RPC {rpc} (known: CompleteInstall, GetAccessToken, ForceRefresh, GetInstall, ListInstalls, DeleteInstall, WatchInstallEvents, or *)"
+        "{RPCS_VAR}: caller {caller:?} lists unknown RPC {rpc} (known: {}, or *)",
+        known_rpcs()
     )]
     UnknownRpc { caller: String, rpc: String },
     #[error("{RPCS_VAR} lists caller {0:?} twice")]

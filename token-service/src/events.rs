@@ -106,6 +106,11 @@ impl NewEvent {
         }
     }
 
+    /// The event of a NEEDS_REAUTH verdict for `reason` (its kind and its reason).
+    pub fn verdict(reason: ReauthReason) -> NewEvent {
+        NewEvent::because(EventKind::of_verdict(reason), reason.as_str())
+    }
+
     pub fn with_orgs(kind: EventKind, orgs: impl IntoIterator<Item = OrgId>) -> NewEvent {
         NewEvent {
             kind,

@@ -13,7 +13,7 @@ use std::{
 
 use opentelemetry::{
     KeyValue, global,
-    metrics::{Counter, Histogram, ObservableCounter, ObservableGauge},
+    metrics::{AsyncInstrument, Counter, Histogram, ObservableCounter, ObservableGauge},
 };
 
 use crate::{cache::GrantCache, grant::ReauthReason};
@@ -120,12 +120,73 @@ impl TokenRequests {
 /// The OpenTelemetry instruments (no-ops until `service_runtime::telemetry::init` ran).
 #[derive(Debug)]
 struct Instruments {
-    refreshes: Counter<u64>,
-    in_doubt: Counter<u64>,
-    needs_reauth: Counter<u64>,
     lease_wait: Histogram<f64>,
     snyk_calls: Counter<u64>,
-    keepalive: Counter<u64>,
+}
+
+/// The outcomes of refreshes and keep-alive sweeps, counted here and exported by observable
+/// counters read at collection: every label value is there from start-up (at 0), so a rate over
+/// it reads 0, not "no data", before its first event. Indexed by the enums' declaration order.
+#[derive(Debug, Default)]
+struct Outcomes {
+    refreshes: [AtomicU64; RefreshOutcome::ALL.len()],
+    in_doubt: AtomicU64,
+    needs_reauth: [AtomicU64; ReauthReason::ALL.len()],
+    keepalive: [AtomicU64; KeepAliveOutcome::ALL.len()],
+}
+
+impl Outcomes {
+    /// Registers the observable counters over `outcomes`; keep them to stay registered.
+    fn observe(outcomes: &Arc<Outcomes>) -> Vec<ObservableCounter<u64>> {
+        let meter = global::meter("token-service");
+        let counter = |name: &'static str,
+                       what: &'static str,
+                       observe: fn(&Outcomes, &dyn AsyncInstrument<u64>)| {
+            let outcomes = Arc::clone(outcomes);
+            meter
+                .u64_observable_counter(name)
+                .with_description(what)
+                .with_callback(move |o| observe(&outcomes, o))
+                .build()
+        };
+        vec![
+            counter(
+                "snykapps.token.refreshes",
+                "Refreshes at Snyk's token endpoint, by outcome",
+                |m, o| {
+                    for outcome in RefreshOutcome::ALL {
+                        let n = m.refreshes[outcome as usize].load(Relaxed);
+                        o.observe(n, &[KeyValue::new("outcome", outcome.label())]);
+                    }
+                },
+            ),
+            counter(
+                "snykapps.token.refresh_in_doubt",
+                "Refreshes whose answer was lost or whose holder died mid-refresh (the token may be spent)",
+                |m, o| o.observe(m.in_doubt.load(Relaxed), &[]),
+            ),
+            counter(
+                "snykapps.installs.needs_reauth",
+                "Installs moved to NEEDS_REAUTH, by reason",
+                |m, o| {
+                    for reason in ReauthReason::ALL {
+                        let n = m.needs_reauth[reason as usize].load(Relaxed);
+                        o.observe(n, &[KeyValue::new("reason", reason.as_str())]);
+                    }
+                },
+            ),
+            counter(
+                "snykapps.keepalive.refreshes",
+                "Due installs the keep-alive sweeper handled, by outcome",
+                |m, o| {
+                    for outcome in KeepAliveOutcome::ALL {
+                        let n = m.keepalive[outcome as usize].load(Relaxed);
+                        o.observe(n, &[KeyValue::new("outcome", outcome.label())]);
+                    }
+                },
+            ),
+        ]
+    }
 }
 
 /// How a token was handed out.
@@ -246,53 +307,22 @@ impl Default for Gauges {
 }
 
 impl Default for Instruments {
-    /// Every counter of a known label set starts at 0, so it is exported before its first event:
-    /// a rate or an increase over it is 0, not "no data" (and an alert on it can fire on the first
-    /// event).
     fn default() -> Self {
         let meter = global::meter("token-service");
-        let instruments = Instruments {
-            refreshes: meter
-                .u64_counter("snykapps.token.refreshes")
-                .with_description("Refreshes at Snyk's token endpoint, by outcome")
-                .build(),
-            in_doubt: meter
-                .u64_counter("snykapps.token.refresh_in_doubt")
-                .with_description("Refreshes whose answer was lost or whose holder died mid-refresh (the token may be spent)")
-                .build(),
-            needs_reauth: meter
-                .u64_counter("snykapps.installs.needs_reauth")
-                .with_description("Installs moved to NEEDS_REAUTH, by reason")
-                .build(),
+        Instruments {
             lease_wait: meter
                 .f64_histogram("snykapps.token.refresh_lease_wait")
                 .with_unit("s")
                 .with_description("Time a replica waited for another replica's refresh lease")
-                .with_boundaries(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+                .with_boundaries(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ])
                 .build(),
             snyk_calls: meter
                 .u64_counter("snykapps.snyk.calls")
                 .with_description("Calls to Snyk, by endpoint and HTTP status (or error)")
                 .build(),
-            keepalive: meter
-                .u64_counter("snykapps.keepalive.refreshes")
-                .with_description("Due installs the keep-alive sweeper handled, by outcome")
-                .build(),
-        };
-        for outcome in RefreshOutcome::ALL {
-            let labels = [KeyValue::new("outcome", outcome.label())];
-            instruments.refreshes.add(0, &labels);
         }
-        instruments.in_doubt.add(0, &[]);
-        for reason in ReauthReason::ALL {
-            let labels = [KeyValue::new("reason", reason.as_str())];
-            instruments.needs_reauth.add(0, &labels);
-        }
-        for outcome in KeepAliveOutcome::ALL {
-            let labels = [KeyValue::new("outcome", outcome.label())];
-            instruments.keepalive.add(0, &labels);
-        }
-        instruments
     }
 }
 
@@ -308,14 +338,9 @@ pub struct Metrics {
     token_requests: Arc<TokenRequests>,
     /// Kept so the token-request counter stays registered.
     _token_requests_observed: ObservableCounter<u64>,
-    keepalive_refreshed: AtomicU64,
-    refresh_ok: AtomicU64,
-    refresh_invalid_grant: AtomicU64,
-    refresh_in_doubt: AtomicU64,
-    refresh_unavailable: AtomicU64,
-    in_doubt_events: AtomicU64,
-    needs_reauth_rejected: AtomicU64,
-    needs_reauth_in_doubt: AtomicU64,
+    outcomes: Arc<Outcomes>,
+    /// Kept so the outcome counters stay registered.
+    _outcomes_observed: Vec<ObservableCounter<u64>>,
     lease_waits: AtomicU64,
     lease_wait_micros: AtomicU64,
 }
@@ -354,6 +379,7 @@ impl Default for Metrics {
             .with_description("Access tokens handed out, by caller, outcome and whether a refresh was needed (cache=hit: none)")
             .with_callback(move |o| counts.observe(o))
             .build();
+        let outcomes = Arc::new(Outcomes::default());
         Metrics {
             otel: Instruments::default(),
             gauges,
@@ -361,14 +387,8 @@ impl Default for Metrics {
             cache_observed: std::sync::Mutex::default(),
             token_requests,
             _token_requests_observed: token_requests_observed,
-            keepalive_refreshed: AtomicU64::default(),
-            refresh_ok: AtomicU64::default(),
-            refresh_invalid_grant: AtomicU64::default(),
-            refresh_in_doubt: AtomicU64::default(),
-            refresh_unavailable: AtomicU64::default(),
-            in_doubt_events: AtomicU64::default(),
-            needs_reauth_rejected: AtomicU64::default(),
-            needs_reauth_in_doubt: AtomicU64::default(),
+            _outcomes_observed: Outcomes::observe(&outcomes),
+            outcomes,
             lease_waits: AtomicU64::default(),
             lease_wait_micros: AtomicU64::default(),
         }
@@ -410,12 +430,7 @@ impl Metrics {
     }
 
     pub fn keepalive(&self, outcome: KeepAliveOutcome) {
-        if outcome == KeepAliveOutcome::Refreshed {
-            self.keepalive_refreshed.fetch_add(1, Relaxed);
-        }
-        self.otel
-            .keepalive
-            .add(1, &[KeyValue::new("outcome", outcome.label())]);
+        self.outcomes.keepalive[outcome as usize].fetch_add(1, Relaxed);
     }
 
     /// After a sweep: the life left to the refresh token that expires first (None: no ACTIVE
@@ -470,32 +485,15 @@ impl Metrics {
     }
 
     pub fn refresh(&self, outcome: RefreshOutcome) {
-        match outcome {
-            RefreshOutcome::Ok => &self.refresh_ok,
-            RefreshOutcome::InvalidGrant => &self.refresh_invalid_grant,
-            RefreshOutcome::InDoubt => &self.refresh_in_doubt,
-            RefreshOutcome::Unavailable => &self.refresh_unavailable,
-        }
-        .fetch_add(1, Relaxed);
-        self.otel
-            .refreshes
-            .add(1, &[KeyValue::new("outcome", outcome.label())]);
+        self.outcomes.refreshes[outcome as usize].fetch_add(1, Relaxed);
     }
 
     pub fn in_doubt(&self) {
-        self.in_doubt_events.fetch_add(1, Relaxed);
-        self.otel.in_doubt.add(1, &[]);
+        self.outcomes.in_doubt.fetch_add(1, Relaxed);
     }
 
     pub fn needs_reauth(&self, reason: ReauthReason) {
-        match reason {
-            ReauthReason::RefreshTokenRejected => &self.needs_reauth_rejected,
-            ReauthReason::RefreshInDoubt => &self.needs_reauth_in_doubt,
-        }
-        .fetch_add(1, Relaxed);
-        self.otel
-            .needs_reauth
-            .add(1, &[KeyValue::new("reason", reason.as_str())]);
+        self.outcomes.needs_reauth[reason as usize].fetch_add(1, Relaxed);
     }
 
     pub fn lease_waited(&self, d: Duration) {
@@ -568,18 +566,21 @@ impl Metrics {
     pub fn snapshot(&self) -> Snapshot {
         let [tokens_cached, tokens_ahead, tokens_after_refresh] =
             self.token_requests.served_totals();
+        let o = &self.outcomes;
         Snapshot {
             tokens_cached,
             tokens_ahead,
             tokens_after_refresh,
-            keepalive_refreshed: self.keepalive_refreshed.load(Relaxed),
-            refresh_ok: self.refresh_ok.load(Relaxed),
-            refresh_invalid_grant: self.refresh_invalid_grant.load(Relaxed),
-            refresh_in_doubt: self.refresh_in_doubt.load(Relaxed),
-            refresh_unavailable: self.refresh_unavailable.load(Relaxed),
-            in_doubt_events: self.in_doubt_events.load(Relaxed),
-            needs_reauth_rejected: self.needs_reauth_rejected.load(Relaxed),
-            needs_reauth_in_doubt: self.needs_reauth_in_doubt.load(Relaxed),
+            keepalive_refreshed: o.keepalive[KeepAliveOutcome::Refreshed as usize].load(Relaxed),
+            refresh_ok: o.refreshes[RefreshOutcome::Ok as usize].load(Relaxed),
+            refresh_invalid_grant: o.refreshes[RefreshOutcome::InvalidGrant as usize].load(Relaxed),
+            refresh_in_doubt: o.refreshes[RefreshOutcome::InDoubt as usize].load(Relaxed),
+            refresh_unavailable: o.refreshes[RefreshOutcome::Unavailable as usize].load(Relaxed),
+            in_doubt_events: o.in_doubt.load(Relaxed),
+            needs_reauth_rejected: o.needs_reauth[ReauthReason::RefreshTokenRejected as usize]
+                .load(Relaxed),
+            needs_reauth_in_doubt: o.needs_reauth[ReauthReason::RefreshInDoubt as usize]
+                .load(Relaxed),
             lease_waits: self.lease_waits.load(Relaxed),
             lease_wait_micros: self.lease_wait_micros.load(Relaxed),
         }
@@ -589,6 +590,19 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_have_their_own_slots() {
+        for (i, o) in RefreshOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(o as usize, i, "{o:?}");
+        }
+        for (i, r) in ReauthReason::ALL.into_iter().enumerate() {
+            assert_eq!(r as usize, i, "{r:?}");
+        }
+        for (i, o) in KeepAliveOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(o as usize, i, "{o:?}");
+        }
+    }
 
     #[test]
     fn served_kinds_have_their_own_slots() {

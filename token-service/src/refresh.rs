@@ -514,7 +514,7 @@ impl Refresher {
                 let mut dead = marked.clone();
                 dead.status = Status::NeedsReauth(reason);
                 dead.refresh_started_at = None;
-                let event = NewEvent::because(EventKind::of_verdict(reason), reason.as_str());
+                let event = NewEvent::verdict(reason);
                 match self
                     .settle(&mark, generation, &dead, Some(&event), lease)
                     .await

@@ -55,7 +55,6 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         metrics.set_durable_commits(store.durability().is_durable());
         metrics.observe_cache(store.cache());
-        service_runtime::process_metrics::register();
         let snyk = SnykClient::new(
             settings.snyk_api_url.clone(),
             settings.client_id.clone(),

@@ -1083,7 +1083,7 @@ impl Store {
 fn verdict_event(grant: &Grant) -> Option<NewEvent> {
     match grant.status {
         Status::Active => None,
-        Status::NeedsReauth(r) => Some(NewEvent::because(EventKind::of_verdict(r), r.as_str())),
+        Status::NeedsReauth(r) => Some(NewEvent::verdict(r)),
     }
 }
 

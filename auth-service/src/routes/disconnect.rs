@@ -10,7 +10,7 @@
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 
 use super::AppState;
-use crate::{error::PageError, security, templates};
+use crate::{error::PageError, templates};
 
 /// `GET /installs/{install_id}/disconnect`: the confirmation page; the same 404 as the install's
 /// page for a browser that may not see the install.
@@ -31,21 +31,12 @@ pub async fn disconnect(
     req: HttpRequest,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    if !security::is_same_origin_post(&req, &app.public_origin) {
-        tracing::warn!("refused a disconnect posted from another site");
-        return Err(PageError::CrossSite);
-    }
-    let install_id = super::session_install(&req, &app).ok_or_else(|| {
-        tracing::warn!("refused a disconnect of an install this browser's session does not hold");
-        PageError::NotYourInstall
-    })?;
-    tracing::Span::current().record("install_id", tracing::field::display(&install_id));
+    let (install_id, mut session) = super::posted_install_change(&req, &app, "disconnect")?;
     // Idempotent at token-service: a second post (a double click, a retry after a lost answer)
     // succeeds too. Until it succeeds the session keeps the install, so the user can retry.
     app.tokens.delete_install(&install_id).await?;
     tracing::info!("install disconnected");
 
-    let mut session = app.cookies.session(&req);
     session.remove(&install_id);
     let mut res = HttpResponse::SeeOther();
     res.insert_header((header::LOCATION, "/disconnected"));

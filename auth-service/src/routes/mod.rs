@@ -22,8 +22,13 @@ use snykapps_ids::InstallId;
 use url::Url;
 
 use crate::{
-    error::PageError, projects_client::ProjectsClient, rate_limit::AuthRateLimiter,
-    session::Cookies, state::StateStore, token_client::TokenClient,
+    error::PageError,
+    projects_client::ProjectsClient,
+    rate_limit::AuthRateLimiter,
+    security,
+    session::{Cookies, Session},
+    state::StateStore,
+    token_client::TokenClient,
 };
 
 pub mod disconnect;
@@ -59,10 +64,36 @@ impl AppState {
 /// The path's `{install_id}` when this browser's session holds it: the only way a browser may
 /// see or change an install. `None` for a malformed id too (no session can hold one).
 pub(crate) fn session_install(req: &HttpRequest, app: &AppState) -> Option<InstallId> {
+    session_install_in(req, &app.cookies.session(req))
+}
+
+fn session_install_in(req: &HttpRequest, session: &Session) -> Option<InstallId> {
     req.match_info()
         .get("install_id")
         .and_then(|raw| InstallId::parse(raw).ok())
-        .filter(|id| app.cookies.session(req).contains(id))
+        .filter(|id| session.contains(id))
+}
+
+/// The checks of a post that changes an install (`action`: "reconnect", "disconnect"): a post
+/// from another site is a 403 `CrossSite`, an install this browser's session does not hold a 403
+/// `NotYourInstall`, each logged. Otherwise the install (recorded on the current span as
+/// `install_id`) and the session that holds it.
+pub(crate) fn posted_install_change(
+    req: &HttpRequest,
+    app: &AppState,
+    action: &str,
+) -> Result<(InstallId, Session), PageError> {
+    if !security::is_same_origin_post(req, &app.public_origin) {
+        tracing::warn!("refused a {action} posted from another site");
+        return Err(PageError::CrossSite);
+    }
+    let session = app.cookies.session(req);
+    let install_id = session_install_in(req, &session).ok_or_else(|| {
+        tracing::warn!("refused a {action} of an install this browser's session does not hold");
+        PageError::NotYourInstall
+    })?;
+    tracing::Span::current().record("install_id", tracing::field::display(&install_id));
+    Ok((install_id, session))
 }
 
 async fn get_or_post_only() -> Result<HttpResponse, PageError> {
@@ -113,12 +144,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(post_only)),
         )
         .service(
-            web::resource("/installs/{install_id}/disconnect")
-                .route(
-                    web::route()
-                        .guard(guard::Any(guard::Get()).or(guard::Head()))
-                        .to(disconnect::confirm),
-                )
+            // `get`'s resource, with the POST that confirms (and its 405 naming POST too).
+            get("/installs/{install_id}/disconnect", disconnect::confirm)
                 .route(web::post().to(disconnect::disconnect))
                 .default_service(web::to(get_or_post_only)),
         )

@@ -24,7 +24,7 @@ use super::AppState;
 use crate::{
     config::Settings,
     error::PageError,
-    pkce, security,
+    pkce,
     state::{Binding, OAuthState, Purpose, StateError, unix_now},
     templates,
     token_client::TokenError,
@@ -104,15 +104,7 @@ pub async fn reconnect(
     req: HttpRequest,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    if !security::is_same_origin_post(&req, &app.public_origin) {
-        tracing::warn!("refused a reconnect posted from another site");
-        return Err(PageError::CrossSite);
-    }
-    let install_id = super::session_install(&req, &app).ok_or_else(|| {
-        tracing::warn!("refused a reconnect of an install this browser's session does not hold");
-        PageError::NotYourInstall
-    })?;
-    tracing::Span::current().record("install_id", tracing::field::display(&install_id));
+    let (install_id, _) = super::posted_install_change(&req, &app, "reconnect")?;
     begin_sign_in(&req, &app, Purpose::Reconnect(install_id)).await
 }
 

@@ -9,6 +9,8 @@ use prost_types::Timestamp;
 use serde::Serialize;
 use snykapps_proto::token_v1::{self as pb, InstallEventKind, InstallStatus};
 
+use crate::events::EventKind;
+
 /// An install's status as the tools name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -108,18 +110,13 @@ impl<'a> From<&'a pb::InstallEvent> for EventView<'a> {
     }
 }
 
-/// The event kind's name: the proto's, without its prefix, in lower case.
+/// The event kind's name, as the event stream spells it (`EventKind::as_str`); "unknown" for a
+/// kind this version does not know.
 pub fn kind_name(kind: i32) -> &'static str {
-    match InstallEventKind::try_from(kind) {
-        Ok(InstallEventKind::Installed) => "installed",
-        Ok(InstallEventKind::Refreshed) => "refreshed",
-        Ok(InstallEventKind::Reauthorized) => "reauthorized",
-        Ok(InstallEventKind::NeedsReauth) => "needs_reauth",
-        Ok(InstallEventKind::InDoubt) => "in_doubt",
-        Ok(InstallEventKind::Deleted) => "deleted",
-        Ok(InstallEventKind::KeepaliveFailed) => "keepalive_failed",
-        Ok(InstallEventKind::Unspecified) | Err(_) => "unknown",
-    }
+    EventKind::ALL
+        .into_iter()
+        .find(|k| InstallEventKind::from(*k) as i32 == kind)
+        .map_or("unknown", EventKind::as_str)
 }
 
 /// `2026-12-01T10:35:22Z`: whole seconds, UTC.
