@@ -450,19 +450,9 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_scrape_shows_every_process_series_with_its_prometheus_type() {
-        use opentelemetry::metrics::MeterProvider as _;
-        use opentelemetry_sdk::metrics::reader::MetricReader as _;
-        use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider, data::ResourceMetrics};
-        use std::sync::Arc;
-
-        let reader = Arc::new(ManualReader::builder().build());
-        let provider = SdkMeterProvider::builder()
-            .with_reader(crate::telemetry::SharedReader(Arc::clone(&reader)))
-            .build();
+        let provider = crate::telemetry::ScrapedProvider::default();
         linux::register_on(&provider.meter("process"), linux::PROC_SELF);
-        let mut rm = ResourceMetrics::default();
-        reader.collect(&mut rm).unwrap();
-        let text = crate::telemetry::render_prometheus(&rm);
+        let text = provider.scrape();
 
         let value = |series: &str| -> f64 {
             let line = text

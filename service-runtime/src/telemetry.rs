@@ -151,7 +151,7 @@ impl Telemetry {
 /// Lets the process-wide [`ManualReader`] be both registered with the meter provider and read by
 /// `/metrics` (the SDK takes readers by value).
 #[derive(Debug)]
-pub(crate) struct SharedReader(pub(crate) Arc<ManualReader>);
+struct SharedReader(Arc<ManualReader>);
 
 impl MetricReader for SharedReader {
     fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
@@ -168,6 +168,40 @@ impl MetricReader for SharedReader {
     }
     fn temporality(&self, kind: InstrumentKind) -> Temporality {
         self.0.temporality(kind)
+    }
+}
+
+/// A meter provider of its own whose metrics render as `/metrics` renders the process-wide ones:
+/// for tests of code that records metrics, apart from the process-wide provider.
+#[derive(Debug)]
+pub struct ScrapedProvider {
+    provider: SdkMeterProvider,
+    reader: Arc<ManualReader>,
+}
+
+impl Default for ScrapedProvider {
+    fn default() -> Self {
+        let reader = Arc::new(ManualReader::builder().build());
+        let provider = SdkMeterProvider::builder()
+            .with_reader(SharedReader(Arc::clone(&reader)))
+            .build();
+        ScrapedProvider { provider, reader }
+    }
+}
+
+impl ScrapedProvider {
+    pub fn meter(&self, name: &'static str) -> opentelemetry::metrics::Meter {
+        use opentelemetry::metrics::MeterProvider as _;
+        self.provider.meter(name)
+    }
+
+    /// What was recorded so far, in Prometheus text exposition format.
+    pub fn scrape(&self) -> String {
+        let mut rm = ResourceMetrics::default();
+        match self.reader.collect(&mut rm) {
+            Ok(()) => render_prometheus(&rm),
+            Err(e) => panic!("collecting metrics failed: {e}"),
+        }
     }
 }
 

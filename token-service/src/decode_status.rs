@@ -2,7 +2,7 @@
 //! answered INVALID_ARGUMENT, not tonic's INTERNAL. The rule itself (which status, which message)
 //! is `error::decode_failures_are_invalid_argument`; this layer only applies it to every response.
 //!
-//! It must sit inside any layer that reports statuses (`startup`'s `RpcDuration`), so those see
+//! It must sit inside any layer that reports statuses (`rpc_duration`), so those see
 //! the status the caller gets.
 
 use std::task::{Context, Poll};

@@ -22,6 +22,7 @@ pub mod ops;
 pub mod page_token;
 pub mod refresh;
 pub mod reseal;
+pub mod rpc_duration;
 pub mod seal;
 pub mod service;
 pub mod snyk;

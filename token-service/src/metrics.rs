@@ -3,7 +3,6 @@
 //! exporter in the way.
 
 use std::{
-    future::Future,
     sync::{
         Arc,
         atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
@@ -17,19 +16,6 @@ use opentelemetry::{
 };
 
 use crate::{cache::GrantCache, grant::ReauthReason};
-
-tokio::task_local! {
-    /// The caller a token is being handed to: the `caller` label of `snykapps.token.requests`.
-    ///
-    /// A task-local because the two halves of that label live at opposite ends of a request: the
-    /// caller is known at the RPC edge (`service`), how the token was served only deep inside
-    /// `refresh`. Scoping the caller around the call keeps `refresh` free of who is asking.
-    static TOKEN_CALLER: Arc<str>;
-}
-
-/// The `caller` label outside any [`Metrics::for_caller`] scope (never a configured caller
-/// name: those are `caller=key` names, and this one has no key).
-const NO_CALLER: &str = "-";
 
 /// `snykapps.token.requests`, counted per caller in plain atomics on the hot path and handed to
 /// OpenTelemetry only when metrics are collected (an observable counter): a hand-out costs one
@@ -72,14 +58,6 @@ impl TokenRequests {
             rows.len() - 1
         });
         f(&rows[i]);
-    }
-
-    /// The caller of the current [`Metrics::for_caller`] scope, or [`NO_CALLER`].
-    fn with_current(&self, f: impl Fn(&CallerRow)) {
-        let counted = TOKEN_CALLER.try_with(|c| self.with_row(c, &f));
-        if counted.is_err() {
-            self.with_row(&Arc::from(NO_CALLER), f);
-        }
     }
 
     /// Hand-outs of every caller, by [`Served`].
@@ -417,14 +395,9 @@ pub struct Snapshot {
 }
 
 impl Metrics {
-    /// Runs `f` with token requests it counts labelled `caller`.
-    pub async fn for_caller<F: Future>(caller: Arc<str>, f: F) -> F::Output {
-        TOKEN_CALLER.scope(caller, f).await
-    }
-
-    /// A token handed out (to the caller of the current [`Metrics::for_caller`] scope).
-    pub fn token_served(&self, how: Served) {
-        self.token_requests.with_current(|row| {
+    /// A token handed out to `caller`.
+    pub fn token_served(&self, caller: &Arc<str>, how: Served) {
+        self.token_requests.with_row(caller, |row| {
             row.served[how.index()].fetch_add(1, Relaxed);
         });
     }
@@ -611,22 +584,16 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn token_requests_are_counted_per_caller_and_outcome() {
+    #[test]
+    fn token_requests_are_counted_per_caller_and_outcome() {
         let m = Metrics::default();
         let a: Arc<str> = Arc::from("projects-service");
-        Metrics::for_caller(Arc::clone(&a), async {
-            m.token_served(Served::Stored);
-            m.token_served(Served::Stored);
-            m.token_served(Served::AfterRefresh);
-        })
-        .await;
+        m.token_served(&a, Served::Stored);
+        m.token_served(&a, Served::Stored);
+        m.token_served(&a, Served::AfterRefresh);
         // A second Arc with the same name counts in the same row.
-        Metrics::for_caller(Arc::from("projects-service"), async {
-            m.token_served(Served::AheadOfRefresh);
-        })
-        .await;
-        m.token_served(Served::Stored); // outside any caller scope
+        m.token_served(&Arc::from("projects-service"), Served::AheadOfRefresh);
+        m.token_served(&Arc::from("auth-service"), Served::Stored);
         m.token_failed(&a, tonic::Code::Unavailable);
         m.token_failed(&Arc::from("other"), tonic::Code::NotFound);
 
@@ -661,7 +628,7 @@ mod tests {
             row("projects-service"),
             Some((vec![2, 1, 1], vec![(tonic::Code::Unavailable as usize, 1)]))
         );
-        assert_eq!(row(NO_CALLER), Some((vec![1, 0, 0], vec![])));
+        assert_eq!(row("auth-service"), Some((vec![1, 0, 0], vec![])));
         assert_eq!(
             row("other"),
             Some((vec![0, 0, 0], vec![(tonic::Code::NotFound as usize, 1)]))

@@ -157,42 +157,48 @@ impl Refresher {
     /// is read again from Redis (it may be stale: a ForceRefresh of a token another replica
     /// already replaced finds the newer one there). When Redis does not answer, the cached token
     /// is served if it satisfies `need`: only a due refresh fails through a Redis outage.
-    pub async fn token(self: &Arc<Self>, id: InstallId, need: Need) -> Result<Arc<Handout>, Error> {
+    ///
+    /// Says how the token was had, for the caller's count (`Metrics::token_served`).
+    pub async fn token(
+        self: &Arc<Self>,
+        id: InstallId,
+        need: Need,
+    ) -> Result<(Arc<Handout>, Served), Error> {
         let cache = self.store.cache();
         if let Some(cached) = cache.install(&id)
-            && self.serves(&cached, &need)?
+            && let Some(how) = self.serves(&cached, &need)?
         {
-            return Ok(cached);
+            return Ok((cached, how));
         }
         let ticket = cache.install_ticket(&id);
         let stored = match self.store.load(&id).await {
             Ok(v) => v.ok_or(Error::UnknownInstall(id))?,
             Err(e @ StoreError::Unavailable(_)) => {
                 cache.redis_failed();
-                return match cache.stand_in_install(&id) {
-                    Some(cached) if self.serves(&cached, &need)? => {
-                        cache.served_in_outage();
-                        Ok(cached)
-                    }
-                    _ => Err(e.into()),
-                };
+                if let Some(cached) = cache.stand_in_install(&id)
+                    && let Some(how) = self.serves(&cached, &need)?
+                {
+                    cache.served_in_outage();
+                    return Ok((cached, how));
+                }
+                return Err(e.into());
             }
             Err(e) => return Err(e.into()),
         };
         let handout = Arc::new(Handout::from(&stored.grant));
         cache.insert_install(ticket, Arc::clone(&handout));
-        if self.serves(&handout, &need)? {
-            return Ok(handout);
+        if let Some(how) = self.serves(&handout, &need)? {
+            return Ok((handout, how));
         }
         let grant = self.refreshed(id, need).await?;
-        self.metrics.token_served(Served::AfterRefresh);
-        Ok(Arc::new(Handout::from(&grant)))
+        Ok((Arc::new(Handout::from(&grant)), Served::AfterRefresh))
     }
 
     /// May `handout` be handed out for `need` without waiting for a refresh? Yes when it
-    /// satisfies it; yes inside the margin above the floor, with a refresh started in the
-    /// background. Counts what it serves. An error when the install cannot be served at all.
-    fn serves(self: &Arc<Self>, handout: &Handout, need: &Need) -> Result<bool, Error> {
+    /// satisfies it ([`Served::Stored`]); yes inside the margin above the floor, with a refresh
+    /// started in the background ([`Served::AheadOfRefresh`]). An error when the install cannot
+    /// be served at all.
+    fn serves(self: &Arc<Self>, handout: &Handout, need: &Need) -> Result<Option<Served>, Error> {
         usable(handout.install_id, handout.status)?;
         if let Need::Validity(min) = need
             && min.as_secs() >= handout.access_lifetime_secs
@@ -204,17 +210,15 @@ impl Refresher {
         }
         let now = now_millis();
         if handout.satisfies(need, self.settings.margin, now) {
-            self.metrics.token_served(Served::Stored);
-            return Ok(true);
+            return Ok(Some(Served::Stored));
         }
         if let Need::Validity(min) = need
             && handout.servable_ahead(*min, self.settings.min_validity, now)
         {
             self.refresh_in_background(handout.install_id, need.clone());
-            self.metrics.token_served(Served::AheadOfRefresh);
-            return Ok(true);
+            return Ok(Some(Served::AheadOfRefresh));
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// The keep-alive's request: a refresh token with more than `margin` (capped at half its

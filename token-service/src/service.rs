@@ -15,7 +15,7 @@ use crate::{
     error::Error,
     events::{self, Cursor, MAX_WATCHERS, Start, WatchError},
     grant::{Grant, Handout, InstallId, Need, OrgId, now_millis},
-    metrics::Metrics,
+    metrics::{Metrics, Served},
     page_token::PageToken,
     refresh::Refresher,
     snyk::{SnykClient, SnykError},
@@ -97,17 +97,18 @@ impl TokenApi {
         ))
     }
 
-    /// The answer to a token hand-out (GetAccessToken, ForceRefresh): counts a failure by its
-    /// status, and writes the audit line either way.
+    /// The answer to a token hand-out (GetAccessToken, ForceRefresh): counts it for the caller,
+    /// by how it was served or by its status, and writes the audit line either way.
     fn handed_out(
         &self,
         caller: &AuthenticatedCaller,
         rpc: Rpc,
         target: Option<Target<'_>>,
-        result: Result<Arc<Handout>, Error>,
+        result: Result<(Arc<Handout>, Served), Error>,
     ) -> Result<Response<pb::AccessToken>, Status> {
         match result {
-            Ok(handout) => {
+            Ok((handout, how)) => {
+                self.metrics.token_served(&caller.0, how);
                 // The install that served; the org only when asked by org (no id parsed twice
                 // on the hot path).
                 let org_id = match target {
@@ -136,7 +137,7 @@ impl TokenApi {
         &self,
         target: Option<Target<'_>>,
         need: Need,
-    ) -> Result<Arc<Handout>, Error> {
+    ) -> Result<(Arc<Handout>, Served), Error> {
         let org = match target {
             Some(Target::Install(s)) => {
                 return self.refresher.token(InstallId::parse(s)?, need).await;
@@ -151,7 +152,7 @@ impl TokenApi {
         let mut needs_reauth = None;
         for id in self.store.installs_for_org(&org).await?.iter() {
             match self.refresher.token(*id, need.clone()).await {
-                Ok(handout) => return Ok(handout),
+                Ok(served) => return Ok(served),
                 Err(Error::UnknownInstall(_)) => {
                     // The grant is gone; its index entry lagged.
                     self.store.unindex_org(&org, id).await?;
@@ -476,7 +477,7 @@ impl TokenService for TokenApi {
         let req = req.into_inner();
         let target = access_target(&req.target);
         let need = Need::Validity(Duration::from_secs(req.min_validity_seconds.into()));
-        let result = Metrics::for_caller(Arc::clone(&caller.0), self.token_for(target, need)).await;
+        let result = self.token_for(target, need).await;
         self.handed_out(
             &caller,
             Rpc::GetAccessToken,
@@ -493,14 +494,14 @@ impl TokenService for TokenApi {
         let caller = caller_of(&req)?;
         let req = req.into_inner();
         let target = force_target(&req.target);
-        let result = Metrics::for_caller(Arc::clone(&caller.0), async {
+        let result = async {
             check_field("rejected_access_token", &req.rejected_access_token, 1)?;
             self.token_for(
                 target,
                 Need::Replace(req.rejected_access_token.clone().into()),
             )
             .await
-        })
+        }
         .await;
         self.handed_out(
             &caller,

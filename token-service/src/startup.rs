@@ -1,24 +1,18 @@
 //! Builds the gRPC server (and its `/metrics` side port) from settings and runs it until a
 //! shutdown future resolves (zero2prod's `Application`, mini-redis's passed-in shutdown).
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    sync::Arc,
-    task::{Context as TaskContext, Poll},
-    time::Instant,
-};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use opentelemetry::{KeyValue, global, metrics::Histogram};
+use opentelemetry::global;
 use snykapps_proto::token_v1::token_service_server::TokenServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    cache::GrantCache, config::Settings, decode_status::DecodeStatusLayer, error::GRPC_STATUS,
-    keepalive::KeepAlive, metrics::Metrics, refresh::Refresher, service::TokenApi,
+    cache::GrantCache, config::Settings, decode_status::DecodeStatusLayer, keepalive::KeepAlive,
+    metrics::Metrics, refresh::Refresher, rpc_duration::RpcDurationLayer, service::TokenApi,
     snyk::SnykClient, store::Store,
 };
 
@@ -201,7 +195,7 @@ impl Application {
             .trace_fn(grpc_span)
             // Outermost first: the duration is recorded with the status the caller gets, after
             // the decode-status rewrite.
-            .layer(tower::layer::layer_fn(RpcDuration::new))
+            .layer(RpcDurationLayer::new(&global::meter("token-service")))
             .layer(DecodeStatusLayer)
             .add_service(health_service)
             .add_optional_service(reflection)
@@ -302,121 +296,6 @@ fn sampled(traceparent: &str) -> bool {
         .is_some_and(|flags| flags & 1 == 1)
 }
 
-/// A tower layer recording `rpc.server.duration` by method and gRPC status.
-#[derive(Debug, Clone)]
-struct RpcDuration<S> {
-    inner: S,
-    histogram: Histogram<f64>,
-}
-
-impl<S> RpcDuration<S> {
-    fn new(inner: S) -> Self {
-        let histogram = global::meter("token-service")
-            .f64_histogram("rpc.server.duration")
-            .with_unit("s")
-            .with_description("gRPC request durations, by method and status")
-            .with_boundaries(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
-            ])
-            .build();
-        RpcDuration { inner, histogram }
-    }
-}
-
-impl<S, B> tower::Service<http::Request<B>> for RpcDuration<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Timed<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        Timed {
-            method: method_label(req.uri().path()),
-            histogram: self.histogram.clone(),
-            started: Instant::now(),
-            inner: self.inner.call(req),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// An RPC's response future that records its duration when it completes (no allocation).
-    struct Timed<F> {
-        #[pin]
-        inner: F,
-        method: &'static str,
-        histogram: Histogram<f64>,
-        started: Instant,
-    }
-}
-
-impl<F, E> Future for Timed<F>
-where
-    F: Future<Output = Result<http::Response<tonic::body::Body>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let res = std::task::ready!(this.inner.poll(cx));
-        // Errors come back "trailers-only", with grpc-status in the headers; success has it in
-        // the trailers, so no header means OK here.
-        let status = match &res {
-            Ok(r) => status_label(r.headers().get(&GRPC_STATUS).map(|v| v.as_bytes())),
-            Err(_) => "transport_error",
-        };
-        this.histogram.record(
-            this.started.elapsed().as_secs_f64(),
-            &[
-                KeyValue::new("rpc.method", *this.method),
-                KeyValue::new("rpc.grpc.status_code", status),
-            ],
-        );
-        Poll::Ready(res)
-    }
-}
-
-/// The `rpc.grpc.status_code` label: the code's number as sent (0-16; absent means OK), without
-/// an allocation per call; anything else is "invalid".
-fn status_label(grpc_status: Option<&[u8]>) -> &'static str {
-    const CODES: [&str; 17] = [
-        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
-    ];
-    match grpc_status {
-        None => "0",
-        Some(code) => CODES
-            .into_iter()
-            .find(|c| c.as_bytes() == code)
-            .unwrap_or("invalid"),
-    }
-}
-
-/// The `rpc.method` label: one of the methods this server has, or "other". The path comes from
-/// the client (authenticated or not), so it must not become a label value as sent: every new
-/// path would be a new time series.
-fn method_label(path: &str) -> &'static str {
-    const OTHERS: [&str; 4] = [
-        "/grpc.health.v1.Health/Check",
-        "/grpc.health.v1.Health/Watch",
-        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-    ];
-    if let Some(rpc) = crate::caller::Rpc::from_path(path) {
-        return rpc.path();
-    }
-    OTHERS.into_iter().find(|p| *p == path).unwrap_or("other")
-}
-
 /// `GET /metrics` in Prometheus text format on the side port.
 async fn serve_metrics(listener: TcpListener) {
     let app = axum::Router::new().route(
@@ -435,31 +314,13 @@ async fn serve_metrics(listener: TcpListener) {
 
 #[cfg(test)]
 mod tests {
-    use super::{method_label, sampled, status_label};
+    use super::sampled;
 
     #[test]
-    fn status_labels_and_sampling_flags() {
-        assert_eq!(status_label(None), "0");
-        assert_eq!(status_label(Some(b"14")), "14");
-        assert_eq!(status_label(Some(b"99")), "invalid");
+    fn sampling_flags() {
         let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331";
         assert!(sampled(&format!("{trace}-01")));
         assert!(!sampled(&format!("{trace}-00")));
         assert!(!sampled("garbage"));
-    }
-
-    #[test]
-    fn method_labels_are_bounded() {
-        assert_eq!(
-            method_label("/snykapps.token.v1.TokenService/GetAccessToken"),
-            "/snykapps.token.v1.TokenService/GetAccessToken"
-        );
-        assert_eq!(
-            method_label("/grpc.health.v1.Health/Check"),
-            "/grpc.health.v1.Health/Check"
-        );
-        for junk in ["/x", "/snykapps.token.v1.TokenService/Nope", "/a/b/c/d"] {
-            assert_eq!(method_label(junk), "other");
-        }
     }
 }
