@@ -179,6 +179,15 @@ impl Start {
             s => s.parse().map(Start::After),
         }
     }
+
+    /// As `after_event_id` takes it: the inverse of [`Start::parse`].
+    pub fn to_request(self) -> String {
+        match self {
+            Start::Now => String::new(),
+            Start::Beginning => "0".to_owned(),
+            Start::After(id) => id.to_string(),
+        }
+    }
 }
 
 /// One stored event. Holds no token: the stream never has one.

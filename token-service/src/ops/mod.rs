@@ -26,6 +26,8 @@ pub use connect::{CALL_TIMEOUT, ConnectArgs, DEFAULT_CALLER};
 use connect::{Client, Key, Target};
 use render::State;
 
+use crate::events::Start;
+
 /// Why a command did not complete. Never holds a key: messages are built from where a key came
 /// from, and from token-service's statuses (which never repeat one).
 #[derive(Debug, thiserror::Error)]
@@ -137,8 +139,8 @@ enum EventsCommand {
     Tail {
         /// Start after this event id (`0`: every retained event); without it, only events
         /// appended from now on.
-        #[arg(long, value_name = "ID", value_parser = event_id)]
-        from: Option<EventId>,
+        #[arg(long, value_name = "ID", value_parser = event_start)]
+        from: Option<Start>,
         /// Stop after this many events.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
@@ -148,20 +150,15 @@ enum EventsCommand {
     },
 }
 
-/// A Redis Stream id as `after_event_id` takes it: `0`, `<ms>` or `<ms>-<seq>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct EventId(String);
-
-fn event_id(raw: &str) -> Result<EventId, String> {
-    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-    let ok = match raw.split_once('-') {
-        Some((ms, seq)) => digits(ms) && digits(seq),
-        None => digits(raw),
-    };
-    if ok {
-        Ok(EventId(raw.to_owned()))
-    } else {
-        Err("an event id is `0` (every retained event) or the event_id of an event, like 1764585322000-0".into())
+/// `--from`: `0` or an event id, parsed by the rule the server applies to `after_event_id`
+/// ([`Start::parse`]); "" (from now on) is what leaving `--from` out means.
+fn event_start(raw: &str) -> Result<Start, String> {
+    match Start::parse(raw) {
+        Ok(Start::Now) | Err(_) => Err(
+            "an event id is `0` (every retained event) or the event_id of an event, like 1764585322000-0"
+                .into(),
+        ),
+        Ok(start) => Ok(start),
     }
 }
 
@@ -350,11 +347,11 @@ impl Ops {
 
     async fn tail(
         &self,
-        from: Option<EventId>,
+        from: Option<Start>,
         count: Option<u64>,
         json: bool,
     ) -> Result<(), OpsError> {
-        let after_event_id = from.map(|e| e.0).unwrap_or_default();
+        let after_event_id = from.unwrap_or(Start::Now).to_request();
         let mut stream = self
             .client
             .clone()
@@ -542,8 +539,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("UUID"), "{err}");
-        for ok in ["0", "1764585322000", "1764585322000-7"] {
-            assert_eq!(event_id(ok), Ok(EventId(ok.into())));
+        for ok in ["0", "1764585322000-7"] {
+            assert_eq!(event_start(ok).map(Start::to_request).as_deref(), Ok(ok));
+        }
+        // What the server refuses, the CLI refuses as a usage error (exit 2), not after a call.
+        for bad in ["", "1764585322000", "-1", "1-", "x-1", "1-2-3"] {
+            assert!(Start::parse(bad).is_err() || bad.is_empty(), "{bad:?}");
+            let err = parse(&["events", "tail", "--from", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
         }
     }
 
