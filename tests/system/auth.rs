@@ -1578,6 +1578,13 @@ async fn disconnect_asks_first_then_deletes_the_install_and_revokes_it_at_snyk()
         status, 404,
         "another browser does not even see the question"
     );
+    let res = reqwest::Client::new()
+        .delete(&confirm_url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["allow"], "GET, HEAD, POST");
+    assert_eq!(page(res).await.0, 405);
 
     // Refused: another site's post, and another browser's.
     let res = browser
@@ -1612,12 +1619,14 @@ async fn disconnect_asks_first_then_deletes_the_install_and_revokes_it_at_snyk()
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], "/disconnected");
     let cleared = set_cookies(&res);
-    assert!(
-        cleared
-            .iter()
-            .any(|c| c.starts_with("snykapps_session=") && c.contains("Max-Age=0")),
-        "its only install: the session ends: {cleared:?}"
-    );
+    for cookie in ["snykapps_session=", "snykapps_binding="] {
+        assert!(
+            cleared
+                .iter()
+                .any(|c| c.starts_with(cookie) && c.contains("Max-Age=0")),
+            "its only install: the session ends, as after Log out ({cookie}): {cleared:?}"
+        );
+    }
     let err = ops
         .get_install(pb::GetInstallRequest {
             install_id: id.clone(),

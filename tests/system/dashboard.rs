@@ -321,6 +321,58 @@ fn the_dashboard_uses_the_provisioned_prometheus_by_uid() {
     }
 }
 
+/// The label matchers written right after each use of `name` in `expr` (`""` for a bare use).
+fn matchers_of<'e>(expr: &'e str, name: &str) -> Vec<&'e str> {
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut found = Vec::new();
+    for (at, _) in expr.match_indices(name) {
+        let before = expr[..at].chars().next_back();
+        let rest = &expr[at + name.len()..];
+        if before.is_some_and(is_name_char) || rest.starts_with(is_name_char) {
+            continue; // part of a longer name
+        }
+        found.push(
+            rest.strip_prefix('{')
+                .and_then(|r| r.split_once('}'))
+                .map_or("", |(m, _)| m),
+        );
+    }
+    found
+}
+
+/// The README's promise: no query counts a series twice when OTLP export is on, because every
+/// selector leaves out what the collector re-exports, directly or through `$job`, whose own query
+/// leaves it out.
+#[test]
+fn every_query_leaves_out_what_the_collector_re_exports() {
+    const NOT_COLLECTOR: &str = r#"job!="otel-collector""#;
+    assert_eq!(
+        matchers_of(r#"a_total{x="1"} + a{y="2"} / a"#, "a"),
+        [r#"y="2""#, ""]
+    );
+    let dashboard: Value = serde_json::from_str(&repo_file(DASHBOARD)).expect("dashboard JSON");
+    let queries = dashboard_queries(&dashboard);
+    let mut by_job_variable = 0;
+    for (place, expr, names) in &queries {
+        for name in names {
+            for m in matchers_of(expr, name) {
+                let through_variable = m.contains(r#"job="$job""#);
+                by_job_variable += usize::from(through_variable);
+                assert!(
+                    m.contains(NOT_COLLECTOR) || through_variable,
+                    "{place}: {name} counts the collector's copies too: {expr}"
+                );
+            }
+        }
+    }
+    assert!(by_job_variable > 0, "the process row picks its job by $job");
+    let job = queries
+        .iter()
+        .find(|(place, ..)| place == "variable $job")
+        .expect("a $job variable");
+    assert!(job.1.contains(NOT_COLLECTOR), "{}", job.1);
+}
+
 // ---- The services, for real -------------------------------------------------------------------
 
 /// The three services as processes (the real binaries), each with its own `/metrics`.

@@ -616,6 +616,78 @@ fn compose_wires_services_by_name_on_the_ports_they_listen_on() {
     )));
 }
 
+/// Grafana of the `observability` profile: the provisioned data source is the profile's
+/// Prometheus, the dashboards it loads are the repository's files (read-only, at the path the
+/// provider reads), the home dashboard is one of them, and nobody gets in without the password:
+/// no anonymous access, no sign-up, no built-in `admin`/`admin` in real mode (README,
+/// "Dashboard"). How the dashboard renders is not checked: the image cannot be pulled here.
+#[test]
+fn grafana_serves_the_repositorys_dashboard_over_the_profiles_prometheus_behind_a_password() {
+    let compose = yaml("docker-compose.yml");
+    let all = services(&compose);
+    let grafana = &all["grafana"];
+    assert_eq!(strings(&grafana["profiles"]), ["observability"]);
+    assert_eq!(
+        depends_on(grafana).keys().collect::<Vec<_>>(),
+        ["prometheus"]
+    );
+
+    let source = yaml("deploy/grafana/provisioning/datasources/prometheus.yml");
+    let urls: Vec<&str> = source["datasources"]
+        .as_sequence()
+        .expect("datasources")
+        .iter()
+        .filter_map(|d| d["url"].as_str())
+        .collect();
+    assert_eq!(urls, ["http://prometheus:9090"]);
+    assert_eq!(strings(&all["prometheus"]["profiles"]), ["observability"]);
+
+    let provider = yaml("deploy/grafana/provisioning/dashboards/snykapps.yml");
+    let loads = provider["providers"][0]["options"]["path"]
+        .as_str()
+        .expect("the provider's path");
+    let volumes = strings(&grafana["volumes"]);
+    for mount in [
+        "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro".to_owned(),
+        format!("./deploy/grafana/dashboards:{loads}:ro"),
+    ] {
+        assert!(
+            volumes.contains(&mount.as_str()),
+            "{mount} not in {volumes:?}"
+        );
+    }
+    let home = env(grafana, "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH").expect("a home dashboard");
+    let file = home
+        .strip_prefix(&format!("{loads}/"))
+        .unwrap_or_else(|| panic!("{home} is not under {loads}"));
+    assert!(
+        root()
+            .join("deploy/grafana/dashboards")
+            .join(file)
+            .is_file(),
+        "{home}: no such dashboard in deploy/grafana/dashboards"
+    );
+
+    assert_eq!(env(grafana, "GF_AUTH_ANONYMOUS_ENABLED"), Some("false"));
+    assert_eq!(env(grafana, "GF_USERS_ALLOW_SIGN_UP"), Some("false"));
+    assert_eq!(
+        env(grafana, "GF_SECURITY_ADMIN_PASSWORD"),
+        Some("${GRAFANA_ADMIN_PASSWORD:-demo-grafana-admin-not-secret}")
+    );
+    let real = yaml("compose.real.yml");
+    assert_eq!(
+        env(&services(&real)["grafana"], "GF_SECURITY_ADMIN_PASSWORD"),
+        Some("${GRAFANA_ADMIN_PASSWORD-}"),
+        "real mode has no fallback password"
+    );
+    let entrypoint = strings(&grafana["entrypoint"]).join(" ");
+    assert!(
+        entrypoint.contains(r#"[ -z "$$GF_SECURITY_ADMIN_PASSWORD" ]"#)
+            && entrypoint.contains("exit 1"),
+        "Grafana must refuse to start without a password: {entrypoint}"
+    );
+}
+
 #[test]
 fn compose_publishes_ports_on_this_machine_only() {
     let compose = yaml("docker-compose.yml");
