@@ -74,10 +74,10 @@ impl<'a> Env<'a> {
         }
     }
 
-    /// A required key that will travel in an `authorization` header: printable ASCII, no spaces.
+    /// A required key that will travel in an `authorization` header ([`header_safe`]).
     pub fn header_secret(&self, k: &str) -> anyhow::Result<SecretString> {
         let v = self.required(k)?;
-        if !v.bytes().all(|b| b.is_ascii_graphic()) {
+        if !header_safe(&v) {
             bail!("{k} must be printable ASCII without spaces");
         }
         Ok(v.into())
@@ -179,6 +179,12 @@ impl<'a> Env<'a> {
             .parse()
             .map_err(|_| anyhow::anyhow!("{k} must be {what}"))
     }
+}
+
+/// Can `key` travel in an `authorization` header as a caller key? Printable ASCII without spaces,
+/// and not empty: the rule for every key a caller presents.
+pub fn header_safe(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// `raw` as an absolute http(s) URL without a fragment and without a user name or password;

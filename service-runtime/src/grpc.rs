@@ -28,7 +28,7 @@ use tonic::{
 };
 use url::Url;
 
-use crate::config::{Env, parse_http_url};
+use crate::config::{Env, header_safe, parse_http_url};
 
 /// How long a replica that failed a call (could not be reached, or did not answer in time) is
 /// tried only after every other one.
@@ -256,6 +256,19 @@ impl std::fmt::Debug for TokenServiceChannel {
     }
 }
 
+/// `Bearer <key>`, the `authorization` value every caller of token-service presents, marked
+/// sensitive (tonic and hyper never show it). `None` when the key cannot travel in a header
+/// ([`header_safe`]).
+pub fn bearer(key: &SecretString) -> Option<MetadataValue<Ascii>> {
+    let key = key.expose_secret();
+    if !header_safe(key) {
+        return None;
+    }
+    let mut value: MetadataValue<Ascii> = format!("Bearer {key}").parse().ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 impl TokenServiceChannel {
     /// A lazily connecting caller of every replica in `urls`, presenting `api_key`
     /// (`TOKEN_SERVICE_API_KEY`); `ca_pem` (`TOKEN_SERVICE_CA_CERT`) applies to each https URL.
@@ -265,12 +278,9 @@ impl TokenServiceChannel {
         api_key: &SecretString,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let mut authorization: MetadataValue<Ascii> = format!("Bearer {}", api_key.expose_secret())
-            .parse()
-            .map_err(|_| {
-                anyhow::anyhow!("TOKEN_SERVICE_API_KEY contains characters not allowed in a header")
-            })?;
-        authorization.set_sensitive(true);
+        let authorization = bearer(api_key).ok_or_else(|| {
+            anyhow::anyhow!("TOKEN_SERVICE_API_KEY must be printable ASCII without spaces")
+        })?;
         let replicas = urls
             .iter()
             .map(|url| {

@@ -58,27 +58,51 @@ pub async fn http_or_https(
     https_at(addr, path, cert).await
 }
 
-/// The gRPC health check (`grpc.health.v1.Health/Check`) of `service` at the address in
-/// `addr_env` (or `default_addr`); healthy on `SERVING` only.
-///
-/// When the server serves TLS (`TOKEN_SERVICE_TLS_CERT` is set), the check speaks TLS to
-/// `localhost`, trusting `TOKEN_SERVICE_CA_CERT` (or the public roots): the certificate must then
-/// be valid for `localhost` too.
-pub async fn grpc(addr_env: &str, default_addr: &str, service: &str) -> anyhow::Result<()> {
-    let addr = resolve(addr_env, default_addr, |k| std::env::var(k).ok())?;
-    if std::env::var_os("TOKEN_SERVICE_TLS_CERT").is_some_and(|v| !v.is_empty()) {
-        let env = crate::config::Env::process();
-        let ca = env.file("TOKEN_SERVICE_CA_CERT")?;
-        let url: url::Url = format!("https://localhost:{}", addr.port()).parse()?;
-        let channel = crate::grpc::channel(&url, ca.as_deref(), TIMEOUT)?;
-        return check(
-            channel,
-            format!("gRPC health of {service:?} at {url}"),
-            service,
-        )
-        .await;
+/// How a process on this machine reaches the gRPC server that listens on the address in
+/// `addr_env` (or `default_addr`): in the clear at that address on loopback, or, when the server
+/// serves TLS (`TOKEN_SERVICE_TLS_CERT` set, read as the server reads it), https to `localhost` at
+/// its port (the certificate must name `localhost`; it does not name an IP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalGrpc {
+    pub addr: SocketAddr,
+    pub url: url::Url,
+}
+
+impl LocalGrpc {
+    pub fn resolve(
+        env: &crate::config::Env<'_>,
+        addr_env: &str,
+        default_addr: &str,
+    ) -> anyhow::Result<LocalGrpc> {
+        let addr = resolve(addr_env, default_addr, |k| env.optional(k))?;
+        let url = if env.optional("TOKEN_SERVICE_TLS_CERT").is_some() {
+            format!("https://localhost:{}", addr.port())
+        } else {
+            format!("http://{addr}")
+        };
+        Ok(LocalGrpc {
+            addr,
+            url: url.parse()?,
+        })
     }
-    grpc_at(addr, service).await
+
+    pub fn tls(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+}
+
+/// The gRPC health check (`grpc.health.v1.Health/Check`) of `service` at [`LocalGrpc`]; healthy
+/// on `SERVING` only. Over TLS it trusts `TOKEN_SERVICE_CA_CERT` (or the public roots).
+pub async fn grpc(addr_env: &str, default_addr: &str, service: &str) -> anyhow::Result<()> {
+    let env = crate::config::Env::process();
+    let local = LocalGrpc::resolve(&env, addr_env, default_addr)?;
+    if !local.tls() {
+        return grpc_at(local.addr, service).await;
+    }
+    let ca = env.file("TOKEN_SERVICE_CA_CERT")?;
+    let channel = crate::grpc::channel(&local.url, ca.as_deref(), TIMEOUT)?;
+    let what = format!("gRPC health of {service:?} at {}", local.url);
+    check(channel, what, service).await
 }
 
 /// Prints one line on stderr and turns the result into the exit code (0 healthy, 1 otherwise).
@@ -289,6 +313,27 @@ pub(crate) mod tests {
         assert_eq!(a, "[::1]:50051".parse().unwrap());
         let a = resolve("X_ADDR", "0.0.0.0:1", env(&[("X_ADDR", "[::1]:7")])).unwrap();
         assert_eq!(a, "[::1]:7".parse().unwrap());
+    }
+
+    /// TLS exactly when the server serves it: `TOKEN_SERVICE_TLS_CERT` read as the server reads
+    /// it, so a blank value is plain gRPC for both.
+    #[test]
+    fn the_local_grpc_server_is_reached_as_it_serves() {
+        let local = |pairs: &[(&str, &str)]| {
+            let env = crate::config::Env::new(env(pairs));
+            let l = LocalGrpc::resolve(&env, "X_ADDR", "0.0.0.0:50051").unwrap();
+            (l.url.to_string(), l.tls())
+        };
+        assert_eq!(local(&[]), ("http://127.0.0.1:50051/".into(), false));
+        let cert = ("TOKEN_SERVICE_TLS_CERT", "/etc/tls/cert.pem");
+        assert_eq!(
+            local(&[("X_ADDR", "0.0.0.0:7000"), cert]),
+            ("https://localhost:7000/".into(), true)
+        );
+        assert_eq!(
+            local(&[("TOKEN_SERVICE_TLS_CERT", "  ")]),
+            ("http://127.0.0.1:50051/".into(), false)
+        );
     }
 
     #[test]

@@ -21,6 +21,10 @@ use crate::{
     store::RedisTarget,
 };
 
+/// Where the gRPC server listens (the healthcheck and the operator CLI find it there too).
+pub const ADDR_VAR: &str = "TOKEN_SERVICE_ADDR";
+pub const DEFAULT_ADDR: &str = "0.0.0.0:50051";
+
 /// Everything token-service needs to run.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -190,7 +194,7 @@ impl Settings {
         }
         Ok(Settings {
             tls,
-            addr: env.addr("TOKEN_SERVICE_ADDR", "0.0.0.0:50051")?,
+            addr: env.addr(ADDR_VAR, DEFAULT_ADDR)?,
             metrics_addr: env.addr("TOKEN_SERVICE_METRICS_ADDR", "0.0.0.0:9464")?,
             shutdown_drain: env.millis_or_zero("SHUTDOWN_DRAIN_MS", 0)?,
             redis,

@@ -76,8 +76,8 @@ enum Run {
 /// Needs only the listen address: no settings, no Redis, no telemetry.
 async fn healthcheck() -> ExitCode {
     let result = service_runtime::healthcheck::grpc(
-        "TOKEN_SERVICE_ADDR",
-        "0.0.0.0:50051",
+        token_service::config::ADDR_VAR,
+        token_service::config::DEFAULT_ADDR,
         snykapps_proto::token_v1::token_service_server::SERVICE_NAME,
     )
     .await;

@@ -16,9 +16,9 @@ use std::{fmt, path::PathBuf, time::Duration};
 use caller_auth::ClientKeys;
 use secrecy::{ExposeSecret, SecretString};
 use service_runtime::{
-    config::Env,
+    config::{Env, header_safe},
     grpc::{self, TokenServiceUrls},
-    healthcheck,
+    healthcheck::LocalGrpc,
 };
 use snykapps_proto::token_v1::token_service_client::TokenServiceClient;
 use tonic::{
@@ -30,6 +30,7 @@ use tonic::{
 use url::Url;
 
 use super::OpsError;
+use crate::config;
 
 /// The caller whose key is taken from `TOKEN_SERVICE_CLIENT_KEYS` unless told otherwise.
 pub const DEFAULT_CALLER: &str = "ops";
@@ -140,9 +141,9 @@ impl Key {
         )
     }
 
-    /// A key that can travel in a header: printable ASCII without spaces.
+    /// A key that can travel in a header ([`header_safe`]).
     fn checked(secret: SecretString, source: KeySource) -> Result<Key, OpsError> {
-        if !secret.expose_secret().bytes().all(|b| b.is_ascii_graphic()) {
+        if !header_safe(secret.expose_secret()) {
             return Err(OpsError::Failed(format!(
                 "{source} must be printable ASCII without spaces"
             )));
@@ -176,18 +177,11 @@ impl Target {
                 &TokenServiceUrls::parse(TokenServiceUrls::VAR, &raw)
                     .map_err(|e| OpsError::Failed(format!("{e:#}")))?,
             )?,
+            // As the healthcheck reaches it.
             (None, None) => {
-                let addr = healthcheck::resolve("TOKEN_SERVICE_ADDR", "0.0.0.0:50051", |k| {
-                    env.optional(k)
-                })
-                .map_err(|e| OpsError::Failed(format!("{e:#}")))?;
-                // As the healthcheck does: the server's certificate names `localhost`, not an IP.
-                let raw = if env.optional("TOKEN_SERVICE_TLS_CERT").is_some() {
-                    format!("https://localhost:{}", addr.port())
-                } else {
-                    format!("http://{addr}")
-                };
-                Url::parse(&raw).map_err(|e| OpsError::Failed(format!("{raw}: {e}")))?
+                LocalGrpc::resolve(env, config::ADDR_VAR, config::DEFAULT_ADDR)
+                    .map_err(|e| OpsError::Failed(format!("{e:#}")))?
+                    .url
             }
         };
         let ca = env
@@ -228,15 +222,12 @@ pub type Client = TokenServiceClient<InterceptedService<Channel, Bearer>>;
 pub fn client(target: &Target, key: &Key) -> Result<Client, OpsError> {
     let channel = grpc::channel(&target.url, target.ca.as_deref(), CALL_TIMEOUT)
         .map_err(|e| OpsError::Failed(format!("{e:#}")))?;
-    let mut value: MetadataValue<Ascii> = format!("Bearer {}", key.secret.expose_secret())
-        .parse()
-        .map_err(|_| {
-            OpsError::Failed(format!(
-                "{} must be printable ASCII without spaces",
-                key.source
-            ))
-        })?;
-    value.set_sensitive(true);
+    let value = grpc::bearer(&key.secret).ok_or_else(|| {
+        OpsError::Failed(format!(
+            "{} must be printable ASCII without spaces",
+            key.source
+        ))
+    })?;
     Ok(TokenServiceClient::with_interceptor(channel, Bearer(value)))
 }
 
