@@ -22,7 +22,7 @@ pub(crate) fn register(meter: &opentelemetry::metrics::Meter) {
 
 /// Why a `/proc` file could not be read as expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcError {
+struct ProcError {
     file: &'static str,
     problem: String,
 }
@@ -46,16 +46,16 @@ impl std::error::Error for ProcError {}
 
 /// What `/proc/self/stat` tells about CPU time and start time, in clock ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CpuTicks {
+struct CpuTicks {
     /// `utime` + `stime`: user and system CPU time.
-    pub used: u64,
+    used: u64,
     /// `starttime`: when the process started, after boot.
-    pub started_after_boot: u64,
+    started_after_boot: u64,
 }
 
 /// Parses `/proc/<pid>/stat` (proc(5)). The command name (field 2) is in parentheses and may
 /// itself contain spaces and parentheses, so the fields are counted from its *last* `)`.
-pub fn parse_stat(text: &str) -> Result<CpuTicks, ProcError> {
+fn parse_stat(text: &str) -> Result<CpuTicks, ProcError> {
     const FILE: &str = "stat";
     let (_, after_comm) = text
         .rsplit_once(')')
@@ -80,14 +80,14 @@ pub fn parse_stat(text: &str) -> Result<CpuTicks, ProcError> {
 
 /// Resident and virtual memory, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Memory {
-    pub resident: u64,
-    pub virtual_size: u64,
+struct Memory {
+    resident: u64,
+    virtual_size: u64,
 }
 
 /// Parses `VmRSS` and `VmSize` of `/proc/<pid>/status` (given in kB: KiB, proc(5)). Using them
 /// rather than `statm`'s page counts needs no page size.
-pub fn parse_status(text: &str) -> Result<Memory, ProcError> {
+fn parse_status(text: &str) -> Result<Memory, ProcError> {
     const FILE: &str = "status";
     let kib = |key: &str| -> Result<u64, ProcError> {
         let line = text
@@ -112,13 +112,13 @@ pub fn parse_status(text: &str) -> Result<Memory, ProcError> {
 
 /// The soft limit on open file descriptors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FdLimit {
+enum FdLimit {
     Limited(u64),
     Unlimited,
 }
 
 /// Parses the `Max open files` line of `/proc/<pid>/limits` (its soft limit, the one that applies).
-pub fn parse_max_fds(text: &str) -> Result<FdLimit, ProcError> {
+fn parse_max_fds(text: &str) -> Result<FdLimit, ProcError> {
     const FILE: &str = "limits";
     let line = text
         .lines()
@@ -135,7 +135,7 @@ pub fn parse_max_fds(text: &str) -> Result<FdLimit, ProcError> {
 }
 
 /// The boot time (`btime`, seconds since the Unix epoch) from `/proc/stat`.
-pub fn parse_boot_time(text: &str) -> Result<u64, ProcError> {
+fn parse_boot_time(text: &str) -> Result<u64, ProcError> {
     const FILE: &str = "/proc/stat";
     let value = text
         .lines()
@@ -149,7 +149,7 @@ pub fn parse_boot_time(text: &str) -> Result<u64, ProcError> {
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, which libc itself reads from here): the
 /// `AT_CLKTCK` entry of the auxiliary vector, `/proc/<pid>/auxv`, pairs of native words.
-pub fn parse_clock_ticks(auxv: &[u8]) -> Result<u64, ProcError> {
+fn parse_clock_ticks(auxv: &[u8]) -> Result<u64, ProcError> {
     const FILE: &str = "auxv";
     const AT_NULL: usize = 0;
     const AT_CLKTCK: usize = 17;
@@ -178,7 +178,7 @@ pub fn parse_clock_ticks(auxv: &[u8]) -> Result<u64, ProcError> {
 
 /// The entries of a process's `fd` directory: its open file descriptors (including the one this
 /// listing itself holds, as every Prometheus client counts them).
-pub fn count_fds(dir: &Path) -> std::io::Result<u64> {
+fn count_fds(dir: &Path) -> std::io::Result<u64> {
     let mut n = 0;
     for entry in std::fs::read_dir(dir)? {
         entry?;
@@ -191,9 +191,12 @@ pub fn count_fds(dir: &Path) -> std::io::Result<u64> {
 mod linux {
     use std::path::{Path, PathBuf};
 
-    use opentelemetry::metrics::Meter;
+    use opentelemetry::metrics::{AsyncInstrument, AsyncInstrumentBuilder, Meter};
 
-    use super::{FdLimit, ProcError, count_fds, parse_boot_time, parse_clock_ticks};
+    use super::{
+        FdLimit, ProcError, count_fds, parse_boot_time, parse_clock_ticks, parse_max_fds,
+        parse_stat, parse_status,
+    };
 
     pub(super) const PROC_SELF: &str = "/proc/self";
 
@@ -202,139 +205,166 @@ mod linux {
             .map_err(|e| ProcError::new(file, format!("cannot read: {e}")))
     }
 
+    /// One series: its name (the Prometheus name, less `_total` for a counter), unit and help.
+    struct Series {
+        name: &'static str,
+        unit: Option<&'static str>,
+        help: &'static str,
+        counter: bool,
+    }
+
+    /// A reading of a series: its value now, `None` when it has none to report (an unlimited
+    /// limit), an error when its source cannot be read.
+    type Sample = Result<Option<f64>, ProcError>;
+
+    /// Registers `series` on `meter` when `sample` can be taken now (and is taken again at each
+    /// collection); leaves it out, with a warning, when it cannot.
+    fn register(
+        meter: &Meter,
+        series: Series,
+        sample: impl Fn() -> Sample + Send + Sync + 'static,
+    ) {
+        if let Err(e) = sample() {
+            let suffix = if series.counter { "_total" } else { "" };
+            tracing::warn!(
+                series = format!("{}{suffix}", series.name),
+                error = %e,
+                "process metric left out: /proc is not readable as expected"
+            );
+            return;
+        }
+        let observe = move |o: &dyn AsyncInstrument<f64>| {
+            if let Ok(Some(v)) = sample() {
+                o.observe(v, &[]);
+            }
+        };
+        if series.counter {
+            series
+                .describe(meter.f64_observable_counter(series.name), observe)
+                .build();
+        } else {
+            series
+                .describe(meter.f64_observable_gauge(series.name), observe)
+                .build();
+        }
+    }
+
+    impl Series {
+        /// `builder` with this series' unit, help and `observe` (a counter or a gauge).
+        fn describe<'a, I>(
+            &self,
+            builder: AsyncInstrumentBuilder<'a, I, f64>,
+            observe: impl Fn(&dyn AsyncInstrument<f64>) + Send + Sync + 'static,
+        ) -> AsyncInstrumentBuilder<'a, I, f64> {
+            let builder = match self.unit {
+                Some(unit) => builder.with_unit(unit),
+                None => builder,
+            };
+            builder.with_description(self.help).with_callback(observe)
+        }
+    }
+
     /// Registers every series whose source can be read now on `meter`, reading `proc_self`
     /// (a `/proc/<pid>` directory); what cannot be read is left out, with a warning.
     pub(super) fn register_on(meter: &Meter, proc_self: &str) {
         let dir = PathBuf::from(proc_self);
-        let warn = |series: &str, e: &ProcError| {
-            tracing::warn!(series, error = %e, "process metric left out: /proc is not readable as expected");
-        };
-        // Both CPU time and the start time are counted in clock ticks.
-        let ticks = std::fs::read(dir.join("auxv"))
+        // CPU time and the start time are counted in clock ticks.
+        let hz = std::fs::read(dir.join("auxv"))
             .map_err(|e| ProcError::new("auxv", format!("cannot read: {e}")))
-            .and_then(|auxv| parse_clock_ticks(&auxv));
-        match &ticks {
-            Ok(hz) => {
-                let hz = *hz as f64;
-                let stat_dir = dir.clone();
-                match read(&dir, "stat").and_then(|s| super::parse_stat(&s)) {
-                    Ok(_) => {
-                        meter
-                            .f64_observable_counter("process_cpu_seconds")
-                            .with_unit("s")
-                            .with_description("Total user and system CPU time spent in seconds.")
-                            .with_callback(move |o| {
-                                if let Ok(cpu) =
-                                    read(&stat_dir, "stat").and_then(|s| super::parse_stat(&s))
-                                {
-                                    o.observe(cpu.used as f64 / hz, &[]);
-                                }
-                            })
-                            .build();
-                    }
-                    Err(e) => warn("process_cpu_seconds_total", &e),
-                }
-                // Constant for the life of the process: computed once, here.
-                let started = read(&dir, "stat")
-                    .and_then(|s| super::parse_stat(&s))
-                    .and_then(|cpu| {
-                        let boot = std::fs::read_to_string("/proc/stat")
-                            .map_err(|e| ProcError::new("/proc/stat", format!("cannot read: {e}")))
-                            .and_then(|s| parse_boot_time(&s))?;
-                        Ok(boot as f64 + cpu.started_after_boot as f64 / hz)
-                    });
-                match started {
-                    Ok(started) => {
-                        meter
-                            .f64_observable_gauge("process_start_time_seconds")
-                            .with_unit("s")
-                            .with_description(
-                                "Start time of the process since unix epoch in seconds.",
-                            )
-                            .with_callback(move |o| o.observe(started, &[]))
-                            .build();
-                    }
-                    Err(e) => warn("process_start_time_seconds", &e),
-                }
-            }
-            Err(e) => {
-                warn("process_cpu_seconds_total", e);
-                warn("process_start_time_seconds", e);
-            }
-        }
-
-        match read(&dir, "status").and_then(|s| super::parse_status(&s)) {
-            Ok(_) => {
-                let memory =
-                    |name: &'static str, what: &'static str, pick: fn(&super::Memory) -> u64| {
-                        let dir = dir.clone();
-                        meter
-                            .u64_observable_gauge(name)
-                            .with_unit("By")
-                            .with_description(what)
-                            .with_callback(move |o| {
-                                if let Ok(m) =
-                                    read(&dir, "status").and_then(|s| super::parse_status(&s))
-                                {
-                                    o.observe(pick(&m), &[]);
-                                }
-                            })
-                            .build();
-                    };
-                memory(
-                    "process_resident_memory_bytes",
-                    "Resident memory size in bytes.",
-                    |m| m.resident,
-                );
-                memory(
-                    "process_virtual_memory_bytes",
-                    "Virtual memory size in bytes.",
-                    |m| m.virtual_size,
-                );
-            }
-            Err(e) => {
-                warn("process_resident_memory_bytes", &e);
-                warn("process_virtual_memory_bytes", &e);
-            }
-        }
-
+            .and_then(|auxv| parse_clock_ticks(&auxv))
+            .map(|ticks| ticks as f64);
+        let stat = {
+            let dir = dir.clone();
+            move || read(&dir, "stat").and_then(|s| parse_stat(&s))
+        };
+        // Constant for the life of the process: computed once, here.
+        let started = hz.clone().and_then(|hz| {
+            let boot = std::fs::read_to_string("/proc/stat")
+                .map_err(|e| ProcError::new("/proc/stat", format!("cannot read: {e}")))
+                .and_then(|s| parse_boot_time(&s))?;
+            Ok(boot as f64 + stat()?.started_after_boot as f64 / hz)
+        });
+        let status = {
+            let dir = dir.clone();
+            move || read(&dir, "status").and_then(|s| parse_status(&s))
+        };
+        let limits = {
+            let dir = dir.clone();
+            move || read(&dir, "limits").and_then(|s| parse_max_fds(&s))
+        };
         let fd_dir = dir.join("fd");
-        match count_fds(&fd_dir) {
-            Ok(_) => {
-                meter
-                    .u64_observable_gauge("process_open_fds")
-                    .with_description("Number of open file descriptors.")
-                    .with_callback(move |o| {
-                        if let Ok(n) = count_fds(&fd_dir) {
-                            o.observe(n, &[]);
-                        }
-                    })
-                    .build();
-            }
-            Err(e) => warn(
-                "process_open_fds",
-                &ProcError::new("fd", format!("cannot list: {e}")),
-            ),
-        }
 
-        match read(&dir, "limits").and_then(|s| super::parse_max_fds(&s)) {
-            Ok(_) => {
-                let dir = dir.clone();
-                meter
-                    .u64_observable_gauge("process_max_fds")
-                    .with_description("Maximum number of open file descriptors.")
-                    .with_callback(move |o| {
-                        // The limit can change at run time (setrlimit); "unlimited" has no number.
-                        if let Ok(FdLimit::Limited(n)) =
-                            read(&dir, "limits").and_then(|s| super::parse_max_fds(&s))
-                        {
-                            o.observe(n, &[]);
-                        }
-                    })
-                    .build();
-            }
-            Err(e) => warn("process_max_fds", &e),
-        }
+        register(
+            meter,
+            Series {
+                name: "process_cpu_seconds",
+                unit: Some("s"),
+                help: "Total user and system CPU time spent in seconds.",
+                counter: true,
+            },
+            move || Ok(Some(stat()?.used as f64 / hz.clone()?)),
+        );
+        register(
+            meter,
+            Series {
+                name: "process_start_time_seconds",
+                unit: Some("s"),
+                help: "Start time of the process since unix epoch in seconds.",
+                counter: false,
+            },
+            move || started.clone().map(Some),
+        );
+        let resident = status.clone();
+        register(
+            meter,
+            Series {
+                name: "process_resident_memory_bytes",
+                unit: Some("By"),
+                help: "Resident memory size in bytes.",
+                counter: false,
+            },
+            move || Ok(Some(resident()?.resident as f64)),
+        );
+        register(
+            meter,
+            Series {
+                name: "process_virtual_memory_bytes",
+                unit: Some("By"),
+                help: "Virtual memory size in bytes.",
+                counter: false,
+            },
+            move || Ok(Some(status()?.virtual_size as f64)),
+        );
+        register(
+            meter,
+            Series {
+                name: "process_open_fds",
+                unit: None,
+                help: "Number of open file descriptors.",
+                counter: false,
+            },
+            move || {
+                count_fds(&fd_dir)
+                    .map(|n| Some(n as f64))
+                    .map_err(|e| ProcError::new("fd", format!("cannot list: {e}")))
+            },
+        );
+        // The limit can change at run time (setrlimit); "unlimited" has no number.
+        register(
+            meter,
+            Series {
+                name: "process_max_fds",
+                unit: None,
+                help: "Maximum number of open file descriptors.",
+                counter: false,
+            },
+            move || {
+                Ok(match limits()? {
+                    FdLimit::Limited(n) => Some(n as f64),
+                    FdLimit::Unlimited => None,
+                })
+            },
+        );
     }
 }
 
@@ -444,6 +474,30 @@ mod tests {
         }
         assert_eq!(count_fds(dir.path()).unwrap(), 4);
         assert!(count_fds(&dir.path().join("missing")).is_err());
+    }
+
+    /// A series whose source cannot be read is left out, not reported as 0; the others stay.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn what_cannot_be_read_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let scrape = || {
+            let provider = crate::telemetry::ScrapedProvider::default();
+            linux::register_on(&provider.meter("process"), dir.path().to_str().unwrap());
+            provider.scrape()
+        };
+        assert!(!scrape().contains("process_"), "{}", scrape());
+
+        std::fs::write(dir.path().join("limits"), LIMITS).unwrap();
+        std::fs::create_dir(dir.path().join("fd")).unwrap();
+        std::fs::write(dir.path().join("fd").join("0"), "").unwrap();
+        let text = scrape();
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            ["process_open_fds 1", "process_max_fds 1024"],
+            "{text}"
+        );
     }
 
     /// The series as a scrape shows them, read from this test process's own `/proc/self`.
