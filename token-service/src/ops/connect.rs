@@ -141,6 +141,11 @@ impl Key {
         )
     }
 
+    /// `text` with every copy of the key replaced by where it came from.
+    pub fn hidden_in(&self, text: &str) -> String {
+        text.replace(self.secret.expose_secret(), &format!("({})", self.source))
+    }
+
     /// A key that can travel in a header ([`header_safe`]).
     fn checked(secret: SecretString, source: KeySource) -> Result<Key, OpsError> {
         if !header_safe(secret.expose_secret()) {

@@ -400,11 +400,12 @@ impl Ops {
         OpsError::Failed(self.explain(rpc, status))
     }
 
-    /// What an RPC's failure means, said so that the reader knows what to do. token-service's
-    /// messages never carry a key; the key is named by where it came from.
+    /// What an RPC's failure means, said so that the reader knows what to do. The key is named
+    /// by where it came from. token-service's messages never carry a key; a message that does
+    /// anyway (`--url` at something else that echoes the request's headers) has it hidden.
     fn explain(&self, rpc: &str, status: &Status) -> String {
         let url = &self.target.url;
-        let msg = status.message();
+        let msg = &self.key.hidden_in(status.message());
         let detail = match status.code() {
             Code::Unauthenticated => format!(
                 "token-service refused {} ({msg}): use a key listed in its TOKEN_SERVICE_CLIENT_KEYS",
@@ -588,6 +589,10 @@ mod tests {
             (
                 Status::unauthenticated("unknown key"),
                 "failed: token-service refused the key in TOKEN_SERVICE_API_KEY (unknown key): use a key listed in its TOKEN_SERVICE_CLIENT_KEYS",
+            ),
+            (
+                Status::unknown(format!("proxy: bad header `authorization: Bearer {key}`")),
+                "failed: Unknown: proxy: bad header `authorization: Bearer (the key in TOKEN_SERVICE_API_KEY)`",
             ),
         ] {
             let message = ops.explain(rpc, &status);
