@@ -321,6 +321,29 @@ fn the_dashboard_uses_the_provisioned_prometheus_by_uid() {
     }
 }
 
+/// Grafana stacks panels that claim the same grid cells: every panel has a place of its own.
+#[test]
+fn no_two_panels_share_a_place_on_the_grid() {
+    let dashboard: Value = serde_json::from_str(&repo_file(DASHBOARD)).expect("dashboard JSON");
+    let places: Vec<(String, [u64; 4])> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .map(|p| {
+            let g = &p["gridPos"];
+            let n = |k: &str| g[k].as_u64().unwrap_or_else(|| panic!("gridPos.{k}: {p}"));
+            (p["title"].to_string(), [n("x"), n("y"), n("w"), n("h")])
+        })
+        .collect();
+    for (i, (a, [ax, ay, aw, ah])) in places.iter().enumerate() {
+        assert!(ax + aw <= 24, "{a} is wider than the grid");
+        for (b, [bx, by, bw, bh]) in &places[i + 1..] {
+            let apart = ax + aw <= *bx || bx + bw <= *ax || ay + ah <= *by || by + bh <= *ay;
+            assert!(apart, "{a} and {b} overlap");
+        }
+    }
+}
+
 /// The label matchers written right after each use of `name` in `expr` (`""` for a bare use).
 fn matchers_of<'e>(expr: &'e str, name: &str) -> Vec<&'e str> {
     let is_name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
