@@ -320,20 +320,11 @@ pub async fn callback(
             (Purpose::Reconnect(_), TokenError::NotFound) => PageError::InstallGone,
             (_, e) => e.into(),
         })?;
-    // The id goes into a Location header and a cookie: only a well-formed one.
-    let install_id = InstallId::parse(&install.install_id)
-        .map_err(|_| PageError::Internal("token-service returned a malformed install id".into()))?;
+    let install_id = answered_install(purpose, &install.install_id)?;
     tracing::Span::current().record("install_id", tracing::field::display(&install_id));
-    if let Purpose::Reconnect(id) = purpose {
-        if install_id != id {
-            // token-service ignored reauthorize_install_id: never show one install as another.
-            return Err(PageError::Internal(format!(
-                "token-service answered a reconnect of {id} with install {install_id}"
-            )));
-        }
-        tracing::info!(orgs = install.orgs.len(), "install reconnected");
-    } else {
-        tracing::info!(orgs = install.orgs.len(), "install completed");
+    match purpose {
+        Purpose::Reconnect(_) => tracing::info!(orgs = install.orgs.len(), "install reconnected"),
+        Purpose::Install => tracing::info!(orgs = install.orgs.len(), "install completed"),
     }
     session.add(install_id);
     Ok(HttpResponse::SeeOther()
@@ -342,9 +333,47 @@ pub async fn callback(
         .finish())
 }
 
+/// The install `CompleteInstall` answered with, as `/callback` may use it: a well-formed id (it
+/// goes into a Location header and a cookie) and, for a reconnect, the very install reconnected:
+/// a token-service that ignored `reauthorize_install_id` must not make one install show as
+/// another. Either failure is a 500 page.
+fn answered_install(purpose: Purpose, answered: &str) -> Result<InstallId, PageError> {
+    let install_id = InstallId::parse(answered)
+        .map_err(|_| PageError::Internal("token-service returned a malformed install id".into()))?;
+    match purpose {
+        Purpose::Reconnect(id) if id != install_id => Err(PageError::Internal(format!(
+            "token-service answered a reconnect of {id} with install {install_id}"
+        ))),
+        _ => Ok(install_id),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reconnect_answered_with_another_install_is_a_500_page() {
+        use actix_web::ResponseError as _;
+        let a = InstallId::new_random();
+        let b = InstallId::new_random();
+        assert_eq!(
+            answered_install(Purpose::Install, &b.to_string()).ok(),
+            Some(b)
+        );
+        assert_eq!(
+            answered_install(Purpose::Reconnect(a), &a.to_string()).ok(),
+            Some(a)
+        );
+        for (purpose, answered) in [
+            (Purpose::Reconnect(a), b.to_string()),
+            (Purpose::Install, "not-an-id".to_owned()),
+            (Purpose::Reconnect(a), format!("{a}\r\nSet-Cookie: x=y")),
+        ] {
+            let err = answered_install(purpose, &answered).expect_err(&answered);
+            assert_eq!(err.status_code(), 500, "{answered}: {err:?}");
+        }
+    }
 
     fn client(scopes: Option<&str>) -> OAuthClient {
         OAuthClient {
