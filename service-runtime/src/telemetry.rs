@@ -19,7 +19,7 @@ use opentelemetry::{
 };
 use opentelemetry_sdk::{
     Resource,
-    error::OTelSdkResult,
+    error::{OTelSdkError, OTelSdkResult},
     metrics::{
         InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Temporality,
         data::{AggregatedMetrics, MetricData, ResourceMetrics},
@@ -191,30 +191,28 @@ impl Default for ScrapedProvider {
 
 impl ScrapedProvider {
     pub fn meter(&self, name: &'static str) -> opentelemetry::metrics::Meter {
-        use opentelemetry::metrics::MeterProvider as _;
         self.provider.meter(name)
     }
 
     /// What was recorded so far, in Prometheus text exposition format.
     pub fn scrape(&self) -> String {
-        let mut rm = ResourceMetrics::default();
-        match self.reader.collect(&mut rm) {
-            Ok(()) => render_prometheus(&rm),
-            Err(e) => panic!("collecting metrics failed: {e}"),
-        }
+        scrape(&self.reader).unwrap_or_else(|e| panic!("collecting metrics failed: {e}"))
     }
+}
+
+/// What `reader` collects now, in Prometheus text exposition format.
+fn scrape(reader: &ManualReader) -> Result<String, OTelSdkError> {
+    let mut rm = ResourceMetrics::default();
+    reader.collect(&mut rm)?;
+    Ok(render_prometheus(&rm))
 }
 
 /// Every metric of this process in Prometheus text exposition format (empty before [`init`]).
 pub fn prometheus_text() -> String {
-    let Some(reader) = PROMETHEUS.get() else {
-        return String::new();
-    };
-    let mut rm = ResourceMetrics::default();
-    if reader.collect(&mut rm).is_err() {
-        return String::new();
-    }
-    render_prometheus(&rm)
+    PROMETHEUS
+        .get()
+        .and_then(|reader| scrape(reader).ok())
+        .unwrap_or_default()
 }
 
 pub(crate) fn render_prometheus(rm: &ResourceMetrics) -> String {

@@ -34,7 +34,7 @@ const APP: &str = "http://localhost:8080";
 /// The demo key auth-service presents to projects-service (docker-compose.yml's default).
 const PROJECTS_KEY: &str = "demo-auth-to-projects-key-not-secret";
 /// The test's own token-service caller, allowed every RPC, to look at installs.
-const OPS_KEY: &str = "compose-test-ops-key-0123456789abcdef";
+const FAULT_TEST_KEY: &str = "compose-test-ops-key-0123456789abcdef";
 const REPLICAS: [&str; 3] = ["token-service", "token-service-2", "token-service-3"];
 /// Short refresh deadlines, so that a frozen or dead sender's lease runs out within the test.
 const TIGHT: [(&str, &str); 4] = [
@@ -62,7 +62,7 @@ fn three_replicas(resolved: &Yaml) -> Yaml {
     let base = resolved["services"]["token-service"].clone();
     let env = &base["environment"];
     let keys = format!(
-        "{},fault-test={OPS_KEY}",
+        "{},fault-test={FAULT_TEST_KEY}",
         env["TOKEN_SERVICE_CLIENT_KEYS"].as_str().unwrap()
     );
     let rpcs = format!(
@@ -175,7 +175,7 @@ impl Stack {
     }
 
     async fn ops(&self, replica: &str) -> Client {
-        client_with_key(self.replica_addr(replica), OPS_KEY).await
+        client_with_key(self.replica_addr(replica), FAULT_TEST_KEY).await
     }
 
     async fn install(&mut self) -> Install {
@@ -494,7 +494,7 @@ async fn container_faults_never_present_a_spent_token_and_leave_no_caller_error(
     let listed = |stack: &Stack| {
         let addr = stack.replica_addr("token-service-3");
         async move {
-            let mut ops = client_with_key(addr, OPS_KEY).await;
+            let mut ops = client_with_key(addr, FAULT_TEST_KEY).await;
             let page = ops
                 .list_installs(pb::ListInstallsRequest {
                     page_size: 500,
@@ -561,7 +561,7 @@ async fn container_faults_never_present_a_spent_token_and_leave_no_caller_error(
         || {
             let probe = probe.clone();
             async move {
-                let mut ops = client_with_key(addr, OPS_KEY).await;
+                let mut ops = client_with_key(addr, FAULT_TEST_KEY).await;
                 ops.get_install(pb::GetInstallRequest { install_id: probe })
                     .await
                     .is_ok()

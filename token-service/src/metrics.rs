@@ -132,10 +132,13 @@ impl Outcomes {
                 "snykapps.token.refreshes",
                 "Refreshes at Snyk's token endpoint, by outcome",
                 |m, o| {
-                    for outcome in RefreshOutcome::ALL {
-                        let n = m.refreshes[outcome as usize].load(Relaxed);
-                        o.observe(n, &[KeyValue::new("outcome", outcome.label())]);
-                    }
+                    observe_each(
+                        o,
+                        &m.refreshes,
+                        "outcome",
+                        RefreshOutcome::ALL,
+                        RefreshOutcome::label,
+                    )
                 },
             ),
             counter(
@@ -147,23 +150,43 @@ impl Outcomes {
                 "snykapps.installs.needs_reauth",
                 "Installs moved to NEEDS_REAUTH, by reason",
                 |m, o| {
-                    for reason in ReauthReason::ALL {
-                        let n = m.needs_reauth[reason as usize].load(Relaxed);
-                        o.observe(n, &[KeyValue::new("reason", reason.as_str())]);
-                    }
+                    observe_each(
+                        o,
+                        &m.needs_reauth,
+                        "reason",
+                        ReauthReason::ALL,
+                        ReauthReason::as_str,
+                    )
                 },
             ),
             counter(
                 "snykapps.keepalive.refreshes",
                 "Due installs the keep-alive sweeper handled, by outcome",
                 |m, o| {
-                    for outcome in KeepAliveOutcome::ALL {
-                        let n = m.keepalive[outcome as usize].load(Relaxed);
-                        o.observe(n, &[KeyValue::new("outcome", outcome.label())]);
-                    }
+                    observe_each(
+                        o,
+                        &m.keepalive,
+                        "outcome",
+                        KeepAliveOutcome::ALL,
+                        KeepAliveOutcome::label,
+                    )
                 },
             ),
         ]
+    }
+}
+
+/// Reports each count of `counts` labelled `key` = the label of its value in `all` (the counts
+/// are in `all`'s order: `outcomes_have_their_own_slots`).
+fn observe_each<T: Copy>(
+    o: &dyn AsyncInstrument<u64>,
+    counts: &[AtomicU64],
+    key: &'static str,
+    all: impl IntoIterator<Item = T>,
+    label: fn(T) -> &'static str,
+) {
+    for (value, n) in all.into_iter().zip(counts) {
+        o.observe(n.load(Relaxed), &[KeyValue::new(key, label(value))]);
     }
 }
 
@@ -180,15 +203,6 @@ pub enum Served {
 
 impl Served {
     const ALL: [Served; 3] = [Served::Stored, Served::AheadOfRefresh, Served::AfterRefresh];
-
-    /// Its place in [`Served::ALL`].
-    fn index(self) -> usize {
-        match self {
-            Served::Stored => 0,
-            Served::AheadOfRefresh => 1,
-            Served::AfterRefresh => 2,
-        }
-    }
 
     fn label(self) -> &'static str {
         match self {
@@ -398,7 +412,7 @@ impl Metrics {
     /// A token handed out to `caller`.
     pub fn token_served(&self, caller: &Arc<str>, how: Served) {
         self.token_requests.with_row(caller, |row| {
-            row.served[how.index()].fetch_add(1, Relaxed);
+            row.served[how as usize].fetch_add(1, Relaxed);
         });
     }
 
@@ -580,7 +594,7 @@ mod tests {
     #[test]
     fn served_kinds_have_their_own_slots() {
         for (i, how) in Served::ALL.into_iter().enumerate() {
-            assert_eq!(how.index(), i, "{how:?}");
+            assert_eq!(how as usize, i, "{how:?}");
         }
     }
 
