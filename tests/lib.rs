@@ -57,7 +57,7 @@ pub fn hour_long_tokens() -> fake_snyk::Config {
 pub struct RestartableRedis {
     _dir: tempfile::TempDir,
     options: test_support::RedisOptions,
-    /// `redis://127.0.0.1:<port>`, for `REDIS_URL`.
+    /// `redis://token-service:…@127.0.0.1:<port>`, for `REDIS_URL`.
     pub url: String,
 }
 
@@ -69,14 +69,14 @@ impl RestartableRedis {
             tcp: true,
             persistent: true,
             dir: Some(dir.path().into()),
-            ..test_support::RedisOptions::default()
+            ..grants_redis()
         };
         stack.redis = RedisServer::start_with(options.clone()).unwrap();
         let options = test_support::RedisOptions {
             port: stack.redis.port(),
             ..options
         };
-        let url = stack.redis.tcp_url().unwrap();
+        let url = stack.redis.tcp_url_as(TOKEN_SERVICE_USER).unwrap();
         RestartableRedis {
             _dir: dir,
             options,
@@ -94,6 +94,29 @@ pub fn fake_config() -> fake_snyk::Config {
     let mut c = fake_snyk::Config::new(CLIENT_ID, CLIENT_SECRET, REDIRECT_URI);
     c.access_token_ttl = std::time::Duration::from_secs(2);
     c
+}
+
+/// token-service's user in the grants' Redis (`deploy/redis/redis.acl`).
+pub const TOKEN_SERVICE_USER: &str = "token-service";
+/// auth-service's user in its own Redis (`deploy/redis/redis-auth.acl`).
+pub const AUTH_SERVICE_USER: &str = "auth-service";
+
+/// The grants' Redis as compose runs it: under the repository's ACL file, so token-service
+/// connects as its own user and the test reads as [`test_support::ADMIN_USER`].
+pub fn grants_redis() -> test_support::RedisOptions {
+    test_support::RedisOptions {
+        acl: Some(test_support::acl_file("redis")),
+        ..test_support::RedisOptions::default()
+    }
+}
+
+/// auth-service's own Redis, under its ACL file.
+pub fn auth_redis() -> RedisServer {
+    RedisServer::start_with(test_support::RedisOptions {
+        acl: Some(test_support::acl_file("redis-auth")),
+        ..test_support::RedisOptions::default()
+    })
+    .expect("auth-service's redis-server starts")
 }
 
 /// Redis + fake Snyk, shared by the replicas a test starts.
@@ -161,7 +184,7 @@ pub type Client = TokenServiceClient<InterceptedService<Channel, BearerKey>>;
 
 impl Stack {
     pub async fn start(fake: fake_snyk::Config) -> Stack {
-        let redis = RedisServer::start().expect("redis-server starts");
+        let redis = RedisServer::start_with(grants_redis()).expect("redis-server starts");
         let fake = FakeSnyk::start(fake).await.expect("fake Snyk starts");
         Stack { redis, fake }
     }
@@ -176,7 +199,7 @@ impl Stack {
         let base = [
             ("TOKEN_SERVICE_ADDR", "127.0.0.1:0".to_owned()),
             ("TOKEN_SERVICE_METRICS_ADDR", "127.0.0.1:0".to_owned()),
-            ("REDIS_URL", self.redis.url()),
+            ("REDIS_URL", self.redis.url_as(TOKEN_SERVICE_USER)),
             ("SNYK_API_URL", self.fake.url()),
             ("SNYK_CLIENT_ID", CLIENT_ID.to_owned()),
             ("SNYK_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
@@ -345,20 +368,12 @@ impl Stack {
 
     /// A raw Redis connection to this stack's server.
     pub async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
+        self.redis.conn().await
     }
 
     /// The keys in Redis that match `pattern` (`KEYS`: a test's own small database).
     pub async fn redis_keys(&self, pattern: &str) -> Vec<String> {
-        redis::cmd("KEYS")
-            .arg(pattern)
-            .query_async(&mut self.redis_conn().await)
-            .await
-            .unwrap()
+        self.redis.keys(pattern).await
     }
 }
 
@@ -621,6 +636,8 @@ impl AuthService {
 /// auth-service's port is chosen first and the fake registers `http://127.0.0.1:{port}/callback`.
 pub struct AuthStack {
     pub stack: Stack,
+    /// auth-service's own Redis (pending sign-ins), as compose runs it.
+    pub auth_redis: RedisServer,
     /// `None` once [`AuthStack::stop_token_service`] ran.
     pub replica: Option<Replica>,
     pub token_addr: SocketAddr,
@@ -642,14 +659,33 @@ impl AuthStack {
     /// settings `overrides`.
     pub async fn start_with(mut fake: fake_snyk::Config, overrides: &[(&str, &str)]) -> AuthStack {
         let port = test_support::free_port().expect("a free port");
-        let redirect_uri = format!("http://127.0.0.1:{port}/callback");
-        fake.redirect_uris.push(redirect_uri.clone());
+        fake.redirect_uris.push(auth_redirect_uri(port));
         let stack = Stack::start(fake).await;
+        Self::assemble(stack, auth_redis(), port, &[], overrides).await
+    }
+
+    /// The services over `stack` (whose fake registered [`auth_redirect_uri`] of `port`) and
+    /// auth-service's Redis `auth_redis`: token-service with `token_overrides`, auth-service on
+    /// `port` with `auth_overrides`.
+    pub async fn assemble(
+        stack: Stack,
+        auth_redis: RedisServer,
+        port: u16,
+        token_overrides: &[(&str, &str)],
+        auth_overrides: &[(&str, &str)],
+    ) -> AuthStack {
         // The default token-service env has auth-service's key and real grant.
-        let replica = stack.replica(&[]).await;
+        let replica = stack.replica(token_overrides).await;
         let token_addr = replica.addr;
         let projects = stack.projects(token_addr, &[]).await;
-        let vars = auth_vars(&stack, port, token_addr, &projects.url, overrides);
+        let vars = auth_vars(
+            &stack,
+            &auth_redis,
+            port,
+            token_addr,
+            &projects.url,
+            auth_overrides,
+        );
         let settings = auth_service::Settings::from_lookup(lookup(&vars))
             .expect("valid auth-service settings");
         let auth = AuthService::spawn(settings)
@@ -657,11 +693,12 @@ impl AuthStack {
             .expect("auth-service starts");
         AuthStack {
             stack,
+            auth_redis,
             replica: Some(replica),
             token_addr,
             projects,
             auth,
-            redirect_uri,
+            redirect_uri: auth_redirect_uri(port),
             token_port_hold: None,
         }
     }
@@ -671,6 +708,7 @@ impl AuthStack {
         let port = reqwest::Url::parse(&self.auth.url).unwrap().port().unwrap();
         auth_vars(
             &self.stack,
+            &self.auth_redis,
             port,
             self.token_addr,
             &self.projects.url,
@@ -800,8 +838,14 @@ pub async fn install_over_http(browser: &Browser, app_url: &str) -> String {
         .to_owned()
 }
 
+/// The redirect URI auth-service on `port` registers at the fake.
+pub fn auth_redirect_uri(port: u16) -> String {
+    format!("http://127.0.0.1:{port}/callback")
+}
+
 fn auth_vars(
     stack: &Stack,
+    auth_redis: &RedisServer,
     port: u16,
     token_service: SocketAddr,
     projects_url: &str,
@@ -813,10 +857,7 @@ fn auth_vars(
         ("AUTH_SERVICE_METRICS_ADDR".into(), "127.0.0.1:0".into()),
         ("SNYK_APP_URL".into(), stack.fake.url()),
         ("SNYK_CLIENT_ID".into(), CLIENT_ID.into()),
-        (
-            "SNYK_REDIRECT_URI".into(),
-            format!("http://127.0.0.1:{port}/callback"),
-        ),
+        ("SNYK_REDIRECT_URI".into(), auth_redirect_uri(port)),
         (
             "TOKEN_SERVICE_URL".into(),
             format!("http://{token_service}"),
@@ -824,7 +865,10 @@ fn auth_vars(
         ("TOKEN_SERVICE_API_KEY".into(), AUTH_TOKEN_KEY.into()),
         ("PROJECTS_SERVICE_URL".into(), projects_url.to_owned()),
         ("PROJECTS_SERVICE_API_KEY".into(), PROJECTS_KEY.into()),
-        ("REDIS_URL".into(), stack.redis.url()),
+        (
+            "AUTH_REDIS_URL".into(),
+            auth_redis.url_as(AUTH_SERVICE_USER),
+        ),
         ("AUTH_COOKIE_KEY".into(), AUTH_COOKIE_KEY.into()),
     ];
     for (k, v) in overrides {
@@ -1021,110 +1065,7 @@ fn attr(tag: &str, name: &str) -> Option<String> {
     )
 }
 
-/// The paths of a throwaway CA's certificate and of a server certificate and key it signed.
-pub struct Certificates {
-    /// `ca.pem`: the CA a client must trust.
-    pub ca: String,
-    /// `server.pem`: valid for `localhost` and 127.0.0.1, for a day.
-    pub cert: String,
-    /// `server.key`.
-    pub key: String,
-}
-
-/// A throwaway CA and a certificate it signs for `localhost` and 127.0.0.1, made with the
-/// openssl CLI in `dir` (each call a new CA: two directories, two CAs that trust nothing of
-/// each other).
-pub fn certificates(dir: &std::path::Path) -> Certificates {
-    certificates_for(dir, &[])
-}
-
-/// [`certificates`] whose server certificate also names the hosts `names` (e.g. a container's
-/// service name).
-pub fn certificates_for(dir: &std::path::Path, names: &[&str]) -> Certificates {
-    let path = |name: &str| dir.join(name).display().to_string();
-    let openssl = |args: &[&str]| {
-        let status = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl is installed (Debian: apt-get install -y openssl)");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "1",
-                "-subj",
-                "/CN=test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        format!(
-            "subjectAltName=DNS:localhost,IP:127.0.0.1{}\nbasicConstraints=CA:FALSE\n",
-            names
-                .iter()
-                .map(|n| format!(",DNS:{n}"))
-                .collect::<String>()
-        ),
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.pem",
-    ]);
-    Certificates {
-        ca: path("ca.pem"),
-        cert: path("server.pem"),
-        key: path("server.key"),
-    }
-}
+pub use test_support::{Certificates, certificates, certificates_for};
 
 /// An HTTP client builder that trusts the CA certificates of `ca_pem` besides the platform's
 /// roots (as the services do with `SNYK_CA_CERT`).
@@ -1194,9 +1135,9 @@ impl tonic::codec::Decoder for RawDecoder {
 // ---- Reconnect and Disconnect (issue 14) ------------------------------------------------------
 
 /// The pending sign-ins in auth-service's Redis: each `auth:state:*` key's JSON record.
-pub async fn pending_sign_ins(stack: &Stack) -> Vec<serde_json::Value> {
-    let keys = stack.redis_keys("auth:state:*").await;
-    let mut c = stack.redis_conn().await;
+pub async fn pending_sign_ins(auth_redis: &RedisServer) -> Vec<serde_json::Value> {
+    let keys = auth_redis.keys("auth:state:*").await;
+    let mut c = auth_redis.conn().await;
     let mut records = Vec::new();
     for key in keys {
         let raw: Option<String> = redis::cmd("GET")

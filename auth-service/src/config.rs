@@ -6,8 +6,8 @@ use std::{fmt, net::SocketAddr, num::NonZeroU32, time::Duration};
 use actix_web::cookie::Key;
 use anyhow::bail;
 use base64::Engine as _;
-use secrecy::{ExposeSecret, SecretString};
-use service_runtime::{config::Env, grpc::TokenServiceUrls};
+use secrecy::SecretString;
+use service_runtime::{config::Env, grpc::TokenServiceUrls, redis::RedisTarget};
 use url::Url;
 
 /// Everything auth-service needs to run.
@@ -34,12 +34,13 @@ pub struct Settings {
     pub projects_service_api_key: SecretString,
     /// Deadline of one org's listing (projects-service follows every page).
     pub projects_service_timeout: Duration,
-    /// Where the pending OAuth states live (`AUTH_REDIS_URL`, else `REDIS_URL`): a Redis of its
-    /// own in compose, so browser traffic cannot evict or crowd out the grants. A secret: the URL
-    /// may carry a password.
-    pub redis_url: SecretString,
-    /// Which variable `redis_url` came from, for error messages.
-    pub redis_url_var: &'static str,
+    /// Where the pending OAuth states live (`AUTH_REDIS_URL`; `REDIS_URL` only in demo mode): a
+    /// Redis of its own, so browser traffic cannot evict or crowd out the grants, and the
+    /// internet-facing service holds no credential of the grants' Redis. Printed without its
+    /// password.
+    pub redis: RedisTarget,
+    /// Which variable `redis` came from, for errors.
+    pub redis_var: &'static str,
     /// Encrypts and authenticates the session cookie: the first key seals, every key opens.
     pub cookie_keys: CookieKeys,
     /// How long a session cookie is honoured after it was sealed (`AUTH_SESSION_TTL_SECONDS`).
@@ -188,17 +189,7 @@ impl Settings {
             }
             None => None,
         };
-        let (redis_url_var, redis_url) = match env.optional("AUTH_REDIS_URL") {
-            Some(url) => ("AUTH_REDIS_URL", url),
-            None => ("REDIS_URL", env.var("REDIS_URL", "redis://127.0.0.1:6379")),
-        };
-        // Parsing only (no connection yet); the error would not repeat the URL, which may hold
-        // a password, and ours does not either.
-        redis::Client::open(redis_url.as_str()).map_err(|_| {
-            anyhow::anyhow!(
-                "{redis_url_var} is not a valid Redis URL (redis://, rediss:// or redis+unix://)"
-            )
-        })?;
+        let (redis_var, redis) = service_runtime::redis::auth_target(&env)?;
         let cookie_keys = CookieKeys::parse(&env.required("AUTH_COOKIE_KEY")?).map_err(|e| {
             anyhow::anyhow!("AUTH_COOKIE_KEY {e}; generate one with `openssl rand -base64 64`")
         })?;
@@ -237,8 +228,8 @@ impl Settings {
             projects_service_url: env.http_url("PROJECTS_SERVICE_URL", "http://127.0.0.1:8081")?,
             projects_service_api_key: env.header_secret("PROJECTS_SERVICE_API_KEY")?,
             projects_service_timeout: env.millis("PROJECTS_SERVICE_TIMEOUT_MS", 30_000)?,
-            redis_url: redis_url.into(),
-            redis_url_var,
+            redis,
+            redis_var,
             cookie_keys,
             session_ttl: Duration::from_secs(session_ttl_secs),
             auth_rate_limit_per_minute,
@@ -266,11 +257,6 @@ impl Settings {
         }
         url
     }
-
-    /// The Redis URL, for the one place that connects.
-    pub(crate) fn redis_url(&self) -> &str {
-        self.redis_url.expose_secret()
-    }
 }
 
 #[cfg(test)]
@@ -291,6 +277,7 @@ mod tests {
     }
 
     const MINIMAL: &[(&str, &str)] = &[
+        ("AUTH_REDIS_URL", "redis://127.0.0.1:6380"),
         ("SNYK_CLIENT_ID", "cid"),
         ("TOKEN_SERVICE_API_KEY", "tk-secret-value"),
         ("PROJECTS_SERVICE_API_KEY", "pk-secret-value"),
@@ -312,8 +299,7 @@ mod tests {
         let token_service: Vec<&str> = s.token_service_urls.iter().map(|u| u.as_str()).collect();
         assert_eq!(token_service, ["http://127.0.0.1:50051/"]);
         assert_eq!(s.projects_service_url.as_str(), "http://127.0.0.1:8081/");
-        assert_eq!(s.redis_url(), "redis://127.0.0.1:6379");
-        assert_eq!(s.redis_url_var, "REDIS_URL");
+        assert_eq!(s.redis.to_string(), "redis://127.0.0.1:6380/0");
         assert_eq!(s.metrics_addr.to_string(), "0.0.0.0:9465");
         assert_eq!(s.session_ttl, Duration::from_secs(30 * 86_400));
         assert_eq!(s.auth_rate_limit_per_minute.get(), 30);
@@ -493,31 +479,25 @@ mod tests {
 
     #[test]
     fn errors_do_not_repeat_secret_values() {
-        let err = with(&[("REDIS_URL", "redis://:hunter2@[bad")]).expect_err("invalid");
+        let err = with(&[("AUTH_REDIS_URL", "redis://:hunter2@[bad")]).expect_err("invalid");
         assert!(!format!("{err:#}").contains("hunter2"), "{err:#}");
         let err = with(&[("AUTH_COOKIE_KEY", "c2VjcmV0LWJ1dC1zaG9ydA==")]).expect_err("short");
         assert!(!format!("{err:#}").contains("c2VjcmV0"), "{err:#}");
     }
 
     #[test]
-    fn the_auth_redis_url_wins_over_the_shared_one() {
-        let s = with(&[
-            ("REDIS_URL", "redis://grants:6379"),
-            ("AUTH_REDIS_URL", "redis://browser:6379"),
-        ])
-        .expect("valid");
-        assert_eq!(
-            (s.redis_url(), s.redis_url_var),
-            ("redis://browser:6379", "AUTH_REDIS_URL")
-        );
-        let s = with(&[
-            ("REDIS_URL", "redis://grants:6379"),
-            ("AUTH_REDIS_URL", " "),
-        ])
-        .expect("valid");
-        assert_eq!(
-            (s.redis_url(), s.redis_url_var),
-            ("redis://grants:6379", "REDIS_URL")
+    fn auth_service_never_takes_the_grants_redis() {
+        let err = with(&[("REDIS_URL", "redis://127.0.0.1:6380/0")]).expect_err("shared");
+        assert!(format!("{err:#}").contains("AUTH_REDIS_URL"), "{err:#}");
+        let pairs: Vec<_> = MINIMAL
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "AUTH_REDIS_URL")
+            .collect();
+        let err = Settings::from_lookup(env(&pairs)).expect_err("required");
+        assert!(
+            format!("{err:#}").contains("AUTH_REDIS_URL must be set"),
+            "{err:#}"
         );
     }
 
@@ -603,7 +583,7 @@ mod tests {
 
     #[test]
     fn secrets_do_not_leak_through_debug() {
-        let s = with(&[("REDIS_URL", "redis://:hunter2@localhost")]).expect("valid");
+        let s = with(&[("AUTH_REDIS_URL", "redis://:hunter2@localhost")]).expect("valid");
         let dbg = format!("{s:?}");
         for secret in ["tk-secret-value", "pk-secret-value", "hunter2", "AAECAwQF"] {
             assert!(!dbg.contains(secret), "{secret} in {dbg}");

@@ -45,9 +45,14 @@ impl Application {
     /// token-service and projects-service (lazily connected) and binds `AUTH_SERVICE_ADDR` and
     /// `AUTH_SERVICE_METRICS_ADDR`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let states = StateStore::connect(settings.redis_url(), REDIS_TIMEOUT)
+        let states = StateStore::connect(&settings.redis, REDIS_TIMEOUT)
             .await
-            .with_context(|| format!("cannot connect to Redis at {}", settings.redis_url_var))?;
+            .with_context(|| {
+                format!(
+                    "cannot connect to Redis ({}: {})",
+                    settings.redis_var, settings.redis
+                )
+            })?;
         let tokens = TokenClient::new(
             &settings.token_service_urls,
             settings.token_service_ca.as_deref(),

@@ -30,6 +30,7 @@ use rand::Rng as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use service_runtime::redis::RedisTarget;
 use sha2::{Digest, Sha256};
 use snykapps_ids::InstallId;
 use subtle::ConstantTimeEq as _;
@@ -257,9 +258,12 @@ impl fmt::Debug for StateStore {
 }
 
 impl StateStore {
-    /// Connects and checks Redis answers, so a wrong `REDIS_URL` stops the start-up.
-    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
+    /// Connects and checks Redis answers, so a wrong `AUTH_REDIS_URL` stops the start-up.
+    pub async fn connect(
+        target: &RedisTarget,
+        timeout: Duration,
+    ) -> Result<Self, redis::RedisError> {
+        let client = target.client(redis::ProtocolVersion::RESP2)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

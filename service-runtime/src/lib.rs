@@ -6,6 +6,8 @@ pub mod demo;
 pub mod grpc;
 pub mod healthcheck;
 pub mod process_metrics;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod telemetry;
 pub mod tls;
 

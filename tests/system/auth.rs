@@ -98,7 +98,7 @@ async fn project_names(app: &AuthStack, org: &str) -> Vec<String> {
 }
 
 async fn state_ttl(app: &AuthStack, state: &str) -> i64 {
-    let mut c = app.stack.redis_conn().await;
+    let mut c = app.auth_redis.conn().await;
     redis::cmd("TTL")
         .arg(format!("auth:state:{state}"))
         .query_async(&mut c)
@@ -299,7 +299,7 @@ async fn an_expired_state_is_refused() {
         "kept for ten minutes, got TTL {ttl}"
     );
     // Ten minutes pass: Redis drops the key.
-    let mut c = app.stack.redis_conn().await;
+    let mut c = app.auth_redis.conn().await;
     let _: () = redis::cmd("DEL")
         .arg(format!("auth:state:{state}"))
         .query_async(&mut c)
@@ -646,7 +646,7 @@ async fn a_revoked_install_offers_reconnect() {
         "no link to a new install: {body}"
     );
     let consent = app.begin_reconnect(&browser, &id).await;
-    let pending = pending_sign_ins(&app.stack).await;
+    let pending = pending_sign_ins(&app.auth_redis).await;
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(
         pending[0]["reconnect"], id,
@@ -874,7 +874,7 @@ async fn readiness_follows_redis_and_sign_ins_need_it() {
         200
     );
 
-    app.stack.redis.kill();
+    app.auth_redis.kill();
 
     let res = http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 503);
@@ -912,17 +912,7 @@ async fn configuration_errors_name_the_variable() {
         assert!(format!("{err:#}").contains(name), "{name}: {err:#}");
     }
 
-    // Start-up fails fast, naming the variable, when Redis is unreachable...
-    let vars = app.auth_vars(&[
-        ("REDIS_URL", "redis+unix:///nonexistent/redis.sock"),
-        ("AUTH_SERVICE_ADDR", "127.0.0.1:0"),
-    ]);
-    let err = AuthService::spawn(auth_service::Settings::from_lookup(lookup(&vars)).unwrap())
-        .await
-        .err()
-        .expect("fails");
-    assert!(format!("{err:#}").contains("REDIS_URL"), "{err:#}");
-    // AUTH_REDIS_URL, when set, is the one used (and named).
+    // Start-up fails fast, naming the variable, when its Redis is unreachable...
     let vars = app.auth_vars(&[
         (
             "AUTH_REDIS_URL",
@@ -987,7 +977,7 @@ async fn code_verifier_state_and_cookies_never_reach_the_logs() {
 
     let consent = app.begin(&browser).await;
     let state = query(&consent)["state"].clone();
-    let mut c = app.stack.redis_conn().await;
+    let mut c = app.auth_redis.conn().await;
     let record: String = redis::cmd("GET")
         .arg(format!("auth:state:{state}"))
         .query_async(&mut c)
@@ -1260,7 +1250,7 @@ async fn an_auth_flood_gets_429_while_an_install_in_progress_completes() {
     assert_eq!(res.headers()["cache-control"], "no-store");
     let (_, body) = page(res).await;
     assert!(body.contains("Too many sign-ins"), "{body}");
-    let mut c = app.stack.redis_conn().await;
+    let mut c = app.auth_redis.conn().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("auth:state:*")
         .query_async(&mut c)
@@ -1281,7 +1271,7 @@ async fn an_auth_flood_gets_429_while_an_install_in_progress_completes() {
 async fn of_hundreds_of_concurrent_consumers_of_one_state_exactly_one_wins() {
     let app = AuthStack::start().await;
     let states = auth_service::state::StateStore::connect(
-        &app.stack.redis.url(),
+        &service_runtime::redis::RedisTarget::parse(&app.auth_redis.url()).unwrap(),
         std::time::Duration::from_secs(2),
     )
     .await
@@ -1413,7 +1403,7 @@ async fn reconnect_keeps_the_install_id_and_shows_the_new_orgs() {
     );
     assert!(!body.contains(RECONNECT_BANNER), "{body}");
     assert!(
-        pending_sign_ins(&app.stack).await.is_empty(),
+        pending_sign_ins(&app.auth_redis).await.is_empty(),
         "the state is spent"
     );
 }
@@ -1463,7 +1453,7 @@ async fn only_the_owning_session_can_start_a_reconnect() {
     assert_eq!(res.headers()["allow"], "POST");
 
     assert!(
-        pending_sign_ins(&app.stack).await.is_empty(),
+        pending_sign_ins(&app.auth_redis).await.is_empty(),
         "no refused attempt created a sign-in"
     );
     assert_eq!(
@@ -1476,7 +1466,7 @@ async fn only_the_owning_session_can_start_a_reconnect() {
     );
     // The owner can.
     app.begin_reconnect(&owner, &id).await;
-    assert_eq!(pending_sign_ins(&app.stack).await.len(), 1);
+    assert_eq!(pending_sign_ins(&app.auth_redis).await.len(), 1);
 }
 
 #[tokio::test]

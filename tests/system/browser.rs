@@ -141,7 +141,7 @@ async fn reconnect_in_a_real_browser_keeps_the_install_and_shows_projects_again(
         .unwrap();
     main_text_with(&stranger, "Request refused").await;
     assert!(
-        pending_sign_ins(&app.stack).await.is_empty(),
+        pending_sign_ins(&app.auth_redis).await.is_empty(),
         "no sign-in was started for the stranger"
     );
     stranger.close().await.unwrap();

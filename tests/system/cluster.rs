@@ -9,8 +9,8 @@ use test_support::RedisCluster;
 
 #[tokio::test]
 async fn refresh_storm_over_three_replicas_on_redis_cluster() {
-    let cluster = RedisCluster::start().expect("redis cluster starts");
-    let urls = cluster.urls().join(",");
+    let cluster = RedisCluster::start_with_acl(grants_redis().acl).expect("redis cluster starts");
+    let urls = cluster.urls_as(TOKEN_SERVICE_USER).join(",");
     let stack = Stack::start(fake_config()).await;
     let on_cluster: &[(&str, &str)] = &[("REDIS_CLUSTER_URLS", &urls)];
     let replicas = [

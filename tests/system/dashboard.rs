@@ -404,6 +404,7 @@ struct Services {
     token_addr: SocketAddr,
     _projects: Process,
     _auth: Process,
+    _auth_redis: test_support::RedisServer,
     auth_url: String,
     /// service name → its `/metrics` URL.
     metrics: BTreeMap<&'static str, String>,
@@ -444,6 +445,7 @@ async fn start_services(stack: &Stack, auth_port: u16) -> Services {
 
     let auth_url = format!("http://{}", loopback(auth_port));
     let auth_metrics = loopback(test_support::free_port().unwrap());
+    let auth_redis = auth_redis();
     let env: Vec<(&str, String)> = vec![
         ("AUTH_SERVICE_ADDR", loopback(auth_port)),
         ("AUTH_SERVICE_METRICS_ADDR", auth_metrics.clone()),
@@ -454,7 +456,7 @@ async fn start_services(stack: &Stack, auth_port: u16) -> Services {
         ("TOKEN_SERVICE_API_KEY", AUTH_TOKEN_KEY.into()),
         ("PROJECTS_SERVICE_URL", projects_url.clone()),
         ("PROJECTS_SERVICE_API_KEY", PROJECTS_KEY.into()),
-        ("REDIS_URL", stack.redis.url()),
+        ("AUTH_REDIS_URL", auth_redis.url_as(AUTH_SERVICE_USER)),
         ("AUTH_COOKIE_KEY", AUTH_COOKIE_KEY.into()),
     ];
     let mut auth = Process::spawn("auth-service", &env);
@@ -465,6 +467,7 @@ async fn start_services(stack: &Stack, auth_port: u16) -> Services {
         token_addr,
         _projects: projects,
         _auth: auth,
+        _auth_redis: auth_redis,
         auth_url,
         metrics: BTreeMap::from([
             ("token-service", format!("http://{token_metrics}/metrics")),

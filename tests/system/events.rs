@@ -353,8 +353,8 @@ async fn watching_needs_its_own_grant() {
 /// and an install's keys live on different slots): no events, and a clear FAILED_PRECONDITION.
 #[tokio::test]
 async fn on_redis_cluster_watching_is_a_failed_precondition() {
-    let cluster = RedisCluster::start().expect("redis cluster starts");
-    let urls = cluster.urls().join(",");
+    let cluster = RedisCluster::start_with_acl(grants_redis().acl).expect("redis cluster starts");
+    let urls = cluster.urls_as(TOKEN_SERVICE_USER).join(",");
     let stack = Stack::start(hour_long_tokens()).await;
     let replica = stack.replica(&[("REDIS_CLUSTER_URLS", &urls)]).await;
     let mut c = client(&replica).await;

@@ -193,11 +193,11 @@ async fn refresh_then_kill_redis(fsync_everysec: bool) -> Option<bool> {
         persistent: true,
         fsync_everysec,
         dir: Some(dir.path().into()),
-        ..RedisOptions::default()
+        ..grants_redis()
     };
     stack.redis = RedisServer::start_with(opts.clone()).unwrap();
     let port = stack.redis.port().unwrap();
-    let url = stack.redis.tcp_url().unwrap();
+    let url = stack.redis.tcp_url_as(TOKEN_SERVICE_USER).unwrap();
     let replica = stack
         .replica(&[("REDIS_URL", &url), ("REDIS_TIMEOUT_MS", "500")])
         .await;

@@ -19,6 +19,7 @@ mod longevity;
 mod permissions;
 mod projects;
 mod reconnect;
+mod redis_security;
 mod replicas;
 mod snyk_tls;
 mod telemetry;

@@ -279,6 +279,7 @@ async fn an_install_is_one_trace_across_auth_service_and_token_service() {
     // `Stack::token_env` has auth-service's key and real grant.
     let (_token, token_addr, _projects, projects_url, _) =
         traced_backends(&stack, &endpoint, &[]).await;
+    let auth_redis = auth_redis();
     let mut env: Vec<(&str, String)> = vec![
         ("AUTH_SERVICE_ADDR", format!("127.0.0.1:{auth_port}")),
         ("SNYK_APP_URL", stack.fake.url()),
@@ -288,7 +289,7 @@ async fn an_install_is_one_trace_across_auth_service_and_token_service() {
         ("TOKEN_SERVICE_API_KEY", AUTH_TOKEN_KEY.into()),
         ("PROJECTS_SERVICE_URL", projects_url),
         ("PROJECTS_SERVICE_API_KEY", PROJECTS_KEY.into()),
-        ("REDIS_URL", stack.redis.url()),
+        ("AUTH_REDIS_URL", auth_redis.url_as(AUTH_SERVICE_USER)),
         ("AUTH_COOKIE_KEY", AUTH_COOKIE_KEY.into()),
     ];
     env.extend(otel_env(&endpoint, "auth-service"));

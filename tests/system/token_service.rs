@@ -896,7 +896,7 @@ async fn unreadable_records_fail_only_their_install_and_keys_rotate() {
         .await
         .unwrap();
     let store = token_service::store::Store::connect(
-        &token_service::store::RedisTarget::Single(stack.redis.url()),
+        &token_service::store::RedisTarget::parse(&stack.redis.url()).unwrap(),
         stack
             .settings(&[("TOKEN_ENCRYPTION_KEYS", &rotated_keys)])
             .keyring,
@@ -1038,12 +1038,12 @@ async fn min_validity_beyond_the_lifetime_is_refused() {
     assert_eq!(stack.refresh_calls(), 0);
 }
 
-/// Sum of `calls=` over Redis's command statistics (every command but INFO itself).
-async fn redis_calls(stack: &Stack) -> u64 {
-    let mut conn = stack.redis_conn().await;
+/// Sum of `calls=` over Redis's command statistics (every command but INFO itself), read on the
+/// test's own `conn` (opened once: a new connection's AUTH would count).
+async fn redis_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
-        .query_async(&mut conn)
+        .query_async(conn)
         .await
         .unwrap();
     info.lines()
@@ -1083,14 +1083,15 @@ async fn the_hot_path_sends_no_redis_command_by_install_or_by_org() {
     // Warms the grant cache: the org's installs and the install's hand-out.
     c.get_access_token(by_org()).await.unwrap();
 
-    let before = redis_calls(&stack).await;
+    let mut conn = stack.redis_conn().await;
+    let before = redis_calls(&mut conn).await;
     for _ in 0..100 {
         c.get_access_token(by_org()).await.unwrap();
         c.get_access_token(by_install(&install.install_id))
             .await
             .unwrap();
     }
-    let after = redis_calls(&stack).await;
+    let after = redis_calls(&mut conn).await;
 
     assert_eq!(
         after - before,

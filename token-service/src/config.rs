@@ -144,23 +144,7 @@ impl Settings {
             )?,
             ..refresh
         };
-        let redis = match env.optional("REDIS_CLUSTER_URLS") {
-            Some(list) => {
-                let urls: Vec<String> = list
-                    .split(',')
-                    .map(|u| u.trim().to_owned())
-                    .filter(|u| !u.is_empty())
-                    .collect();
-                if urls
-                    .iter()
-                    .any(|u| !u.starts_with("redis://") && !u.starts_with("rediss://"))
-                {
-                    bail!("REDIS_CLUSTER_URLS must be a comma-separated list of redis:// URLs");
-                }
-                RedisTarget::Cluster(urls)
-            }
-            None => RedisTarget::Single(env.var("REDIS_URL", "redis://127.0.0.1:6379")),
-        };
+        let redis = service_runtime::redis::grants_target(&env)?;
         let tls = match (
             env.file("TOKEN_SERVICE_TLS_CERT")?,
             env.file("TOKEN_SERVICE_TLS_KEY")?,
@@ -287,10 +271,7 @@ mod tests {
         assert_eq!(s.redis_min_replicas, 0);
         assert_eq!(s.events_maxlen, 100_000);
         assert!(!s.reflection);
-        assert_eq!(
-            s.redis,
-            RedisTarget::Single("redis://127.0.0.1:6379".into())
-        );
+        assert_eq!(s.redis.to_string(), "redis://127.0.0.1:6379/0");
     }
 
     #[test]
@@ -370,10 +351,8 @@ mod tests {
     #[test]
     fn cluster_urls_select_cluster_mode() {
         let s = with(&[("REDIS_CLUSTER_URLS", "redis://a:1, redis://b:2")]).expect("valid");
-        assert_eq!(
-            s.redis,
-            RedisTarget::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
-        );
+        assert!(s.redis.is_cluster());
+        assert_eq!(s.redis.to_string(), "redis://a:1/0,redis://b:2/0");
         let err = with(&[("REDIS_CLUSTER_URLS", "a:1")]).expect_err("invalid");
         assert!(err.to_string().contains("REDIS_CLUSTER_URLS"), "{err}");
     }

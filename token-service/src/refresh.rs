@@ -872,7 +872,7 @@ mod tests {
     async fn store(redis: &RedisServer) -> Store {
         let keyring = Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
         Store::connect(
-            &RedisTarget::Single(redis.url()),
+            &RedisTarget::parse(&redis.url()).unwrap(),
             Arc::new(keyring),
             Duration::from_millis(300),
             0,

@@ -43,9 +43,16 @@ impl Application {
             settings.redis_min_replicas,
         )
         .await
-        .context("cannot connect to Redis (REDIS_URL or REDIS_CLUSTER_URLS)")?
+        .with_context(|| {
+            let var = match settings.redis.is_cluster() {
+                true => "REDIS_CLUSTER_URLS",
+                false => "REDIS_URL",
+            };
+            format!("cannot connect to Redis ({var}: {})", settings.redis)
+        })?
         .with_cache(Arc::new(GrantCache::new(settings.cache_capacity)))
         .with_events_maxlen(settings.events_maxlen);
+        tracing::info!(redis = %settings.redis, "connected to Redis");
         let metrics = Arc::new(Metrics::default());
         metrics.set_durable_commits(store.durability().is_durable());
         metrics.observe_cache(store.cache());

@@ -12,7 +12,7 @@ pub mod tracking;
 use std::{fmt, sync::Arc, time::Duration};
 
 use redis::{
-    AsyncCommands, Cmd, Pipeline, RedisFuture, Script, Value,
+    AsyncCommands, Cmd, Pipeline, ProtocolVersion, RedisFuture, Script, Value,
     aio::{ConnectionLike, ConnectionManager},
     cluster_async::ClusterConnection,
 };
@@ -152,7 +152,7 @@ pub struct EventBatch {
 struct EventLog {
     maxlen: u64,
     /// The server, for the watchers' own blocking connections.
-    url: String,
+    target: RedisTarget,
     timeout: Duration,
 }
 
@@ -189,12 +189,9 @@ impl EventWaiter {
     }
 }
 
-/// Where Redis is: one server (`REDIS_URL`) or a cluster (`REDIS_CLUSTER_URLS`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
-    Single(String),
-    Cluster(Vec<String>),
-}
+/// Where Redis is: one server (`REDIS_URL`) or a cluster (`REDIS_CLUSTER_URLS`), with TLS and
+/// credentials; printed without its password.
+pub use service_runtime::redis::RedisTarget;
 
 /// One connection type for both modes. Both reconnect by themselves; every key an operation
 /// touches together shares an `{install}` hash tag, so the same scripts run on both.
@@ -381,25 +378,24 @@ impl Record {
 }
 
 async fn connect_one(target: &RedisTarget, timeout: Duration) -> Result<Conn, redis::RedisError> {
-    Ok(match target {
-        RedisTarget::Single(url) => {
-            let client = redis::Client::open(url.as_str())?;
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_millis(500));
-            Conn::Single(ConnectionManager::new_with_config(client, config).await?)
-        }
-        RedisTarget::Cluster(urls) => {
-            let client = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
-                .connection_timeout(timeout)
-                .response_timeout(timeout)
-                .retries(2)
-                .build()?;
-            Conn::Cluster(client.get_async_connection().await?)
-        }
-    })
+    if !target.is_cluster() {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let client = target.client(ProtocolVersion::RESP2)?;
+        return Ok(Conn::Single(
+            ConnectionManager::new_with_config(client, config).await?,
+        ));
+    }
+    let client = target
+        .cluster_builder()?
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .retries(2)
+        .build()?;
+    Ok(Conn::Cluster(client.get_async_connection().await?))
 }
 
 impl Store {
@@ -412,14 +408,15 @@ impl Store {
         min_replicas: u32,
     ) -> Result<Self, redis::RedisError> {
         let conn = connect_one(target, timeout).await?;
-        let mut durable_conn = match target {
-            RedisTarget::Single(_) => connect_one(target, timeout).await?,
+        let mut durable_conn = if target.is_cluster() {
             // The cluster client routes each command by its key; WAITAOF/WAIT have none.
-            RedisTarget::Cluster(_) => conn.clone(),
+            conn.clone()
+        } else {
+            connect_one(target, timeout).await?
         };
         let durability = Durability::probe(
             &mut durable_conn,
-            matches!(target, RedisTarget::Cluster(_)),
+            target.is_cluster(),
             min_replicas,
             timeout,
         )
@@ -430,16 +427,13 @@ impl Store {
             durability: Arc::new(durability),
             keyring,
             cache: Arc::new(GrantCache::new(DEFAULT_CACHE_CAPACITY)),
-            events: match target {
-                RedisTarget::Single(url) => Some(EventLog {
-                    maxlen: DEFAULT_MAXLEN,
-                    url: url.clone(),
-                    timeout,
-                }),
-                // One install's keys share a slot; the global stream lives on another, so no
-                // script could write both: no events rather than events that may lie.
-                RedisTarget::Cluster(_) => None,
-            },
+            // One install's keys share a slot on a cluster; the global stream lives on another,
+            // so no script could write both: no events rather than events that may lie.
+            events: (!target.is_cluster()).then(|| EventLog {
+                maxlen: DEFAULT_MAXLEN,
+                target: target.clone(),
+                timeout,
+            }),
             scripts: Arc::new(Scripts {
                 create: changing(include_str!("store/create.lua")),
                 fenced_write: changing(include_str!("store/fenced_write.lua")),
@@ -937,7 +931,7 @@ impl Store {
                 "install events are off on Redis Cluster",
             ))));
         };
-        let client = redis::Client::open(log.url.as_str())?;
+        let client = log.target.client(ProtocolVersion::RESP2)?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(log.timeout))
             .set_response_timeout(Some(block + log.timeout));

@@ -1,5 +1,6 @@
-//! Test helpers shared by every crate's tests: a throwaway `redis-server` per test, free ports,
-//! and a server that never answers ([`silent_listener`]).
+//! Test helpers shared by every crate's tests: a throwaway `redis-server` per test (optionally
+//! under one of the repository's ACL files, optionally serving TLS only), throwaway certificates,
+//! free ports, and a server that never answers ([`silent_listener`]).
 //!
 //! Tests must never share Redis state with each other or with the machine's own Redis, so each
 //! test (or test binary) starts its own server in a temporary directory, listening on a unix
@@ -44,6 +45,46 @@ pub struct RedisOptions {
     pub port: Option<u16>,
     /// Start with `--cluster-enabled yes` (see [`RedisCluster`]).
     pub cluster: bool,
+    /// Load this ACL file (one of the repository's, [`acl_file`]) with each user's `@PASSWORD@`
+    /// filled in by [`password_of`] the user, plus [`ADMIN_USER`] for the test's own reads
+    /// ([`RedisServer::url`]). The services connect as their own users
+    /// ([`RedisServer::url_as`]).
+    pub acl: Option<PathBuf>,
+    /// Serve TLS with these certificates on a free port ([`RedisServer::tls_url_as`]) and no
+    /// plain TCP port; the unix socket (mode 700) stays for the test's own reads.
+    pub tls: Option<Certificates>,
+}
+
+/// The user every ACL-started server adds for the test's own reads and checks (all keys, all
+/// commands): never the one a service connects as.
+pub const ADMIN_USER: &str = "test-admin";
+
+/// The password a throwaway server gives `user`.
+pub fn password_of(user: &str) -> String {
+    format!("{user}-test-password")
+}
+
+/// `deploy/redis/<name>.acl` of the repository (`redis` for the grants, `redis-auth` for
+/// auth-service's sign-ins).
+pub fn acl_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/redis")
+        .join(format!("{name}.acl"))
+}
+
+/// `acl` with each user's `@PASSWORD@` filled in, and [`ADMIN_USER`] added.
+fn filled_acl(acl: &Path) -> std::io::Result<String> {
+    let mut out = String::new();
+    for line in std::fs::read_to_string(acl)?.lines() {
+        let user = line.split_whitespace().nth(1).unwrap_or_default();
+        out.push_str(&line.replace("@PASSWORD@", &password_of(user)));
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "user {ADMIN_USER} on >{} ~* &* +@all\n",
+        password_of(ADMIN_USER)
+    ));
+    Ok(out)
 }
 
 /// A running `redis-server` that is killed when dropped.
@@ -51,6 +92,10 @@ pub struct RedisServer {
     child: Option<Child>,
     socket: PathBuf,
     port: Option<u16>,
+    /// The TLS port, when started with `tls`.
+    tls_port: Option<u16>,
+    /// Started under an ACL file: [`RedisServer::url`] signs in as [`ADMIN_USER`].
+    acl: bool,
     dir: PathBuf,
     // Held so the directory lives as long as the server; `None` when the caller owns `dir`.
     _tempdir: Option<tempfile::TempDir>,
@@ -92,6 +137,11 @@ impl RedisServer {
             (true, None) => Some(free_port()?),
             (false, None) => None,
         };
+        let (port, tls_port) = match options.tls {
+            // A TLS-only server: the one TCP port speaks TLS.
+            Some(_) => (None, Some(port.map_or_else(free_port, Ok)?)),
+            None => (port, None),
+        };
 
         let mut cmd = Command::new("redis-server");
         cmd.arg("--port")
@@ -105,6 +155,20 @@ impl RedisServer {
             .args(["--save", ""])
             .args(["--logfile", ""])
             .args(["--daemonize", "no"]);
+        if let Some(acl) = &options.acl {
+            let filled = dir.join("users.acl");
+            std::fs::write(&filled, filled_acl(acl)?)?;
+            cmd.arg("--aclfile").arg(filled);
+        }
+        if let (Some(certs), Some(tls_port)) = (&options.tls, tls_port) {
+            cmd.arg("--tls-port")
+                .arg(tls_port.to_string())
+                .args(["--tls-cert-file", &certs.cert])
+                .args(["--tls-key-file", &certs.key])
+                .args(["--tls-ca-cert-file", &certs.ca])
+                // Clients are authenticated by their users; a client certificate is optional.
+                .args(["--tls-auth-clients", "optional"]);
+        }
         if options.cluster {
             cmd.args(["--cluster-enabled", "yes", "--cluster-config-file"])
                 .arg(dir.join("nodes.conf"));
@@ -130,6 +194,8 @@ impl RedisServer {
             child: Some(child),
             socket,
             port,
+            tls_port,
+            acl: options.acl.is_some(),
             dir,
             _tempdir: tempdir,
         };
@@ -137,18 +203,65 @@ impl RedisServer {
         Ok(server)
     }
 
-    /// `redis+unix:///…/redis.sock`, for `redis::Client::open`.
+    /// `redis+unix:///…/redis.sock`, for `redis::Client::open`: the test's own connection
+    /// (as [`ADMIN_USER`] under an ACL file).
     pub fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket.display())
+        match self.acl {
+            true => self.url_as(ADMIN_USER),
+            false => format!("redis+unix://{}", self.socket.display()),
+        }
     }
 
-    /// `redis://127.0.0.1:PORT` when started with `tcp`.
+    /// The unix socket as `user` (with [`password_of`] it).
+    pub fn url_as(&self, user: &str) -> String {
+        format!(
+            "redis+unix://{}?user={user}&pass={}",
+            self.socket.display(),
+            password_of(user)
+        )
+    }
+
+    /// `redis://127.0.0.1:PORT` when started with `tcp` (as [`ADMIN_USER`] under an ACL file).
     pub fn tcp_url(&self) -> Option<String> {
-        self.port.map(|p| format!("redis://127.0.0.1:{p}"))
+        match self.acl {
+            true => self.tcp_url_as(ADMIN_USER),
+            false => self.port.map(|p| format!("redis://127.0.0.1:{p}")),
+        }
+    }
+
+    /// `redis://user:password@127.0.0.1:PORT` when started with `tcp`.
+    pub fn tcp_url_as(&self, user: &str) -> Option<String> {
+        self.port
+            .map(|p| format!("redis://{user}:{}@127.0.0.1:{p}", password_of(user)))
+    }
+
+    /// `rediss://user:password@localhost:PORT` when started with `tls` (the certificate names
+    /// `localhost`).
+    pub fn tls_url_as(&self, user: &str) -> Option<String> {
+        self.tls_port
+            .map(|p| format!("rediss://{user}:{}@localhost:{p}", password_of(user)))
     }
 
     pub fn port(&self) -> Option<u16> {
         self.port
+    }
+
+    /// The test's own connection ([`RedisServer::url`]).
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("a valid Redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the test's Redis answers")
+    }
+
+    /// The keys that match `pattern` (`KEYS`: a test's own small database).
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut self.conn().await)
+            .await
+            .expect("KEYS answers")
     }
 
     pub fn socket_path(&self) -> &Path {
@@ -207,20 +320,144 @@ impl Drop for RedisServer {
     }
 }
 
+/// The paths of a throwaway CA's certificate and of a server certificate and key it signed.
+#[derive(Debug, Clone)]
+pub struct Certificates {
+    /// `ca.pem`: the CA a client must trust.
+    pub ca: String,
+    /// `server.pem`: valid for `localhost` and 127.0.0.1, for a day.
+    pub cert: String,
+    /// `server.key`.
+    pub key: String,
+}
+
+/// A throwaway CA and a certificate it signs for `localhost` and 127.0.0.1, made with the
+/// openssl CLI in `dir` (each call a new CA: two directories, two CAs that trust nothing of
+/// each other).
+pub fn certificates(dir: &std::path::Path) -> Certificates {
+    certificates_for(dir, &[])
+}
+
+/// [`certificates`] whose server certificate also names the hosts `names` (e.g. a container's
+/// service name).
+pub fn certificates_for(dir: &std::path::Path, names: &[&str]) -> Certificates {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("openssl is installed (Debian: apt-get install -y openssl): {e}")
+            });
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "1",
+                "-subj",
+                "/CN=test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        format!(
+            "subjectAltName=DNS:localhost,IP:127.0.0.1{}\nbasicConstraints=CA:FALSE\n",
+            names
+                .iter()
+                .map(|n| format!(",DNS:{n}"))
+                .collect::<String>()
+        ),
+    )
+    .expect("ext.cnf is written");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    Certificates {
+        ca: path("ca.pem"),
+        cert: path("server.pem"),
+        key: path("server.key"),
+    }
+}
+
 /// A local Redis Cluster of three masters (no replicas), created with `redis-cli --cluster create`.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
 
+/// `redis-cli` signed in as [`ADMIN_USER`] (the server's ACL file has one), else as default.
+fn redis_cli(acl: bool) -> Command {
+    let mut cli = Command::new("redis-cli");
+    if acl {
+        cli.args(["--user", ADMIN_USER, "--no-auth-warning", "--pass"])
+            .arg(password_of(ADMIN_USER));
+    }
+    cli
+}
+
 impl RedisCluster {
     /// Starts three `--cluster-enabled` servers on free ports and joins them into one cluster.
     pub fn start() -> Result<Self, RedisStartError> {
+        Self::start_with_acl(None)
+    }
+
+    /// [`RedisCluster::start`], every node under the ACL file `acl` (see [`RedisOptions::acl`]).
+    pub fn start_with_acl(acl: Option<PathBuf>) -> Result<Self, RedisStartError> {
         let mut nodes = Vec::new();
         for _ in 0..3 {
             nodes.push(RedisServer::start_with(RedisOptions {
                 tcp: true,
                 cluster: true,
+                acl: acl.clone(),
                 ..RedisOptions::default()
             })?);
         }
@@ -229,7 +466,7 @@ impl RedisCluster {
             .filter_map(|n| n.port())
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        let out = Command::new("redis-cli")
+        let out = redis_cli(acl.is_some())
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
@@ -249,16 +486,24 @@ impl RedisCluster {
         Ok(cluster)
     }
 
-    /// `redis://127.0.0.1:PORT` of every node, for `REDIS_CLUSTER_URLS`.
+    /// `redis://127.0.0.1:PORT` of every node, for the test's own client.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().filter_map(RedisServer::tcp_url).collect()
+    }
+
+    /// `redis://user:password@127.0.0.1:PORT` of every node, for `REDIS_CLUSTER_URLS`.
+    pub fn urls_as(&self, user: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.tcp_url_as(user))
+            .collect()
     }
 
     fn wait_until_ok(&self) -> Result<(), RedisStartError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let all_ok = self.nodes.iter().all(|n| {
-                Command::new("redis-cli")
+                redis_cli(n.acl)
                     .arg("-s")
                     .arg(n.socket_path())
                     .args(["cluster", "info"])

@@ -36,18 +36,18 @@ pub async fn run(
     timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    let RedisTarget::Single(url) = target else {
+    if target.is_cluster() {
         tracing::info!(
             "grant cache: Redis Cluster is not tracked; the cache only stands in for Redis during an outage"
         );
         return;
-    };
+    }
     let mut failures = 0;
     loop {
         let session = SESSIONS.fetch_add(1, Ordering::Relaxed);
         let ran = tokio::select! {
             () = shutdown.cancelled() => return,
-            ran = track(&url, &cache, session, timeout) => ran,
+            ran = track(&target, &cache, session, timeout) => ran,
         };
         cache.tracking_lost(session);
         match ran {
@@ -68,18 +68,12 @@ pub async fn run(
 
 /// One tracking connection, from connect to loss. `Ok` when it ran and then dropped.
 async fn track(
-    url: &str,
+    target: &RedisTarget,
     cache: &Arc<GrantCache>,
     session: u64,
     timeout: Duration,
 ) -> Result<(), redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    let info = client.get_connection_info().clone();
-    let resp3 = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    let client = redis::Client::open(info.set_redis_settings(resp3))?;
+    let client = target.client(ProtocolVersion::RESP3)?;
     let pushes = Arc::clone(cache);
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
