@@ -461,6 +461,10 @@ mod tests {
                 ("DEMO_MODE", "true"),
                 ("SNYK_APP_URL", "https://app.snyk.io"),
             ][..],
+            &[
+                ("DEMO_MODE", "true"),
+                ("SNYK_APP_URL", "https://app.snykgov.io"),
+            ][..],
             &[("DEMO_MODE", "true")][..],
             &[("SNYK_APP_URL", "http://app.example")][..],
             &[

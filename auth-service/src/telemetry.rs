@@ -1,10 +1,16 @@
 //! Request tracing: the root span of every request.
 //!
-//! tracing-actix-web's default root span records `http.target` with the query string, and the
-//! query of `/callback` carries the authorization code. This builder records the path only, and
-//! otherwise what the default one does: the same fields, and the incoming `traceparent` as the
-//! span's remote parent, so the calls made under it (token-service, projects-service: see
-//! `service_runtime::telemetry::current_context_headers`) continue the caller's trace.
+//! Two choices against tracing-actix-web's `DefaultRootSpanBuilder`:
+//! - it records `http.target` with the query string, and the query of `/callback` carries the
+//!   authorization code; this builder records the path only;
+//! - it makes the incoming `traceparent` the span's parent (and keeps `tracestate`), so whoever
+//!   sends a request would pick the trace id, the parent and the sampling decision of everything
+//!   done for it inside the system. auth-service's callers are browsers, so each request starts a
+//!   trace of its own, linked to the browser's (`service_runtime::telemetry::link_from`); the
+//!   calls made under it (token-service, projects-service: see
+//!   `service_runtime::telemetry::current_context_headers`) continue the new trace.
+//!
+//! Otherwise it records what the default one does: the same fields, the same outcome.
 
 use actix_web::{
     Error,
@@ -33,7 +39,7 @@ impl RootSpanBuilder for PathOnlyRootSpan {
             exception.message = tracing::field::Empty,
             exception.details = tracing::field::Empty,
         );
-        service_runtime::telemetry::set_parent_from(&span, |k| {
+        service_runtime::telemetry::link_from(&span, |k| {
             request
                 .headers()
                 .get(k)
@@ -54,23 +60,25 @@ mod tests {
     use actix_web::{App, HttpResponse, test, web};
     use tracing_actix_web::TracingLogger;
 
-    async fn outgoing_traceparent() -> HttpResponse {
-        let headers = service_runtime::telemetry::current_context_headers();
-        let tp = headers
+    /// The trace headers a call made while handling this request would send, one `name: value`
+    /// line each (empty ones left out).
+    async fn outgoing_trace_headers() -> HttpResponse {
+        let lines: Vec<String> = service_runtime::telemetry::current_context_headers()
             .into_iter()
-            .find(|(k, _)| *k == "traceparent")
-            .map(|(_, v)| v)
-            .unwrap_or_default();
-        HttpResponse::Ok().body(tp)
+            // The propagator writes an empty `tracestate` when there is none.
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        HttpResponse::Ok().body(lines.join("\n"))
     }
 
     #[tokio::test]
-    async fn calls_continue_the_incoming_trace_or_start_one() {
+    async fn each_request_starts_a_trace_that_calls_continue() {
         let _telemetry = service_runtime::telemetry::init("auth-service-test", "auth_service=info");
         let app = test::init_service(
             App::new()
                 .wrap(TracingLogger::<PathOnlyRootSpan>::new())
-                .route("/", web::get().to(outgoing_traceparent)),
+                .route("/", web::get().to(outgoing_trace_headers)),
         )
         .await;
 
@@ -78,16 +86,17 @@ mod tests {
         let req = test::TestRequest::get()
             .uri("/")
             .insert_header(("traceparent", incoming))
+            .insert_header(("tracestate", "vendor=chosen-by-the-browser"))
             .to_request();
         let body = test::call_and_read_body(&app, req).await;
         let out = String::from_utf8_lossy(&body);
         assert!(
-            out.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
-            "same trace: {out}"
+            out.starts_with("traceparent: 00-") && out.len() == "traceparent: ".len() + 55,
+            "calls carry one trace header, no tracestate: {out}"
         );
         assert!(
-            !out.contains("00f067aa0ba902b7"),
-            "a child span, not the caller's: {out}"
+            !out.contains("4bf92f3577b34da6a3ce929d0e0e4736") && !out.contains("00f067aa0ba902b7"),
+            "a new trace, not the browser's: {out}"
         );
 
         let body =
@@ -95,7 +104,7 @@ mod tests {
         let out = String::from_utf8_lossy(&body);
         assert_eq!(
             out.len(),
-            55,
+            "traceparent: ".len() + 55,
             "a new trace when the browser sent none: {out}"
         );
         assert!(!out.contains("4bf92f3577b34da6a3ce929d0e0e4736"));

@@ -229,6 +229,10 @@ mod tests {
                 ("DEMO_MODE", "true"),
                 ("SNYK_API_URL", "https://api.us.snyk.io"),
             ][..],
+            &[
+                ("DEMO_MODE", "true"),
+                ("SNYK_API_URL", "https://api.snykgov.io"),
+            ][..],
             &[("DEMO_MODE", "true")][..],
             &[("SNYK_API_URL", "http://api.example")][..],
         ] {

@@ -1,7 +1,7 @@
 //! Reading settings from the environment the same way in every service: each error names the
 //! variable, secrets are refused when empty, still the `.env.example` placeholder, or (outside
 //! demo mode) a demo value published in docker-compose.yml; Snyk URLs must be https outside demo
-//! mode and must not be Snyk's in demo mode (the rules live in [`crate::demo`]).
+//! mode and a fake Snyk's in demo mode (the rules live in [`crate::demo`]).
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
@@ -89,16 +89,24 @@ impl<'a> Env<'a> {
     }
 
     /// The URL of a Snyk host (`SNYK_API_URL`, `SNYK_APP_URL`). Outside demo mode it must be
-    /// https unless the host is loopback (tests and local fakes); in demo mode it must not be a
-    /// snyk.io host, so the published demo secrets never reach Snyk.
+    /// https unless the host is loopback (tests and local fakes); in demo mode it must be a fake
+    /// Snyk: loopback or a host named in `DEMO_SNYK_HOSTS` ([`demo::DemoSnykHosts`]), so the
+    /// published demo secrets never reach Snyk, Snyk for Government, or a proxy in front of them.
     pub fn snyk_url(&self, k: &str, default: &str) -> anyhow::Result<Url> {
         let u = self.secure_url(k, default)?;
-        if self.demo_mode()? && demo::is_snyk_host(&u) {
-            bail!(
-                "{}=true is refused with {k}={} (a snyk.io host): demo mode runs against fake-snyk only",
-                demo::DEMO_MODE,
-                u.host_str().unwrap_or_default()
-            );
+        if self.demo_mode()? {
+            let hosts = demo::DemoSnykHosts::parse(
+                &self.var(demo::DEMO_SNYK_HOSTS, demo::DEFAULT_DEMO_SNYK_HOSTS),
+            )?;
+            if !hosts.admits(&u) {
+                bail!(
+                    "{}=true is refused with {k}={}: demo mode runs only against a fake Snyk on this machine or on a host named in {} (now {:?})",
+                    demo::DEMO_MODE,
+                    u.host_str().unwrap_or_default(),
+                    demo::DEMO_SNYK_HOSTS,
+                    hosts.to_string(),
+                );
+            }
         }
         Ok(u)
     }
@@ -339,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn snyk_urls_are_https_outside_demo_and_never_snyk_in_demo() {
+    fn snyk_urls_are_https_outside_demo_and_a_fake_in_demo() {
         let real = env(&[
             ("PLAIN", "http://api.example"),
             ("FAKE", "http://fake-snyk:8090"),
@@ -347,12 +355,13 @@ mod tests {
             ("LOCAL6", "http://[::1]:8090"),
             ("LOCALHOST", "http://localhost:8090"),
             ("SNYK", "https://api.eu.snyk.io"),
+            ("GOV", "https://api.snykgov.io"),
         ]);
         for k in ["PLAIN", "FAKE"] {
             let err = real.snyk_url(k, "").unwrap_err().to_string();
             assert!(err.contains(k) && err.contains("https"), "{err}");
         }
-        for k in ["LOCAL", "LOCAL6", "LOCALHOST", "SNYK"] {
+        for k in ["LOCAL", "LOCAL6", "LOCALHOST", "SNYK", "GOV"] {
             real.snyk_url(k, "").unwrap();
         }
         real.snyk_url("UNSET", "https://api.snyk.io").unwrap();
@@ -360,17 +369,51 @@ mod tests {
         let demo = env(&[
             ("DEMO_MODE", "true"),
             ("FAKE", "http://fake-snyk:8090"),
+            ("LOCAL", "http://127.0.0.1:8090"),
             ("SNYK", "https://api.eu.snyk.io"),
             ("APEX", "http://snyk.io"),
+            ("GOV", "https://api.snykgov.io"),
+            ("PROXY", "https://snyk-proxy.corp.example"),
+            ("STANDIN", "https://snyk-standin:8443"),
         ]);
         demo.snyk_url("FAKE", "").unwrap();
-        for k in ["SNYK", "APEX"] {
+        demo.snyk_url("LOCAL", "").unwrap();
+        for k in ["SNYK", "APEX", "GOV", "PROXY", "STANDIN"] {
             let err = demo.snyk_url(k, "").unwrap_err().to_string();
-            assert!(err.contains(k) && err.contains("DEMO_MODE"), "{err}");
+            assert!(
+                err.contains(k) && err.contains("DEMO_MODE") && err.contains("DEMO_SNYK_HOSTS"),
+                "{err}"
+            );
         }
         // The default counts as much as a value: demo mode needs a Snyk URL set to the fake.
         let err = demo.snyk_url("UNSET", "https://api.snyk.io").unwrap_err();
         assert!(err.to_string().contains("UNSET"), "{err}");
+
+        // DEMO_SNYK_HOSTS names the fakes instead of fake-snyk.
+        let named = env(&[
+            ("DEMO_MODE", "true"),
+            ("DEMO_SNYK_HOSTS", "snyk-standin"),
+            ("STANDIN", "https://snyk-standin:8443"),
+            ("FAKE", "http://fake-snyk:8090"),
+            ("LOCAL", "http://localhost:8090"),
+        ]);
+        named.snyk_url("STANDIN", "").unwrap();
+        named.snyk_url("LOCAL", "").unwrap();
+        let err = named.snyk_url("FAKE", "").unwrap_err().to_string();
+        assert!(err.contains("\"snyk-standin\""), "{err}");
+        let snyk = env(&[
+            ("DEMO_MODE", "true"),
+            ("DEMO_SNYK_HOSTS", "fake-snyk,api.snykgov.io"),
+            ("GOV", "https://api.snykgov.io"),
+        ]);
+        let err = snyk.snyk_url("GOV", "").unwrap_err().to_string();
+        assert!(err.contains("DEMO_SNYK_HOSTS"), "{err}");
+        // Outside demo mode the list is not read.
+        let real = env(&[
+            ("DEMO_SNYK_HOSTS", "http://x"),
+            ("GOV", "https://api.snykgov.io"),
+        ]);
+        real.snyk_url("GOV", "").unwrap();
 
         let typo = env(&[("DEMO_MODE", "ture"), ("LOCAL", "http://127.0.0.1:1")]);
         let err = typo.snyk_url("LOCAL", "").unwrap_err();

@@ -1,6 +1,12 @@
 //! Demo mode fails closed: the values docker-compose.yml falls back to are published, so a service
-//! refuses them unless `DEMO_MODE=true`, and refuses `DEMO_MODE=true` when it would talk to Snyk
-//! itself. [`crate::config::Env`] applies these rules; this module holds the list and the tests.
+//! refuses them unless `DEMO_MODE=true`, and refuses `DEMO_MODE=true` unless every Snyk URL it
+//! reads points at a fake Snyk: this machine, or a host named in `DEMO_SNYK_HOSTS`.
+//! [`crate::config::Env`] applies these rules; this module holds the lists and the tests.
+//!
+//! The demo's Snyk is allowed by name rather than Snyk refused by name: a deny-list of Snyk's
+//! domains would let through whatever it does not know (Snyk for Government on `snykgov.io`, a
+//! company proxy in front of Snyk, a region added next year), and each would then run with the
+//! published demo keys.
 
 use url::{Host, Url};
 
@@ -51,15 +57,68 @@ pub fn is_shipped(value: &str) -> bool {
     SHIPPED_VALUES.iter().any(|shipped| value.contains(shipped))
 }
 
-/// Snyk's own hosts: `snyk.io` and every subdomain (`api.snyk.io`, `app.eu.snyk.io`, …).
-pub fn is_snyk_host(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(d)) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "snyk.io" || d.ends_with(".snyk.io")
+/// The variable naming the hosts, besides this machine, where demo mode may find its fake Snyk.
+pub const DEMO_SNYK_HOSTS: &str = "DEMO_SNYK_HOSTS";
+
+/// [`DEMO_SNYK_HOSTS`] when unset: the fake's service name in docker-compose.yml.
+pub const DEFAULT_DEMO_SNYK_HOSTS: &str = "fake-snyk";
+
+/// Domains that are Snyk's own, whatever `DEMO_SNYK_HOSTS` says: naming one of them there is
+/// refused, so the allow-list cannot be turned against its purpose by a slip.
+const SNYK_DOMAINS: &[&str] = &["snyk.io", "snykgov.io"];
+
+/// The hosts a demo-mode Snyk URL may point at besides loopback: [`DEMO_SNYK_HOSTS`], host names
+/// compared without case and without a trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoSnykHosts(Vec<String>);
+
+impl DemoSnykHosts {
+    /// A comma-separated list of host names. Blank entries are skipped; an entry that is not a
+    /// host name (a URL, a port, an address) or that is Snyk's is an error naming the variable.
+    pub fn parse(raw: &str) -> anyhow::Result<Self> {
+        let mut hosts = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let host = match Host::parse(entry) {
+                Ok(Host::Domain(d)) if !d.contains([':', '/', '@']) => normalize(&d),
+                _ => anyhow::bail!(
+                    "{DEMO_SNYK_HOSTS} must be comma-separated host names, like {DEFAULT_DEMO_SNYK_HOSTS}; {entry:?} is not one"
+                ),
+            };
+            if is_snyk_domain(&host) {
+                anyhow::bail!(
+                    "{DEMO_SNYK_HOSTS} must not name Snyk ({entry:?}): demo mode runs against a fake Snyk only"
+                );
+            }
+            hosts.push(host);
         }
-        _ => false,
+        Ok(DemoSnykHosts(hosts))
     }
+
+    /// Whether demo mode may send its published keys to `url`: loopback, or one of these hosts.
+    pub fn admits(&self, url: &Url) -> bool {
+        is_loopback(url)
+            || match url.host() {
+                Some(Host::Domain(d)) => self.0.contains(&normalize(d)),
+                _ => false,
+            }
+    }
+}
+
+impl std::fmt::Display for DemoSnykHosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
+fn normalize(domain: &str) -> String {
+    domain.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// `snyk.io`, `snykgov.io` or a subdomain of either.
+fn is_snyk_domain(host: &str) -> bool {
+    SNYK_DOMAINS
+        .iter()
+        .any(|d| host == *d || host.strip_suffix(d).is_some_and(|h| h.ends_with('.')))
 }
 
 /// This machine: `localhost`, 127.0.0.0/8 or `::1`. Plain http is acceptable there only.
@@ -82,22 +141,58 @@ mod tests {
     }
 
     #[test]
-    fn snyk_hosts_are_snyk_io_and_its_subdomains() {
+    fn demo_mode_admits_loopback_and_the_named_hosts_only() {
+        let hosts = DemoSnykHosts::parse(DEFAULT_DEMO_SNYK_HOSTS).unwrap();
         for u in [
-            "https://snyk.io",
-            "https://api.snyk.io",
-            "https://APP.EU.SNYK.IO/",
-            "http://api.snyk.io.:80",
+            "http://fake-snyk:8090",
+            "https://FAKE-SNYK.:8443/",
+            "http://127.0.0.1:8090",
+            "http://[::1]:1",
+            "http://localhost:8090",
         ] {
-            assert!(is_snyk_host(&url(u)), "{u}");
+            assert!(hosts.admits(&url(u)), "{u}");
         }
         for u in [
-            "https://notsnyk.io",
-            "https://snyk.io.example",
-            "http://127.0.0.1:8090",
-            "http://fake-snyk:8090",
+            "https://api.snyk.io",
+            "https://api.snykgov.io",
+            "https://app.snykgov.io",
+            "https://snyk-proxy.corp.example",
+            "https://fake-snyk.example",
+            "http://fake-snyk.evil:8090",
+            "http://10.0.0.1:8090",
         ] {
-            assert!(!is_snyk_host(&url(u)), "{u}");
+            assert!(!hosts.admits(&url(u)), "{u}");
+        }
+        let named = DemoSnykHosts::parse(" snyk-standin , ,Fake.Example. ").unwrap();
+        assert_eq!(named.to_string(), "snyk-standin,fake.example");
+        assert!(named.admits(&url("https://snyk-standin:8443")));
+        assert!(named.admits(&url("https://fake.example")));
+        assert!(
+            !named.admits(&url("http://fake-snyk:8090")),
+            "replaced, not added to"
+        );
+        let none = DemoSnykHosts::parse("").unwrap();
+        assert!(none.admits(&url("http://127.0.0.1:1")));
+        assert!(!none.admits(&url("http://fake-snyk:8090")));
+    }
+
+    #[test]
+    fn demo_snyk_hosts_are_host_names_and_never_snyk() {
+        for bad in [
+            "http://fake-snyk",
+            "fake-snyk:8090",
+            "10.0.0.1",
+            "a b",
+            "snyk.io",
+            "api.snyk.io",
+            "API.SNYKGOV.IO.",
+            "fake-snyk,app.eu.snyk.io",
+        ] {
+            let err = DemoSnykHosts::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(DEMO_SNYK_HOSTS), "{bad}: {err}");
+        }
+        for ok in ["notsnyk.io", "snyk.io.example", "snyk-standin"] {
+            DemoSnykHosts::parse(ok).unwrap();
         }
     }
 

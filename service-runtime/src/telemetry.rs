@@ -1,7 +1,8 @@
 //! Telemetry set-up shared by every service: logs (`RUST_LOG`, `LOG_FORMAT=json`), traces and
 //! metrics through OpenTelemetry, exported over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is
 //! set, metrics also rendered in Prometheus text format for `/metrics`, and W3C `traceparent`
-//! propagation helpers for every hop.
+//! propagation helpers for every hop: [`set_parent_from`] continues a caller's trace inside the
+//! system, [`link_from`] starts a new one at its edge (a browser chooses nothing inside it).
 //!
 //! Spans always get real trace ids (a tracer provider is installed even without an exporter), so
 //! `traceparent` flows between services whether or not anything is exported.
@@ -14,8 +15,10 @@ use std::{
 };
 
 use opentelemetry::{
-    KeyValue, global, metrics::MeterProvider as _, propagation::Injector,
-    trace::TracerProvider as _,
+    Context, KeyValue, global,
+    metrics::MeterProvider as _,
+    propagation::{Injector, TextMapPropagator as _},
+    trace::{TraceContextExt as _, TracerProvider as _},
 };
 use opentelemetry_sdk::{
     Resource,
@@ -354,6 +357,25 @@ pub fn set_parent_from(span: &tracing::Span, get: impl Fn(&str) -> Option<String
     let _ = span.set_parent(cx);
 }
 
+/// Makes `span` the root of a new trace, linked to the trace of the incoming `traceparent` (read
+/// through `get`) when that is valid: for requests from outside the system, a browser's, whose
+/// sender must not pick the trace ids, parent or sampling decision of the work done inside it.
+/// `tracestate` is not read at all: it would travel to every hop behind this one. The link keeps
+/// the browser's trace findable from ours. Calls made under `span` carry the new trace
+/// ([`current_context_headers`]).
+pub fn link_from(span: &tracing::Span, get: impl Fn(&str) -> Option<String>) {
+    // A root, whatever span or context is current where `span` was made.
+    let _ = span.set_parent(Context::new());
+    let Some(traceparent) = get("traceparent") else {
+        return;
+    };
+    // W3C's own propagator, not the global one: the header is W3C's whatever else is set up.
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent)]);
+    let outside = TraceContextPropagator::new().extract(&carrier);
+    // `add_link` drops an invalid span context (a malformed header): no link then.
+    span.add_link(outside.span().span_context().clone());
+}
+
 /// The headers (`traceparent`, `tracestate`) that carry the current span's context to the next hop.
 pub fn current_context_headers() -> Vec<(&'static str, String)> {
     struct Collect(Vec<(&'static str, String)>);
@@ -384,6 +406,7 @@ pub fn inject_into_metadata(metadata: &mut tonic::metadata::MetadataMap) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -435,6 +458,107 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("rpc_duration_count 3"), "{text}");
+    }
+
+    /// Spans a test's own tracer provider ended, in the order they ended.
+    #[derive(Debug, Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+    impl opentelemetry_sdk::trace::SpanExporter for Captured {
+        async fn export(&self, batch: Vec<opentelemetry_sdk::trace::SpanData>) -> OTelSdkResult {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(batch);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_request_from_outside_starts_a_new_trace_linked_to_the_senders() {
+        use opentelemetry::trace::{SpanId, TraceId, TraceState};
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        let captured = Captured::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(captured.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let browser_trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let browser_span = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+        let headers = HashMap::from([
+            (
+                "traceparent",
+                format!("00-{browser_trace}-{browser_span}-00"),
+            ),
+            ("tracestate", "vendor=chosen-by-the-browser".to_owned()),
+        ]);
+
+        let (outgoing, own_trace) = tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!("a span already current");
+            let _outer = outer.enter();
+            let root = tracing::info_span!("HTTP request");
+            link_from(&root, |k| headers.get(k).cloned());
+            let own_trace = root.context().span().span_context().trace_id();
+            let outgoing =
+                root.in_scope(|| tracing::info_span!("call").in_scope(current_context_headers));
+            (outgoing, own_trace)
+        });
+        drop(provider);
+
+        assert_ne!(own_trace, browser_trace, "the browser's trace was adopted");
+        assert_ne!(own_trace, TraceId::INVALID);
+        // The next hop continues our trace, sampled by our decision, with an empty tracestate.
+        let header = |name| {
+            outgoing
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("tracestate").unwrap_or(""), "", "{outgoing:?}");
+        let value = header("traceparent").expect("a traceparent");
+        assert!(value.starts_with(&format!("00-{own_trace}-")), "{value}");
+        assert!(
+            value.ends_with("-01"),
+            "sampled although the browser said not: {value}"
+        );
+
+        let spans = captured.0.lock().unwrap().clone();
+        let root = spans
+            .iter()
+            .find(|s| s.name == "HTTP request")
+            .expect("exported");
+        assert_eq!(root.span_context.trace_id(), own_trace);
+        assert_eq!(root.parent_span_id, SpanId::INVALID, "a root: {root:?}");
+        assert_eq!(root.span_context.trace_state(), &TraceState::default());
+        let links: Vec<_> = root.links.iter().collect();
+        assert_eq!(links.len(), 1, "{root:?}");
+        assert_eq!(links[0].span_context.trace_id(), browser_trace);
+        assert_eq!(links[0].span_context.span_id(), browser_span);
+        assert_eq!(links[0].span_context.trace_state(), &TraceState::default());
+    }
+
+    #[test]
+    fn a_malformed_or_missing_traceparent_starts_a_trace_without_a_link() {
+        let captured = Captured::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(captured.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            for header in [Some("00-zz-00f067aa0ba902b7-01"), Some(""), None] {
+                let root = tracing::info_span!("HTTP request");
+                link_from(&root, |_| header.map(str::to_owned));
+            }
+        });
+        drop(provider);
+        let spans = captured.0.lock().unwrap().clone();
+        assert_eq!(spans.len(), 3);
+        for span in &spans {
+            assert_eq!(span.links.len(), 0, "{span:?}");
+            assert!(span.span_context.is_valid(), "{span:?}");
+        }
     }
 
     #[test]

@@ -113,7 +113,12 @@ struct Ops {
 
 impl Ops {
     async fn start() -> Ops {
-        let stack = Stack::start(hour_long_tokens()).await;
+        Ops::start_with(hour_long_tokens()).await
+    }
+
+    /// [`Ops::start`] against a fake Snyk configured as `fake`.
+    async fn start_with(fake: fake_snyk::Config) -> Ops {
+        let stack = Stack::start(fake).await;
         let rpcs = format!(
             "ops={OPS_RPCS},projects-service={PROJECTS_SERVICE_RPCS},auth-service={AUTH_SERVICE_RPCS}"
         );
@@ -377,6 +382,60 @@ async fn installs_delete_asks_refuses_without_a_terminal_and_deletes_with_yes() 
         unknown.failed(1).contains("nothing was deleted"),
         "{unknown:#?}"
     );
+}
+
+#[tokio::test]
+async fn an_org_name_from_snyk_is_printed_escaped_and_kept_as_is_in_json() {
+    // A name that would clear the screen, retitle the terminal, ring, start a forged line and
+    // reverse what follows it, were it printed as it is.
+    let name = "Evil\u{1b}[2J\u{1b}]0;owned\u{7}\nDeleted install x\u{202e}Org";
+    let shown = "Evil\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\nDeleted install x\\u{202e}Org";
+    let mut fake = hour_long_tokens();
+    fake.orgs = vec![fake_snyk::OrgSeed::new(name, 1)];
+    let ops = Ops::start_with(fake).await;
+    let install = ops.install().await;
+    let (id, org) = (install.install_id.as_str(), &install.orgs[0]);
+    assert_eq!(
+        org.name, name,
+        "token-service keeps the name as Snyk gave it"
+    );
+    let raw_free = |what: &str, ran: &Ran, text: &str| {
+        assert!(
+            !text.contains(name) && !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{what}: printed raw: {ran:#?}"
+        );
+        assert!(text.contains(shown), "{what}: not shown escaped: {ran:#?}");
+    };
+
+    let list = ops.run(&["installs", "list"]).await;
+    raw_free("installs list", &list, list.ok());
+    assert_eq!(list.ok().lines().count(), 2, "no forged row: {list:#?}");
+    let show = ops.run(&["installs", "show", id]).await;
+    raw_free("installs show", &show, show.ok());
+    assert!(
+        show.ok()
+            .contains(&format!("Orgs          {shown} ({})\n", org.id)),
+        "{show:#?}"
+    );
+
+    // The delete prompt, on a terminal (declined: the install stays).
+    let declined = run_on_terminal(&ops.env, &["installs", "delete", id], "n\n").await;
+    assert_eq!(declined.code, Some(1), "{declined:#?}");
+    raw_free("the delete prompt", &declined, &declined.stdout);
+    assert!(
+        declined.stdout.contains(&format!(
+            "Delete install {id} (orgs {shown} ({}))? This revokes",
+            org.id
+        )),
+        "{declined:#?}"
+    );
+    ops.get(id).await.expect("the install is still there");
+
+    // For scripts: the name exactly as received (JSON escapes it its own way).
+    let json = ops.run(&["installs", "list", "--json"]).await.json();
+    assert_eq!(json[0]["orgs"][0]["name"], name, "{json}");
+    let json = ops.run(&["installs", "show", id, "--json"]).await.json();
+    assert_eq!(json["orgs"][0]["name"], name, "{json}");
 }
 
 #[tokio::test]

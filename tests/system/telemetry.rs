@@ -18,8 +18,15 @@ use opentelemetry_proto::tonic::{
 use system_tests::{process::Process, *};
 use tokio_stream::wrappers::TcpListenerStream;
 
-/// One exported span: (service.name, trace id, span name).
-pub type SpanRecord = (String, Vec<u8>, String);
+/// One exported span.
+#[derive(Debug, Clone)]
+pub struct SpanRecord {
+    pub service: String,
+    pub trace_id: Vec<u8>,
+    pub name: String,
+    /// The trace ids of the spans it links to.
+    pub linked_traces: Vec<Vec<u8>>,
+}
 
 /// An OTLP/gRPC trace receiver that keeps everything it is sent.
 #[derive(Clone, Default)]
@@ -48,7 +55,12 @@ impl TraceService for Receiver {
                 .unwrap_or_default();
             for ss in rs.scope_spans {
                 for span in ss.spans {
-                    spans.push((service.clone(), span.trace_id, span.name));
+                    spans.push(SpanRecord {
+                        service: service.clone(),
+                        trace_id: span.trace_id,
+                        name: span.name,
+                        linked_traces: span.links.into_iter().map(|l| l.trace_id).collect(),
+                    });
                 }
             }
         }
@@ -78,8 +90,19 @@ impl Receiver {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(_, t, _)| t == trace_id)
-            .map(|(s, _, _)| s.clone())
+            .filter(|s| s.trace_id == trace_id)
+            .map(|s| s.service.clone())
+            .collect()
+    }
+
+    /// The spans of the trace with this id.
+    pub fn spans_in(&self, trace_id: &[u8]) -> Vec<SpanRecord> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
             .collect()
     }
 
@@ -90,13 +113,16 @@ impl Receiver {
             {
                 let spans = self.spans.lock().unwrap();
                 let mut by_trace: HashMap<&Vec<u8>, BTreeSet<&str>> = HashMap::new();
-                for (s, t, _) in spans.iter() {
-                    by_trace.entry(t).or_default().insert(s.as_str());
+                for s in spans.iter() {
+                    by_trace
+                        .entry(&s.trace_id)
+                        .or_default()
+                        .insert(s.service.as_str());
                 }
                 let hinted = spans
                     .iter()
-                    .filter(|(_, _, n)| n.contains(root_span_hint))
-                    .map(|(_, t, _)| t);
+                    .filter(|s| s.name.contains(root_span_hint))
+                    .map(|s| &s.trace_id);
                 for t in hinted {
                     if services
                         .iter()
@@ -296,8 +322,21 @@ async fn an_install_is_one_trace_across_auth_service_and_token_service() {
     let mut auth = Process::spawn("auth-service", &env);
     system_tests::process::wait_http_ok(&mut auth, &format!("{auth_url}/readyz")).await;
 
-    // The browser's install: /auth, Approve on the fake's consent page, /callback.
-    let browser = Browser::new();
+    // The browser's install: /auth, Approve on the fake's consent page, /callback; the browser
+    // sends a trace context of its own choosing with every request.
+    let browser_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "traceparent",
+        format!("00-{browser_trace}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    headers.insert(
+        "tracestate",
+        "vendor=chosen-by-the-browser".parse().unwrap(),
+    );
+    let browser = Browser::with_client(reqwest::Client::builder().default_headers(headers));
     let res = browser.get(&format!("{auth_url}/auth")).await;
     let consent = reqwest::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
     let page = browser.get(consent.as_str()).await.text().await.unwrap();
@@ -314,5 +353,30 @@ async fn an_install_is_one_trace_across_auth_service_and_token_service() {
     assert_eq!(
         receiver.services_in(&found),
         BTreeSet::from(["auth-service".into(), "token-service".into()])
+    );
+
+    // auth-service started that trace itself; the browser's is only linked from its root span,
+    // and no service continued it.
+    assert_ne!(
+        hex(&found),
+        browser_trace,
+        "the browser's trace was adopted"
+    );
+    let linked: Vec<SpanRecord> = receiver
+        .spans_in(&found)
+        .into_iter()
+        .filter(|s| s.linked_traces.iter().any(|t| hex(t) == browser_trace))
+        .collect();
+    assert!(
+        linked.len() == 1 && linked[0].service == "auth-service",
+        "one auth-service span links the browser's trace: {linked:?}"
+    );
+    let browser_trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&browser_trace[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert!(
+        receiver.services_in(&browser_trace_bytes).is_empty(),
+        "{:?}",
+        receiver.spans_in(&browser_trace_bytes)
     );
 }

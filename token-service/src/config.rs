@@ -324,9 +324,20 @@ mod tests {
             ("SNYK_API_URL", "http://fake-snyk:8090"),
             with,
         );
-        for url in ["https://api.snyk.io", "https://api.eu.snyk.io"] {
+        for url in [
+            "https://api.snyk.io",
+            "https://api.eu.snyk.io",
+            "https://api.snykgov.io",
+            "https://snyk-proxy.corp.example",
+        ] {
             let err = with(&[("DEMO_MODE", "true"), ("SNYK_API_URL", url)]).expect_err(url);
-            assert!(err.to_string().contains("SNYK_API_URL"), "{err}");
+            let err = err.to_string();
+            assert!(
+                err.contains("SNYK_API_URL")
+                    && err.contains("DEMO_MODE")
+                    && err.contains("DEMO_SNYK_HOSTS"),
+                "{err}"
+            );
         }
         // Unset, SNYK_API_URL is Snyk's US host: demo mode must name the fake.
         let err = with(&[("DEMO_MODE", "true")]).expect_err("default URL");

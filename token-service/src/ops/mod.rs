@@ -369,7 +369,7 @@ impl Ops {
             let resume = if last.is_empty() {
                 String::new()
             } else {
-                format!("; resume with --from {last}")
+                format!("; resume with --from {}", render::for_terminal(&last))
             };
             let event = match stream.message().await {
                 Ok(Some(event)) => event,
@@ -405,7 +405,9 @@ impl Ops {
     /// anyway (`--url` at something else that echoes the request's headers) has it hidden.
     fn explain(&self, rpc: &str, status: &Status) -> String {
         let url = &self.target.url;
-        let msg = &self.key.hidden_in(status.message());
+        let hidden = self.key.hidden_in(status.message());
+        // Whatever answers at --url chose this message: no control character reaches stderr.
+        let msg = render::for_terminal(&hidden);
         let detail = match status.code() {
             Code::Unauthenticated => format!(
                 "token-service refused {} ({msg}): use a key listed in its TOKEN_SERVICE_CLIENT_KEYS",
@@ -420,7 +422,7 @@ impl Ops {
             Code::OutOfRange => format!(
                 "{msg}: the events after that id were trimmed (TOKEN_EVENTS_MAXLEN); start again with --from 0 (every retained event)"
             ),
-            Code::FailedPrecondition | Code::NotFound | Code::InvalidArgument => msg.to_owned(),
+            Code::FailedPrecondition | Code::NotFound | Code::InvalidArgument => msg.into_owned(),
             Code::Unavailable if service_runtime::grpc::never_sent(status) => format!(
                 "cannot reach token-service ({msg}): is it running there? (--url, TOKEN_SERVICE_URL or TOKEN_SERVICE_ADDR)"
             ),
@@ -589,6 +591,10 @@ mod tests {
             (
                 Status::unauthenticated("unknown key"),
                 "failed: token-service refused the key in TOKEN_SERVICE_API_KEY (unknown key): use a key listed in its TOKEN_SERVICE_CLIENT_KEYS",
+            ),
+            (
+                Status::not_found("install \u{1b}[2J\u{1b}]0;owned\u{7} not found\nforged"),
+                "failed: install \\u{1b}[2J\\u{1b}]0;owned\\u{7} not found\\nforged",
             ),
             (
                 Status::unknown(format!("proxy: bad header `authorization: Bearer {key}`")),

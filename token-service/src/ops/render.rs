@@ -2,14 +2,53 @@
 //! (`installs show`) and one line per event (`events tail`); for a script, JSON with the same
 //! fields under stable snake_case names. Installs and events carry no token or secret (the
 //! proto has none), so nothing here can print one.
+//!
+//! Text for a person goes to a terminal, and much of it was chosen by someone else: an org's
+//! name by whoever created the org at Snyk, a reason or a status message by whatever answers at
+//! `--url`. Every such field passes through [`for_terminal`] first, so none can move the cursor,
+//! recolour, retitle or clear the screen, forge a line, or reorder what follows it. JSON needs no
+//! such care (its encoder escapes control characters), and stays byte for byte what was received.
 
-use std::{fmt::Write as _, time::SystemTime};
+use std::{borrow::Cow, fmt::Write as _, time::SystemTime};
 
 use prost_types::Timestamp;
 use serde::Serialize;
 use snykapps_proto::token_v1::{self as pb, InstallEventKind, InstallStatus};
 
 use crate::events::EventKind;
+
+/// `text` safe to print on a terminal: every control character (C0 with tab and newline, DEL,
+/// C1 with its one-byte CSI) and every bidirectional formatting character (which would reorder
+/// the rest of the line on screen) is written as a Rust escape (`\u{1b}`, `\n`, `\u{202e}`),
+/// so an operator sees that it is there and what it is; other text is unchanged. A backslash is
+/// left alone: telling a real `\u{1b}` apart from an escaped one would cost every Windows-ish
+/// name a doubled backslash, and a look-alike is no danger to the terminal.
+pub fn for_terminal(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            // Arabic letter mark; left-to-right and right-to-left marks; the embeddings and
+            // overrides; the isolates; line and paragraph separators (a line break to some
+            // terminals).
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                | '\u{2028}' | '\u{2029}'
+        )
+}
 
 /// An install's status as the tools name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +172,7 @@ fn status_text(i: &pb::Install) -> String {
     match (State::of(i), i.needs_reauth_reason.as_str()) {
         (State::Active, _) => "active".into(),
         (State::NeedsReauth, "") => "needs-reauth".into(),
-        (State::NeedsReauth, reason) => format!("needs-reauth: {reason}"),
+        (State::NeedsReauth, reason) => format!("needs-reauth: {}", for_terminal(reason)),
         (State::Unknown, _) => format!("unknown ({})", i.status),
     }
 }
@@ -145,8 +184,7 @@ fn org_names(i: &pb::Install) -> String {
     }
     i.orgs
         .iter()
-        .map(|o| if o.name.is_empty() { &o.id } else { &o.name })
-        .cloned()
+        .map(|o| for_terminal(if o.name.is_empty() { &o.id } else { &o.name }))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -158,7 +196,7 @@ pub fn orgs_with_ids(i: &pb::Install) -> String {
     }
     i.orgs
         .iter()
-        .map(|o| format!("{} ({})", o.name, o.id))
+        .map(|o| format!("{} ({})", for_terminal(&o.name), for_terminal(&o.id)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -202,7 +240,7 @@ pub fn table(installs: &[pb::Install], now: SystemTime) -> String {
         .iter()
         .map(|i| {
             [
-                i.install_id.clone(),
+                for_terminal(&i.install_id).into_owned(),
                 status_text(i),
                 org_names(i),
                 i.created_at.as_ref().map_or_else(|| "-".into(), rfc3339),
@@ -239,15 +277,15 @@ pub fn block(i: &pb::Install, now: SystemTime) -> String {
         State::NeedsReauth => format!(
             "needs re-authorization ({})",
             if i.needs_reauth_reason.is_empty() {
-                "no reason given"
+                "no reason given".into()
             } else {
-                &i.needs_reauth_reason
+                for_terminal(&i.needs_reauth_reason)
             }
         ),
         _ => status_text(i),
     };
     let fields = [
-        ("Install", i.install_id.clone()),
+        ("Install", for_terminal(&i.install_id).into_owned()),
         ("Status", status),
         ("Orgs", orgs_with_ids(i)),
         ("Scope", or_dash(&i.scope)),
@@ -271,24 +309,29 @@ pub fn block(i: &pb::Install, now: SystemTime) -> String {
 }
 
 fn or_dash(s: &str) -> String {
-    if s.is_empty() { "-".into() } else { s.into() }
+    if s.is_empty() {
+        "-".into()
+    } else {
+        for_terminal(s).into_owned()
+    }
 }
 
 /// `events tail`: one line per event.
 pub fn event_line(e: &pb::InstallEvent) -> String {
     let mut line = format!(
         "{}  {}  {:<16}  install {}  generation {}",
-        e.event_id,
+        for_terminal(&e.event_id),
         e.at.as_ref().map_or_else(|| "-".into(), rfc3339),
         kind_name(e.kind),
-        e.install_id,
+        for_terminal(&e.install_id),
         e.generation
     );
     if !e.reason.is_empty() {
-        let _ = write!(line, "  reason {}", e.reason);
+        let _ = write!(line, "  reason {}", for_terminal(&e.reason));
     }
     if !e.org_ids.is_empty() {
-        let _ = write!(line, "  orgs {}", e.org_ids.join(","));
+        let orgs: Vec<_> = e.org_ids.iter().map(|o| for_terminal(o)).collect();
+        let _ = write!(line, "  orgs {}", orgs.join(","));
     }
     line
 }
@@ -410,6 +453,72 @@ mod tests {
             event_line(&event),
             "1700000000000-0  2023-11-14T22:13:20Z  needs_reauth      install i1  generation 4  reason refresh_token_rejected"
         );
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped_for_the_terminal() {
+        for (raw, shown) in [
+            ("\u{1b}[31mRed\u{1b}[0m", "\\u{1b}[31mRed\\u{1b}[0m"),
+            ("\u{1b}]0;pwned\u{7}", "\\u{1b}]0;pwned\\u{7}"),
+            ("a\nb\tc\rd\0", "a\\nb\\tc\\rd\\u{0}"),
+            (
+                "del\u{7f} csi\u{9b}2J nel\u{85}",
+                "del\\u{7f} csi\\u{9b}2J nel\\u{85}",
+            ),
+            (
+                "\u{202e}gpj.exe\u{2066}x\u{2069}\u{200f}",
+                "\\u{202e}gpj.exe\\u{2066}x\\u{2069}\\u{200f}",
+            ),
+            ("line\u{2028}sep", "line\\u{2028}sep"),
+        ] {
+            assert_eq!(for_terminal(raw), shown, "{raw:?}");
+        }
+        for plain in ["Acme", "Zürich Ünïcode ✓ 日本", "back\\slash", ""] {
+            assert!(
+                matches!(for_terminal(plain), Cow::Borrowed(p) if p == plain),
+                "{plain:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_field_from_outside_is_escaped_but_json_is_as_received() {
+        let evil = "Evil\u{1b}[2J\u{1b}]0;title\u{7}\nforged line\u{202e}";
+        let mut i = install(evil, InstallStatus::NeedsReauth, evil, &[(evil, evil)]);
+        i.scope = evil.into();
+        i.bot_id = evil.into();
+        let event = pb::InstallEvent {
+            event_id: evil.into(),
+            kind: InstallEventKind::NeedsReauth as i32,
+            install_id: evil.into(),
+            at: at(1_700_000_000),
+            reason: evil.into(),
+            org_ids: vec![evil.into()],
+            generation: 1,
+        };
+        let escaped = for_terminal(evil).into_owned();
+        for (what, text, fields) in [
+            ("table", table(std::slice::from_ref(&i), now()), 3),
+            ("block", block(&i, now()), 6),
+            ("orgs", orgs_with_ids(&i), 2),
+            ("event", event_line(&event), 4),
+        ] {
+            assert!(
+                !text.chars().any(|c| needs_escape(c) && c != '\n'),
+                "{what}: {text:?}"
+            );
+            assert_eq!(text.matches(&escaped).count(), fields, "{what}: {text}");
+            assert_eq!(
+                text.lines().count(),
+                text.matches('\n').count().max(1),
+                "{what}: no forged line: {text:?}"
+            );
+        }
+        let json = serde_json::to_value(InstallView::from(&i)).unwrap();
+        assert_eq!(json["orgs"][0]["name"], evil);
+        assert_eq!(json["needs_reauth_reason"], evil);
+        let json = serde_json::to_value(EventView::from(&event)).unwrap();
+        assert_eq!(json["reason"], evil);
     }
 
     #[test]
