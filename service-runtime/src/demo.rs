@@ -32,6 +32,10 @@ pub const SHIPPED_VALUES: &[&str] = &[
     "demo-ops-to-token-key-not-secret",
     // AUTH_SERVICE_PROJECTS_KEY
     "demo-auth-to-projects-key-not-secret",
+    // TOKEN_SERVICE_REDIS_PASSWORD (token-service's user in the grants' Redis)
+    "demo-token-service-redis-password-not-secret",
+    // AUTH_SERVICE_REDIS_PASSWORD (auth-service's user in its own Redis)
+    "demo-auth-service-redis-password-not-secret",
     // GRAFANA_ADMIN_PASSWORD (Grafana of the `observability` profile; compose.real.yml drops it)
     "demo-grafana-admin-not-secret",
     // AUTH_COOKIE_KEY (base64 of "demo-only-cookie-key-it-is-in-docker-compose.yml-so-NOT-A-SECRET")

@@ -188,14 +188,17 @@ impl RedisTarget {
                 })
                 .collect();
         }
-        if infos.iter().any(|i| {
-            i.redis_settings()
-                .password()
-                .is_some_and(|p| p.contains(crate::config::PLACEHOLDER))
-        }) {
+        let password = infos.first().and_then(|i| i.redis_settings().password());
+        if password.is_some_and(|p| p.contains(crate::config::PLACEHOLDER)) {
             bail!(
                 "the Redis password of {var} still holds the {} placeholder from .env.example",
                 crate::config::PLACEHOLDER
+            );
+        }
+        if password.is_some_and(crate::demo::is_shipped) && !env.demo_mode().unwrap_or(false) {
+            bail!(
+                "the Redis password of {var} is a demo value published in docker-compose.yml, refused unless {}=true",
+                crate::demo::DEMO_MODE
             );
         }
         let cluster = vars.cluster_urls == Some(var);
@@ -521,6 +524,25 @@ mod tests {
             err.contains("REDIS_URL") && err.contains("placeholder"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_published_demo_password_runs_in_demo_mode_only() {
+        let url = "redis://token-service:demo-token-service-redis-password-not-secret@redis:6379";
+        let err = format!(
+            "{:#}",
+            RedisTarget::from_env(&env(vec![("REDIS_URL", url.into())]), GRANTS).unwrap_err()
+        );
+        assert!(
+            err.contains("REDIS_URL") && err.contains("DEMO_MODE"),
+            "{err}"
+        );
+        assert!(!err.contains("demo-token-service"), "{err}");
+        let demo = env(vec![
+            ("REDIS_URL", url.into()),
+            ("DEMO_MODE", "true".into()),
+        ]);
+        RedisTarget::from_env(&demo, GRANTS).unwrap();
     }
 
     #[test]

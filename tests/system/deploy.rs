@@ -362,7 +362,12 @@ fn every_compose_app_service_runs_an_image_binary_with_its_own_healthcheck() {
             )
         };
         if svc == "redis" || svc == "redis-auth" {
-            assert_eq!(healthcheck(), ["CMD", "redis-cli", "ping"], "{svc}");
+            // The default user is off: the service's own user must get PONG.
+            let test = healthcheck().join(" ");
+            assert!(
+                test.contains("redis-cli --user") && test.contains("grep -q PONG"),
+                "{svc}: {test}"
+            );
         }
         if service["image"].as_str() != Some(IMAGE) {
             continue;
@@ -454,10 +459,42 @@ fn compose_starts_services_in_dependency_order_and_nothing_waits_for_the_fake() 
         all["redis"].get("ports").is_none(),
         "redis is not published"
     );
-    assert_eq!(
-        env(&all["auth-service"], "AUTH_REDIS_URL"),
-        Some("redis://redis-auth:6379")
+    assert!(
+        env(&all["auth-service"], "AUTH_REDIS_URL").is_some_and(|u| {
+            u.starts_with("redis://auth-service:${AUTH_SERVICE_REDIS_PASSWORD:-")
+                && u.ends_with("@redis-auth:6379")
+        }),
+        "auth-service signs in to redis-auth as its own user"
     );
+    assert!(
+        env(&all["token-service"], "REDIS_URL").is_some_and(|u| {
+            u.starts_with("redis://token-service:${TOKEN_SERVICE_REDIS_PASSWORD:-")
+                && u.ends_with("@redis:6379")
+        }),
+        "token-service signs in to redis as its own user"
+    );
+    // Each Redis loads the repository's ACL file for its service's user.
+    for (redis, acl, user) in [
+        ("redis", "redis.acl", "token-service"),
+        ("redis-auth", "redis-auth.acl", "auth-service"),
+    ] {
+        let volumes = strings(&all[redis]["volumes"]).join(" ");
+        assert!(
+            volumes.contains(&format!("./deploy/redis/{acl}:/etc/redis/users.acl.in:ro")),
+            "{redis}: {volumes}"
+        );
+        assert_eq!(env(&all[redis], "REDIS_USER"), Some(user), "{redis}");
+        let acl = read(&format!("deploy/redis/{acl}"));
+        assert!(
+            acl.lines()
+                .any(|l| l.starts_with(&format!("user {user} on >@PASSWORD@ "))),
+            "{acl}"
+        );
+        assert!(
+            acl.lines().any(|l| l.starts_with("user default off ")),
+            "{acl}"
+        );
+    }
     assert_eq!(
         env(&all["auth-service"], "REDIS_URL"),
         None,
