@@ -20,6 +20,7 @@ mod permissions;
 mod projects;
 mod reconnect;
 mod replicas;
+mod secrets;
 mod snyk_tls;
 mod telemetry;
 mod tls;
