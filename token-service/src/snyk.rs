@@ -266,9 +266,8 @@ impl SnykClient {
                         tracing::warn!(
                             secret = slot.label(),
                             configured = self.secrets.len(),
-                            "Snyk no longer accepts client secret {} of {} (invalid_client); remove it from {} once the other one works",
+                            "Snyk no longer accepts client secret {} of {} (invalid_client): deleted or replaced at Snyk?",
                             slot.label(),
-                            client_secret::VAR,
                             client_secret::VAR,
                         );
                     }
