@@ -220,8 +220,8 @@ impl SnykClient {
     }
 
     async fn token(&self, params: &[(&str, &str)]) -> Result<TokenPair, SnykError> {
-        // One deadline for the call, the try with the other secret included: a refresh attempt
-        // must fit its lease whatever the number of secrets (`config` checks the budget).
+        // One deadline for the call, the try with the other secret included, so the lease budget
+        // `config` checks (one timeout per attempt) holds whatever the number of secrets.
         let call = self.with_client_secret(|secret| {
             let mut form: Vec<(&str, &str)> = params.to_vec();
             form.push(("client_id", &self.client_id));
