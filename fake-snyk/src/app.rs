@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::faults::{Fault, Faults};
+use crate::secrets::{ClientSecretError, ClientSecrets, SecretChange};
 use crate::stats::Stats;
 use crate::store::{Lifetimes, Store};
 use crate::{authorize, control, rest, token};
@@ -26,6 +27,8 @@ pub(crate) struct AppState {
 /// together (a lost-response refresh bumps three of them at once).
 pub(crate) struct Inner {
     pub(crate) store: Store,
+    /// The client's active secrets (the config's one at start).
+    pub(crate) secrets: ClientSecrets,
     pub(crate) faults: Faults,
     pub(crate) stats: Stats,
 }
@@ -53,11 +56,13 @@ impl AppState {
         if !config.token_latency.is_zero() {
             faults.inject(Fault::TokenLatency(config.token_latency));
         }
+        let secrets = ClientSecrets::new(&config.client_secret);
         Self {
             catalog: Catalog::new(&config.orgs),
             config,
             inner: Mutex::new(Inner {
                 store: Store::new(lifetimes),
+                secrets,
                 faults,
                 stats: Stats::default(),
             }),
@@ -68,6 +73,14 @@ impl AppState {
     /// way that matters to a test double, so a poisoned lock is simply taken over.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the client's secrets; the new secret when one was generated.
+    pub(crate) fn change_client_secret(
+        &self,
+        change: &SecretChange,
+    ) -> Result<Option<String>, ClientSecretError> {
+        self.lock().secrets.apply(change)
     }
 
     pub(crate) fn inject(&self, fault: Fault) {
@@ -106,5 +119,6 @@ pub(crate) fn router(state: SharedState) -> Router {
             "/_fake/refresh-token-ttl",
             post(control::set_refresh_token_ttl),
         )
+        .route("/_fake/client-secrets", post(control::change_client_secret))
         .with_state(state)
 }

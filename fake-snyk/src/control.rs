@@ -14,6 +14,7 @@ use crate::app::SharedState;
 use crate::config::ttl_from_seconds;
 use crate::error::ControlError;
 use crate::faults::Fault;
+use crate::secrets::{ClientSecretError, SecretChange};
 use crate::stats::Stats;
 
 /// `GET /_fake/stats`.
@@ -75,4 +76,60 @@ pub(crate) async fn set_refresh_token_ttl(
     );
     state.lock().store.set_refresh_ttl(ttl);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body of `POST /_fake/client-secrets`: Snyk's
+/// `POST /rest/orgs/{org_id}/apps/creations/{app_id}/secrets` body, as it is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretRequest {
+    data: SecretRequestData,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretRequestData {
+    #[serde(rename = "type")]
+    kind: AppType,
+    attributes: SecretChange,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AppType {
+    App,
+}
+
+/// `POST /_fake/client-secrets`: the client's secrets change as Snyk's secrets endpoint changes
+/// them (`mode` `create`, `replace` or `delete`, with `secret` for `delete`); see
+/// [`crate::FakeSnyk::change_client_secret`]. 200 with the app and, for `create` and `replace`,
+/// the new `client_secret` (shown once, as Snyk shows it); 409 when the change is refused (a
+/// third secret, deleting the last one), 404 for a secret that is not active, 400 for any other
+/// body. Nothing changes on an error.
+pub(crate) async fn change_client_secret(
+    State(state): State<SharedState>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ControlError> {
+    const EXPECTED: &str = r#"the body must be {"data":{"type":"app","attributes":{"mode":"create"|"replace"|"delete","secret":…}}}"#;
+    let Json(body) = body
+        .map_err(|rejection| ControlError::new(format!("{EXPECTED}: {}", rejection.body_text())))?;
+    let request: SecretRequest = serde_json::from_value(body)
+        .map_err(|error| ControlError::new(format!("{EXPECTED}: {error}")))?;
+    let AppType::App = request.data.kind;
+    let change = request.data.attributes;
+    let secret = state.change_client_secret(&change).map_err(|e| match e {
+        ClientSecretError::Unknown => ControlError::not_found(e.to_string()),
+        ClientSecretError::TooMany | ClientSecretError::Last => {
+            ControlError::conflict(e.to_string())
+        }
+    })?;
+    tracing::info!(mode = change.mode(), "client secrets changed over HTTP");
+    let mut attributes = serde_json::json!({ "client_id": state.config.client_id });
+    if let Some(secret) = secret {
+        attributes["client_secret"] = Value::String(secret);
+    }
+    Ok(Json(serde_json::json!({
+        "jsonapi": {"version": "1.0"},
+        "data": {"type": "app", "id": state.config.client_id, "attributes": attributes},
+    })))
 }

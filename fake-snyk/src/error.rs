@@ -85,24 +85,45 @@ impl IntoResponse for OAuthError {
 }
 
 /// A refused `/_fake/*` control request: 400 with `{"error": "invalid_request",
-/// "error_description": …}`, the shape of an OAuth error so that one reader handles both.
+/// "error_description": …}`, the shape of an OAuth error so that one reader handles both (409
+/// `conflict` and 404 `not_found` for a client-secret change the state refuses).
 #[derive(Debug)]
 pub(crate) struct ControlError {
+    status: StatusCode,
+    error: &'static str,
     description: String,
 }
 
 impl ControlError {
     pub(crate) fn new(description: impl Into<String>) -> Self {
         Self {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_request",
             description: description.into(),
+        }
+    }
+
+    pub(crate) fn conflict(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            error: "conflict",
+            ..Self::new(description)
+        }
+    }
+
+    pub(crate) fn not_found(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            error: "not_found",
+            ..Self::new(description)
         }
     }
 }
 
 impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
-        let body = json!({"error": "invalid_request", "error_description": self.description});
-        (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+        let body = json!({"error": self.error, "error_description": self.description});
+        (self.status, axum::Json(body)).into_response()
     }
 }
 

@@ -29,6 +29,7 @@ mod faults;
 mod pagination;
 mod pkce;
 mod rest;
+mod secrets;
 mod server;
 mod stats;
 mod store;
@@ -42,6 +43,7 @@ pub use config::{
     DEFAULT_SCOPE, OrgSeed,
 };
 pub use faults::Fault;
+pub use secrets::{ClientSecretError, MAX_CLIENT_SECRETS, SecretChange};
 pub use server::FakeSnyk;
 pub use stats::Stats;
 pub use tls::TlsIdentity;

@@ -29,6 +29,7 @@ use crate::app::{AppState, SharedState, router};
 use crate::authorize::{self, AuthorizeError};
 use crate::config::Config;
 use crate::faults::Fault;
+use crate::secrets::{ClientSecretError, SecretChange};
 use crate::stats::Stats;
 use crate::store::Orgs;
 
@@ -170,6 +171,25 @@ impl FakeSnyk {
     /// beyond 100 years is capped at 100 years. The same as `POST /_fake/refresh-token-ttl`.
     pub fn set_refresh_token_ttl(&self, ttl: Duration) {
         self.state.lock().store.set_refresh_ttl(ttl);
+    }
+
+    /// Changes the client's secrets as Snyk's
+    /// `POST /rest/orgs/{org_id}/apps/creations/{app_id}/secrets` does (the same as
+    /// `POST /_fake/client-secrets`): [`SecretChange::Create`] adds a generated secret (at most
+    /// [`crate::MAX_CLIENT_SECRETS`] are active), [`SecretChange::Replace`] leaves one new secret
+    /// only, [`SecretChange::Delete`] removes one (never the last). Returns the new secret when
+    /// one was generated. Grants and tokens issued before stay valid: they belong to the client,
+    /// not to the secret it authenticated with.
+    pub fn change_client_secret(
+        &self,
+        change: SecretChange,
+    ) -> Result<Option<String>, ClientSecretError> {
+        self.state.change_client_secret(&change)
+    }
+
+    /// How many client secrets are active (1 or 2).
+    pub fn active_client_secrets(&self) -> usize {
+        self.state.lock().secrets.len()
     }
 
     /// How many grants have a current refresh token that could be redeemed now.

@@ -17,6 +17,10 @@ pub struct Stats {
     pub codes_exchanged: u64,
     /// Revoke requests accepted (client authenticated), whether the token was known or not.
     pub revocations: u64,
+    /// Token and revoke requests refused with `invalid_client` (a wrong, deleted or missing
+    /// secret), before any code or refresh token was looked at.
+    #[serde(default)]
+    pub client_authentication_failures: u64,
     /// Responses deliberately dropped by [`crate::Fault::LoseRefreshResponses`].
     pub lost_responses: u64,
     /// REST (`/rest/*`) responses by HTTP status.

@@ -60,21 +60,24 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
         .ok_or_else(|| OAuthError::invalid_request(format!("parameter {name} is missing")))
 }
 
-/// Client authentication by `client_id` and `client_secret` in the body (how Snyk wants it).
+/// Client authentication by `client_id` and `client_secret` in the body (how Snyk wants it),
+/// against the client's active secrets (one, or two during a rotation). Every caller runs it
+/// before it looks at a code or a refresh token, so a refused client spends neither.
 fn authenticate_client<'a>(state: &AppState, params: &'a Params) -> Result<&'a str, OAuthError> {
     let id = single(params, "client_id")?;
     let secret = single(params, "client_secret")?;
-    match (id, secret) {
+    let mut inner = state.lock();
+    let refused = match (id, secret) {
         (Some(id), Some(secret))
-            if id == state.config.client_id && secret == state.config.client_secret =>
+            if id == state.config.client_id && inner.secrets.accepts(secret) =>
         {
-            Ok(id)
+            return Ok(id);
         }
-        (Some(_), Some(_)) => Err(OAuthError::invalid_client("client authentication failed")),
-        _ => Err(OAuthError::invalid_client(
-            "client_id and client_secret are required in the body",
-        )),
-    }
+        (Some(_), Some(_)) => OAuthError::invalid_client("client authentication failed"),
+        _ => OAuthError::invalid_client("client_id and client_secret are required in the body"),
+    };
+    inner.stats.client_authentication_failures += 1;
+    Err(refused)
 }
 
 /// What a token request produced.

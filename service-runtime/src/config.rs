@@ -1,7 +1,9 @@
 //! Reading settings from the environment the same way in every service: each error names the
 //! variable, secrets are refused when empty, still the `.env.example` placeholder, or (outside
 //! demo mode) a demo value published in docker-compose.yml; Snyk URLs must be https outside demo
-//! mode and a fake Snyk's in demo mode (the rules live in [`crate::demo`]).
+//! mode and a fake Snyk's in demo mode (the rules live in [`crate::demo`]). Every secret may
+//! also come from a file: `<NAME>_FILE` names it (the convention of Docker and Kubernetes
+//! secrets, which are files), and a secret given both ways is refused.
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
@@ -13,6 +15,9 @@ use crate::{demo, tls::ExtraRoots};
 
 /// The placeholder `.env.example` puts where a real value must go.
 pub const PLACEHOLDER: &str = "REPLACE-ME";
+
+/// `<NAME>_FILE` names a file that holds the secret `<NAME>` ([`Env::required`]).
+pub const FILE_SUFFIX: &str = "_FILE";
 
 /// Where values come from: the process environment, or a test's map.
 type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
@@ -56,22 +61,57 @@ impl<'a> Env<'a> {
     }
 
     /// A value that must be set, not to the `.env.example` placeholder, and not (unless
-    /// `DEMO_MODE=true`) to a demo value docker-compose.yml publishes.
+    /// `DEMO_MODE=true`) to a demo value docker-compose.yml publishes. It may instead be the
+    /// contents of the file named by `<k>_FILE` (trailing newlines dropped), checked the same
+    /// way; both set is refused, so an old value cannot silently win over a mounted secret.
     pub fn required(&self, k: &str) -> anyhow::Result<String> {
-        match (self.get)(k) {
-            Some(v) if v.contains(PLACEHOLDER) => {
-                bail!("{k} still holds the {PLACEHOLDER} placeholder from .env.example")
-            }
-            // An unreadable DEMO_MODE counts as off here; `snyk_url` names it.
-            Some(v) if demo::is_shipped(&v) && !self.demo_mode().unwrap_or(false) => {
-                bail!(
-                    "{k} holds a demo value published in docker-compose.yml, refused unless {}=true; set your own (see .env.example)",
-                    demo::DEMO_MODE
-                )
-            }
-            Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
-            _ => bail!("{k} must be set"),
+        let (v, from) = match self.secret_source(k)? {
+            Some((v, from)) => (v, from),
+            None => bail!("{k} must be set (or {k}{FILE_SUFFIX}, naming a file that holds it)"),
+        };
+        if v.contains(PLACEHOLDER) {
+            bail!("{from} still holds the {PLACEHOLDER} placeholder from .env.example");
         }
+        // An unreadable DEMO_MODE counts as off here; `snyk_url` names it.
+        if demo::is_shipped(&v) && !self.demo_mode().unwrap_or(false) {
+            bail!(
+                "{from} holds a demo value published in docker-compose.yml, refused unless {}=true; set your own (see .env.example)",
+                demo::DEMO_MODE
+            );
+        }
+        match v.trim() {
+            "" => bail!("{from} must not be empty"),
+            v => Ok(v.to_owned()),
+        }
+    }
+
+    /// Whether the secret `k` is given at all, as a value or through `<k>_FILE` (blank counts as
+    /// unset): for settings that are optional as a whole but, once given, read by `required`.
+    pub fn secret_is_set(&self, k: &str) -> bool {
+        self.optional(k).is_some() || self.optional(&format!("{k}{FILE_SUFFIX}")).is_some()
+    }
+
+    /// The raw secret `k` and where it came from (`k`, or `<k>_FILE (path)`, for messages), from
+    /// the variable or from the file `<k>_FILE` names. `None` when neither is set; a blank
+    /// variable counts as unset, as compose passes `${VAR:-}` through empty.
+    fn secret_source(&self, k: &str) -> anyhow::Result<Option<(String, String)>> {
+        let file_var = format!("{k}{FILE_SUFFIX}");
+        let direct = (self.get)(k).filter(|v| !v.trim().is_empty());
+        let Some(path) = self.optional(&file_var) else {
+            return Ok(direct.map(|v| (v, k.to_owned())));
+        };
+        if direct.is_some() {
+            bail!("{k} and {file_var} are both set: give the secret one way only");
+        }
+        // The I/O error says why (missing, permissions), never what the file holds.
+        let bytes = std::fs::read(&path)
+            .map_err(|e| anyhow::anyhow!("{file_var}: cannot read {path}: {e}"))?;
+        let Ok(text) = String::from_utf8(bytes) else {
+            bail!("{file_var}: {path} is not UTF-8 text");
+        };
+        // `echo secret > file` and editors end a file with a newline that is no part of it:
+        // `required` trims it, as it trims a value.
+        Ok(Some((text, format!("{file_var} ({path})"))))
     }
 
     /// A required key that will travel in an `authorization` header ([`header_safe`]).
@@ -218,6 +258,8 @@ pub fn parse_http_url(what: &str, raw: &str) -> anyhow::Result<Url> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<'static> {
@@ -344,6 +386,133 @@ mod tests {
         ]);
         assert!(e.required("S").is_ok());
         assert!(e.header_secret("S").is_ok());
+    }
+
+    /// A test's secret files, and an `Env` over `vars` where `@name` stands for the path of
+    /// the file `name` (written with `contents`).
+    fn with_files(
+        files: &[(&str, &str)],
+        vars: &'static [(&'static str, &'static str)],
+    ) -> (tempfile::TempDir, Env<'static>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
+        let root = dir.path().to_owned();
+        let e = Env::new(move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| match v.strip_prefix('@') {
+                    Some(name) => root.join(name).display().to_string(),
+                    None => (*v).to_owned(),
+                })
+        });
+        (dir, e)
+    }
+
+    #[test]
+    fn a_secret_may_come_from_the_file_its_file_variable_names() {
+        let (_dir, e) = with_files(
+            &[
+                ("s", "from-a-file\n"),
+                ("crlf", "windows-file\r\n\r\n"),
+                ("key", "ops=aaaaaaaaaaaaaaaa1\n"),
+            ],
+            &[
+                ("S_FILE", "@s"),
+                ("CRLF_FILE", "@crlf"),
+                ("KEY_FILE", "@key"),
+                // Blank counts as unset: compose passes `${VAR:-}` through empty.
+                ("BLANK", "  "),
+                ("BLANK_FILE", "@s"),
+                ("PLAIN", "plain-value"),
+            ],
+        );
+        assert_eq!(e.required("S").unwrap(), "from-a-file");
+        assert_eq!(e.required("CRLF").unwrap(), "windows-file");
+        assert_eq!(e.required("BLANK").unwrap(), "from-a-file");
+        assert_eq!(e.required("PLAIN").unwrap(), "plain-value");
+        assert_eq!(
+            e.header_secret("KEY").unwrap().expose_secret(),
+            "ops=aaaaaaaaaaaaaaaa1"
+        );
+        assert!(e.secret_is_set("S") && e.secret_is_set("PLAIN") && e.secret_is_set("BLANK"));
+        assert!(!e.secret_is_set("UNSET"));
+    }
+
+    #[test]
+    fn a_secret_given_both_ways_or_in_an_unreadable_file_is_refused_naming_the_variables() {
+        let (dir, e) = with_files(
+            &[("s", "file-secret-value\n"), ("latin1", "")],
+            &[
+                ("BOTH", "env-secret-value"),
+                ("BOTH_FILE", "@s"),
+                ("GONE_FILE", "@missing"),
+                ("DIR_FILE", "@"),
+            ],
+        );
+        let err = format!("{:#}", e.required("BOTH").unwrap_err());
+        assert!(err.contains("BOTH and BOTH_FILE are both set"), "{err}");
+        assert!(
+            !err.contains("env-secret-value") && !err.contains("file-secret-value"),
+            "{err}"
+        );
+        let missing = dir.path().join("missing").display().to_string();
+        let err = format!("{:#}", e.required("GONE").unwrap_err());
+        assert!(
+            err.contains("GONE_FILE") && err.contains(&missing) && err.contains("cannot read"),
+            "{err}"
+        );
+        let err = format!("{:#}", e.required("DIR").unwrap_err());
+        assert!(
+            err.contains("DIR_FILE") && err.contains("cannot read"),
+            "{err}"
+        );
+        // Not UTF-8: named, not shown.
+        std::fs::write(dir.path().join("latin1"), b"caf\xe9").unwrap();
+        let e =
+            Env::new(|k| (k == "L_FILE").then(|| dir.path().join("latin1").display().to_string()));
+        let err = format!("{:#}", e.required("L").unwrap_err());
+        assert!(err.contains("L_FILE") && err.contains("not UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_file_is_checked_like_a_value() {
+        let (_dir, e) = with_files(
+            &[
+                ("placeholder", "REPLACE-ME\n"),
+                (
+                    "demo",
+                    "projects-service=demo-projects-to-token-key-not-secret\n",
+                ),
+                ("empty", "\n"),
+                ("spaced", "has space"),
+            ],
+            &[
+                ("P_FILE", "@placeholder"),
+                ("D_FILE", "@demo"),
+                ("E_FILE", "@empty"),
+                ("H_FILE", "@spaced"),
+            ],
+        );
+        let err = e.required("P").unwrap_err().to_string();
+        assert!(
+            err.contains("P_FILE") && err.contains("REPLACE-ME"),
+            "{err}"
+        );
+        let err = e.required("D").unwrap_err().to_string();
+        assert!(err.contains("D_FILE") && err.contains("DEMO_MODE"), "{err}");
+        assert!(!err.contains("demo-projects"), "{err}");
+        let err = e.required("E").unwrap_err().to_string();
+        assert!(
+            err.contains("E_FILE") && err.contains("must not be empty"),
+            "{err}"
+        );
+        let err = e.header_secret("H").unwrap_err().to_string();
+        assert!(
+            err.contains('H') && err.contains("printable ASCII"),
+            "{err}"
+        );
     }
 
     #[test]

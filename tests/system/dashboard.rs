@@ -540,6 +540,7 @@ async fn every_metric_the_dashboard_queries_is_exported_by_a_service() {
         "snykapps_token_refresh_in_doubt_total",
         "snykapps_installs_needs_reauth_total",
         "snykapps_keepalive_refreshes_total",
+        "snykapps_snyk_client_secret_rejected_total",
     ] {
         assert!(
             idle.contains(counter),

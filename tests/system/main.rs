@@ -21,6 +21,7 @@ mod projects;
 mod reconnect;
 mod redis_security;
 mod replicas;
+mod secrets;
 mod snyk_tls;
 mod telemetry;
 mod tls;

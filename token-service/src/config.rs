@@ -4,7 +4,6 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::bail;
-use secrecy::SecretString;
 use service_runtime::{
     config::Env,
     tls::{ExtraRoots, SNYK_CA_CERT},
@@ -15,6 +14,7 @@ use caller_auth::ClientKeys;
 
 use crate::{
     caller::Callers,
+    client_secret::{self, ClientSecrets},
     keepalive::KeepAliveSettings,
     refresh::{BACKOFF_CAP, RefreshSettings},
     seal::Keyring,
@@ -41,7 +41,8 @@ pub struct Settings {
     /// `SNYK_CA_CERT`: trusted for HTTPS to Snyk in addition to the platform's roots.
     pub snyk_ca: ExtraRoots,
     pub client_id: String,
-    pub client_secret: SecretString,
+    /// `SNYK_CLIENT_SECRET`: one secret, or two (the current first) during a rotation.
+    pub client_secret: ClientSecrets,
     pub rest_version: String,
     pub keyring: Arc<Keyring>,
     /// `TOKEN_SERVICE_CLIENT_KEYS` and `TOKEN_SERVICE_CALLER_RPCS`: who may call what.
@@ -186,7 +187,7 @@ impl Settings {
             snyk_api_url: env.snyk_url("SNYK_API_URL", "https://api.snyk.io")?,
             snyk_ca: env.extra_roots(SNYK_CA_CERT)?,
             client_id: env.required("SNYK_CLIENT_ID")?,
-            client_secret: env.required("SNYK_CLIENT_SECRET")?.into(),
+            client_secret: ClientSecrets::parse(&env.required(client_secret::VAR)?)?,
             rest_version: env.var("SNYK_REST_VERSION", "2024-05-31"),
             keyring: Arc::new(Keyring::parse(&env.required("TOKEN_ENCRYPTION_KEYS")?)?),
             callers,
@@ -471,6 +472,78 @@ mod tests {
         let err = with(&[("TOKEN_SERVICE_CALLER_RPCS", "projects-service=GetToken")])
             .expect_err("unknown RPC");
         assert!(format!("{err:#}").contains("\"GetToken\""), "{err:#}");
+    }
+
+    #[test]
+    fn the_client_secret_is_one_or_two_and_may_come_from_a_file() {
+        assert_eq!(with(&[]).expect("valid").client_secret.len(), 1);
+        let two = with(&[("SNYK_CLIENT_SECRET", "new-secret,old-secret")]).expect("two");
+        assert_eq!(two.client_secret.len(), 2);
+        for bad in ["a,b,c", "new-secret,", "dup-s3cret,dup-s3cret"] {
+            let err = format!("{:#}", with(&[("SNYK_CLIENT_SECRET", bad)]).expect_err(bad));
+            assert!(err.contains("SNYK_CLIENT_SECRET"), "{bad}: {err}");
+            assert!(
+                !err.contains("s3cret") && !err.contains("new-secret"),
+                "{err}"
+            );
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("client-secret");
+        std::fs::write(&file, "from-file-new,from-file-old\n").expect("write");
+        // `with` takes 'static pairs; a test may leak one path.
+        let path: &'static str = Box::leak(file.display().to_string().into_boxed_str());
+        // MINIMAL sets SNYK_CLIENT_SECRET: the file alone stands in for it (lookups take the
+        // first match, so an empty value goes first).
+        let s = with(&[
+            ("SNYK_CLIENT_SECRET", ""),
+            ("SNYK_CLIENT_SECRET_FILE", path),
+        ])
+        .expect("from the file");
+        assert_eq!(s.client_secret.len(), 2);
+        let err = format!(
+            "{:#}",
+            with(&[("SNYK_CLIENT_SECRET_FILE", path)]).expect_err("both")
+        );
+        assert!(
+            err.contains("SNYK_CLIENT_SECRET and SNYK_CLIENT_SECRET_FILE are both set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_caller_may_hold_two_keys_but_not_three() {
+        let s = with(&[
+            (
+                "TOKEN_SERVICE_CLIENT_KEYS",
+                "projects-service=0123456789abcdef0123,projects-service=new-0123456789abcdef",
+            ),
+            (
+                "TOKEN_SERVICE_CALLER_RPCS",
+                "projects-service=GetAccessToken",
+            ),
+        ])
+        .expect("two keys");
+        let path = "/snykapps.token.v1.TokenService/GetAccessToken";
+        for key in ["0123456789abcdef0123", "new-0123456789abcdef"] {
+            let header = format!("Bearer {key}");
+            assert!(
+                s.callers.admit(path, Some(header.as_bytes())).is_ok(),
+                "{key}"
+            );
+        }
+        let err = with(&[
+            (
+                "TOKEN_SERVICE_CLIENT_KEYS",
+                "projects-service=0123456789abcdef0123,projects-service=new-0123456789abcdef,projects-service=third-0123456789abcd",
+            ),
+            ("TOKEN_SERVICE_CALLER_RPCS", "projects-service=GetAccessToken"),
+        ])
+        .expect_err("three keys");
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("TOKEN_SERVICE_CLIENT_KEYS") && err.contains("\"projects-service\""),
+            "{err}"
+        );
     }
 
     #[test]

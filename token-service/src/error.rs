@@ -64,11 +64,10 @@ impl From<StoreError> for Error {
 impl From<SnykError> for Error {
     fn from(e: SnykError) -> Self {
         match e {
-            SnykError::Rejected { ref error, .. } if error == "invalid_client" => {
-                Error::Internal(format!(
-                    "Snyk rejected token-service's client credentials ({e}); check SNYK_CLIENT_ID and SNYK_CLIENT_SECRET"
-                ))
-            }
+            // Every configured secret refused: the caller is told plainly (its message names
+            // SNYK_CLIENT_SECRET, never a secret), as UNAVAILABLE: nothing the caller did, and
+            // it clears when the configuration is fixed; never NEEDS_REAUTH, the grant is fine.
+            e @ SnykError::ClientRefused { .. } => Error::Unavailable(e.to_string()),
             e @ SnykError::Rejected { .. } => Error::Internal(e.to_string()),
             e @ (SnykError::Transient { .. } | SnykError::NotSent(_) | SnykError::Lost(_)) => {
                 Error::Unavailable(e.to_string())
@@ -179,6 +178,17 @@ mod tests {
         assert_eq!(
             Status::from(Error::Internal("secret detail".into())).message(),
             "internal error"
+        );
+        let refused = Status::from(Error::from(SnykError::ClientRefused {
+            answer: "invalid_client".into(),
+            count: 2,
+        }));
+        assert_eq!(refused.code(), Code::Unavailable);
+        assert!(
+            refused
+                .message()
+                .contains("SNYK_CLIENT_SECRET (2 configured)"),
+            "{refused:?}"
         );
         let bad_page = Status::from(Error::from(crate::page_token::BadPageToken));
         assert_eq!(bad_page.code(), Code::InvalidArgument);

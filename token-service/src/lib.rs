@@ -4,12 +4,14 @@
 //! the caller's fault) -> `caller` (who is calling) -> `service` (the RPCs; `page_token` and
 //! `convert` to and from the wire) -> `refresh` (when Snyk is called; the grant `cache` answers
 //! first) -> `store` (Redis records, lease, fenced writes; `store::tracking` keeps the cache
-//! coherent) -> `seal` (AEAD keyring); `snyk` is the token-endpoint client, `grant` the domain,
+//! coherent) -> `seal` (AEAD keyring); `snyk` is the token-endpoint client (`client_secret`: which
+//! of the app's secrets it sends), `grant` the domain,
 //! `error` the one mapping to gRPC statuses, `backoff` the one way to wait before trying again.
 
 pub mod backoff;
 pub mod cache;
 pub mod caller;
+pub mod client_secret;
 pub mod config;
 pub mod convert;
 pub mod decode_status;

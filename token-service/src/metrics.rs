@@ -15,7 +15,7 @@ use opentelemetry::{
     metrics::{AsyncInstrument, Counter, Histogram, ObservableCounter, ObservableGauge},
 };
 
-use crate::{cache::GrantCache, grant::ReauthReason};
+use crate::{cache::GrantCache, client_secret, grant::ReauthReason};
 
 /// `snykapps.token.requests`, counted per caller in plain atomics on the hot path and handed to
 /// OpenTelemetry only when metrics are collected (an observable counter): a hand-out costs one
@@ -111,6 +111,8 @@ struct Outcomes {
     in_doubt: AtomicU64,
     needs_reauth: [AtomicU64; ReauthReason::ALL.len()],
     keepalive: [AtomicU64; KeepAliveOutcome::ALL.len()],
+    /// Answers `invalid_client` by the position of the secret sent in `SNYK_CLIENT_SECRET`.
+    client_secret_rejected: [AtomicU64; client_secret::MAX_SECRETS],
 }
 
 impl Outcomes {
@@ -157,6 +159,16 @@ impl Outcomes {
                         ReauthReason::ALL,
                         ReauthReason::as_str,
                     )
+                },
+            ),
+            counter(
+                "snykapps.snyk.client_secret_rejected",
+                "Calls to Snyk's token or revoke endpoint refused with invalid_client, by the position of the secret sent in SNYK_CLIENT_SECRET (1 = first listed): a secret Snyk no longer accepts",
+                |m, o| {
+                    for (position, n) in m.client_secret_rejected.iter().enumerate() {
+                        let secret = client_secret::position_label(position);
+                        o.observe(n.load(Relaxed), &[KeyValue::new("secret", secret)]);
+                    }
                 },
             ),
             counter(
@@ -406,6 +418,8 @@ pub struct Snapshot {
     pub needs_reauth_in_doubt: u64,
     pub lease_waits: u64,
     pub lease_wait_micros: u64,
+    /// `invalid_client` answers by the position of the secret in `SNYK_CLIENT_SECRET`.
+    pub client_secret_rejected: [u64; client_secret::MAX_SECRETS],
 }
 
 impl Metrics {
@@ -473,6 +487,13 @@ impl Metrics {
 
     pub fn refresh(&self, outcome: RefreshOutcome) {
         self.outcomes.refreshes[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Snyk refused the secret at `position` of `SNYK_CLIENT_SECRET` (`invalid_client`).
+    pub fn client_secret_rejected(&self, position: usize) {
+        if let Some(n) = self.outcomes.client_secret_rejected.get(position) {
+            n.fetch_add(1, Relaxed);
+        }
     }
 
     pub fn in_doubt(&self) {
@@ -570,6 +591,9 @@ impl Metrics {
                 .load(Relaxed),
             lease_waits: self.lease_waits.load(Relaxed),
             lease_wait_micros: self.lease_wait_micros.load(Relaxed),
+            client_secret_rejected: std::array::from_fn(|i| {
+                o.client_secret_rejected[i].load(Relaxed)
+            }),
         }
     }
 }

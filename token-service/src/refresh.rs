@@ -768,7 +768,9 @@ impl Refresher {
                     if retries < s.transient_retries
                         && !matches!(
                             error,
-                            SnykError::Rejected { .. } | SnykError::Unexpected(_)
+                            SnykError::Rejected { .. }
+                                | SnykError::Unexpected(_)
+                                | SnykError::ClientRefused { .. }
                         ) =>
                 {
                     retries += 1;

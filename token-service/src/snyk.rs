@@ -1,6 +1,10 @@
 //! The Snyk client of token-service: the OAuth2 token and revoke endpoints, and `/rest/orgs` to
 //! learn which orgs a new install may see. Each call is one attempt; the caller decides retries,
-//! because only it knows whether a retry could spend a refresh token twice.
+//! because only it knows whether a retry could spend a refresh token twice. The one exception:
+//! a call refused with `invalid_client` is made once more with the app's other client secret
+//! ([`crate::client_secret`]); Snyk authenticates the client before it looks at the code or
+//! the refresh token, so that refused call spent nothing (docs/design.md, "Rotating the client
+//! secret").
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -11,6 +15,7 @@ use snyk_rest::{OrgAttributes, RestClient, RestError};
 use url::Url;
 
 use crate::{
+    client_secret::{self, ClientSecrets, SecretChoice, Slot},
     grant::{Org, OrgId},
     metrics::Metrics,
 };
@@ -71,6 +76,13 @@ pub enum SnykError {
     /// A definite answer we do not understand (e.g. an unexpected status on the REST API).
     #[error("unexpected answer from Snyk: {0}")]
     Unexpected(String),
+    /// Every configured client secret was refused (`invalid_client`): the app's configuration,
+    /// not the install's grant, which Snyk never looked at.
+    #[error(
+        "Snyk refused the client credentials ({answer}) with every secret of {var} ({count} configured); check SNYK_CLIENT_ID and {var}: was the secret deleted or replaced at Snyk?",
+        var = client_secret::VAR
+    )]
+    ClientRefused { answer: String, count: usize },
 }
 
 /// After a refresh request failed: could Snyk have redeemed its refresh token?
@@ -89,15 +101,21 @@ impl SnykError {
         matches!(self, SnykError::Rejected { error, .. } if error == "invalid_grant")
     }
 
+    /// Snyk did not accept the client secret sent (RFC 6749 §5.2 `invalid_client`).
+    pub fn is_invalid_client(&self) -> bool {
+        matches!(self, SnykError::Rejected { error, .. } if error == "invalid_client")
+    }
+
     /// How this failure of a refresh request bears on its refresh token (docs/design.md, "One
     /// refresh"). 429, and 503 with `Retry-After`, are Snyk declining to serve the request;
     /// an OAuth error answer is a definite refusal; a connect error never reached Snyk; a 3xx
     /// (`Unexpected`, never followed) is a definite answer from a host that did not redeem it.
     pub fn redemption(&self) -> Redemption {
         match self {
-            SnykError::NotSent(_) | SnykError::Rejected { .. } | SnykError::Unexpected(_) => {
-                Redemption::NotRedeemed { retry_after: None }
-            }
+            SnykError::NotSent(_)
+            | SnykError::Rejected { .. }
+            | SnykError::Unexpected(_)
+            | SnykError::ClientRefused { .. } => Redemption::NotRedeemed { retry_after: None },
             SnykError::Transient {
                 status: 429,
                 retry_after,
@@ -124,7 +142,8 @@ pub struct SnykClient {
     timeout: Duration,
     api: Url,
     client_id: String,
-    client_secret: SecretString,
+    /// Shared by every clone: which secret goes first is one process-wide choice.
+    secrets: Arc<SecretChoice>,
     rest: RestClient,
 }
 
@@ -141,7 +160,7 @@ impl SnykClient {
     pub fn new(
         api: Url,
         client_id: String,
-        client_secret: SecretString,
+        client_secrets: ClientSecrets,
         rest_version: String,
         timeout: Duration,
         extra_roots: &[reqwest::Certificate],
@@ -161,7 +180,7 @@ impl SnykClient {
             timeout,
             api,
             client_id,
-            client_secret,
+            secrets: Arc::new(SecretChoice::new(client_secrets)),
             rest,
         })
     }
@@ -201,27 +220,83 @@ impl SnykClient {
     }
 
     async fn token(&self, params: &[(&str, &str)]) -> Result<TokenPair, SnykError> {
-        let mut form: Vec<(&str, &str)> = params.to_vec();
-        form.push(("client_id", &self.client_id));
-        form.push(("client_secret", self.client_secret.expose_secret()));
-        let request = self
-            .http
-            .post(self.endpoint("/oauth2/token"))
-            .header(header::ACCEPT, "application/json")
-            .headers(trace_headers())
-            .form(&form)
-            // This request's deadline is `answer_within`'s, not reqwest's: reqwest checks its own
-            // timer before the answer, so after a freeze it would discard an answer that arrived.
-            .timeout(NOT_REQWESTS_DEADLINE);
-        answer_within(self.timeout, self.token_answer(request))
-            .await
-            .unwrap_or_else(|| {
-                self.metrics.snyk_call("oauth2/token", "error".into());
-                Err(SnykError::Lost(format!(
-                    "no answer from Snyk's token endpoint within {} ms",
-                    self.timeout.as_millis()
-                )))
-            })
+        // One deadline for the call, the try with the other secret included, so the lease budget
+        // `config` checks (one timeout per attempt) holds whatever the number of secrets.
+        let call = self.with_client_secret(|secret| {
+            let mut form: Vec<(&str, &str)> = params.to_vec();
+            form.push(("client_id", &self.client_id));
+            form.push(("client_secret", secret.expose()));
+            let request = self
+                .http
+                .post(self.endpoint("/oauth2/token"))
+                .header(header::ACCEPT, "application/json")
+                .headers(trace_headers())
+                .form(&form)
+                // This request's deadline is `answer_within`'s, not reqwest's: reqwest checks its
+                // own timer before the answer, so after a freeze it would discard an answer that
+                // arrived.
+                .timeout(NOT_REQWESTS_DEADLINE);
+            self.token_answer(request)
+        });
+        answer_within(self.timeout, call).await.unwrap_or_else(|| {
+            self.metrics.snyk_call("oauth2/token", "error".into());
+            Err(SnykError::Lost(format!(
+                "no answer from Snyk's token endpoint within {} ms",
+                self.timeout.as_millis()
+            )))
+        })
+    }
+
+    /// `call` with the preferred client secret and, when Snyk answers `invalid_client`, once
+    /// more with the other one (if configured). Only `invalid_client` does this: Snyk checks
+    /// the client before the grant, so that answer proves the code or refresh token was not
+    /// looked at; any other answer is returned as it is. The secret that worked goes first
+    /// from then on; one refused is counted each time and logged once.
+    async fn with_client_secret<'s, T, F, Fut>(&'s self, call: F) -> Result<T, SnykError>
+    where
+        F: Fn(Slot<'s>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SnykError>>,
+    {
+        let mut refused = None;
+        for (tried, slot) in self.secrets.order().enumerate() {
+            match call(slot).await {
+                Err(e) if e.is_invalid_client() => {
+                    self.metrics.client_secret_rejected(slot.position);
+                    if self.secrets.refused(slot.position) {
+                        tracing::warn!(
+                            secret = slot.label(),
+                            configured = self.secrets.len(),
+                            "Snyk no longer accepts client secret {} of {} (invalid_client): deleted or replaced at Snyk?",
+                            slot.label(),
+                            client_secret::VAR,
+                        );
+                    }
+                    refused = Some(e);
+                }
+                // A definite answer from Snyk past client authentication: this secret works.
+                result @ (Ok(_) | Err(SnykError::Rejected { .. })) => {
+                    if tried > 0 {
+                        self.secrets.accepted(slot.position);
+                        tracing::info!(
+                            secret = slot.label(),
+                            "client secret {} of {} accepted; it is sent first from now on",
+                            slot.label(),
+                            client_secret::VAR
+                        );
+                    }
+                    return result;
+                }
+                other => return other,
+            }
+        }
+        let answer = match refused {
+            Some(e) => e.to_string(),
+            None => "no client secret configured".into(),
+        };
+        Err(SnykError::ClientRefused {
+            answer,
+            count: self.secrets.len(),
+        })
     }
 
     async fn token_answer(&self, request: reqwest::RequestBuilder) -> Result<TokenPair, SnykError> {
@@ -256,25 +331,28 @@ impl SnykClient {
     /// Revokes `token` (and with it the grant). Snyk answers 200 whether it was valid or not.
     #[tracing::instrument(skip_all)]
     pub async fn revoke(&self, token: &SecretString) -> Result<(), SnykError> {
-        let response = self
-            .http
-            .post(self.endpoint("/oauth2/revoke"))
-            .headers(trace_headers())
-            .form(&[
-                ("token", token.expose_secret()),
-                ("client_id", &self.client_id),
-                ("client_secret", self.client_secret.expose_secret()),
-            ])
-            .send()
-            .await
-            .inspect_err(|_| self.metrics.snyk_call("oauth2/revoke", "error".into()))
-            .map_err(classify)?;
-        self.metrics
-            .snyk_call("oauth2/revoke", response.status().as_u16().to_string());
-        if response.status().is_success() {
-            return Ok(());
-        }
-        Err(error_answer(response).await)
+        self.with_client_secret(|secret| async move {
+            let response = self
+                .http
+                .post(self.endpoint("/oauth2/revoke"))
+                .headers(trace_headers())
+                .form(&[
+                    ("token", token.expose_secret()),
+                    ("client_id", &self.client_id),
+                    ("client_secret", secret.expose()),
+                ])
+                .send()
+                .await
+                .inspect_err(|_| self.metrics.snyk_call("oauth2/revoke", "error".into()))
+                .map_err(classify)?;
+            self.metrics
+                .snyk_call("oauth2/revoke", response.status().as_u16().to_string());
+            if response.status().is_success() {
+                return Ok(());
+            }
+            Err(error_answer(response).await)
+        })
+        .await
     }
 
     /// Every org the access token may see (`GET /rest/orgs`, all pages).
@@ -399,5 +477,154 @@ async fn error_answer(response: reqwest::Response) -> SnykError {
             description: body.error_description,
         },
         Err(_) => SnykError::Unexpected(format!("status {status} without an OAuth error body")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    use fake_snyk::{Config, FakeSnyk, SecretChange};
+    use sha2::Digest as _;
+
+    use super::*;
+
+    const ID: &str = "client-id";
+    const A: &str = "secret-a";
+    const REDIRECT: &str = "http://localhost:8080/callback";
+    const VERIFIER: &str = "verifier-verifier-verifier-verifier-verifier-0123";
+
+    async fn fake() -> FakeSnyk {
+        FakeSnyk::start(Config::new(ID, A, REDIRECT)).await.unwrap()
+    }
+
+    fn client(fake: &FakeSnyk, secrets: &str) -> (SnykClient, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let client = SnykClient::new(
+            Url::parse(&fake.url()).unwrap(),
+            ID.into(),
+            ClientSecrets::parse(secrets).unwrap(),
+            "2024-05-31".into(),
+            Duration::from_secs(5),
+            &[],
+            Arc::clone(&metrics),
+        )
+        .unwrap();
+        (client, metrics)
+    }
+
+    async fn install(fake: &FakeSnyk, snyk: &SnykClient) -> TokenPair {
+        let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(VERIFIER.as_bytes()));
+        let code = fake.approve(ID, REDIRECT, &challenge, None).unwrap();
+        snyk.exchange_code(&code, VERIFIER, REDIRECT).await.unwrap()
+    }
+
+    fn calls(fake: &FakeSnyk, grant_type: &str) -> u64 {
+        fake.stats()
+            .token_calls
+            .get(grant_type)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The fake moved from A to B while this client still lists A first: each endpoint is
+    /// refused once, tried again with B, and from then on B goes first.
+    #[tokio::test]
+    async fn invalid_client_is_tried_once_more_with_the_other_secret_which_then_goes_first() {
+        let fake = fake().await;
+        let b = fake
+            .change_client_secret(SecretChange::Create)
+            .unwrap()
+            .unwrap();
+        fake.change_client_secret(SecretChange::Delete { secret: A.into() })
+            .unwrap();
+        let (snyk, metrics) = client(&fake, &format!("{A},{b}"));
+
+        let pair = install(&fake, &snyk).await;
+        assert_eq!(metrics.snapshot().client_secret_rejected, [1, 0]);
+        assert_eq!(calls(&fake, "authorization_code"), 2);
+        let pair = snyk.refresh(&pair.refresh_token).await.unwrap();
+        let pair = snyk.refresh(&pair.refresh_token).await.unwrap();
+        snyk.revoke(&pair.refresh_token).await.unwrap();
+
+        let stats = fake.stats();
+        assert_eq!(stats.client_authentication_failures, 1, "{stats:?}");
+        assert_eq!(
+            (stats.successful_refreshes, stats.spent_refresh_token_reuses),
+            (2, 0),
+            "{stats:?}"
+        );
+        assert_eq!(stats.revocations, 1);
+        assert_eq!(metrics.snapshot().client_secret_rejected, [1, 0]);
+    }
+
+    /// Only `invalid_client` is tried again: `invalid_grant` is the grant's answer, given after
+    /// the client was accepted, and sending the token again could be a replay.
+    #[tokio::test]
+    async fn invalid_grant_is_never_sent_again_with_the_other_secret() {
+        let fake = fake().await;
+        let b = fake
+            .change_client_secret(SecretChange::Create)
+            .unwrap()
+            .unwrap();
+        let (snyk, metrics) = client(&fake, &format!("{b},{A}"));
+        let pair = install(&fake, &snyk).await;
+        snyk.refresh(&pair.refresh_token).await.unwrap();
+
+        let spent = snyk.refresh(&pair.refresh_token).await.unwrap_err();
+        assert!(spent.is_invalid_grant(), "{spent:?}");
+        assert_eq!(calls(&fake, "refresh_token"), 2);
+        let stats = fake.stats();
+        assert_eq!(stats.spent_refresh_token_reuses, 1, "{stats:?}");
+        assert_eq!(stats.client_authentication_failures, 0, "{stats:?}");
+        assert_eq!(metrics.snapshot().client_secret_rejected, [0, 0]);
+    }
+
+    /// No configured secret is accepted: a definite error naming SNYK_CLIENT_SECRET that says
+    /// the grant was not looked at (not redeemed), after one call per secret.
+    #[tokio::test]
+    async fn every_secret_refused_is_an_error_naming_the_variable() {
+        let fake = fake().await;
+        let (good, _) = client(&fake, A);
+        let pair = install(&fake, &good).await;
+        fake.change_client_secret(SecretChange::Replace).unwrap();
+
+        for (secrets, count, rejected) in
+            [("secret-x", 1, [1, 0]), ("secret-x,secret-a", 2, [1, 1])]
+        {
+            let (snyk, metrics) = client(&fake, secrets);
+            let before = calls(&fake, "refresh_token");
+            let err = snyk.refresh(&pair.refresh_token).await.unwrap_err();
+            assert!(
+                matches!(err, SnykError::ClientRefused { count: c, .. } if c == count),
+                "{err:?}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("SNYK_CLIENT_SECRET") && msg.contains("invalid_client"),
+                "{msg}"
+            );
+            assert!(
+                !msg.contains("secret-x") && !msg.contains("secret-a"),
+                "{msg}"
+            );
+            assert_eq!(
+                err.redemption(),
+                Redemption::NotRedeemed { retry_after: None }
+            );
+            assert_eq!(calls(&fake, "refresh_token") - before, count as u64);
+            assert_eq!(metrics.snapshot().client_secret_rejected, rejected);
+            let revoke = snyk.revoke(&pair.refresh_token).await.unwrap_err();
+            assert!(
+                matches!(revoke, SnykError::ClientRefused { .. }),
+                "{revoke:?}"
+            );
+        }
+        assert_eq!(
+            fake.live_refresh_tokens(),
+            1,
+            "nothing spent, nothing revoked"
+        );
+        assert_eq!(fake.stats().spent_refresh_token_reuses, 0);
     }
 }

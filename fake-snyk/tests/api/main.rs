@@ -5,6 +5,7 @@
 
 mod authorize;
 mod binary;
+mod client_secrets;
 mod control;
 mod faults;
 mod helpers;

@@ -96,7 +96,8 @@ impl Key {
         if let Some(path) = &args.key_file {
             return Key::from_file(path);
         }
-        if args.caller.is_none() && env.optional(API_KEY_VAR).is_some() {
+        // Either way of giving a secret counts: the value, or `<NAME>_FILE`.
+        if args.caller.is_none() && env.secret_is_set(API_KEY_VAR) {
             let secret = env
                 .header_secret(API_KEY_VAR)
                 .map_err(|e| OpsError::Failed(format!("{e:#}")))?;
@@ -111,7 +112,7 @@ impl Key {
                 "no key: pass --key-file, set {API_KEY_VAR}, or give caller `{caller}` a key in {KEYS_VAR}"
             ))
         };
-        if env.optional(KEYS_VAR).is_none() {
+        if !env.secret_is_set(KEYS_VAR) {
             return Err(no_key());
         }
         // `required` refuses the .env.example placeholder and, outside demo mode, the published
@@ -335,6 +336,24 @@ mod tests {
         assert_eq!(key.secret.expose_secret(), KEY);
         assert_eq!(key.source, KeySource::File(path));
         assert!(!format!("{key:?}").contains(KEY), "{key:?}");
+
+        // The service's own variables may be files (`<NAME>_FILE`); the tool reads them too.
+        let keys_file = dir.path().join("client-keys");
+        std::fs::write(&keys_file, format!("{keys}\n")).unwrap();
+        let keys_file = keys_file.display().to_string();
+        let key = Key::resolve(
+            &args(),
+            &env(&[("TOKEN_SERVICE_CLIENT_KEYS_FILE", &keys_file)]),
+        )
+        .unwrap();
+        assert_eq!(key.secret.expose_secret(), KEY);
+        let api_file = dir.path().join("api-key");
+        std::fs::write(&api_file, "api-key-0123456789abcdef\n").unwrap();
+        let api_file = api_file.display().to_string();
+        let key =
+            Key::resolve(&args(), &env(&[("TOKEN_SERVICE_API_KEY_FILE", &api_file)])).unwrap();
+        assert_eq!(key.source, KeySource::ApiKeyVar);
+        assert_eq!(key.secret.expose_secret(), "api-key-0123456789abcdef");
     }
 
     #[test]
