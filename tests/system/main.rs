@@ -6,6 +6,7 @@ mod auth;
 mod browser;
 mod cache;
 mod chaos;
+mod check_config;
 mod cli;
 mod cluster;
 mod dashboard;
