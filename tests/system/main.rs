@@ -15,6 +15,7 @@ mod events;
 mod fuzz;
 mod hardening;
 mod install_scope;
+mod kubernetes;
 mod lifecycle;
 mod longevity;
 mod permissions;
