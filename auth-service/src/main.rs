@@ -1,5 +1,7 @@
 //! The `auth-service` binary. `auth-service` serves; `auth-service healthcheck` asks the service
-//! listening on `AUTH_SERVICE_ADDR` for `/readyz` (exit code 0 on 200).
+//! listening on `AUTH_SERVICE_ADDR` for `/readyz` (exit code 0 on 200);
+//! `auth-service check-config` reads the settings as start-up does, prints them with secrets redacted
+//! and exits 0, or 2 with the error start-up would give.
 
 use std::process::ExitCode;
 
@@ -14,6 +16,10 @@ async fn main() -> ExitCode {
             service_runtime::healthcheck::http("AUTH_SERVICE_ADDR", "0.0.0.0:8080", "/readyz")
                 .await;
         return service_runtime::healthcheck::report("auth-service", &result);
+    }
+    if std::env::args().nth(1).as_deref() == Some("check-config") {
+        // No telemetry: the output is for a person or a test, not for the log pipeline.
+        return service_runtime::check_config::report("auth-service", Settings::from_env());
     }
     let telemetry = telemetry::init("auth-service", "info");
     let code = match try_main().await {

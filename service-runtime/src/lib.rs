@@ -1,6 +1,7 @@
 //! What every service binary does the same way: telemetry set-up (logs, traces, metrics) and the
 //! shutdown signal (SIGINT or SIGTERM).
 
+pub mod check_config;
 pub mod config;
 pub mod demo;
 pub mod grpc;

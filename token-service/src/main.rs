@@ -2,7 +2,9 @@
 //! grant with the primary encryption key and exits; `token-service healthcheck` asks the service
 //! listening on `TOKEN_SERVICE_ADDR` for its gRPC health (exit code 0 when serving);
 //! `token-service installs …` and `token-service events tail` are the operator tools, a gRPC
-//! client of a running token-service (`token_service::ops`).
+//! client of a running token-service (`token_service::ops`); `token-service check-config` reads the
+//! settings as start-up does, prints them with secrets redacted and exits 0, or 2 with the error
+//! start-up would give.
 
 use std::process::ExitCode;
 
@@ -31,6 +33,9 @@ enum Command {
     Reseal,
     /// Ask the token-service on TOKEN_SERVICE_ADDR for its gRPC health (exit code 0: serving).
     Healthcheck,
+    /// Read and validate the settings as start-up does, without the network; print them with
+    /// secrets redacted (exit code 0: it would start, 2: it would not, and why).
+    CheckConfig,
     /// List, show and delete installs (through a running token-service's gRPC API).
     Installs(ops::InstallsArgs),
     /// Follow the installs' lifecycle events (WatchInstallEvents).
@@ -53,6 +58,9 @@ async fn main() -> ExitCode {
         Command::Serve => Run::Serve,
         Command::Reseal => Run::Reseal,
         Command::Healthcheck => return healthcheck().await,
+        Command::CheckConfig => {
+            return service_runtime::check_config::report("token-service", Settings::from_env());
+        }
     };
     let telemetry = telemetry::init("token-service", "info");
     let code = match try_main(command).await {
