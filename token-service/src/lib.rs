@@ -10,6 +10,7 @@
 pub mod backoff;
 pub mod cache;
 pub mod caller;
+pub mod certs;
 pub mod config;
 pub mod convert;
 pub mod decode_status;
