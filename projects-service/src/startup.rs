@@ -4,6 +4,7 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use service_runtime::{internal::InternalCa, tls::ServerTls};
 use tracing_actix_web::TracingLogger;
 
 use crate::{
@@ -18,6 +19,8 @@ use crate::{
 pub struct Application {
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
+    /// HTTPS only when set (`PROJECTS_SERVICE_TLS_CERT`/`_KEY`).
+    tls: Option<ServerTls>,
     state: AppState,
     drain: Duration,
 }
@@ -33,7 +36,7 @@ impl Application {
         .context("cannot set up the Snyk REST client (SNYK_API_URL, SNYK_CA_CERT)")?;
         let tokens = TokenSource::new(
             &settings.token_service_urls,
-            settings.token_service_ca.as_deref(),
+            settings.token_service_ca.as_ref().map(InternalCa::pem),
             &settings.token_service_api_key,
             settings.token_service_timeout,
         )?;
@@ -52,9 +55,11 @@ impl Application {
         let listener = std::net::TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on PROJECTS_SERVICE_ADDR {}", settings.addr))?;
         let local_addr = listener.local_addr()?;
+        settings.internal_hops.warn_plaintext();
         Ok(Application {
             listener,
             local_addr,
+            tls: settings.tls,
             state,
             drain: settings.shutdown_drain,
         })
@@ -81,11 +86,15 @@ impl Application {
                 .configure(routes)
         })
         .disable_signals()
-        .shutdown_timeout(30)
-        .listen(self.listener)?
+        .shutdown_timeout(30);
+        let https = self.tls.is_some();
+        let server = match &self.tls {
+            Some(tls) => server.listen_rustls_0_23(self.listener, tls.server_config())?,
+            None => server.listen(self.listener)?,
+        }
         .run();
         let handle = server.handle();
-        tracing::info!(addr = %self.local_addr, "projects-service listening");
+        tracing::info!(addr = %self.local_addr, https, "projects-service listening");
         tokio::select! {
             r = server => r.context("HTTP server failed")?,
             () = shutdown => {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod demo;
 pub mod grpc;
 pub mod healthcheck;
+pub mod internal;
 pub mod process_metrics;
 pub mod telemetry;
 pub mod tls;
