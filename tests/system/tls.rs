@@ -112,7 +112,7 @@ async fn the_healthcheck_subcommand_speaks_tls_when_the_service_does() {
 }
 
 /// `token-service certs` (the real binary) for `names` into `dir/tls` (the CA's key in `dir/ca`):
-/// the services' folder.
+/// `ca.pem` there, and each name's `NAME/cert.pem` and `NAME/key.pem`.
 fn internal_certs(dir: &std::path::Path, names: &str) -> std::path::PathBuf {
     let tls = dir.join("tls");
     let out = std::process::Command::new(system_tests::process::binary("token-service"))
@@ -146,8 +146,14 @@ async fn auth_service_lists_projects_over_https_trusting_the_internal_ca_and_not
         .projects(
             app.token_addr,
             &[
-                ("PROJECTS_SERVICE_TLS_CERT", &file("projects-service.pem")),
-                ("PROJECTS_SERVICE_TLS_KEY", &file("projects-service.key")),
+                (
+                    "PROJECTS_SERVICE_TLS_CERT",
+                    &file("projects-service/cert.pem"),
+                ),
+                (
+                    "PROJECTS_SERVICE_TLS_KEY",
+                    &file("projects-service/key.pem"),
+                ),
             ],
         )
         .await;
@@ -215,11 +221,11 @@ async fn projects_service_healthcheck_speaks_https_when_the_service_does() {
         ),
         (
             "PROJECTS_SERVICE_TLS_CERT",
-            tls.join("projects-service.pem").display().to_string(),
+            tls.join("projects-service/cert.pem").display().to_string(),
         ),
         (
             "PROJECTS_SERVICE_TLS_KEY",
-            tls.join("projects-service.key").display().to_string(),
+            tls.join("projects-service/key.pem").display().to_string(),
         ),
     ];
     let mut service = system_tests::process::Process::spawn("projects-service", &env);

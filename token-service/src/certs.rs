@@ -7,8 +7,11 @@
 //! certificate is made again when it is missing, unreadable, does not match its key, was not
 //! issued by the current CA for its names, or expires within [`RENEW_WITHIN`]. The CA is kept
 //! until it could no longer outlive a new certificate by [`RENEW_WITHIN`]; a new CA means new
-//! certificates for every name. Keys are written `0600` by the user running this (the services'
-//! user in compose), and every file is replaced by a rename, so a reader never sees half of one.
+//! certificates for every name. Each name gets a folder of its own (`DIR/NAME/`: its certificate,
+//! key and the CA's certificate), so each service can be given its own key and nobody else's;
+//! `DIR/ca.pem` alone is for callers. Keys are written `0600` by the user running this (the
+//! services' user in compose), and every file is replaced by a rename, so a reader never sees half
+//! of one.
 
 use std::{
     fs,
@@ -43,12 +46,15 @@ const LOCAL_NAME: &str = "localhost";
 /// and its key.
 const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
+/// A name's certificate and key, in its folder `DIR/NAME/`.
+pub const CERT_FILE: &str = "cert.pem";
+pub const KEY_FILE: &str = "key.pem";
 
 /// `token-service certs`.
 #[derive(Debug, clap::Args)]
 pub struct CertsArgs {
-    /// Where the services' files go: ca.pem (the CA their callers trust), and NAME.pem with
-    /// NAME.key (mode 0600) for each name.
+    /// Where the services' files go: ca.pem (the CA their callers trust), and for each name a
+    /// folder NAME/ with cert.pem, key.pem (mode 0600) and ca.pem.
     #[arg(long)]
     pub dir: PathBuf,
     /// Where the CA's own key stays (ca.key, mode 0600, next to ca.pem): a folder the services
@@ -152,16 +158,15 @@ pub fn run(args: &CertsArgs, now: OffsetDateTime) -> anyhow::Result<Report> {
             (ca, Outcome::Made(why))
         }
     };
-    // The callers' copy, rewritten only when it differs (a kept CA leaves it untouched).
-    let trusted = dir.join(CA_CERT);
-    if read(&trusted)?.as_deref() != Some(ca.cert_pem.as_bytes()) {
-        write(&trusted, ca.cert_pem.as_bytes(), 0o644)?;
-    }
+    ca.copy_to(dir)?;
 
     let mut leaves = Vec::with_capacity(names.len());
     for name in names {
-        let cert_path = dir.join(format!("{}.pem", name.as_str()));
-        let key_path = dir.join(format!("{}.key", name.as_str()));
+        let own = dir.join(name.as_str());
+        fs::create_dir_all(&own).with_context(|| format!("cannot create {}", own.display()))?;
+        ca.copy_to(&own)?;
+        let cert_path = own.join(CERT_FILE);
+        let key_path = own.join(KEY_FILE);
         let outcome = match ca.check(&name, read(&cert_path)?, read(&key_path)?, now) {
             Ok(()) => Outcome::Kept,
             Err(why) => {
@@ -190,6 +195,16 @@ struct Ca {
 }
 
 impl Ca {
+    /// Its certificate as `dir/ca.pem`, for those who trust it; rewritten only when it differs
+    /// (a kept CA leaves the file untouched).
+    fn copy_to(&self, dir: &Path) -> anyhow::Result<()> {
+        let path = dir.join(CA_CERT);
+        if read(&path)?.as_deref() != Some(self.cert_pem.as_bytes()) {
+            write(&path, self.cert_pem.as_bytes(), 0o644)?;
+        }
+        Ok(())
+    }
+
     /// The CA in `dir`, or why a new one is needed (none yet, unreadable, not matching its key,
     /// or too close to its expiry to outlive a new certificate).
     fn load(dir: &Path, now: OffsetDateTime) -> anyhow::Result<Result<Ca, String>> {
@@ -402,7 +417,7 @@ mod tests {
         for c in CertificateDer::pem_slice_iter(&ca) {
             roots.add(c.unwrap()).unwrap();
         }
-        let cert = fs::read(dir.join(format!("{name}.pem"))).unwrap();
+        let cert = fs::read(dir.join(name).join(CERT_FILE)).unwrap();
         let leaf = CertificateDer::pem_slice_iter(&cert)
             .next()
             .unwrap()
@@ -458,25 +473,34 @@ mod tests {
                 err.contains("not valid for name"),
                 "{name} for {other}: {err}"
             );
-            assert_eq!(mode(a.dir.join(format!("{name}.key"))), 0o600);
-            assert_eq!(mode(a.dir.join(format!("{name}.pem"))), 0o644);
+            assert_eq!(mode(a.dir.join(name).join(KEY_FILE)), 0o600);
+            assert_eq!(mode(a.dir.join(name).join(CERT_FILE)), 0o644);
+            // Its folder holds its own key and the CA's certificate, nobody else's key.
+            let mut files: Vec<String> = fs::read_dir(a.dir.join(name))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            files.sort();
+            assert_eq!(files, ["ca.pem", "cert.pem", "key.pem"]);
             // The key is a usable PEM key for the services (rustls reads it as they do).
             service_runtime::tls::private_key(
                 "K",
                 "k",
-                &fs::read(a.dir.join(format!("{name}.key"))).unwrap(),
+                &fs::read(a.dir.join(name).join(KEY_FILE)).unwrap(),
             )
             .unwrap();
         }
         // The CA's key stays in its own folder; the services' folder holds its certificate only.
         assert_eq!(mode(tmp.path().join("ca/ca.key")), 0o600);
         assert!(!a.dir.join("ca.key").exists());
-        assert_eq!(
-            fs::read(a.dir.join("ca.pem")).unwrap(),
-            fs::read(tmp.path().join("ca/ca.pem")).unwrap()
-        );
+        for copy in ["ca.pem", "token-service/ca.pem"] {
+            assert_eq!(
+                fs::read(a.dir.join(copy)).unwrap(),
+                fs::read(tmp.path().join("ca/ca.pem")).unwrap()
+            );
+        }
         // A certificate is for a server, not a CA: it cannot vouch for anything else.
-        let leaf = fs::read(a.dir.join("token-service.pem")).unwrap();
+        let leaf = fs::read(a.dir.join("token-service").join(CERT_FILE)).unwrap();
         let der = CertificateDer::pem_slice_iter(&leaf)
             .next()
             .unwrap()
@@ -497,8 +521,8 @@ mod tests {
         let snapshot = |name: &str| fs::read(a.dir.join(name)).unwrap();
         let before = (
             snapshot("ca.pem"),
-            snapshot("token-service.pem"),
-            snapshot("token-service.key"),
+            snapshot("token-service/cert.pem"),
+            snapshot("token-service/key.pem"),
         );
 
         // A month later: everything kept, byte for byte.
@@ -511,8 +535,8 @@ mod tests {
             before,
             (
                 snapshot("ca.pem"),
-                snapshot("token-service.pem"),
-                snapshot("token-service.key")
+                snapshot("token-service/cert.pem"),
+                snapshot("token-service/key.pem")
             )
         );
 
@@ -532,8 +556,8 @@ mod tests {
             "{report:?}"
         );
         assert_eq!(before.0, snapshot("ca.pem"), "the CA is kept");
-        assert_ne!(before.1, snapshot("token-service.pem"));
-        assert_ne!(before.2, snapshot("token-service.key"), "a new key too");
+        assert_ne!(before.1, snapshot("token-service/cert.pem"));
+        assert_ne!(before.2, snapshot("token-service/key.pem"), "a new key too");
         accepted(
             &a.dir,
             "token-service",
@@ -564,8 +588,8 @@ mod tests {
         run(&a, t0()).unwrap();
         // projects-service's key swapped for token-service's: they no longer match.
         fs::copy(
-            a.dir.join("token-service.key"),
-            a.dir.join("projects-service.key"),
+            a.dir.join("token-service").join(KEY_FILE),
+            a.dir.join("projects-service").join(KEY_FILE),
         )
         .unwrap();
         let b = args(
@@ -589,8 +613,12 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let o = args(other.path(), &["token-service"]);
         run(&o, t0()).unwrap();
-        for f in ["token-service.pem", "token-service.key"] {
-            fs::copy(o.dir.join(f), a.dir.join(f)).unwrap();
+        for f in [CERT_FILE, KEY_FILE] {
+            fs::copy(
+                o.dir.join("token-service").join(f),
+                a.dir.join("token-service").join(f),
+            )
+            .unwrap();
         }
         let report = run(&a, t0()).unwrap();
         assert!(
