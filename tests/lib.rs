@@ -409,6 +409,8 @@ pub const PROJECTS_OPS_KEY: &str = "tests-ops-projects-key-0123456789";
 /// One running projects-service.
 pub struct ProjectsService {
     pub url: String,
+    /// `http://{PROJECTS_SERVICE_METRICS_ADDR}` when `/metrics` has a port of its own.
+    pub metrics_url: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -483,12 +485,14 @@ impl Stack {
         };
         let app = projects_service::Application::build(settings).expect("projects-service builds");
         let url = format!("{url}:{}", app.local_addr().port());
+        let metrics_url = app.metrics_addr().map(|a| format!("http://{a}"));
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
         }));
         ProjectsService {
             url,
+            metrics_url,
             shutdown: Some(tx),
             handle,
         }

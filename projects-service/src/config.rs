@@ -15,6 +15,8 @@ use service_runtime::{
 /// The PEM files of this service's certificate chain and key: HTTPS only when both are set.
 pub const TLS_CERT_VAR: &str = "PROJECTS_SERVICE_TLS_CERT";
 pub const TLS_KEY_VAR: &str = "PROJECTS_SERVICE_TLS_KEY";
+/// Where `/metrics` is served when not on the main port.
+pub const METRICS_ADDR_VAR: &str = "PROJECTS_SERVICE_METRICS_ADDR";
 use url::Url;
 
 /// Everything projects-service needs to run.
@@ -23,6 +25,9 @@ pub struct Settings {
     pub addr: SocketAddr,
     /// `PROJECTS_SERVICE_TLS_CERT` and `_KEY`: serve HTTPS (only) when both are set.
     pub tls: Option<ServerTls>,
+    /// `PROJECTS_SERVICE_METRICS_ADDR`: `/metrics` in plain HTTP on a port of its own (so a
+    /// scraper needs neither the CA nor the API port); unset, on the main port.
+    pub metrics_addr: Option<SocketAddr>,
     pub snyk_api_url: Url,
     /// `SNYK_CA_CERT`: trusted for HTTPS to Snyk in addition to the platform's roots.
     pub snyk_ca: ExtraRoots,
@@ -76,6 +81,10 @@ impl Settings {
         Ok(Settings {
             addr: env.addr("PROJECTS_SERVICE_ADDR", "0.0.0.0:8081")?,
             tls: ServerTls::from_env(&env, TLS_CERT_VAR, TLS_KEY_VAR)?,
+            metrics_addr: env
+                .optional(METRICS_ADDR_VAR)
+                .map(|_| env.addr(METRICS_ADDR_VAR, "0.0.0.0:9466"))
+                .transpose()?,
             snyk_api_url: env.snyk_url("SNYK_API_URL", "https://api.snyk.io")?,
             snyk_ca: env.extra_roots(SNYK_CA_CERT)?,
             snyk_rest_version: version,
@@ -194,6 +203,18 @@ mod tests {
             [("TOKEN_SERVICE_URL", "token-2")]
         );
         with(&[("TOKEN_SERVICE_URL", "http://127.0.0.1:50051")]).expect("loopback");
+    }
+
+    #[test]
+    fn metrics_move_to_their_own_port_only_when_asked() {
+        assert_eq!(with(&[]).expect("valid").metrics_addr, None);
+        let s = with(&[("PROJECTS_SERVICE_METRICS_ADDR", "0.0.0.0:9466")]).expect("valid");
+        assert_eq!(s.metrics_addr.map(|a| a.port()), Some(9466));
+        let err = with(&[("PROJECTS_SERVICE_METRICS_ADDR", "9466")]).expect_err("bad");
+        assert!(
+            err.to_string().contains("PROJECTS_SERVICE_METRICS_ADDR"),
+            "{err}"
+        );
     }
 
     #[test]

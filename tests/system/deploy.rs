@@ -507,6 +507,11 @@ fn compose_wires_services_by_name_on_the_ports_they_listen_on() {
     let token = listen("token-service", "TOKEN_SERVICE_ADDR");
     let token_metrics = listen("token-service", "TOKEN_SERVICE_METRICS_ADDR");
     let projects = listen("projects-service", "PROJECTS_SERVICE_ADDR");
+    let projects_metrics = listen("projects-service", "PROJECTS_SERVICE_METRICS_ADDR");
+    assert_ne!(
+        projects, projects_metrics,
+        "projects-service's /metrics has a plain port of its own (the API is HTTPS in real mode)"
+    );
     let auth = listen("auth-service", "AUTH_SERVICE_ADDR");
     let auth_metrics = listen("auth-service", "AUTH_SERVICE_METRICS_ADDR");
     assert_ne!(
@@ -577,7 +582,7 @@ fn compose_wires_services_by_name_on_the_ports_they_listen_on() {
         .collect();
     for expected in [
         format!("auth-service:{auth_metrics}"),
-        format!("projects-service:{projects}"),
+        format!("projects-service:{projects_metrics}"),
         format!("token-service:{token_metrics}"),
     ] {
         assert!(targets.contains(&expected), "{expected} not in {targets:?}");

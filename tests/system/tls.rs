@@ -154,10 +154,16 @@ async fn auth_service_lists_projects_over_https_trusting_the_internal_ca_and_not
                     "PROJECTS_SERVICE_TLS_KEY",
                     &file("projects-service/key.pem"),
                 ),
+                ("PROJECTS_SERVICE_METRICS_ADDR", "127.0.0.1:0"),
             ],
         )
         .await;
     assert!(https.url.starts_with("https://localhost:"), "{}", https.url);
+    // /metrics moved to its own plain port, for a scraper without the CA (compose's Prometheus).
+    let metrics = reqwest::get(format!("{}/metrics", https.metrics_url.as_ref().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
     // A second auth-service in front of it (same cookie key: the browser's session holds).
     let auth_with = |extra: &[(&str, &str)]| {
         let mut overrides = vec![
