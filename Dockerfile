@@ -29,10 +29,17 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 snykapps \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin snykapps
+        --shell /usr/sbin/nologin snykapps \
+ && install -d -o 10001 -g 10001 -m 0755 /var/lib/snykapps/tls \
+        /var/lib/snykapps/tls/token-service /var/lib/snykapps/tls/projects-service \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/snykapps/ca
+# Mount points of compose.real.yml's internal TLS volumes, owned by the services' user: Docker
+# gives a new named volume the owner and mode of the directory it is mounted on, so
+# `token-service certs`, running as 10001, can write there (tls: the CA's certificate; tls/NAME:
+# one server's certificate and key; ca: the CA's key, mounted by that job only).
 ENV RUST_LOG=info
 # No default command: run it as `auth-service`, `token-service`, `projects-service` or
-# `fake-snyk` (each also takes `healthcheck`; token-service also takes `reseal`).
+# `fake-snyk` (each also takes `healthcheck`; token-service also takes `reseal` and `certs`).
 
 FROM base AS prebuilt
 COPY bin/auth-service bin/token-service bin/projects-service bin/fake-snyk /usr/local/bin/

@@ -424,6 +424,8 @@ pub const PROJECTS_OPS_KEY: &str = "tests-ops-projects-key-0123456789";
 /// One running projects-service.
 pub struct ProjectsService {
     pub url: String,
+    /// `http://{PROJECTS_SERVICE_METRICS_ADDR}` when `/metrics` has a port of its own.
+    pub metrics_url: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -482,22 +484,30 @@ impl Stack {
         .expect("valid projects-service settings")
     }
 
-    /// Starts a projects-service in front of `token_service`.
+    /// Starts a projects-service in front of `token_service`; its `url` is https to `localhost`
+    /// when `overrides` give it a certificate (`PROJECTS_SERVICE_TLS_CERT`/`_KEY`).
     pub async fn projects(
         &self,
         token_service: SocketAddr,
         overrides: &[(&str, &str)],
     ) -> ProjectsService {
-        let app =
-            projects_service::Application::build(self.projects_settings(token_service, overrides))
-                .expect("projects-service builds");
-        let url = format!("http://{}", app.local_addr());
+        let settings = self.projects_settings(token_service, overrides);
+        // Over HTTPS by the name its certificate holds (the tests' certificates name localhost).
+        let url = if settings.tls.is_some() {
+            "https://localhost"
+        } else {
+            "http://127.0.0.1"
+        };
+        let app = projects_service::Application::build(settings).expect("projects-service builds");
+        let url = format!("{url}:{}", app.local_addr().port());
+        let metrics_url = app.metrics_addr().map(|a| format!("http://{a}"));
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
         }));
         ProjectsService {
             url,
+            metrics_url,
             shutdown: Some(tx),
             handle,
         }

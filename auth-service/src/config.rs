@@ -7,7 +7,12 @@ use actix_web::cookie::Key;
 use anyhow::bail;
 use base64::Engine as _;
 use secrecy::SecretString;
-use service_runtime::{config::Env, grpc::TokenServiceUrls, redis::RedisTarget};
+use service_runtime::{
+    config::Env,
+    grpc::TokenServiceUrls,
+    internal::{InternalCa, InternalHops},
+    redis::RedisTarget,
+};
 use url::Url;
 
 /// Everything auth-service needs to run.
@@ -26,12 +31,18 @@ pub struct Settings {
     /// `TOKEN_SERVICE_URL`: one token-service, or replicas that calls are spread over.
     pub token_service_urls: TokenServiceUrls,
     pub token_service_api_key: SecretString,
-    /// PEM of the CA that signed token-service's certificate (when `TOKEN_SERVICE_URL` is https).
-    pub token_service_ca: Option<Vec<u8>>,
+    /// `TOKEN_SERVICE_CA_CERT`: the CA trusted for token-service's certificate (when
+    /// `TOKEN_SERVICE_URL` is https).
+    pub token_service_ca: Option<InternalCa>,
     /// Deadline of one call to token-service (`CompleteInstall` includes Snyk's token exchange).
     pub token_service_timeout: Duration,
     pub projects_service_url: Url,
+    /// `PROJECTS_SERVICE_CA_CERT`: the CA trusted for projects-service's certificate (when
+    /// `PROJECTS_SERVICE_URL` is https).
+    pub projects_service_ca: Option<InternalCa>,
     pub projects_service_api_key: SecretString,
+    /// The plain-text hops `INTERNAL_PLAINTEXT=allow` let through, said at start-up.
+    pub internal_hops: InternalHops,
     /// Deadline of one org's listing (projects-service follows every page).
     pub projects_service_timeout: Duration,
     /// Where the pending OAuth states live (`AUTH_REDIS_URL`; `REDIS_URL` only in demo mode): a
@@ -155,6 +166,8 @@ const DEFAULT_SESSION_TTL_SECS: u64 = 2_592_000;
 /// 400 days: the longest cookie lifetime browsers honour (RFC 6265bis).
 const MAX_SESSION_TTL_SECS: u64 = 400 * 86_400;
 const DEFAULT_AUTH_RATE_LIMIT: u32 = 30;
+/// Where projects-service is.
+const PROJECTS_SERVICE_URL: &str = "PROJECTS_SERVICE_URL";
 
 impl Settings {
     /// Reads the settings from the process environment.
@@ -213,6 +226,11 @@ impl Settings {
         )?;
         let trust_x_forwarded_for: bool =
             env.parse("AUTH_TRUST_X_FORWARDED_FOR", false, "true or false")?;
+        let mut internal_hops = InternalHops::from_env(&env)?;
+        let token_service_urls = TokenServiceUrls::from_env(&env)?;
+        internal_hops.check(TokenServiceUrls::VAR, token_service_urls.iter())?;
+        let projects_service_url = env.http_url(PROJECTS_SERVICE_URL, "http://127.0.0.1:8081")?;
+        internal_hops.check(PROJECTS_SERVICE_URL, [&projects_service_url])?;
 
         Ok(Settings {
             addr: env.addr("AUTH_SERVICE_ADDR", "0.0.0.0:8080")?,
@@ -221,11 +239,13 @@ impl Settings {
             client_id,
             redirect_uri,
             scopes,
-            token_service_urls: TokenServiceUrls::from_env(&env)?,
+            token_service_urls,
             token_service_api_key: env.header_secret("TOKEN_SERVICE_API_KEY")?,
-            token_service_ca: env.file("TOKEN_SERVICE_CA_CERT")?,
+            token_service_ca: InternalCa::from_env(&env, "TOKEN_SERVICE_CA_CERT")?,
             token_service_timeout: env.millis("TOKEN_SERVICE_TIMEOUT_MS", 15_000)?,
-            projects_service_url: env.http_url("PROJECTS_SERVICE_URL", "http://127.0.0.1:8081")?,
+            projects_service_url,
+            projects_service_ca: InternalCa::from_env(&env, "PROJECTS_SERVICE_CA_CERT")?,
+            internal_hops,
             projects_service_api_key: env.header_secret("PROJECTS_SERVICE_API_KEY")?,
             projects_service_timeout: env.millis("PROJECTS_SERVICE_TIMEOUT_MS", 30_000)?,
             redis,
@@ -411,6 +431,32 @@ mod tests {
             ("SNYK_APP_URL", "http://localhost:8090"),
         ])
         .expect("demo");
+    }
+
+    #[test]
+    fn internal_hops_are_https_outside_demo_mode_unless_a_mesh_encrypts_them() {
+        for (var, url) in [
+            ("TOKEN_SERVICE_URL", "http://token-service:50051"),
+            ("PROJECTS_SERVICE_URL", "http://projects-service:8081"),
+        ] {
+            let err = format!("{:#}", with(&[(var, url)]).expect_err(var));
+            assert!(
+                err.contains(var) && err.contains("INTERNAL_PLAINTEXT"),
+                "{var}: {err}"
+            );
+            let s = with(&[(var, url), ("INTERNAL_PLAINTEXT", "allow")]).expect("mesh");
+            assert_eq!(s.internal_hops.plaintext().count(), 1, "{var}");
+        }
+        let s = with(&[
+            ("TOKEN_SERVICE_URL", "https://token-service:50051"),
+            ("PROJECTS_SERVICE_URL", "https://projects-service:8081"),
+        ])
+        .expect("https");
+        assert_eq!(s.internal_hops.plaintext().count(), 0);
+        for var in ["PROJECTS_SERVICE_CA_CERT", "TOKEN_SERVICE_CA_CERT"] {
+            let err = format!("{:#}", with(&[(var, "Cargo.toml")]).expect_err(var));
+            assert!(err.contains(var), "{err}");
+        }
     }
 
     #[test]

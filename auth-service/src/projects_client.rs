@@ -5,9 +5,12 @@
 
 use std::{fmt, time::Duration};
 
+use anyhow::Context as _;
+
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use service_runtime::internal::InternalCa;
 use snykapps_ids::{InstallId, OrgId};
 use url::Url;
 
@@ -68,12 +71,21 @@ impl fmt::Debug for ProjectsClient {
 }
 
 impl ProjectsClient {
-    pub fn new(base: Url, api_key: SecretString, timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+    /// A client of projects-service at `base`; over https it trusts only `ca`
+    /// (`PROJECTS_SERVICE_CA_CERT`) when given, else the public roots.
+    pub fn new(
+        base: Url,
+        ca: Option<&InternalCa>,
+        api_key: SecretString,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .redirect(reqwest::redirect::Policy::none());
+        let http = InternalCa::trust(ca, builder)
+            .build()
+            .context("cannot set up the projects-service client (PROJECTS_SERVICE_CA_CERT)")?;
         Ok(ProjectsClient {
             http,
             base,
@@ -153,6 +165,7 @@ mod tests {
     fn the_url_names_the_install_and_the_org() {
         let c = ProjectsClient::new(
             Url::parse("http://127.0.0.1:8081/").expect("url"),
+            None,
             "k".to_owned().into(),
             Duration::from_secs(1),
         )

@@ -8,6 +8,7 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 
 use actix_web::{App, HttpServer, middleware::from_fn, web};
 use anyhow::Context;
+use service_runtime::internal::InternalCa;
 use tracing_actix_web::TracingLogger;
 
 use crate::{
@@ -55,15 +56,17 @@ impl Application {
             })?;
         let tokens = TokenClient::new(
             &settings.token_service_urls,
-            settings.token_service_ca.as_deref(),
+            settings.token_service_ca.as_ref().map(InternalCa::pem),
             &settings.token_service_api_key,
             settings.token_service_timeout,
         )?;
         let projects = ProjectsClient::new(
             settings.projects_service_url.clone(),
+            settings.projects_service_ca.as_ref(),
             settings.projects_service_api_key.clone(),
             settings.projects_service_timeout,
         )?;
+        settings.internal_hops.warn_plaintext();
         let state = AppState {
             oauth: OAuthClient::new(&settings),
             states,

@@ -187,10 +187,9 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     }
 }
 
-/// Registers the routes.
+/// Registers the routes (`/metrics` is added by `startup`: here, or on a port of its own).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(service_runtime::http::metrics))
-        .service(projects)
+    cfg.service(projects)
         .service(install_projects)
         .service(healthz)
         .service(readyz)

@@ -8,14 +8,26 @@ use secrecy::SecretString;
 use service_runtime::{
     config::Env,
     grpc::TokenServiceUrls,
-    tls::{ExtraRoots, SNYK_CA_CERT},
+    internal::{InternalCa, InternalHops},
+    tls::{ExtraRoots, SNYK_CA_CERT, ServerTls},
 };
+
+/// The PEM files of this service's certificate chain and key: HTTPS only when both are set.
+pub const TLS_CERT_VAR: &str = "PROJECTS_SERVICE_TLS_CERT";
+pub const TLS_KEY_VAR: &str = "PROJECTS_SERVICE_TLS_KEY";
+/// Where `/metrics` is served when not on the main port.
+pub const METRICS_ADDR_VAR: &str = "PROJECTS_SERVICE_METRICS_ADDR";
 use url::Url;
 
 /// Everything projects-service needs to run.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub addr: SocketAddr,
+    /// `PROJECTS_SERVICE_TLS_CERT` and `_KEY`: serve HTTPS (only) when both are set.
+    pub tls: Option<ServerTls>,
+    /// `PROJECTS_SERVICE_METRICS_ADDR`: `/metrics` in plain HTTP on a port of its own (so a
+    /// scraper needs neither the CA nor the API port); unset, on the main port.
+    pub metrics_addr: Option<SocketAddr>,
     pub snyk_api_url: Url,
     /// `SNYK_CA_CERT`: trusted for HTTPS to Snyk in addition to the platform's roots.
     pub snyk_ca: ExtraRoots,
@@ -30,8 +42,11 @@ pub struct Settings {
     /// `TOKEN_SERVICE_URL`: one token-service, or replicas that calls are spread over.
     pub token_service_urls: TokenServiceUrls,
     pub token_service_api_key: SecretString,
-    /// PEM of the CA that signed token-service's certificate (when `TOKEN_SERVICE_URL` is https).
-    pub token_service_ca: Option<Vec<u8>>,
+    /// `TOKEN_SERVICE_CA_CERT`: the CA trusted for token-service's certificate (when
+    /// `TOKEN_SERVICE_URL` is https).
+    pub token_service_ca: Option<InternalCa>,
+    /// The plain-text hops `INTERNAL_PLAINTEXT=allow` let through, said at start-up.
+    pub internal_hops: InternalHops,
     /// Deadline of one call to token-service (it may include waiting for a refresh).
     pub token_service_timeout: Duration,
     /// Who may call this service.
@@ -60,17 +75,26 @@ impl Settings {
             "PROJECTS_SERVICE_CLIENT_KEYS",
             &env.required("PROJECTS_SERVICE_CLIENT_KEYS")?,
         )?);
+        let mut internal_hops = InternalHops::from_env(&env)?;
+        let token_service_urls = TokenServiceUrls::from_env(&env)?;
+        internal_hops.check(TokenServiceUrls::VAR, token_service_urls.iter())?;
         Ok(Settings {
             addr: env.addr("PROJECTS_SERVICE_ADDR", "0.0.0.0:8081")?,
+            tls: ServerTls::from_env(&env, TLS_CERT_VAR, TLS_KEY_VAR)?,
+            metrics_addr: env
+                .optional(METRICS_ADDR_VAR)
+                .map(|_| env.addr(METRICS_ADDR_VAR, "0.0.0.0:9466"))
+                .transpose()?,
             snyk_api_url: env.snyk_url("SNYK_API_URL", "https://api.snyk.io")?,
             snyk_ca: env.extra_roots(SNYK_CA_CERT)?,
             snyk_rest_version: version,
             snyk_timeout: env.millis("SNYK_REST_TIMEOUT_MS", 30_000)?,
             snyk_retries: env.parse("SNYK_REST_RETRIES", 4, "a whole number")?,
             snyk_max_backoff: env.millis("SNYK_REST_MAX_BACKOFF_MS", 10_000)?,
-            token_service_urls: TokenServiceUrls::from_env(&env)?,
+            token_service_urls,
             token_service_api_key: env.header_secret("TOKEN_SERVICE_API_KEY")?,
-            token_service_ca: env.file("TOKEN_SERVICE_CA_CERT")?,
+            token_service_ca: InternalCa::from_env(&env, "TOKEN_SERVICE_CA_CERT")?,
+            internal_hops,
             token_service_timeout: env.millis("TOKEN_SERVICE_TIMEOUT_MS", 15_000)?,
             org_route_callers: org_route_callers(
                 &client_keys,
@@ -155,11 +179,67 @@ mod tests {
     fn token_service_may_be_several_replicas() {
         let s = with(&[(
             "TOKEN_SERVICE_URL",
-            "http://token-1:50051, http://token-2:50051",
+            "https://token-1:50051, https://token-2:50051",
         )])
         .expect("valid");
         assert_eq!(s.token_service_urls.len(), 2);
         assert_eq!(with(&[]).expect("valid").token_service_urls.len(), 1);
+    }
+
+    #[test]
+    fn plain_http_to_token_service_elsewhere_needs_the_mesh_opt_out() {
+        let plain = (
+            "TOKEN_SERVICE_URL",
+            "https://token-1:50051,http://token-2:50051",
+        );
+        let err = format!("{:#}", with(&[plain]).expect_err("plain text refused"));
+        assert!(
+            err.contains("TOKEN_SERVICE_URL") && err.contains("INTERNAL_PLAINTEXT"),
+            "{err}"
+        );
+        let s = with(&[plain, ("INTERNAL_PLAINTEXT", "allow")]).expect("allowed");
+        assert_eq!(
+            s.internal_hops.plaintext().collect::<Vec<_>>(),
+            [("TOKEN_SERVICE_URL", "token-2")]
+        );
+        with(&[("TOKEN_SERVICE_URL", "http://127.0.0.1:50051")]).expect("loopback");
+    }
+
+    #[test]
+    fn metrics_move_to_their_own_port_only_when_asked() {
+        assert_eq!(with(&[]).expect("valid").metrics_addr, None);
+        let s = with(&[("PROJECTS_SERVICE_METRICS_ADDR", "0.0.0.0:9466")]).expect("valid");
+        assert_eq!(s.metrics_addr.map(|a| a.port()), Some(9466));
+        let err = with(&[("PROJECTS_SERVICE_METRICS_ADDR", "9466")]).expect_err("bad");
+        assert!(
+            err.to_string().contains("PROJECTS_SERVICE_METRICS_ADDR"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn https_takes_both_files_or_neither() {
+        assert!(with(&[]).expect("valid").tls.is_none());
+        for half in [
+            ("PROJECTS_SERVICE_TLS_CERT", "Cargo.toml"),
+            ("PROJECTS_SERVICE_TLS_KEY", "Cargo.toml"),
+        ] {
+            let err = format!("{:#}", with(&[half]).expect_err("half of TLS"));
+            assert!(
+                err.contains("PROJECTS_SERVICE_TLS_CERT")
+                    && err.contains("PROJECTS_SERVICE_TLS_KEY"),
+                "{err}"
+            );
+        }
+        let err = with(&[
+            ("PROJECTS_SERVICE_TLS_CERT", "Cargo.toml"),
+            ("PROJECTS_SERVICE_TLS_KEY", "Cargo.toml"),
+        ])
+        .expect_err("not PEM");
+        assert!(
+            format!("{err:#}").contains("PROJECTS_SERVICE_TLS_CERT"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -182,6 +262,8 @@ mod tests {
             ("SNYK_REST_TIMEOUT_MS", "0"),
             ("SNYK_CA_CERT", "/nonexistent/ca.pem"),
             ("SNYK_CA_CERT", "Cargo.toml"),
+            ("TOKEN_SERVICE_CA_CERT", "Cargo.toml"),
+            ("INTERNAL_PLAINTEXT", "yes"),
         ] {
             let err = with(&[(k, v)]).expect_err(k);
             assert!(format!("{err:#}").contains(k), "{k}: {err:#}");

@@ -1,7 +1,8 @@
 //! The `projects-service` binary. `projects-service` serves; `projects-service healthcheck` asks the
-//! service listening on `PROJECTS_SERVICE_ADDR` for `/readyz` (exit code 0 on 200);
-//! `projects-service check-config` reads the settings as start-up does, prints them with secrets redacted
-//! and exits 0, or 2 with the error start-up would give.
+//! service listening on `PROJECTS_SERVICE_ADDR` for `/readyz` (exit code 0 on 200), over HTTPS
+//! when `PROJECTS_SERVICE_TLS_CERT` is set; `projects-service check-config` reads the settings as
+//! start-up does, prints them with secrets redacted and exits 0, or 2 with the error start-up
+//! would give.
 
 use std::process::ExitCode;
 
@@ -11,10 +12,15 @@ use service_runtime::{shutdown_signal, telemetry};
 #[tokio::main]
 async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        // Needs only the listen address: no settings, no telemetry.
-        let result =
-            service_runtime::healthcheck::http("PROJECTS_SERVICE_ADDR", "0.0.0.0:8081", "/readyz")
-                .await;
+        // Needs only the listen address (and, over HTTPS, the certificate it pins): no
+        // settings, no telemetry.
+        let result = service_runtime::healthcheck::http_or_https(
+            "PROJECTS_SERVICE_ADDR",
+            "0.0.0.0:8081",
+            "/readyz",
+            projects_service::config::TLS_CERT_VAR,
+        )
+        .await;
         return service_runtime::healthcheck::report("projects-service", &result);
     }
     if std::env::args().nth(1).as_deref() == Some("check-config") {

@@ -1,9 +1,11 @@
-//! Builds the HTTP server from settings and runs it until a shutdown future resolves.
+//! Builds the HTTP server (HTTPS with a certificate, and `/metrics` on a side port when asked)
+//! from settings and runs it until a shutdown future resolves.
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use service_runtime::{internal::InternalCa, tls::ServerTls};
 use tracing_actix_web::TracingLogger;
 
 use crate::{
@@ -18,6 +20,10 @@ use crate::{
 pub struct Application {
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
+    /// HTTPS only when set (`PROJECTS_SERVICE_TLS_CERT`/`_KEY`).
+    tls: Option<ServerTls>,
+    /// `/metrics` on a port of its own (`PROJECTS_SERVICE_METRICS_ADDR`), plain HTTP.
+    metrics_listener: Option<std::net::TcpListener>,
     state: AppState,
     drain: Duration,
 }
@@ -33,7 +39,7 @@ impl Application {
         .context("cannot set up the Snyk REST client (SNYK_API_URL, SNYK_CA_CERT)")?;
         let tokens = TokenSource::new(
             &settings.token_service_urls,
-            settings.token_service_ca.as_deref(),
+            settings.token_service_ca.as_ref().map(InternalCa::pem),
             &settings.token_service_api_key,
             settings.token_service_timeout,
         )?;
@@ -52,9 +58,20 @@ impl Application {
         let listener = std::net::TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on PROJECTS_SERVICE_ADDR {}", settings.addr))?;
         let local_addr = listener.local_addr()?;
+        let metrics_listener = settings
+            .metrics_addr
+            .map(|addr| {
+                std::net::TcpListener::bind(addr).with_context(|| {
+                    format!("cannot listen on PROJECTS_SERVICE_METRICS_ADDR {addr}")
+                })
+            })
+            .transpose()?;
+        settings.internal_hops.warn_plaintext();
         Ok(Application {
             listener,
             local_addr,
+            tls: settings.tls,
+            metrics_listener,
             state,
             drain: settings.shutdown_drain,
         })
@@ -64,10 +81,32 @@ impl Application {
         self.local_addr
     }
 
+    /// Where `/metrics` is served when it has a port of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let draining = self.state.draining.clone();
         let state = web::Data::new(self.state);
+        let metrics_here = self.metrics_listener.is_none();
+        let metrics = match self.metrics_listener {
+            Some(listener) => {
+                let server = HttpServer::new(|| {
+                    App::new().route("/metrics", web::get().to(service_runtime::http::metrics))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)?
+                .run();
+                let handle = server.handle();
+                Some((handle, tokio::spawn(server)))
+            }
+            None => None,
+        };
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(
@@ -78,14 +117,23 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     crate::error::ApiError::BadRequest(format!("bad path: {e}")).into()
                 }))
-                .configure(routes)
+                .configure(|cfg| {
+                    if metrics_here {
+                        cfg.route("/metrics", web::get().to(service_runtime::http::metrics));
+                    }
+                    routes(cfg);
+                })
         })
         .disable_signals()
-        .shutdown_timeout(30)
-        .listen(self.listener)?
+        .shutdown_timeout(30);
+        let https = self.tls.is_some();
+        let server = match &self.tls {
+            Some(tls) => server.listen_rustls_0_23(self.listener, tls.server_config())?,
+            None => server.listen(self.listener)?,
+        }
         .run();
         let handle = server.handle();
-        tracing::info!(addr = %self.local_addr, "projects-service listening");
+        tracing::info!(addr = %self.local_addr, https, "projects-service listening");
         tokio::select! {
             r = server => r.context("HTTP server failed")?,
             () = shutdown => {
@@ -95,6 +143,10 @@ impl Application {
                 tracing::info!("no new requests; finishing in-flight ones");
                 handle.stop(true).await;
             }
+        }
+        if let Some((handle, task)) = metrics {
+            handle.stop(false).await;
+            let _ = task.await;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod grpc;
 pub mod healthcheck;
+pub mod internal;
 pub mod process_metrics;
 #[cfg(feature = "redis")]
 pub mod redis;

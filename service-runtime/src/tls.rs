@@ -1,6 +1,6 @@
 //! Certificates read from PEM files, in one place: the extra roots every client of Snyk trusts
-//! ([`SNYK_CA_CERT`], [`ExtraRoots`]), a server's certificate chain and key, and (crate-private)
-//! the pinned-certificate TLS a healthcheck speaks to its own server.
+//! ([`SNYK_CA_CERT`], [`ExtraRoots`]), a server's certificate chain and key ([`ServerTls`]), and
+//! (crate-private) the pinned-certificate TLS a healthcheck speaks to its own server.
 
 use std::{fmt, sync::Arc};
 
@@ -89,6 +89,53 @@ impl ExtraRoots {
 impl fmt::Debug for ExtraRoots {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ExtraRoots({} certificates)", self.0.len())
+    }
+}
+
+/// An HTTPS server's identity for rustls: the certificate chain (leaf first) and private key of
+/// the PEM files named by two settings (such as `PROJECTS_SERVICE_TLS_CERT` and
+/// `PROJECTS_SERVICE_TLS_KEY`). Built only by [`ServerTls::from_env`], so the key matches the
+/// certificate.
+#[derive(Clone)]
+pub struct ServerTls(Arc<rustls::ServerConfig>);
+
+impl ServerTls {
+    /// Both files named (serve TLS only), or neither (`None`: plain). One without the other, an
+    /// unreadable file, or a key that cannot serve the certificate is an error naming the
+    /// variable and the file.
+    pub fn from_env(
+        env: &crate::config::Env,
+        cert_var: &str,
+        key_var: &str,
+    ) -> anyhow::Result<Option<Self>> {
+        let ((cert_path, cert_pem), (key_path, key_pem)) =
+            match (env.named_file(cert_var)?, env.named_file(key_var)?) {
+                (None, None) => return Ok(None),
+                (Some(cert), Some(key)) => (cert, key),
+                _ => bail!("{cert_var} and {key_var} must be set together (both or neither)"),
+            };
+        let chain = certificates(cert_var, &cert_path, &cert_pem)?;
+        let key = private_key(key_var, &key_path, &key_pem)?;
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| {
+                anyhow!("{key_var}: {key_path} cannot serve the certificate of {cert_path} ({e})")
+            })?;
+        Ok(Some(ServerTls(Arc::new(config))))
+    }
+
+    /// A copy of the server configuration (servers such as actix-web take one by value).
+    pub fn server_config(&self) -> rustls::ServerConfig {
+        (*self.0).clone()
+    }
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The key stays out of `Debug`.
+        f.write_str("ServerTls")
     }
 }
 

@@ -90,17 +90,28 @@ pub struct Container {
     pub state: String,
     /// `healthy`, `starting`, `unhealthy`, or empty without a healthcheck.
     pub health: String,
+    /// The exit code of its last run (0 while running).
+    pub exit_code: i32,
 }
 
 impl Container {
-    /// Running, and healthy if it has a healthcheck.
+    /// Running, and healthy if it has a healthcheck; or a one-shot job (no healthcheck, such as
+    /// compose.real.yml's `internal-certs`) that has done its work.
     pub fn ready(&self) -> bool {
-        self.state == "running" && (self.health.is_empty() || self.health == "healthy")
+        (self.state == "running" && (self.health.is_empty() || self.health == "healthy"))
+            || self.completed()
     }
 
-    /// Exited, dead, or failing its healthcheck: it will not turn healthy by waiting.
+    /// A one-shot job (no healthcheck) that exited with 0.
+    pub fn completed(&self) -> bool {
+        self.state == "exited" && self.exit_code == 0 && self.health.is_empty()
+    }
+
+    /// Exited (other than a completed job), dead, or failing its healthcheck: it will not turn
+    /// healthy by waiting.
     pub fn failed(&self) -> bool {
-        !matches!(self.state.as_str(), "running" | "created") || self.health == "unhealthy"
+        (!matches!(self.state.as_str(), "running" | "created") && !self.completed())
+            || self.health == "unhealthy"
     }
 }
 
@@ -297,10 +308,10 @@ impl Compose {
                 let line = docker(&[
                     "inspect",
                     "-f",
-                    "{{.Name}}|{{index .Config.Labels \"com.docker.compose.service\"}}|{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                    "{{.Name}}|{{index .Config.Labels \"com.docker.compose.service\"}}|{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.ExitCode}}",
                     id,
                 ]);
-                let mut parts = line.splitn(4, '|');
+                let mut parts = line.splitn(5, '|');
                 let mut next = || parts.next().unwrap_or_default().to_owned();
                 Container {
                     id: id.to_owned(),
@@ -308,6 +319,7 @@ impl Compose {
                     service: next(),
                     state: next(),
                     health: next(),
+                    exit_code: next().trim().parse().unwrap_or(-1),
                 }
             })
             .collect();
@@ -347,6 +359,26 @@ impl Compose {
         first
             .parse()
             .unwrap_or_else(|_| panic!("{service}:{port} is not published: {text:?}"))
+    }
+
+    /// `docker exec` in `container` with `env` added: whether it succeeded, and its output.
+    pub fn exec(&self, container: &str, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
+        let mut cmd = Command::new("docker");
+        cmd.arg("exec");
+        for (k, v) in env {
+            cmd.arg("-e").arg(format!("{k}={v}"));
+        }
+        let out = cmd.arg(container).args(args).output().expect("docker runs");
+        (out.status.success(), output_text(&out))
+    }
+
+    /// The address of `service`'s one container on the project's network `network`.
+    pub fn ip(&self, service: &str, network: &str) -> String {
+        let format = format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            self.network(network)
+        );
+        docker(&["inspect", "-f", &format, &self.one(service).id])
     }
 
     /// The name of the project's network `name` (Compose prefixes it with the project).

@@ -2,7 +2,8 @@
 //! filled in (test values, none of them a demo default), `compose.real.yml` over
 //! docker-compose.yml, and Snyk at a non-demo HTTPS address: a stand-in (fake-snyk without demo
 //! mode) with a throwaway CA that the services trust through compose.ca.yml (`SNYK_CA_CERT`),
-//! tests/compose/standin.yml.
+//! tests/compose/standin.yml. Every internal hop runs over TLS with the certificates that
+//! compose.real.yml's `internal-certs` job makes.
 
 use std::os::unix::fs::PermissionsExt as _;
 
@@ -103,5 +104,94 @@ async fn real_mode_installs_against_snyk_over_tls_without_any_demo_default() {
         "the install's page lists the stand-in's projects:\n{text}"
     );
     eprintln!("compose real mode: install {install_id} over TLS to the stand-in");
+
+    every_internal_hop_is_tls(&stack);
     stack.down();
+}
+
+/// The install above went auth-service → token-service and → projects-service → token-service:
+/// those hops are configured https, the servers refuse plain text, and the certificates came
+/// from the `internal-certs` job, which keeps them when run again.
+fn every_internal_hop_is_tls(stack: &Compose) {
+    let env_of = |service: &str| -> String {
+        crate::harness::docker(&[
+            "inspect",
+            "-f",
+            "{{range .Config.Env}}{{println .}}{{end}}",
+            &stack.one(service).id,
+        ])
+    };
+    for (service, var, url) in [
+        (
+            "projects-service",
+            "TOKEN_SERVICE_URL",
+            "https://token-service:50051",
+        ),
+        (
+            "auth-service",
+            "TOKEN_SERVICE_URL",
+            "https://token-service:50051",
+        ),
+        (
+            "auth-service",
+            "PROJECTS_SERVICE_URL",
+            "https://projects-service:8081",
+        ),
+    ] {
+        let env = env_of(service);
+        assert!(
+            env.lines().any(|l| l == format!("{var}={url}")),
+            "{service} calls {var}={url}:\n{env}"
+        );
+    }
+
+    // A plain-text client on the services' network (the healthchecks of our image, from
+    // auth-service's container, which has no server certificate) gets no answer.
+    let auth = stack.one("auth-service").id;
+    let token_ip = stack.ip("token-service", "default");
+    let projects_ip = stack.ip("projects-service", "default");
+    for (binary, var, addr) in [
+        (
+            "token-service",
+            "TOKEN_SERVICE_ADDR",
+            format!("{token_ip}:50051"),
+        ),
+        (
+            "projects-service",
+            "PROJECTS_SERVICE_ADDR",
+            format!("{projects_ip}:8081"),
+        ),
+    ] {
+        let (healthy, out) = stack.exec(&auth, &[(var, &addr)], &[binary, "healthcheck"]);
+        assert!(!healthy, "{binary} answered plain text at {addr}: {out}");
+        eprintln!(
+            "compose real mode: plain text to {binary} refused: {}",
+            out.trim()
+        );
+    }
+
+    // The job made the certificates; each key is the services' user's alone; a second run
+    // keeps them.
+    let certs = stack.one("internal-certs");
+    assert_eq!((certs.state.as_str(), certs.exit_code), ("exited", 0));
+    let log = stack.logs(&certs.id);
+    assert!(log.contains("certs: token-service: made"), "{log}");
+    let (ok, listing) = stack.exec(
+        &stack.one("token-service").id,
+        &[],
+        &["ls", "-ln", "/var/lib/snykapps/tls/token-service"],
+    );
+    assert!(ok, "{listing}");
+    let key = listing
+        .lines()
+        .find(|l| l.ends_with(" key.pem"))
+        .unwrap_or_else(|| panic!("no key.pem: {listing}"));
+    let fields: Vec<&str> = key.split_whitespace().collect();
+    assert_eq!(fields[0], "-rw-------", "{key}");
+    assert_eq!((fields[2], fields[3]), ("10001", "10001"), "{key}");
+    let (ok, again) = stack.try_run(&["run", "--rm", "internal-certs"]);
+    assert!(
+        ok && again.contains("certs: CA: kept") && again.contains("certs: token-service: kept"),
+        "a second run keeps valid certificates:\n{again}"
+    );
 }

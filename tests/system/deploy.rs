@@ -544,6 +544,11 @@ fn compose_wires_services_by_name_on_the_ports_they_listen_on() {
     let token = listen("token-service", "TOKEN_SERVICE_ADDR");
     let token_metrics = listen("token-service", "TOKEN_SERVICE_METRICS_ADDR");
     let projects = listen("projects-service", "PROJECTS_SERVICE_ADDR");
+    let projects_metrics = listen("projects-service", "PROJECTS_SERVICE_METRICS_ADDR");
+    assert_ne!(
+        projects, projects_metrics,
+        "projects-service's /metrics has a plain port of its own (the API is HTTPS in real mode)"
+    );
     let auth = listen("auth-service", "AUTH_SERVICE_ADDR");
     let auth_metrics = listen("auth-service", "AUTH_SERVICE_METRICS_ADDR");
     assert_ne!(
@@ -614,7 +619,7 @@ fn compose_wires_services_by_name_on_the_ports_they_listen_on() {
         .collect();
     for expected in [
         format!("auth-service:{auth_metrics}"),
-        format!("projects-service:{projects}"),
+        format!("projects-service:{projects_metrics}"),
         format!("token-service:{token_metrics}"),
     ] {
         assert!(targets.contains(&expected), "{expected} not in {targets:?}");
@@ -906,5 +911,275 @@ fn every_binary_in_the_image_has_a_healthcheck_subcommand() {
              the binary must handle it before it loads its settings",
             main.display()
         );
+    }
+}
+
+/// `--flag value` of a command line.
+fn flag<'a>(command: &[&'a str], flag: &str) -> &'a str {
+    command
+        .windows(2)
+        .find(|w| w[0] == flag)
+        .unwrap_or_else(|| panic!("{flag} missing from {command:?}"))[1]
+}
+
+/// The services that call an internal service, by the variable naming it, with the listening
+/// variable of the service called: (caller, URL variable, CA variable, callee, listen variable).
+const INTERNAL_HOPS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "projects-service",
+        "TOKEN_SERVICE_URL",
+        "TOKEN_SERVICE_CA_CERT",
+        "token-service",
+        "TOKEN_SERVICE_ADDR",
+    ),
+    (
+        "auth-service",
+        "TOKEN_SERVICE_URL",
+        "TOKEN_SERVICE_CA_CERT",
+        "token-service",
+        "TOKEN_SERVICE_ADDR",
+    ),
+    (
+        "auth-service",
+        "PROJECTS_SERVICE_URL",
+        "PROJECTS_SERVICE_CA_CERT",
+        "projects-service",
+        "PROJECTS_SERVICE_ADDR",
+    ),
+];
+
+/// Real mode with no manual step: a one-shot `token-service certs` of our own image makes the
+/// certificates into volumes before any service starts; each server mounts, read-only, the
+/// volume with its own certificate and key and no other key; every internal URL is https to a
+/// name the certificates hold, on the port the callee listens on, trusting the CA's certificate
+/// from a volume the job writes; and the CA's key is mounted by the job only.
+#[test]
+fn real_mode_runs_tls_on_every_internal_hop_with_certificates_made_at_start() {
+    let base = yaml("docker-compose.yml");
+    let real = yaml("compose.real.yml");
+    let (base_all, all) = (services(&base), services(&real));
+
+    let job = &all["internal-certs"];
+    assert_eq!(job["image"].as_str(), Some(IMAGE));
+    assert!(job.get("profiles").is_none(), "runs in real mode always");
+    assert_eq!(job["network_mode"].as_str(), Some("none"));
+    assert_eq!(job["read_only"], Value::Bool(true));
+    let command = strings(&job["command"]);
+    assert_eq!(command[..2], ["token-service", "certs"]);
+    let (dir, ca_dir) = (flag(&command, "--dir"), flag(&command, "--ca-dir"));
+    assert!(
+        !ca_dir.starts_with(dir),
+        "the CA's key stays out of the services' folders"
+    );
+    let names: Vec<&str> = flag(&command, "--names").split(',').collect();
+    // The job's volumes: mount path → volume.
+    let job_volumes: BTreeMap<String, String> = strings(&job["volumes"])
+        .into_iter()
+        .map(|v| {
+            let (volume, path) = v.split_once(':').expect("volume:path");
+            assert!(!path.ends_with(":ro"), "the job writes {path}");
+            assert!(
+                real["volumes"].get(volume).is_some(),
+                "{volume}: a named volume of compose.real.yml"
+            );
+            (path.to_owned(), volume.to_owned())
+        })
+        .collect();
+    let volume_at = |path: &str| -> &str {
+        job_volumes
+            .get(path)
+            .unwrap_or_else(|| panic!("internal-certs mounts no volume at {path}"))
+    };
+    let ca_volume = volume_at(ca_dir);
+    let own_dir = |name: &str| format!("{dir}/{name}");
+    // Every mount point exists in the image, owned by the services' user, so the new volumes
+    // are writable by the job (Docker copies the directory's owner and mode into a new volume).
+    let base_stage = stage("base").join("\n");
+    for path in job_volumes.keys() {
+        assert!(
+            base_stage.contains("install -d -o 10001 -g 10001")
+                && base_stage.split_whitespace().any(|w| w == path),
+            "the image makes {path}, owned by 10001"
+        );
+    }
+
+    for svc in ["token-service", "projects-service", "auth-service"] {
+        let service = &all[svc];
+        assert_eq!(
+            depends_on(service)
+                .get("internal-certs")
+                .map(String::as_str),
+            Some("service_completed_successfully"),
+            "{svc} starts once the certificates are made"
+        );
+        // What it mounts of the job's volumes: read-only, never the CA's key, never another
+        // server's key.
+        let mounts: Vec<(String, String)> = strings(&service["volumes"])
+            .into_iter()
+            .filter_map(|v| {
+                let path = v
+                    .strip_suffix(":ro")
+                    .unwrap_or_else(|| panic!("{svc}: {v} read-only"));
+                let (volume, path) = path.split_once(':').expect("volume:path");
+                job_volumes
+                    .values()
+                    .any(|j| j == volume)
+                    .then(|| (volume.to_owned(), path.to_owned()))
+            })
+            .collect();
+        assert!(!mounts.is_empty(), "{svc} mounts what the job made");
+        for (volume, path) in &mounts {
+            assert_ne!(volume, ca_volume, "{svc} must not see the CA's key");
+            assert_eq!(
+                volume_at(path),
+                volume,
+                "{svc}: {volume} where the job wrote it"
+            );
+            for other in names.iter().filter(|n| **n != svc) {
+                assert_ne!(
+                    volume,
+                    volume_at(&own_dir(other)),
+                    "{svc} must not see {other}'s key"
+                );
+            }
+        }
+        // Its CA file is a ca.pem the job wrote into a volume it mounts.
+        let mounted = |file: &str| {
+            mounts
+                .iter()
+                .any(|(_, path)| file.strip_prefix(path.as_str()) == Some("/ca.pem"))
+        };
+        for var in ["TOKEN_SERVICE_CA_CERT", "PROJECTS_SERVICE_CA_CERT"] {
+            if let Some(file) = env(service, var) {
+                assert!(mounted(file), "{svc}: {var}={file} is not in its volumes");
+            }
+        }
+    }
+    for (svc, prefix) in [
+        ("token-service", "TOKEN_SERVICE"),
+        ("projects-service", "PROJECTS_SERVICE"),
+    ] {
+        assert!(names.contains(&svc), "--names must hold {svc}: {names:?}");
+        assert_eq!(
+            env(&all[svc], &format!("{prefix}_TLS_CERT")),
+            Some(format!("{}/cert.pem", own_dir(svc)).as_str())
+        );
+        assert_eq!(
+            env(&all[svc], &format!("{prefix}_TLS_KEY")),
+            Some(format!("{}/key.pem", own_dir(svc)).as_str())
+        );
+    }
+    // token-service's own healthcheck speaks TLS to localhost and must trust the CA.
+    assert!(env(&all["token-service"], "TOKEN_SERVICE_CA_CERT").is_some());
+
+    for (caller, url_var, ca_var, callee, listen_var) in INTERNAL_HOPS {
+        let port = port_of(env(&base_all[*callee], listen_var).expect("listen address"));
+        assert!(
+            env(&base_all[*caller], url_var).is_some(),
+            "{caller}: {url_var} in docker-compose.yml"
+        );
+        assert_eq!(
+            env(&all[*caller], url_var),
+            Some(format!("https://{callee}:{port}").as_str()),
+            "{caller}: {url_var} must be https in real mode"
+        );
+        assert!(names.contains(callee), "--names must hold {callee}");
+        assert!(env(&all[*caller], ca_var).is_some(), "{caller}: {ca_var}");
+    }
+    // No plain-text opt-out in the repository's own real mode.
+    for (key, service) in all {
+        assert_eq!(
+            env(service, "INTERNAL_PLAINTEXT"),
+            None,
+            "{}: compose's real mode needs no mesh opt-out",
+            name(key)
+        );
+    }
+}
+
+/// The observability profile's containers are not on the services' network: each shares
+/// networks with exactly the containers it scrapes, queries, receives from or exports to (read
+/// from their configuration files), and with nothing else.
+#[test]
+fn observability_containers_reach_only_what_they_scrape_or_receive_from() {
+    let compose = yaml("docker-compose.yml");
+    let all = services(&compose);
+    let networks = |svc: &str| -> BTreeSet<String> {
+        all[svc].get("networks").map_or_else(
+            || BTreeSet::from(["default".to_owned()]),
+            |n| strings(n).into_iter().map(str::to_owned).collect(),
+        )
+    };
+    let reach = |svc: &str| -> BTreeSet<String> {
+        let mine = networks(svc);
+        all.keys()
+            .map(name)
+            .filter(|other| *other != svc && !networks(other).is_disjoint(&mine))
+            .map(str::to_owned)
+            .collect()
+    };
+    let observability: Vec<&str> = all
+        .iter()
+        .filter(|(_, s)| {
+            s.get("profiles")
+                .is_some_and(|p| strings(p).contains(&"observability"))
+        })
+        .map(|(k, _)| name(k))
+        .collect();
+    assert!(observability.len() >= 4, "{observability:?}");
+
+    // Who talks to whom, from the files that say so.
+    let host = |endpoint: &str| -> String {
+        let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+        rest.split([':', '/']).next().unwrap_or_default().to_owned()
+    };
+    let mut talks: BTreeSet<(String, String)> = BTreeSet::new();
+    let prometheus = yaml("deploy/prometheus.yml");
+    for job in prometheus["scrape_configs"].as_sequence().expect("jobs") {
+        for sc in job["static_configs"].as_sequence().expect("static_configs") {
+            for target in strings(&sc["targets"]) {
+                talks.insert(("prometheus".into(), host(target)));
+            }
+        }
+    }
+    let source = yaml("deploy/grafana/provisioning/datasources/prometheus.yml");
+    for ds in source["datasources"].as_sequence().expect("datasources") {
+        talks.insert(("grafana".into(), host(ds["url"].as_str().expect("url"))));
+    }
+    let collector = yaml("deploy/otel-collector.yaml");
+    for (_, exporter) in collector["exporters"].as_mapping().expect("exporters") {
+        if let Some(endpoint) = exporter.get("endpoint").and_then(Value::as_str) {
+            let to = host(endpoint);
+            // The Prometheus exporter listens (0.0.0.0:8889); the others send.
+            if all.get(to.as_str()).is_some() {
+                talks.insert(("otel-collector".into(), to));
+            }
+        }
+    }
+    for (key, service) in all {
+        if env(service, "OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+            talks.insert((name(key).to_owned(), "otel-collector".into()));
+        }
+    }
+
+    for svc in observability {
+        assert!(
+            !networks(svc).contains("default"),
+            "{svc} must not be on the services' network"
+        );
+        let expected: BTreeSet<String> = talks
+            .iter()
+            .filter_map(|(a, b)| {
+                if a == svc {
+                    Some(b.clone())
+                } else if b == svc {
+                    Some(a.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert!(!expected.is_empty(), "{svc} talks to nobody?");
+        assert_eq!(reach(svc), expected, "{svc} reaches exactly its peers");
     }
 }

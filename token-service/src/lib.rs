@@ -11,6 +11,7 @@
 pub mod backoff;
 pub mod cache;
 pub mod caller;
+pub mod certs;
 pub mod client_secret;
 pub mod config;
 pub mod convert;

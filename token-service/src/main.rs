@@ -4,13 +4,14 @@
 //! `token-service installs …` and `token-service events tail` are the operator tools, a gRPC
 //! client of a running token-service (`token_service::ops`); `token-service check-config` reads the
 //! settings as start-up does, prints them with secrets redacted and exits 0, or 2 with the error
-//! start-up would give.
+//! start-up would give; `token-service certs` makes or renews the internal CA and the services'
+//! certificates in a folder (`token_service::certs`).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use service_runtime::{config::Env, shutdown_signal, telemetry};
-use token_service::{Application, Settings, ops, reseal};
+use token_service::{Application, Settings, certs, ops, reseal};
 
 /// The command line. Parsed before anything else is read, so `--help` and a mistyped command
 /// need no configuration (a usage error exits with 2).
@@ -40,6 +41,9 @@ enum Command {
     Installs(ops::InstallsArgs),
     /// Follow the installs' lifecycle events (WatchInstallEvents).
     Events(ops::EventsArgs),
+    /// Make or renew a private CA and a TLS certificate per internal service, then exit
+    /// (compose's real mode runs it at every start).
+    Certs(certs::CertsArgs),
 }
 
 #[tokio::main]
@@ -55,6 +59,8 @@ async fn main() -> ExitCode {
         // telemetry (their output is for a person or a script, not for the log pipeline).
         Command::Installs(args) => return ops::installs(args, &Env::process()).await,
         Command::Events(args) => return ops::events(args, &Env::process()).await,
+        // Files only: no settings, no Redis, no telemetry.
+        Command::Certs(args) => return certs::main(&args),
         Command::Serve => Run::Serve,
         Command::Reseal => Run::Reseal,
         Command::Healthcheck => return healthcheck().await,
