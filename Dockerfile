@@ -32,6 +32,7 @@ RUN apt-get update \
         --shell /usr/sbin/nologin snykapps \
  && install -d -o 10001 -g 10001 -m 0755 /var/lib/snykapps/tls \
         /var/lib/snykapps/tls/token-service /var/lib/snykapps/tls/projects-service \
+        /var/lib/snykapps/tls/redis /var/lib/snykapps/tls/redis-auth \
  && install -d -o 10001 -g 10001 -m 0700 /var/lib/snykapps/ca
 # Mount points of compose.real.yml's internal TLS volumes, owned by the services' user: Docker
 # gives a new named volume the owner and mode of the directory it is mounted on, so

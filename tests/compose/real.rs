@@ -187,7 +187,7 @@ fn every_internal_hop_is_tls(stack: &Compose) {
         .find(|l| l.ends_with(" key.pem"))
         .unwrap_or_else(|| panic!("no key.pem: {listing}"));
     let fields: Vec<&str> = key.split_whitespace().collect();
-    assert_eq!(fields[0], "-rw-------", "{key}");
+    assert_eq!(fields[0], "-rw-r-----", "{key}");
     assert_eq!((fields[2], fields[3]), ("10001", "10001"), "{key}");
     let (ok, again) = stack.try_run(&["run", "--rm", "internal-certs"]);
     assert!(

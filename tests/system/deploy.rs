@@ -365,7 +365,9 @@ fn every_compose_app_service_runs_an_image_binary_with_its_own_healthcheck() {
             // The default user is off: the service's own user must get PONG.
             let test = healthcheck().join(" ");
             assert!(
-                test.contains("redis-cli --user") && test.contains("grep -q PONG"),
+                test.contains("redis-cli ")
+                    && test.contains(" --user \"$$REDIS_USER\" ping")
+                    && test.contains("grep -q PONG"),
                 "{svc}: {test}"
             );
         }
@@ -784,6 +786,11 @@ fn the_shipped_demo_values_in_the_code_are_exactly_the_compose_demo_secrets() {
         };
         for (var, value) in environment {
             for (inner, default) in compose_defaults(value.as_str().unwrap_or_default()) {
+                // An empty fallback (an optional secret, such as a previous password during a
+                // rotation) publishes nothing.
+                if default.is_empty() {
+                    continue;
+                }
                 if !NOT_SECRET.contains(&inner) || default.contains("demo") {
                     secret_defaults.push((svc, name(var), default));
                 }
@@ -1003,7 +1010,13 @@ fn real_mode_runs_tls_on_every_internal_hop_with_certificates_made_at_start() {
         );
     }
 
-    for svc in ["token-service", "projects-service", "auth-service"] {
+    for svc in [
+        "token-service",
+        "projects-service",
+        "auth-service",
+        "redis",
+        "redis-auth",
+    ] {
         let service = &all[svc];
         assert_eq!(
             depends_on(service)
@@ -1017,14 +1030,13 @@ fn real_mode_runs_tls_on_every_internal_hop_with_certificates_made_at_start() {
         let mounts: Vec<(String, String)> = strings(&service["volumes"])
             .into_iter()
             .filter_map(|v| {
-                let path = v
-                    .strip_suffix(":ro")
-                    .unwrap_or_else(|| panic!("{svc}: {v} read-only"));
-                let (volume, path) = path.split_once(':').expect("volume:path");
-                job_volumes
-                    .values()
-                    .any(|j| j == volume)
-                    .then(|| (volume.to_owned(), path.to_owned()))
+                let (volume, rest) = v.split_once(':').expect("volume:path");
+                job_volumes.values().any(|j| j == volume).then(|| {
+                    let path = rest
+                        .strip_suffix(":ro")
+                        .unwrap_or_else(|| panic!("{svc}: {v} read-only"));
+                    (volume.to_owned(), path.to_owned())
+                })
             })
             .collect();
         assert!(!mounts.is_empty(), "{svc} mounts what the job made");
@@ -1049,7 +1061,11 @@ fn real_mode_runs_tls_on_every_internal_hop_with_certificates_made_at_start() {
                 .iter()
                 .any(|(_, path)| file.strip_prefix(path.as_str()) == Some("/ca.pem"))
         };
-        for var in ["TOKEN_SERVICE_CA_CERT", "PROJECTS_SERVICE_CA_CERT"] {
+        for var in [
+            "TOKEN_SERVICE_CA_CERT",
+            "PROJECTS_SERVICE_CA_CERT",
+            "REDIS_CA_CERT",
+        ] {
             if let Some(file) = env(service, var) {
                 assert!(mounted(file), "{svc}: {var}={file} is not in its volumes");
             }
@@ -1068,6 +1084,27 @@ fn real_mode_runs_tls_on_every_internal_hop_with_certificates_made_at_start() {
             env(&all[svc], &format!("{prefix}_TLS_KEY")),
             Some(format!("{}/key.pem", own_dir(svc)).as_str())
         );
+    }
+    // Both Redis servers speak TLS only, with their own certificate, and their one client
+    // connects with rediss:// trusting the CA.
+    for (redis, client, var) in [
+        ("redis", "token-service", "REDIS_URL"),
+        ("redis-auth", "auth-service", "AUTH_REDIS_URL"),
+    ] {
+        assert!(
+            names.contains(&redis),
+            "--names must hold {redis}: {names:?}"
+        );
+        assert_eq!(
+            env(&all[redis], "REDIS_TLS_DIR"),
+            Some(own_dir(redis).as_str()),
+            "{redis} serves TLS with its own certificate"
+        );
+        assert!(
+            env(&all[client], var).is_some_and(|u| u.starts_with("rediss://")),
+            "{client}: {var} is rediss://"
+        );
+        assert!(env(&all[client], "REDIS_CA_CERT").is_some(), "{client}");
     }
     // token-service's own healthcheck speaks TLS to localhost and must trust the CA.
     assert!(env(&all["token-service"], "TOKEN_SERVICE_CA_CERT").is_some());

@@ -9,7 +9,7 @@
 //! until it could no longer outlive a new certificate by [`RENEW_WITHIN`]; a new CA means new
 //! certificates for every name. Each name gets a folder of its own (`DIR/NAME/`: its certificate,
 //! key and the CA's certificate), so each service can be given its own key and nobody else's;
-//! `DIR/ca.pem` alone is for callers. Keys are written `0600` by the user running this (the
+//! `DIR/ca.pem` alone is for callers. Service keys are written `0640` by the user running this (the
 //! services' user in compose), and every file is replaced by a rename, so a reader never sees half
 //! of one.
 
@@ -46,6 +46,10 @@ const LOCAL_NAME: &str = "localhost";
 /// and its key.
 const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
+/// A service key's mode: its owner and group (the services' uid and gid, 10001 in the image) read
+/// it, so a server of another user (Redis, uid 999) reads it through that group
+/// (`group_add` in compose); nobody else does.
+const SERVICE_KEY_MODE: u32 = 0o640;
 /// A name's certificate and key, in its folder `DIR/NAME/`.
 pub const CERT_FILE: &str = "cert.pem";
 pub const KEY_FILE: &str = "key.pem";
@@ -54,7 +58,8 @@ pub const KEY_FILE: &str = "key.pem";
 #[derive(Debug, clap::Args)]
 pub struct CertsArgs {
     /// Where the services' files go: ca.pem (the CA their callers trust), and for each name a
-    /// folder NAME/ with cert.pem, key.pem (mode 0600) and ca.pem.
+    /// folder NAME/ with cert.pem, key.pem (mode 0640: its group lets a server running as another
+    /// user, such as Redis, read it; each folder is mounted into its own service only) and ca.pem.
     #[arg(long)]
     pub dir: PathBuf,
     /// Where the CA's own key stays (ca.key, mode 0600, next to ca.pem): a folder the services
@@ -173,7 +178,7 @@ pub fn run(args: &CertsArgs, now: OffsetDateTime) -> anyhow::Result<Report> {
                 let (cert_pem, key_pem) = ca.issue(&name, now)?;
                 // Key first: a crash in between leaves a pair that does not match, which the
                 // next run makes again.
-                write(&key_path, key_pem.as_bytes(), 0o600)?;
+                write(&key_path, key_pem.as_bytes(), SERVICE_KEY_MODE)?;
                 write(&cert_path, cert_pem.as_bytes(), 0o644)?;
                 Outcome::Made(why)
             }
@@ -473,7 +478,7 @@ mod tests {
                 err.contains("not valid for name"),
                 "{name} for {other}: {err}"
             );
-            assert_eq!(mode(a.dir.join(name).join(KEY_FILE)), 0o600);
+            assert_eq!(mode(a.dir.join(name).join(KEY_FILE)), SERVICE_KEY_MODE);
             assert_eq!(mode(a.dir.join(name).join(CERT_FILE)), 0o644);
             // Its folder holds its own key and the CA's certificate, nobody else's key.
             let mut files: Vec<String> = fs::read_dir(a.dir.join(name))
