@@ -70,13 +70,66 @@ fn check_config_accepts_what_starts_and_prints_no_secret() {
             "{service} prints its settings: {stdout}"
         );
         for (name, value) in &env {
-            if name.ends_with("SECRET") || name.ends_with("KEY") || name.ends_with("KEYS") {
+            if is_secret(name) {
                 let key = value
                     .rsplit(['=', ':'])
                     .find(|p| p.len() >= 12)
                     .unwrap_or(value);
                 assert!(!stdout.contains(key), "{service} printed {name}: {stdout}");
             }
+        }
+    }
+}
+
+/// Whether `demo_env` gives this variable a secret.
+fn is_secret(name: &str) -> bool {
+    name.ends_with("SECRET") || name.ends_with("KEY") || name.ends_with("KEYS")
+}
+
+#[test]
+fn check_config_reads_each_secret_from_its_file() {
+    // As Kubernetes gives them (deploy/kubernetes): every secret a file of a mounted Secret, in a
+    // temp dir here, named by `<NAME>_FILE`; none in the environment.
+    for service in ["token-service", "projects-service", "auth-service"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut env: Vec<(String, String)> = Vec::new();
+        let mut files = Vec::new();
+        for (name, value) in demo_env(service) {
+            if is_secret(name) {
+                let path = dir.path().join(name);
+                std::fs::write(&path, format!("{value}\n")).expect("write the secret");
+                env.push((format!("{name}_FILE"), path.display().to_string()));
+                files.push((format!("{name}_FILE"), path, value));
+            } else {
+                env.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        assert!(!files.is_empty(), "{service} reads no secret");
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (code, stdout, stderr) = run(service, &["check-config"], &pairs);
+        assert_eq!(code, Some(0), "{service}: {stderr}");
+        for (_, _, value) in &files {
+            let key = value
+                .rsplit(['=', ':'])
+                .find(|p| p.len() >= 12)
+                .unwrap_or(value);
+            assert!(
+                !stdout.contains(key),
+                "{service} printed a secret: {stdout}"
+            );
+        }
+        // A file the Secret does not hold: refused naming the variable, never the contents.
+        for (var, path, _) in &files {
+            let moved = path.with_extension("moved");
+            std::fs::rename(path, &moved).expect("move the file away");
+            let (code, _, stderr) = run(service, &["check-config"], &pairs);
+            assert_eq!(
+                code,
+                Some(2),
+                "{service} without the file of {var}: {stderr}"
+            );
+            assert!(stderr.contains(var.as_str()), "{service}: {stderr}");
+            std::fs::rename(&moved, path).expect("put the file back");
         }
     }
 }

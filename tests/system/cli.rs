@@ -274,6 +274,35 @@ async fn installs_list_for_a_person_and_for_scripts_with_the_status_filter() {
 }
 
 #[tokio::test]
+async fn installs_list_takes_the_ops_key_from_the_services_key_file() {
+    // As in the Kubernetes pod (`kubectl exec deploy/token-service -- token-service installs
+    // list`): the service's client keys are a mounted file that `<NAME>_FILE` names.
+    let ops = Ops::start().await;
+    let install = ops.install().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("TOKEN_SERVICE_CLIENT_KEYS");
+    let mut env = ops.env.clone();
+    let at = env
+        .iter()
+        .position(|(k, _)| k == "TOKEN_SERVICE_CLIENT_KEYS")
+        .expect("the service's keys");
+    let (_, keys) = env.remove(at);
+    std::fs::write(&file, format!("{keys}\n")).unwrap();
+    env.push((
+        "TOKEN_SERVICE_CLIENT_KEYS_FILE".into(),
+        file.display().to_string(),
+    ));
+    let listed = run(&env, &["installs", "list", "--json"]).await.json();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|i| i["install_id"].as_str())
+        .collect();
+    assert_eq!(ids, [install.install_id.as_str()], "{listed:#}");
+}
+
+#[tokio::test]
 async fn installs_show_found_unknown_and_malformed() {
     let ops = Ops::start().await;
     let install = ops.install().await;

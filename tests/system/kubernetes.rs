@@ -191,16 +191,21 @@ fn kubernetes_demo_deployments_pass_check_config_of_their_binary() {
         );
         // The effective settings are printed, and no secret with them.
         assert!(stdout.contains("Settings"), "{name}: {stdout}");
-        for secret in &env.from_secrets {
-            for part in secret_parts(&env.vars[secret]) {
-                assert!(
-                    !stdout.contains(&part),
-                    "{name} check-config printed {secret}"
-                );
+        for (var, secret) in &env.secrets {
+            for part in secret_parts(secret) {
+                assert!(!stdout.contains(&part), "{name} check-config printed {var}");
             }
         }
     }
 }
+
+/// Each Redis URL variable and the file of its password. The binaries accept a URL without a
+/// password (a Redis without AUTH), so a dropped password file is nothing `check-config` can
+/// see: the manifests must give one with every URL that names a user.
+const REDIS_PASSWORD_FILES: &[(&str, &str)] = &[
+    ("REDIS_URL", "REDIS_PASSWORD_FILE"),
+    ("AUTH_REDIS_URL", "AUTH_REDIS_PASSWORD_FILE"),
+];
 
 #[test]
 fn kubernetes_check_config_names_each_secret_a_manifest_drops() {
@@ -208,18 +213,91 @@ fn kubernetes_check_config_names_each_secret_a_manifest_drops() {
     for (name, pod, container) in service_containers(&objects) {
         let root = tempfile::tempdir().expect("temp dir");
         let env = container_env(&objects, pod, container, root.path(), true);
-        assert!(!env.from_secrets.is_empty(), "{name} reads no secret");
-        for dropped in &env.from_secrets {
+        assert!(
+            env.secrets.keys().any(|v| v.ends_with("_FILE")),
+            "{name} reads no secret from a file"
+        );
+        for dropped in env.secrets.keys() {
+            let fail = |vars: &BTreeMap<String, String>, how: &str| {
+                let (code, _, stderr) = check_config(&name, vars);
+                assert_eq!(code, Some(2), "{name} started {how}");
+                assert!(stderr.contains(dropped.as_str()), "{name} {how}: {stderr}");
+            };
+            if dropped.ends_with("_FILE") {
+                // The Secret lacks the key: the file is not there.
+                let path = &env.vars[dropped];
+                let moved = format!("{path}.moved");
+                std::fs::rename(path, &moved).expect("move the file away");
+                fail(&env.vars, &format!("without the file of {dropped}"));
+                std::fs::rename(&moved, path).expect("put the file back");
+                if REDIS_PASSWORD_FILES.iter().any(|(_, f)| f == dropped) {
+                    continue;
+                }
+            }
+            // The manifest lacks the variable.
             let mut vars = env.vars.clone();
             vars.remove(dropped);
-            let (code, _, stderr) = check_config(&name, &vars);
-            assert_eq!(code, Some(2), "{name} started without {dropped}");
-            assert!(
-                stderr.contains(dropped.as_str()),
-                "{name} without {dropped}: {stderr}"
-            );
+            fail(&vars, &format!("without {dropped}"));
+        }
+        for (url, file) in REDIS_PASSWORD_FILES {
+            if let Some(value) = env.vars.get(*url) {
+                let names_user = value.split_once("://").is_some_and(|(_, rest)| {
+                    rest.split('/').next().is_some_and(|a| a.contains('@'))
+                });
+                assert!(
+                    !names_user || env.secrets.contains_key(*file),
+                    "{name}: {url} names a user and no {file} gives its password"
+                );
+            }
         }
     }
+}
+
+#[test]
+fn kubernetes_operator_cli_in_the_token_service_pod_finds_its_key() {
+    // `kubectl exec deploy/token-service -- token-service installs list`: the pod's own
+    // environment and files. Nothing listens where it dials here, so the tool gets as far as
+    // dialling with a key (exit 1), where a missing key is a usage error (exit 2).
+    let objects = overlay("demo");
+    let (_, pod, container) = service_containers(&objects)
+        .into_iter()
+        .find(|(binary, _, _)| binary == "token-service")
+        .expect("a token-service Deployment");
+    let root = tempfile::tempdir().expect("temp dir");
+    let mut env = container_env(&objects, pod, container, root.path(), true);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    env.vars
+        .insert("TOKEN_SERVICE_ADDR".into(), format!("0.0.0.0:{closed}"));
+    let list = |vars: &BTreeMap<String, String>| {
+        let out = Command::new(binary("token-service"))
+            .args(["installs", "list"])
+            .env_clear()
+            .envs(vars)
+            .output()
+            .expect("binary runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = list(&env.vars);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&closed.to_string()) && !stderr.contains("no key"),
+        "{stderr}"
+    );
+    for secret in env.secrets.values() {
+        for part in secret_parts(secret) {
+            assert!(!stderr.contains(&part), "a secret was shown: {stderr}");
+        }
+    }
+    env.vars.remove("TOKEN_SERVICE_CLIENT_KEYS_FILE");
+    let (code, stderr) = list(&env.vars);
+    assert_eq!(code, Some(2), "without the key file: {stderr}");
+    assert!(stderr.contains("no key"), "{stderr}");
 }
 
 #[test]
@@ -361,8 +439,9 @@ fn kubernetes_pods_are_hardened_sized_and_spread() {
             ("auth-service", 2),
         ] {
             let at = format!("{variant}: {service}");
+            // The count is the autoscaler's minimum (the Deployment sets none: see
+            // `kubernetes_no_deployment_sets_the_count_its_autoscaler_owns`).
             let deployment = named(&objects, "Deployment", service);
-            assert_eq!(deployment["spec"]["replicas"], replicas, "{at}: replicas");
             let pdb = named(&objects, "PodDisruptionBudget", service);
             assert_eq!(
                 pdb["spec"]["maxUnavailable"], 1,
@@ -375,6 +454,10 @@ fn kubernetes_pods_are_hardened_sized_and_spread() {
             );
             let hpa = named(&objects, "HorizontalPodAutoscaler", service);
             assert_eq!(hpa["spec"]["minReplicas"], replicas, "{at}: HPA minimum");
+            assert!(
+                hpa["spec"]["maxReplicas"].as_u64() > hpa["spec"]["minReplicas"].as_u64(),
+                "{at}: HPA maximum"
+            );
             assert_eq!(
                 hpa["spec"]["scaleTargetRef"]["name"], service,
                 "{at}: HPA target"
@@ -407,6 +490,23 @@ fn kubernetes_pods_are_hardened_sized_and_spread() {
 }
 
 #[test]
+fn kubernetes_no_deployment_sets_the_count_its_autoscaler_owns() {
+    for (variant, objects) in variants() {
+        for hpa in of_kind(&objects, "HorizontalPodAutoscaler") {
+            let target = &hpa["spec"]["scaleTargetRef"];
+            assert_eq!(target["kind"], "Deployment", "{variant}: {hpa}");
+            let deployment = named(&objects, "Deployment", str_of(&target["name"]));
+            assert!(
+                deployment["spec"]["replicas"].is_null(),
+                "{variant}: Deployment {} sets replicas, which every `kubectl apply` would \
+                 reset under its HorizontalPodAutoscaler",
+                target["name"]
+            );
+        }
+    }
+}
+
+#[test]
 fn kubernetes_network_policies_allow_exactly_the_architectures_edges() {
     for (variant, objects) in variants() {
         let expected = expected_edges(if variant == "demo" {
@@ -427,11 +527,15 @@ fn kubernetes_network_policies_allow_exactly_the_architectures_edges() {
 #[test]
 fn kubernetes_secrets_live_only_in_secrets() {
     for (variant, objects) in variants() {
-        // Settings name no secret variable and no URL carries a password.
+        // Settings name no secret variable (only its `<NAME>_FILE`, checked below to be a file of
+        // a mounted Secret) and no URL carries a password.
         for map in of_kind(&objects, "ConfigMap") {
             for (key, value) in map["data"].as_object().into_iter().flatten() {
                 let at = format!("{variant}: ConfigMap {} {key}", map["metadata"]["name"]);
-                assert!(!SECRET_VARS.contains(&key.as_str()), "{at} is a secret");
+                assert!(
+                    !SECRET_VARS.contains(&key.as_str()),
+                    "{at} is a secret: mount it from a Secret and set {key}_FILE"
+                );
                 let value = str_of(value);
                 if let Some((_, rest)) = value.split_once("://") {
                     let userinfo = rest.split(['/', '@']).next().filter(|_| rest.contains('@'));
@@ -444,14 +548,50 @@ fn kubernetes_secrets_live_only_in_secrets() {
         }
         for (workload, pod) in pod_specs(&objects) {
             for container in array(&pod["containers"]) {
+                // Our services take every secret as a file, none in their environment (which
+                // every child process inherits); others (Redis, the fake) by reference.
+                let ours = SERVICES.contains(&str_of(&container["command"][0]));
                 for var in array(&container["env"]) {
                     let name = str_of(&var["name"]);
                     if SECRET_VARS.contains(&name) {
+                        assert!(
+                            !ours,
+                            "{variant}: {workload} takes {name} in its environment: mount it and set {name}_FILE"
+                        );
                         assert!(
                             var["valueFrom"]["secretKeyRef"].is_object(),
                             "{variant}: {workload} {name} must come from a Secret"
                         );
                     }
+                }
+                if ours {
+                    assert!(
+                        array(&container["envFrom"])
+                            .iter()
+                            .all(|source| source["secretRef"].is_null()),
+                        "{variant}: {workload} takes a whole Secret into its environment"
+                    );
+                }
+                // Each `<secret>_FILE` names a file of a Secret the container mounts (and, where
+                // the overlay makes the Secret, one of its keys).
+                for (name, path) in configured_vars(&objects, container) {
+                    let Some(secret_var) = name.strip_suffix("_FILE") else {
+                        continue;
+                    };
+                    if !SECRET_VARS.contains(&secret_var) {
+                        continue;
+                    }
+                    let (secret, key) =
+                        secret_file_of(pod, container, &path).unwrap_or_else(|| {
+                            panic!(
+                                "{variant}: {workload} {name}={path} is no file of a mounted Secret"
+                            )
+                        });
+                    let data = referenced_data(&objects, "Secret", secret, false);
+                    assert!(
+                        data.is_empty() || data.contains_key(key),
+                        "{variant}: {workload} {name}: Secret {secret} has no key {key}"
+                    );
                 }
             }
         }

@@ -128,8 +128,31 @@ pub fn variants() -> Vec<(String, Vec<Value>)> {
 /// Secrets, with each mounted volume materialised under `root` (mount paths in values rewritten).
 pub struct ContainerEnv {
     pub vars: BTreeMap<String, String>,
-    /// The variables that came from a Secret by `secretKeyRef`.
-    pub from_secrets: Vec<String>,
+    /// Each variable that hands the binary a secret, with the secret: one by `secretKeyRef`, or a
+    /// `<NAME>_FILE` naming a file of a mounted Secret (the file's contents).
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// The Secret mounted where `path` lies in `container`, and the file's key in it.
+pub fn secret_file_of<'a>(
+    pod: &'a Value,
+    container: &'a Value,
+    path: &'a str,
+) -> Option<(&'a str, &'a str)> {
+    array(&container["volumeMounts"]).iter().find_map(|mount| {
+        let rest = path.strip_prefix(str_of(&mount["mountPath"]))?;
+        let file = rest.strip_prefix('/')?;
+        let volume = array(&pod["volumes"])
+            .iter()
+            .find(|v| v["name"] == mount["name"])?;
+        let secret = &volume["secret"];
+        // `items` renames keys to paths, and leaves out every key it does not list.
+        let key = match secret["items"].as_array() {
+            None => file,
+            Some(items) => str_of(&items.iter().find(|i| i["path"] == file)?["key"]),
+        };
+        Some((secret["secretName"].as_str()?, key))
+    })
 }
 
 pub fn config_data(objects: &[Value], kind: &str, name: &str) -> BTreeMap<String, String> {
@@ -178,6 +201,29 @@ pub fn object_data(object: &Value, kind: &str) -> BTreeMap<String, String> {
     data
 }
 
+/// The settings a container is given as they are written: its ConfigMaps (`envFrom`, by key)
+/// and its literal `env` values, paths unresolved. Secrets are left out.
+pub fn configured_vars(objects: &[Value], container: &Value) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    for source in array(&container["envFrom"]) {
+        if let Some(name) = source["configMapRef"]["name"].as_str() {
+            vars.extend(config_data(objects, "ConfigMap", name));
+        }
+    }
+    for var in array(&container["env"]) {
+        let from = &var["valueFrom"]["configMapKeyRef"];
+        let value = match var["value"].as_str() {
+            Some(v) => v.to_owned(),
+            None if from.is_object() => config_data(objects, "ConfigMap", str_of(&from["name"]))
+                [str_of(&from["key"])]
+            .clone(),
+            None => continue,
+        };
+        vars.insert(str_of(&var["name"]).to_owned(), value);
+    }
+    vars
+}
+
 /// `strict`: every referenced Secret must be in `objects` (the demo makes them all).
 pub fn container_env(
     objects: &[Value],
@@ -187,7 +233,7 @@ pub fn container_env(
     strict: bool,
 ) -> ContainerEnv {
     let mut vars = BTreeMap::new();
-    let mut from_secrets = Vec::new();
+    let mut secrets = BTreeMap::new();
     for source in array(&container["envFrom"]) {
         if let Some(name) = source["configMapRef"]["name"].as_str() {
             vars.extend(config_data(objects, "ConfigMap", name));
@@ -202,14 +248,15 @@ pub fn container_env(
         let value = if let Some(v) = var["value"].as_str() {
             v.to_owned()
         } else if from["secretKeyRef"].is_object() {
-            from_secrets.push(name.clone());
             let (secret, key) = (&from["secretKeyRef"]["name"], &from["secretKeyRef"]["key"]);
             let data = referenced_data(objects, "Secret", str_of(secret), strict);
-            match data.get(str_of(key)) {
+            let value = match data.get(str_of(key)) {
                 Some(value) => value.clone(),
                 None if !strict => format!("from-secret-{}-{}", str_of(secret), str_of(key)),
                 None => panic!("Secret {secret} has no key {key}"),
-            }
+            };
+            secrets.insert(name.clone(), value.clone());
+            value
         } else if from["configMapKeyRef"].is_object() {
             let data = config_data(
                 objects,
@@ -221,6 +268,22 @@ pub fn container_env(
             panic!("env {name}: unsupported source {var}");
         };
         vars.insert(name, value);
+    }
+    // A `<NAME>_FILE` that names a file of a mounted Secret hands the binary that secret.
+    for (name, path) in &vars {
+        if !name.ends_with("_FILE") {
+            continue;
+        }
+        if let Some((secret, key)) = secret_file_of(pod, container, path) {
+            let data = referenced_data(objects, "Secret", secret, strict);
+            match data.get(key) {
+                Some(value) => {
+                    secrets.insert(name.clone(), value.clone());
+                }
+                None if !strict => {}
+                None => panic!("{name}: Secret {secret} has no key {key}"),
+            }
+        }
     }
     for mount in array(&container["volumeMounts"]) {
         let mount_path = str_of(&mount["mountPath"]);
@@ -242,12 +305,15 @@ pub fn container_env(
         }
         let local = dir.display().to_string();
         for value in vars.values_mut() {
-            if value.starts_with(mount_path) {
+            if value
+                .strip_prefix(mount_path)
+                .is_some_and(|rest| rest.starts_with('/'))
+            {
                 *value = value.replacen(mount_path, &local, 1);
             }
         }
     }
-    ContainerEnv { vars, from_secrets }
+    ContainerEnv { vars, secrets }
 }
 
 /// Our services' containers in the demo overlay: (binary, pod spec, container).
