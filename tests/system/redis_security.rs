@@ -265,3 +265,68 @@ async fn a_redis_password_never_reaches_the_logs() {
         "the password is in the log:\n{log}"
     );
 }
+
+/// A Redis password rotates with no failed call: while the user holds the old and the new
+/// password (compose's `REDIS_PASSWORD_PREVIOUS`), replicas on either serve; the old one is
+/// dropped once every replica runs with the new one, and only new connections see it.
+#[tokio::test]
+async fn a_redis_password_rotates_across_a_rolling_restart_without_a_failed_call() {
+    const OLD: &str = "token-service-old-password";
+    let dir = tempfile::tempdir().unwrap();
+    // The repository's ACL file, its user given a second (the old) password, as compose fills it
+    // during a rotation.
+    let acl = dir.path().join("redis.acl");
+    let repo = std::fs::read_to_string(test_support::acl_file("redis")).unwrap();
+    std::fs::write(
+        &acl,
+        repo.replace(">@PASSWORD@", &format!(">@PASSWORD@ >{OLD}")),
+    )
+    .unwrap();
+    let mut stack = Stack::start(hour_long_tokens()).await;
+    stack.redis = RedisServer::start_with(RedisOptions {
+        tcp: true,
+        acl: Some(acl),
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let new_url = stack.redis.tcp_url_as(TOKEN_SERVICE_USER).unwrap();
+    let old_url = new_url.replace(&test_support::password_of(TOKEN_SERVICE_USER), OLD);
+    let old = stack.replica(&[("REDIS_URL", &old_url)]).await;
+    let new = stack.replica(&[("REDIS_URL", &new_url)]).await;
+    let mut c = client(&old).await;
+    let id = stack.install(&mut c).await.install_id;
+
+    // Both serve, each forcing refreshes the other must see (writes and reads on both).
+    let mut clients = [client(&old).await, client(&new).await];
+    let mut token = access_token(&mut clients[0], &id).await;
+    for round in 0..6 {
+        let c = &mut clients[round % 2];
+        token = forced_token(c, &id, &token).await;
+    }
+    // The old replica restarts with the new password; then the old password goes.
+    old.stop().await.unwrap();
+    let restarted = stack.replica(&[("REDIS_URL", &new_url)]).await;
+    let mut admin = stack.redis_conn().await;
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(TOKEN_SERVICE_USER)
+        .arg(format!("<{OLD}"))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut clients = [client(&restarted).await, client(&new).await];
+    for round in 0..6 {
+        let c = &mut clients[round % 2];
+        token = forced_token(c, &id, &token).await;
+    }
+    assert_eq!(
+        install_status(&mut clients[0], &id).await.status(),
+        pb::InstallStatus::Active
+    );
+    assert_eq!(stack.fake.stats().spent_refresh_token_reuses, 0);
+    // The old password no longer opens a connection.
+    let err = token_service::Application::build(stack.settings(&[("REDIS_URL", &old_url)]))
+        .await
+        .expect_err("the old password is gone");
+    assert!(format!("{err:#}").contains("REDIS_URL"), "{err:#}");
+}
