@@ -189,7 +189,24 @@ impl Stack {
         Stack { redis, fake }
     }
 
-    /// token-service settings pointing at this stack; `overrides` win over the defaults.
+    /// `n` token-service replicas with the same `overrides`, started one after another.
+    pub async fn replicas(&self, n: usize, overrides: &[(&str, &str)]) -> Vec<Replica> {
+        let mut replicas = Vec::with_capacity(n);
+        for _ in 0..n {
+            replicas.push(self.replica(overrides).await);
+        }
+        replicas
+    }
+
+    /// `n` installs completed through `client`: their ids.
+    pub async fn installs(&self, client: &mut Client, n: usize) -> Vec<String> {
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            ids.push(self.install(client).await.install_id);
+        }
+        ids
+    }
+
     /// token-service's environment for this stack; `overrides` win over the defaults.
     pub fn token_env(&self, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = overrides

@@ -172,10 +172,7 @@ async fn redis_restart_under_load_loses_no_grant_and_redeems_nothing_twice() {
     let on_tcp: &[(&str, &str)] = &[("REDIS_URL", &redis.url), ("REDIS_TIMEOUT_MS", "500")];
     let replicas = [stack.replica(on_tcp).await, stack.replica(on_tcp).await];
     let mut c = client(&replicas[0]).await;
-    let mut installs = Vec::new();
-    for _ in 0..3 {
-        installs.push(stack.install(&mut c).await.install_id);
-    }
+    let installs = stack.installs(&mut c, 3).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let outcomes: Arc<std::sync::Mutex<HashMap<String, u64>>> = Arc::default();
@@ -326,16 +323,9 @@ async fn soak_with_two_second_tokens_over_three_replicas() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     let stack = Stack::start(fake_config()).await;
-    let replicas = [
-        stack.replica(&[]).await,
-        stack.replica(&[]).await,
-        stack.replica(&[]).await,
-    ];
+    let replicas = stack.replicas(3, &[]).await;
     let mut c = client(&replicas[0]).await;
-    let mut installs = Vec::new();
-    for _ in 0..5 {
-        installs.push(stack.install(&mut c).await.install_id);
-    }
+    let installs = stack.installs(&mut c, 5).await;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let failures = Arc::new(AtomicU64::new(0));
     let calls = Arc::new(AtomicU64::new(0));

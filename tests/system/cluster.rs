@@ -13,11 +13,7 @@ async fn refresh_storm_over_three_replicas_on_redis_cluster() {
     let urls = cluster.urls_as(TOKEN_SERVICE_USER).join(",");
     let stack = Stack::start(fake_config()).await;
     let on_cluster: &[(&str, &str)] = &[("REDIS_CLUSTER_URLS", &urls)];
-    let replicas = [
-        stack.replica(on_cluster).await,
-        stack.replica(on_cluster).await,
-        stack.replica(on_cluster).await,
-    ];
+    let replicas = stack.replicas(3, on_cluster).await;
     let mut clients = Vec::new();
     for r in &replicas {
         clients.push(client(r).await);

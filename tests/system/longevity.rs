@@ -32,10 +32,7 @@ async fn idle_installs_outlive_their_refresh_tokens_with_one_refresh_per_due_ins
     let replicas = [stack.replica(sweeping).await, stack.replica(sweeping).await];
     let mut c = client(&replicas[0]).await;
     let created = Instant::now();
-    let mut installs = Vec::new();
-    for _ in 0..3 {
-        installs.push(stack.install(&mut c).await.install_id);
-    }
+    let installs = stack.installs(&mut c, 3).await;
 
     // Due at 3 s; a sweep within about 1.2 s after that refreshes each install once; the next
     // refresh is due at about 6 s. Between the two, each install has exactly one refresh.

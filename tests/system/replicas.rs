@@ -15,11 +15,7 @@ fn served(replica: &Replica) -> u64 {
 async fn projects_service_spreads_token_calls_over_the_listed_replicas_and_survives_one_stopping() {
     // Hour-long tokens: every listing asks token-service once and nothing refreshes.
     let stack = Stack::start(auth_fake_config()).await;
-    let mut replicas = vec![
-        stack.replica(&[]).await,
-        stack.replica(&[]).await,
-        stack.replica(&[]).await,
-    ];
+    let mut replicas = stack.replicas(3, &[]).await;
     let install = stack.install(&mut client(&replicas[0]).await).await;
     let list = replicas
         .iter()

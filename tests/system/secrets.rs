@@ -140,16 +140,9 @@ async fn end(stop: &AtomicBool, handles: Vec<JoinHandle<()>>, tally: &Mutex<Tall
 async fn the_client_secret_rotates_under_load_over_three_replicas() {
     // 2-second access tokens: every install refreshes about once a second throughout.
     let stack = Stack::start(fake_config()).await;
-    let mut replicas = vec![
-        stack.replica(&[]).await,
-        stack.replica(&[]).await,
-        stack.replica(&[]).await,
-    ];
+    let mut replicas = stack.replicas(3, &[]).await;
     let mut c = client(&replicas[0]).await;
-    let mut installs = Vec::new();
-    for _ in 0..4 {
-        installs.push(stack.install(&mut c).await.install_id);
-    }
+    let installs = stack.installs(&mut c, 4).await;
     let pool = Pool::new(&replicas, CALLER_KEY);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -313,16 +306,9 @@ async fn with_only_a_deleted_client_secret_refreshes_fail_naming_it_and_no_insta
 async fn a_caller_key_rotates_across_a_rolling_restart_without_a_refused_call() {
     const NEW_KEY: &str = "projects-service-new-key-0123456789";
     let stack = Stack::start(hour_long_tokens()).await;
-    let mut replicas = vec![
-        stack.replica(&[]).await,
-        stack.replica(&[]).await,
-        stack.replica(&[]).await,
-    ];
+    let mut replicas = stack.replicas(3, &[]).await;
     let mut c = client(&replicas[0]).await;
-    let mut installs = Vec::new();
-    for _ in 0..3 {
-        installs.push(stack.install(&mut c).await.install_id);
-    }
+    let installs = stack.installs(&mut c, 3).await;
     let keys =
         |projects: &str| format!("ops={CALLER_KEY},{projects},auth-service={AUTH_TOKEN_KEY}");
     let both = keys(&format!(

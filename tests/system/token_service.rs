@@ -242,11 +242,7 @@ async fn callers_must_present_a_known_key() {
 #[tokio::test]
 async fn concurrent_get_access_token_over_three_replicas_refreshes_once() {
     let stack = Stack::start(fake_config()).await;
-    let replicas = [
-        stack.replica(&[]).await,
-        stack.replica(&[]).await,
-        stack.replica(&[]).await,
-    ];
+    let replicas = stack.replicas(3, &[]).await;
     let mut clients = Vec::new();
     for r in &replicas {
         clients.push(client(r).await);
@@ -286,11 +282,7 @@ async fn concurrent_get_access_token_over_three_replicas_refreshes_once() {
 #[tokio::test]
 async fn concurrent_force_refresh_and_mixed_callers_refresh_once() {
     let stack = Stack::start(fake_config()).await;
-    let replicas = [
-        stack.replica(&[]).await,
-        stack.replica(&[]).await,
-        stack.replica(&[]).await,
-    ];
+    let replicas = stack.replicas(3, &[]).await;
     let mut clients = Vec::new();
     for r in &replicas {
         clients.push(client(r).await);
