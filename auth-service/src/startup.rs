@@ -67,6 +67,7 @@ impl Application {
             settings.projects_service_timeout,
         )?;
         settings.internal_hops.warn_plaintext();
+        settings.redis.warn_plaintext();
         let state = AppState {
             oauth: OAuthClient::new(&settings),
             states,

@@ -128,10 +128,23 @@ fn is_snyk_domain(host: &str) -> bool {
 /// This machine: `localhost`, 127.0.0.0/8 or `::1`. Plain http is acceptable there only.
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(Host::Domain(d)) => d.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+        Some(Host::Domain(d)) => is_loopback_host(d),
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
+    }
+}
+
+/// A host name or address (without brackets) that is this machine: `localhost`, `127.0.0.0/8`,
+/// `::1`.
+pub fn is_loopback_host(host: &str) -> bool {
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
     }
 }
 

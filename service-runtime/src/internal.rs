@@ -80,15 +80,22 @@ impl InternalHops {
             if url.scheme() == "https" || demo::is_loopback(url) {
                 continue;
             }
-            let host = url.host_str().unwrap_or_default().to_owned();
-            match self.mode {
-                Mode::Demo => {}
-                Mode::MeshEncrypts => self.plaintext.push((var.to_owned(), host)),
-                Mode::Encrypted => bail!(
-                    "{var}: plain http:// to {host} is refused outside {}: caller keys and access tokens would cross the network unencrypted. Use https:// (and the service's CA certificate), or set {INTERNAL_PLAINTEXT}=allow when the network encrypts between services itself (a service mesh)",
-                    demo::DEMO_MODE
-                ),
-            }
+            self.plain_hop(var, "http://", url.host_str().unwrap_or_default())?;
+        }
+        Ok(())
+    }
+
+    /// A plain-text hop of `scheme` (`http://`, `redis://`) from `var` to `host`, which is not
+    /// this machine: refused outside demo mode unless [`INTERNAL_PLAINTEXT`]`=allow`, which
+    /// records it for the start-up warning.
+    pub fn plain_hop(&mut self, var: &str, scheme: &str, host: &str) -> anyhow::Result<()> {
+        match self.mode {
+            Mode::Demo => {}
+            Mode::MeshEncrypts => self.plaintext.push((var.to_owned(), host.to_owned())),
+            Mode::Encrypted => bail!(
+                "{var}: plain {scheme} to {host} is refused outside {}: keys, passwords and tokens would cross the network unencrypted. Use the TLS scheme (https://, rediss://) and the server's CA certificate, or set {INTERNAL_PLAINTEXT}=allow when the network encrypts between services itself (a service mesh)",
+                demo::DEMO_MODE
+            ),
         }
         Ok(())
     }
@@ -106,7 +113,7 @@ impl InternalHops {
             tracing::warn!(
                 variable = var,
                 host,
-                "{var} is plain http:// to {host}, allowed by {INTERNAL_PLAINTEXT}=allow: keys and tokens on this hop are only as safe as the network's own encryption"
+                "{var} is plain text to {host}, allowed by {INTERNAL_PLAINTEXT}=allow: keys and tokens on this hop are only as safe as the network's own encryption"
             );
         }
     }

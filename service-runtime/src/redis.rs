@@ -17,7 +17,7 @@ use redis::{
     TlsCertificates,
 };
 
-use crate::config::Env;
+use crate::{config::Env, demo, internal::InternalHops};
 
 /// PEM file of roots trusted for `rediss://` in addition to the platform's.
 pub const REDIS_CA_CERT: &str = "REDIS_CA_CERT";
@@ -58,7 +58,7 @@ pub const AUTH: RedisVars = RedisVars {
 pub fn auth_target(env: &Env<'_>) -> anyhow::Result<(&'static str, RedisTarget)> {
     if env.optional(AUTH.url).is_some() {
         let target = RedisTarget::from_env(env, AUTH)?;
-        refuse_shared(env, &target)?;
+        refuse_shared(env, &target, None)?;
         return Ok((AUTH.url, target));
     }
     if !env.demo_mode()? {
@@ -83,19 +83,35 @@ pub fn auth_target(env: &Env<'_>) -> anyhow::Result<(&'static str, RedisTarget)>
 pub fn grants_target(env: &Env<'_>) -> anyhow::Result<RedisTarget> {
     let target = RedisTarget::from_env(env, GRANTS)?;
     if env.optional(AUTH.url).is_some() {
-        refuse_shared(env, &RedisTarget::from_env(env, AUTH)?)?;
+        refuse_shared(env, &RedisTarget::from_env(env, AUTH)?, Some(&target))?;
     }
     Ok(target)
 }
 
-/// Refuses `auth` when it is the grants' database (`REDIS_URL`/`REDIS_CLUSTER_URLS`, when set):
-/// the internet-facing service must hold no way into the grants.
-fn refuse_shared(env: &Env<'_>, auth: &RedisTarget) -> anyhow::Result<()> {
+/// Refuses `auth` when it is the grants' database (`REDIS_URL`/`REDIS_CLUSTER_URLS`, when set in
+/// the same environment; `grants` when already read): the internet-facing service must hold no
+/// way into the grants.
+fn refuse_shared(
+    env: &Env<'_>,
+    auth: &RedisTarget,
+    grants: Option<&RedisTarget>,
+) -> anyhow::Result<()> {
     let grants_set = GRANTS
         .cluster_urls
         .is_some_and(|k| env.optional(k).is_some())
         || env.optional(GRANTS.url).is_some();
-    if grants_set && auth.shares_database_with(&RedisTarget::from_env(env, GRANTS)?) {
+    if !grants_set {
+        return Ok(());
+    }
+    let read;
+    let grants = match grants {
+        Some(g) => g,
+        None => {
+            read = RedisTarget::from_env(env, GRANTS)?;
+            &read
+        }
+    };
+    if auth.shares_database_with(grants) {
         bail!(
             "{} names the grants' Redis ({}: same host, port and database): auth-service must have a Redis of its own",
             AUTH.url,
@@ -115,6 +131,9 @@ pub struct RedisTarget {
     cluster: bool,
     /// `Some` when `REDIS_CA_CERT` or a client certificate is set (only with `rediss://`).
     tls: Option<Arc<TlsFiles>>,
+    /// Plain `redis://` to another host that `INTERNAL_PLAINTEXT=allow` let through (a mesh
+    /// encrypts it), said once at start-up by [`RedisTarget::warn_plaintext`].
+    hops: Option<InternalHops>,
 }
 
 /// The PEM bytes the redis crate takes: the roots (the platform's and `REDIS_CA_CERT`'s, since
@@ -163,7 +182,7 @@ impl RedisTarget {
         if let Some((path, contents)) = env.named_file(vars.password_file)? {
             let password = String::from_utf8(contents)
                 .ok()
-                .map(|p| p.trim_end_matches(['\r', '\n']).to_owned())
+                .map(|p| p.trim().to_owned())
                 .filter(|p| !p.is_empty())
                 .with_context(|| {
                     format!(
@@ -205,11 +224,22 @@ impl RedisTarget {
         if cluster {
             check_same_settings(var, &infos)?;
         }
+        // Outside demo mode, the password and every record must not cross a network in clear.
+        let mut hops = InternalHops::from_env(env)?;
+        for info in &infos {
+            if let ConnectionAddr::Tcp(host, _) = info.addr()
+                && !demo::is_loopback_host(host)
+            {
+                hops.plain_hop(var, "redis://", host)?;
+            }
+        }
         let tls = TlsFiles::from_env(env)?;
+        let plaintext = hops.plaintext().next().is_some();
         let target = RedisTarget {
             nodes: infos,
             cluster,
             tls: tls.map(Arc::new),
+            hops: plaintext.then_some(hops),
         };
         if target.tls.is_some() && !target.is_tls() {
             bail!(
@@ -225,6 +255,7 @@ impl RedisTarget {
             nodes: vec![parse_node("the Redis URL", 0, 1, url)?],
             cluster: false,
             tls: None,
+            hops: None,
         })
     }
 
@@ -240,7 +271,16 @@ impl RedisTarget {
             nodes: infos,
             cluster: true,
             tls: None,
+            hops: None,
         })
+    }
+
+    /// One warning per plain-text node `INTERNAL_PLAINTEXT=allow` let through: at start-up, so
+    /// the operator's choice is on record in every replica's log.
+    pub fn warn_plaintext(&self) {
+        if let Some(hops) = &self.hops {
+            hops.warn_plaintext();
+        }
     }
 
     pub fn is_cluster(&self) -> bool {
@@ -514,6 +554,38 @@ mod tests {
     }
 
     #[test]
+    fn plain_redis_to_another_host_needs_demo_mode_or_a_mesh() {
+        let remote = || {
+            (
+                "REDIS_URL",
+                "redis://token-service:pw-9f3@redis.internal:6379".into(),
+            )
+        };
+        let err = format!(
+            "{:#}",
+            RedisTarget::from_env(&env(vec![remote()]), GRANTS).unwrap_err()
+        );
+        assert!(
+            err.contains("REDIS_URL") && err.contains("INTERNAL_PLAINTEXT"),
+            "{err}"
+        );
+        assert!(!err.contains("pw-9f3"), "{err}");
+        let mesh = env(vec![remote(), ("INTERNAL_PLAINTEXT", "allow".into())]);
+        assert!(RedisTarget::from_env(&mesh, GRANTS).unwrap().hops.is_some());
+        let demo = env(vec![remote(), ("DEMO_MODE", "true".into())]);
+        assert!(RedisTarget::from_env(&demo, GRANTS).unwrap().hops.is_none());
+        for local in [
+            "redis://127.0.0.1:6379",
+            "redis://localhost:6379",
+            "redis://[::1]:6379",
+            "redis+unix:///run/redis.sock",
+            "rediss://redis.internal:6380",
+        ] {
+            RedisTarget::from_env(&env(vec![("REDIS_URL", local.into())]), GRANTS).unwrap();
+        }
+    }
+
+    #[test]
     fn the_placeholder_is_no_password() {
         let e = env(vec![(
             "REDIS_URL",
@@ -628,16 +700,16 @@ mod tests {
             ("REDIS_URL", "redis://grants:6379/0")
         );
         let own = env(vec![
-            ("REDIS_URL", "redis://grants:6379".into()),
+            ("REDIS_URL", "rediss://grants:6379".into()),
             (
                 "AUTH_REDIS_URL",
-                "redis://auth-service:pw-9f3@browser:6379".into(),
+                "rediss://auth-service:pw-9f3@browser:6379".into(),
             ),
         ]);
         let (var, target) = auth_target(&own).unwrap();
         assert_eq!(
             (var, target.to_string().as_str()),
-            ("AUTH_REDIS_URL", "redis://auth-service:***@browser:6379/0")
+            ("AUTH_REDIS_URL", "rediss://auth-service:***@browser:6379/0")
         );
         grants_target(&own).unwrap();
         for shared in [

@@ -362,9 +362,9 @@ mod tests {
 
     #[test]
     fn cluster_urls_select_cluster_mode() {
-        let s = with(&[("REDIS_CLUSTER_URLS", "redis://a:1, redis://b:2")]).expect("valid");
+        let s = with(&[("REDIS_CLUSTER_URLS", "rediss://a:1, rediss://b:2")]).expect("valid");
         assert!(s.redis.is_cluster());
-        assert_eq!(s.redis.to_string(), "redis://a:1/0,redis://b:2/0");
+        assert_eq!(s.redis.to_string(), "rediss://a:1/0,rediss://b:2/0");
         let err = with(&[("REDIS_CLUSTER_URLS", "a:1")]).expect_err("invalid");
         assert!(err.to_string().contains("REDIS_CLUSTER_URLS"), "{err}");
     }

@@ -101,6 +101,12 @@ impl SnykError {
         matches!(self, SnykError::Rejected { error, .. } if error == "invalid_grant")
     }
 
+    /// The client authenticated but may not use this grant type (RFC 6749 §5.2
+    /// `unauthorized_client`): an answer given only after client authentication.
+    pub fn is_unauthorized_client(&self) -> bool {
+        matches!(self, SnykError::Rejected { error, .. } if error == "unauthorized_client")
+    }
+
     /// Snyk did not accept the client secret sent (RFC 6749 §5.2 `invalid_client`).
     pub fn is_invalid_client(&self) -> bool {
         matches!(self, SnykError::Rejected { error, .. } if error == "invalid_client")
@@ -273,9 +279,15 @@ impl SnykClient {
                     }
                     refused = Some(e);
                 }
-                // A definite answer from Snyk past client authentication: this secret works.
+                // A definite answer from Snyk; it proves this secret works only when it comes
+                // from past client authentication (a success, or a verdict on the grant itself):
+                // only then is it sent first from now on.
                 result @ (Ok(_) | Err(SnykError::Rejected { .. })) => {
-                    if tried > 0 {
+                    let authenticated = match &result {
+                        Ok(_) => true,
+                        Err(e) => e.is_invalid_grant() || e.is_unauthorized_client(),
+                    };
+                    if tried > 0 && authenticated {
                         self.secrets.accepted(slot.position);
                         tracing::info!(
                             secret = slot.label(),

@@ -53,6 +53,7 @@ impl Application {
         .with_cache(Arc::new(GrantCache::new(settings.cache_capacity)))
         .with_events_maxlen(settings.events_maxlen);
         tracing::info!(redis = %settings.redis, "connected to Redis");
+        settings.redis.warn_plaintext();
         let metrics = Arc::new(Metrics::default());
         metrics.set_durable_commits(store.durability().is_durable());
         metrics.observe_cache(store.cache());

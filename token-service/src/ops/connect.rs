@@ -19,6 +19,7 @@ use service_runtime::{
     config::{Env, header_safe},
     grpc::{self, TokenServiceUrls},
     healthcheck::LocalGrpc,
+    internal::{InternalCa, InternalHops},
 };
 use snykapps_proto::token_v1::token_service_client::TokenServiceClient;
 use tonic::{
@@ -190,9 +191,20 @@ impl Target {
                     .url
             }
         };
-        let ca = env
-            .file("TOKEN_SERVICE_CA_CERT")
-            .map_err(|e| OpsError::Failed(format!("{e:#}")))?;
+        // The ops key travels with every call: the services' rule for plain text applies (no
+        // http:// to another host outside demo mode unless INTERNAL_PLAINTEXT=allow).
+        let failed = |e: anyhow::Error| OpsError::Failed(format!("{e:#}"));
+        let var = if args.url.is_some() {
+            "--url"
+        } else {
+            TokenServiceUrls::VAR
+        };
+        let mut hops = InternalHops::from_env(env).map_err(failed)?;
+        hops.check(var, [&url]).map_err(failed)?;
+        hops.warn_plaintext();
+        let ca = InternalCa::from_env(env, "TOKEN_SERVICE_CA_CERT")
+            .map_err(failed)?
+            .map(|ca| ca.pem().to_vec());
         Ok(Target { url, ca })
     }
 }
@@ -280,6 +292,7 @@ mod tests {
         let with_var = [
             ("TOKEN_SERVICE_URL", "http://a:1,http://b:2"),
             ("TOKEN_SERVICE_ADDR", "0.0.0.0:7000"),
+            ("INTERNAL_PLAINTEXT", "allow"),
         ];
         assert_eq!(url(&args(), &with_var), "http://a:1/");
         let explicit = ConnectArgs {
@@ -287,6 +300,32 @@ mod tests {
             ..args()
         };
         assert_eq!(url(&explicit, &with_var), "https://token.example/");
+    }
+
+    #[test]
+    fn the_ops_key_never_goes_in_clear_to_another_host() {
+        let remote = ConnectArgs {
+            url: Some("http://token-service.prod:50051".into()),
+            ..args()
+        };
+        let err = Target::resolve(&remote, &env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("--url") && err.contains("INTERNAL_PLAINTEXT"),
+            "{err}"
+        );
+        let err = Target::resolve(&args(), &env(&[("TOKEN_SERVICE_URL", "http://t:1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TOKEN_SERVICE_URL"), "{err}");
+        for allowed in [
+            &[("DEMO_MODE", "true")][..],
+            &[("INTERNAL_PLAINTEXT", "allow")],
+        ] {
+            Target::resolve(&remote, &env(allowed)).unwrap();
+        }
+        let ca = [("TOKEN_SERVICE_CA_CERT", "/nonexistent/ca.pem")];
+        let err = Target::resolve(&args(), &env(&ca)).unwrap_err().to_string();
+        assert!(err.contains("TOKEN_SERVICE_CA_CERT"), "{err}");
     }
 
     #[test]
