@@ -63,9 +63,9 @@ pub struct CertsArgs {
     #[arg(long)]
     pub dir: PathBuf,
     /// Where the CA's own key stays (ca.key, mode 0600, next to ca.pem): a folder the services
-    /// do not mount, so none of them can issue certificates. Default: --dir.
+    /// do not mount, so none of them can issue certificates. Required, and outside --dir.
     #[arg(long)]
-    pub ca_dir: Option<PathBuf>,
+    pub ca_dir: PathBuf,
     /// The services' host names, comma-separated (e.g. token-service,projects-service): each
     /// one's certificate names it and `localhost`.
     #[arg(long, value_delimiter = ',', required = true)]
@@ -149,9 +149,16 @@ pub fn run(args: &CertsArgs, now: OffsetDateTime) -> anyhow::Result<Report> {
         bail!("--names: at least one host name");
     }
     let dir = &args.dir;
-    let ca_dir = args.ca_dir.as_ref().unwrap_or(dir);
+    let ca_dir = &args.ca_dir;
     for d in [dir, ca_dir] {
         fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let canonical =
+        |d: &Path| fs::canonicalize(d).with_context(|| format!("cannot resolve {}", d.display()));
+    if canonical(ca_dir)?.starts_with(canonical(dir)?) {
+        bail!(
+            "--ca-dir must be outside --dir: whoever is given a folder of --dir (a service, its callers) must never find the CA's key there"
+        );
     }
 
     let (ca, ca_outcome) = match Ca::load(ca_dir, now)? {
@@ -394,7 +401,7 @@ mod tests {
     fn args(dir: &Path, names: &[&str]) -> CertsArgs {
         CertsArgs {
             dir: dir.join("tls"),
-            ca_dir: Some(dir.join("ca")),
+            ca_dir: dir.join("ca"),
             names: names.iter().map(|n| (*n).to_owned()).collect(),
         }
     }
@@ -641,5 +648,20 @@ mod tests {
             assert!(err.to_string().contains("--names"), "{bad:?}: {err}");
         }
         assert_eq!(HostName::parse(" svc-1.ns ").unwrap().as_str(), "svc-1.ns");
+    }
+
+    #[test]
+    fn the_cas_key_never_goes_where_the_services_files_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        for ca_dir in [tmp.path().join("tls"), tmp.path().join("tls/ca")] {
+            let a = CertsArgs {
+                ca_dir,
+                ..args(tmp.path(), &["svc"])
+            };
+            let err = run(&a, t0()).unwrap_err().to_string();
+            assert!(err.contains("--ca-dir must be outside --dir"), "{err}");
+        }
+        assert!(!tmp.path().join("tls/ca.key").exists());
+        assert!(!tmp.path().join("tls/ca/ca.key").exists());
     }
 }
