@@ -146,6 +146,14 @@ impl Settings {
             ..refresh
         };
         let redis = service_runtime::redis::grants_target(&env)?;
+        // The pair is checked as a server will use it (parsed, the key able to serve the
+        // certificate), so a bad file stops start-up and `check-config` naming its variable, not
+        // the first TLS handshake; tonic is then given the same PEM.
+        service_runtime::tls::ServerTls::from_env(
+            &env,
+            "TOKEN_SERVICE_TLS_CERT",
+            "TOKEN_SERVICE_TLS_KEY",
+        )?;
         let tls = match (
             env.file("TOKEN_SERVICE_TLS_CERT")?,
             env.file("TOKEN_SERVICE_TLS_KEY")?,
@@ -294,6 +302,23 @@ mod tests {
         ])
         .expect_err("missing file");
         assert!(err.to_string().contains("TOKEN_SERVICE_TLS_CERT"), "{err}");
+        // Files that exist but are no certificate and key: refused here, not at the first
+        // handshake, naming the variable.
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+        std::fs::write(&cert, "not a certificate").expect("write");
+        std::fs::write(&key, "not a key").expect("write");
+        // `with` takes the test's static pairs.
+        let leak = |p: &std::path::Path| -> &'static str { p.display().to_string().leak() };
+        let err = with(&[
+            ("TOKEN_SERVICE_TLS_CERT", leak(&cert)),
+            ("TOKEN_SERVICE_TLS_KEY", leak(&key)),
+        ])
+        .expect_err("no usable pair");
+        assert!(
+            format!("{err:#}").contains("TOKEN_SERVICE_TLS_CERT"),
+            "{err:#}"
+        );
     }
 
     #[test]
