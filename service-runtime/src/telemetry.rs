@@ -474,16 +474,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_request_from_outside_starts_a_new_trace_linked_to_the_senders() {
-        use opentelemetry::trace::{SpanId, TraceId, TraceState};
-        global::set_text_map_propagator(TraceContextPropagator::new());
+    /// A subscriber whose spans end up in the returned [`Captured`] (once `provider` is dropped,
+    /// which flushes them).
+    fn capturing() -> (
+        Captured,
+        SdkTracerProvider,
+        impl tracing::Subscriber + Send + Sync,
+    ) {
         let captured = Captured::default();
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(captured.clone())
             .build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        (captured, provider, subscriber)
+    }
+
+    #[test]
+    fn a_request_from_outside_starts_a_new_trace_linked_to_the_senders() {
+        use opentelemetry::trace::{SpanId, TraceId, TraceState};
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        let (captured, provider, subscriber) = capturing();
         let browser_trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
         let browser_span = SpanId::from_hex("00f067aa0ba902b7").unwrap();
         let headers = HashMap::from([
@@ -540,12 +551,7 @@ mod tests {
 
     #[test]
     fn a_malformed_or_missing_traceparent_starts_a_trace_without_a_link() {
-        let captured = Captured::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(captured.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let (captured, provider, subscriber) = capturing();
         tracing::subscriber::with_default(subscriber, || {
             for header in [Some("00-zz-00f067aa0ba902b7-01"), Some(""), None] {
                 let root = tracing::info_span!("HTTP request");
