@@ -11,7 +11,7 @@
 
 use std::{fmt, sync::Arc};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use redis::{
     ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion,
     TlsCertificates,
@@ -179,17 +179,15 @@ impl RedisTarget {
             .enumerate()
             .map(|(i, u)| parse_node(var, i, urls.len(), u))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        if let Some((path, contents)) = env.named_file(vars.password_file)? {
-            let password = String::from_utf8(contents)
-                .ok()
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty())
-                .with_context(|| {
-                    format!(
-                        "{}: {path} must hold the password as one line of text",
-                        vars.password_file
-                    )
-                })?;
+        // The password file is read as every secret file is (`Env::required` of its `_FILE`:
+        // trimmed, no placeholder, no demo value outside demo mode); only the file form is
+        // offered, a password in the environment belongs in the URL.
+        if env.optional(vars.password_file).is_some() {
+            let secret = vars
+                .password_file
+                .strip_suffix(crate::config::FILE_SUFFIX)
+                .unwrap_or(vars.password_file);
+            let password = env.required(secret)?;
             if infos
                 .iter()
                 .any(|i| i.redis_settings().password().is_some())
