@@ -62,6 +62,9 @@ pub struct Settings {
     pub cache_tracking: bool,
     /// `TOKEN_EVENTS_MAXLEN`: the lifecycle event stream is trimmed to about this many events.
     pub events_maxlen: u64,
+    /// `TOKEN_AUDIT_INTERVAL_SECONDS`: repeated token hand-outs are written to the audit trail
+    /// as one line per kind per interval; zero writes every hand-out at once.
+    pub audit_interval: Duration,
 }
 
 /// The server's certificate chain and key (PEM). The key is a secret: `Debug` hides it.
@@ -210,6 +213,10 @@ impl Settings {
             )?,
             cache_tracking: env.parse("TOKEN_CACHE_TRACKING", true, "true or false")?,
             events_maxlen,
+            audit_interval: seconds(
+                "TOKEN_AUDIT_INTERVAL_SECONDS",
+                crate::audit::DEFAULT_INTERVAL.as_secs(),
+            )?,
         })
     }
 }
@@ -279,6 +286,7 @@ mod tests {
         assert_eq!(s.keepalive.interval, Duration::from_secs(60));
         assert_eq!(s.redis_min_replicas, 0);
         assert_eq!(s.events_maxlen, 100_000);
+        assert_eq!(s.audit_interval, Duration::from_secs(60));
         assert!(!s.reflection);
         assert_eq!(s.redis.to_string(), "redis://127.0.0.1:6379/0");
     }

@@ -8,6 +8,7 @@
 //! of the app's secrets it sends), `grant` the domain,
 //! `error` the one mapping to gRPC statuses, `backoff` the one way to wait before trying again.
 
+pub mod audit;
 pub mod backoff;
 pub mod cache;
 pub mod caller;

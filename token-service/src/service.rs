@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
+    audit::{self, AuditTrail, Entry, Outcome},
     backoff::Backoff,
     caller::{AuthenticatedCaller, Rpc},
     error::Error,
@@ -45,6 +46,8 @@ pub struct TokenApi {
     /// Ends every watch at shutdown (a stream never ends by itself, and a graceful shutdown
     /// waits for every open stream).
     stop_watches: CancellationToken,
+    /// Where token hand-outs are counted and written.
+    audit: Arc<AuditTrail>,
 }
 
 impl TokenApi {
@@ -53,6 +56,7 @@ impl TokenApi {
         refresher: Arc<Refresher>,
         snyk: SnykClient,
         metrics: Arc<Metrics>,
+        audit: Arc<AuditTrail>,
     ) -> Self {
         TokenApi {
             store,
@@ -61,6 +65,7 @@ impl TokenApi {
             metrics,
             watchers: Arc::new(Semaphore::new(MAX_WATCHERS)),
             stop_watches: CancellationToken::new(),
+            audit,
         }
     }
 
@@ -98,7 +103,7 @@ impl TokenApi {
     }
 
     /// The answer to a token hand-out (GetAccessToken, ForceRefresh): counts it for the caller,
-    /// by how it was served or by its status, and writes the audit line either way.
+    /// by how it was served or by its status, and records it in the audit trail either way.
     fn handed_out(
         &self,
         caller: &AuthenticatedCaller,
@@ -115,14 +120,22 @@ impl TokenApi {
                     Some(Target::Org(s)) => OrgId::parse(s).ok(),
                     _ => None,
                 };
-                audit(caller, rpc, Some(handout.install_id), org_id, Ok(()));
+                self.audit.handed_out(
+                    Entry::new(caller, rpc, Outcome::OK)
+                        .install(Some(handout.install_id))
+                        .org(org_id),
+                );
                 Ok(Response::new(pb::AccessToken::from(&*handout)))
             }
             Err(e) => {
                 let (install_id, org_id) = target_ids(target);
                 let status = Status::from(e);
                 self.metrics.token_failed(&caller.0, status.code());
-                audit(caller, rpc, install_id, org_id, Err(status.code()));
+                self.audit.handed_out(
+                    Entry::new(caller, rpc, Outcome(Err(status.code())))
+                        .install(install_id)
+                        .org(org_id),
+                );
                 Err(status)
             }
         }
@@ -399,40 +412,6 @@ fn target_ids(target: Option<Target<'_>>) -> (Option<InstallId>, Option<OrgId>) 
     }
 }
 
-/// One line at tracing target `audit` per token hand-out, install read and install change: who,
-/// which RPC, which install (and org, when asked by org) and how it ended (`ok` or the gRPC
-/// code). Never a token: nothing here can hold one.
-fn audit(
-    caller: &AuthenticatedCaller,
-    rpc: Rpc,
-    install_id: Option<InstallId>,
-    org_id: Option<OrgId>,
-    outcome: Result<(), tonic::Code>,
-) {
-    tracing::info!(
-        target: "audit",
-        caller = caller.name(),
-        rpc = rpc.name(),
-        install_id = install_id.map(tracing::field::display),
-        org_id = org_id.map(tracing::field::display),
-        outcome = %Outcome(outcome),
-        "audit"
-    );
-}
-
-/// `ok`, or the gRPC code's name (`PermissionDenied`), formatted only when the line is written:
-/// the audit line sits on the hot path of every hand-out.
-struct Outcome(Result<(), tonic::Code>);
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Ok(()) => f.write_str("ok"),
-            Err(code) => write!(f, "{code:?}"),
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl TokenService for TokenApi {
     #[tracing::instrument(skip_all, fields(rpc = "CompleteInstall", caller = tracing::field::Empty, install_id = tracing::field::Empty))]
@@ -443,24 +422,19 @@ impl TokenService for TokenApi {
         let caller = caller_of(&req)?;
         match self.complete_install(req.into_inner()).await {
             Ok(grant) => {
-                audit(
-                    &caller,
-                    Rpc::CompleteInstall,
-                    Some(grant.install_id),
-                    None,
-                    Ok(()),
+                audit::write(
+                    Entry::new(&caller, Rpc::CompleteInstall, Outcome::OK)
+                        .install(Some(grant.install_id)),
                 );
                 Ok(Response::new(pb::Install::from(&grant)))
             }
             Err(e) => {
                 let status = Status::from(e);
-                audit(
+                audit::write(Entry::new(
                     &caller,
                     Rpc::CompleteInstall,
-                    None,
-                    None,
-                    Err(status.code()),
-                );
+                    Outcome(Err(status.code())),
+                ));
                 Err(status)
             }
         }
@@ -525,13 +499,7 @@ impl TokenService for TokenApi {
             Err(e) => (None, Err(Error::from(e))),
         };
         let outcome = result.map_err(Status::from);
-        audit(
-            &caller,
-            Rpc::GetInstall,
-            id,
-            None,
-            outcome.as_ref().map(drop).map_err(Status::code),
-        );
+        audit::write(Entry::new(&caller, Rpc::GetInstall, Outcome::of(&outcome)).install(id));
         outcome.map(|v| Response::new(pb::Install::from(&v.grant)))
     }
 
@@ -545,13 +513,11 @@ impl TokenService for TokenApi {
             .list_installs(req.into_inner())
             .await
             .map_err(Status::from);
-        audit(
+        audit::write(Entry::new(
             &caller,
             Rpc::ListInstalls,
-            None,
-            None,
-            outcome.as_ref().map(drop).map_err(Status::code),
-        );
+            Outcome::of(&outcome),
+        ));
         outcome.map(Response::new)
     }
 
@@ -566,13 +532,7 @@ impl TokenService for TokenApi {
             Err(e) => (None, Err(Error::from(e))),
         };
         let outcome = result.map_err(Status::from);
-        audit(
-            &caller,
-            Rpc::DeleteInstall,
-            id,
-            None,
-            outcome.as_ref().map(drop).map_err(Status::code),
-        );
+        audit::write(Entry::new(&caller, Rpc::DeleteInstall, Outcome::of(&outcome)).install(id));
         outcome.map(|()| Response::new(pb::DeleteInstallResponse {}))
     }
 
@@ -588,13 +548,11 @@ impl TokenService for TokenApi {
             .start_watch(&req.get_ref().after_event_id)
             .await
             .map_err(Status::from);
-        audit(
+        audit::write(Entry::new(
             &caller,
             Rpc::WatchInstallEvents,
-            None,
-            None,
-            outcome.as_ref().map(drop).map_err(Status::code),
-        );
+            Outcome::of(&outcome),
+        ));
         outcome.map(Response::new)
     }
 }

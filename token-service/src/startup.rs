@@ -11,9 +11,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    cache::GrantCache, config::Settings, decode_status::DecodeStatusLayer, keepalive::KeepAlive,
-    metrics::Metrics, refresh::Refresher, rpc_duration::RpcDurationLayer, service::TokenApi,
-    snyk::SnykClient, store::Store,
+    audit::AuditTrail, cache::GrantCache, config::Settings, decode_status::DecodeStatusLayer,
+    keepalive::KeepAlive, metrics::Metrics, refresh::Refresher, rpc_duration::RpcDurationLayer,
+    service::TokenApi, snyk::SnykClient, store::Store,
 };
 
 /// Largest request we decode: every field we accept is at most a few KiB.
@@ -160,11 +160,15 @@ impl Application {
         }));
         // Event watches never end by themselves; the graceful shutdown ends them after the drain.
         let stop_watches = CancellationToken::new();
+        let audit = Arc::new(AuditTrail::new(self.settings.audit_interval));
+        let stop_audit = CancellationToken::new();
+        let audit_writer = tokio::spawn(Arc::clone(&audit).run(stop_audit.clone()));
         let api = TokenApi::new(
             self.store,
             Arc::clone(&self.refresher),
             self.snyk,
             Arc::clone(&self.metrics),
+            audit,
         )
         .with_watch_stop(stop_watches.clone());
         let server = TokenServiceServer::new(api)
@@ -218,6 +222,9 @@ impl Application {
             let _ = tracking.await;
         }
         self.refresher.drain().await;
+        // After the last hand-out: the pending counts are written before the process ends.
+        stop_audit.cancel();
+        let _ = audit_writer.await;
         metrics_server.abort();
         tracing::info!("token-service stopped");
         result
