@@ -4,7 +4,7 @@
 //! One HTTP server (HTTPS with [`Config::tls`]) plays both Snyk hosts: the app host's consent
 //! page (`/oauth2/authorize`) and the API host (`/oauth2/token`, `/oauth2/revoke`, `/rest/...`),
 //! plus `/healthz` and the `/_fake/...` control endpoints (on in the library; the binary serves
-//! them only in demo mode). It follows `SNYK-API.md` and Snyk's REST OpenAPI document, and is strict where a
+//! them only in demo mode). It follows `docs/snyk-api.md` and Snyk's REST OpenAPI document, and is strict where a
 //! client could get away with sloppiness against a lenient double: refresh tokens are single use
 //! and a replay revokes the grant, PKCE S256 is mandatory, redirect URIs match exactly.
 //!
