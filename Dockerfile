@@ -9,7 +9,7 @@
 #   base      Debian slim with CA certificates and the non-root user; what ships.
 #   prebuilt  base + binaries built outside Docker (context: a folder holding bin/<binary>).
 #             For engines without BuildKit, where the builder stage cannot run; scripts/compose-test
-#             uses it (README, "Docker details"). Nothing but the COPY differs from runtime.
+#             uses it (docs/operations.md, "Docker Compose"). Nothing but the COPY differs from runtime.
 #   builder   the release build, with BuildKit cache mounts.
 #   runtime   base + the builder's binaries: the default target, what `docker compose up --build`
 #             builds.

@@ -6,6 +6,12 @@
 //! A caller may be listed twice, with two keys both accepted, so its key rotates without
 //! downtime: `caller=new,caller=old` on every replica, then the caller switches to `new`, then
 //! `caller=old` goes. A third key for one caller, or one key given twice, is refused.
+//!
+//! Reading order (one file): [`ClientKeys`] (the parsed list; its `Debug` shows callers, never
+//! keys) and its limits [`MIN_KEY_LEN`], [`MAX_KEYS_PER_CALLER`] → [`ClientKeysError`] (a refused
+//! list, naming the variable and the caller) → [`ClientKeys::parse`], then
+//! [`ClientKeys::authenticate`] (the header in, the caller's name or a [`Rejection`] out, compared
+//! in constant time) → the tests.
 
 use std::fmt;
 
@@ -29,7 +35,7 @@ impl fmt::Debug for ClientKeys {
     }
 }
 
-/// Shortest key accepted: 16 characters (the README shows how to generate 32 random bytes).
+/// Shortest key accepted: 16 characters (docs/operations.md shows how to generate 32 random bytes).
 pub const MIN_KEY_LEN: usize = 16;
 
 /// Keys one caller may hold at once: the new and the old, while a rotation rolls out.

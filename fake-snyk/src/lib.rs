@@ -4,9 +4,19 @@
 //! One HTTP server (HTTPS with [`Config::tls`]) plays both Snyk hosts: the app host's consent
 //! page (`/oauth2/authorize`) and the API host (`/oauth2/token`, `/oauth2/revoke`, `/rest/...`),
 //! plus `/healthz` and the `/_fake/...` control endpoints (on in the library; the binary serves
-//! them only in demo mode). It follows `SNYK-API.md` and Snyk's REST OpenAPI document, and is strict where a
-//! client could get away with sloppiness against a lenient double: refresh tokens are single use
-//! and a replay revokes the grant, PKCE S256 is mandatory, redirect URIs match exactly.
+//! them only in demo mode). It follows `docs/snyk-api.md` and Snyk's REST OpenAPI document
+//! (`docs/snyk-openapi/`), and is strict where a client could get away with sloppiness against a
+//! lenient double: refresh tokens are single use and a replay revokes the grant, PKCE S256 is
+//! mandatory, redirect URIs match exactly.
+//!
+//! Reading order: `config` (the registered client, lifetimes, seeded orgs) and `catalog` (the
+//! orgs and generated projects) → `server` (the accept loop and the [`FakeSnyk`] handle) with
+//! `tls` → `app` (shared state, the routes) → the two hosts: `authorize` (the consent page) on the
+//! app host; `token` (code exchange, refresh, revoke), `rest` (`/rest/...`), `version` (the
+//! `version` parameter) and `pagination` (cursors, `links`) on the API host → what they share:
+//! `store` (codes, grants, tokens), `pkce`, `secrets` (the client's two secrets) and `error` (every
+//! error body) → what tests and benchmarks drive: `faults` ([`Fault`]), `stats` (counters) and
+//! `control` (the `/_fake/*` endpoints).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {

@@ -97,7 +97,7 @@ fn parse_date(text: &str) -> Option<Date> {
 }
 
 /// Parses `YYYY-MM-DD[~stability]`. A bare stability without a date (which rest.json's
-/// `QueryVersion` pattern also allows) is refused, as SNYK-API.md asks for a date.
+/// `QueryVersion` pattern also allows) is refused, as docs/snyk-api.md asks for a date.
 pub(crate) fn parse(raw: Option<&str>, today: Date) -> Result<Requested, VersionError> {
     let raw = raw.ok_or(VersionError::Missing)?;
     let malformed = || VersionError::Malformed(raw.to_owned());

@@ -2,6 +2,10 @@
 //! OAuth install of the app, one grant) and a Snyk org. Every service takes them from here, so no
 //! id travels between crates as a bare `String`, and each has one spelling (the canonical
 //! hyphenated UUID) and so one Redis key and one URL.
+//!
+//! Reading order (one file): [`BadId`] (the error: which field was not a UUID) → the macro that
+//! gives [`InstallId`] and [`OrgId`] the same `parse`, `Display` and `Debug` →
+//! [`InstallId::new_random`] (a new install's id) → the tests.
 
 use std::fmt;
 

@@ -1,12 +1,16 @@
 //! Load generator for token-service (gRPC) and projects-service (HTTP), and the pieces of the
-//! benchmark run in `scripts/bench` (issues #7 and #13). It only ever sends traffic to 127.0.0.1,
-//! and every load run is bounded by a duration and a request count (which `lean-get-token` leaves
-//! unbounded unless asked; `install --count` is bounded by its count and a timeout per call).
+//! benchmark run in `scripts/bench` (docs/benchmarks.md). It only ever sends traffic to
+//! 127.0.0.1, and every load run is bounded by a duration and a request count (which
+//! `lean-get-token` leaves unbounded unless asked; `install --count` is bounded by its count and a
+//! timeout per call).
 //!
-//! The binary's subcommands map onto modules: `echo-server` ([`echo`]), `install` ([`install`],
-//! [`consent`]), `get-token` ([`get_token`]), `lean-get-token` ([`lean`], the yardstick that
-//! `get-token` is held against), `storm` ([`storm`]), `http` and `page` ([`http`]), `report`
-//! ([`report`]). [`drive`] is the closed loop they share, [`latency`] the histograms.
+//! Reading order: [`args`] (what the command line may ask for) and [`client`] (token-service
+//! connections with their key) → [`drive`] (the closed loop every load subcommand shares) and
+//! [`latency`] (the histograms) → one module per subcommand: `echo-server` ([`echo`]), `install`
+//! ([`install`], with [`consent`] reading the fake's consent page), `get-token` ([`get_token`]),
+//! `lean-get-token` ([`lean`], the yardstick that `get-token` is held against), `storm`
+//! ([`storm`]), `http` and `page` ([`http`]) → [`report`] (the Markdown report of a
+//! `scripts/bench` run).
 
 pub mod args;
 pub mod client;

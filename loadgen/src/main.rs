@@ -1,6 +1,14 @@
 //! The `loadgen` binary: load runs print one JSON line on stdout (for scripts) and one line for
 //! people on stderr. Targets are 127.0.0.1 only; keys may come from the environment
 //! (`LOADGEN_KEY`, `LOADGEN_BEARER`) so that they stay out of the process list.
+//!
+//! Reading order: `Command` (every subcommand with its flags; `loadgen help` prints the same) →
+//! `try_main` (checks the arguments with `loadgen::args`, then hands each subcommand to its
+//! module of the library: `echo-server` to `echo`, `install` to `install`, `get-token` to
+//! `get_token`, `lean-get-token` to `lean`, `storm` to `storm`, `http` and `page` to `http`,
+//! `report` to `report`; `fake-stats`, `fake-fault` and `free-ports` are small helpers for
+//! `scripts/bench` written here) → `shutdown_signal` (how a long run is stopped). The library's
+//! own reading order is in `lib.rs`.
 
 use std::io::Write as _;
 use std::path::PathBuf;

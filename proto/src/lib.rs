@@ -2,6 +2,12 @@
 //!
 //! Modules mirror the proto package tree (`snykapps.token.v1` -> [`snykapps::token::v1`]) so a
 //! reader can go from a type name on the wire to its Rust path without a lookup table.
+//!
+//! Reading order: the contract itself, `proto/snykapps/token/v1/token.proto` (every RPC and
+//! message, with their comments) → `build.rs` (compiled with `protox`, so no `protoc` is needed,
+//! plus the descriptor set) → this file: [`snykapps::token::v1`] (the generated messages, client
+//! and server, also reachable as [`token_v1`]), [`FILE_DESCRIPTOR_SET`] (for gRPC reflection) and
+//! the re-exported [`Timestamp`]. Its tests check that the descriptor set describes the service.
 
 /// `snykapps.*` packages.
 pub mod snykapps {

@@ -1,5 +1,20 @@
-//! What every service binary does the same way: telemetry set-up (logs, traces, metrics) and the
-//! shutdown signal (SIGINT or SIGTERM).
+//! What every service binary does the same way, so that each service's own code is only its
+//! domain: reading and checking settings, demo mode, telemetry and metrics, the hops to our own
+//! services and to Redis, certificates, the `healthcheck` and `check-config` subcommands, and the
+//! shutdown signal.
+//!
+//! Reading order:
+//! 1. [`config`]: settings from the environment (and `<NAME>_FILE` files), each error naming its
+//!    variable; [`demo`]: the published demo values and where demo mode may run;
+//!    [`check_config`]: the subcommand that judges settings exactly as start-up does.
+//! 2. [`telemetry`]: logs, traces and metrics (OTLP and Prometheus text), `traceparent` on every
+//!    hop; [`process_metrics`]: the standard `process_*` series; `http` (feature `actix`): what
+//!    the actix-web services share (request metrics, `/metrics`, readiness while draining).
+//! 3. [`internal`]: when a hop to our own services may be plain text and which CA it trusts;
+//!    [`tls`]: PEM certificates (extra Snyk roots, a server's chain and key); [`grpc`]: the channel
+//!    to token-service's replicas; `redis` (feature `redis`): every Redis connection.
+//! 4. [`healthcheck`]: the subcommand container healthchecks run; [`shutdown_signal`]: SIGINT or
+//!    SIGTERM, for every binary's graceful stop.
 
 pub mod check_config;
 pub mod config;

@@ -4,6 +4,13 @@
 //!
 //! Paging, tokens and retries are the caller's: only it knows whether to ask token-service for a
 //! forced refresh on a 401, and how much of its budget is left for a 429.
+//!
+//! Reading order (one file): [`RestError`] (what failed and whether a retry may help) → the
+//! JSON:API shapes [`Page`], [`Resource`], [`OrgAttributes`], [`ProjectAttributes`] →
+//! [`http_client`] (the client every call to Snyk goes through: timeouts, no redirects, extra CA
+//! roots) and [`describe`] (a transport error in one line with its causes, without the URL) →
+//! [`RestClient`] (`url`, `get_page`, `resolve_next`) → [`backoff`] (jittered, honouring
+//! `Retry-After`) → the tests. What Snyk's REST API does is in `docs/snyk-api.md`.
 
 use std::{fmt, time::Duration};
 

@@ -43,7 +43,7 @@ async fn the_demo_stack_installs_in_a_real_browser_and_shows_the_projects() {
     );
     assert_eq!(stats["spent_refresh_token_reuses"], 0, "{stats}");
 
-    // The README's operator tools, as it runs them: inside the container, with its environment.
+    // The operator tools as docs/operations.md runs them: inside the container, with its environment.
     let ops = |args: &[&str]| {
         let mut command = vec!["exec", "-T", "token-service", "token-service"];
         command.extend_from_slice(args);

@@ -363,9 +363,9 @@ fn matchers_of<'e>(expr: &'e str, name: &str) -> Vec<&'e str> {
     found
 }
 
-/// The README's promise: no query counts a series twice when OTLP export is on, because every
-/// selector leaves out what the collector re-exports, directly or through `$job`, whose own query
-/// leaves it out.
+/// docs/operations.md's promise ("Dashboard"): no query counts a series twice when OTLP export is
+/// on, because every selector leaves out what the collector re-exports, directly or through
+/// `$job`, whose own query leaves it out.
 #[test]
 fn every_query_leaves_out_what_the_collector_re_exports() {
     const NOT_COLLECTOR: &str = r#"job!="otel-collector""#;

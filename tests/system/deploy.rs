@@ -663,8 +663,8 @@ fn compose_wires_services_by_name_on_the_ports_they_listen_on() {
 /// Grafana of the `observability` profile: the provisioned data source is the profile's
 /// Prometheus, the dashboards it loads are the repository's files (read-only, at the path the
 /// provider reads), the home dashboard is one of them, and nobody gets in without the password:
-/// no anonymous access, no sign-up, no built-in `admin`/`admin` in real mode (README,
-/// "Dashboard"). How the dashboard renders is not checked: the image cannot be pulled here.
+/// no anonymous access, no sign-up, no built-in `admin`/`admin` in real mode
+/// (docs/operations.md, "Dashboard"). How the dashboard renders is not checked: the image cannot be pulled here.
 #[test]
 fn grafana_serves_the_repositorys_dashboard_over_the_profiles_prometheus_behind_a_password() {
     let compose = yaml("docker-compose.yml");
@@ -757,8 +757,8 @@ fn compose_publishes_ports_on_this_machine_only() {
     }
     assert!(published >= 2, "auth-service and fake-snyk are published");
     assert!(
-        read("README.md").contains("AUTH_SERVICE_PUBLISH"),
-        "the README tells how to open 8080 to the network"
+        read("docs/operations.md").contains("AUTH_SERVICE_PUBLISH"),
+        "docs/operations.md tells how to open 8080 to the network"
     );
 }
 

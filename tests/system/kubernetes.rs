@@ -683,9 +683,9 @@ fn kubernetes_optional_components_render_what_they_promise() {
     }
 }
 
-/// The Secrets the production overlay expects the operator to create (README, "Kubernetes"):
-/// name and keys. The test below makes them with fresh values and checks every reference of the
-/// manifests resolves into them, and that the README names each key.
+/// The Secrets the production overlay expects the operator to create (docs/operations.md,
+/// "Kubernetes"): name and keys. The test below makes them with fresh values and checks every
+/// reference of the manifests resolves into them, and that docs/operations.md names each key.
 const PRODUCTION_SECRETS: &[(&str, &[&str])] = &[
     (
         "token-service-secrets",
@@ -745,22 +745,23 @@ fn production_secret_value(key: &str, certs: &test_support::Certificates) -> Str
 fn kubernetes_production_deployments_pass_check_config_with_the_documented_secrets() {
     let dir = tempfile::tempdir().expect("temp dir");
     let certs = test_support::certificates_for(dir.path(), &["token-service", "projects-service"]);
-    let readme = std::fs::read_to_string(kubernetes_dir().join("../../README.md")).expect("README");
+    let operations = std::fs::read_to_string(kubernetes_dir().join("../../docs/operations.md"))
+        .expect("docs/operations.md");
     let mut objects = overlay("production");
     for (name, keys) in PRODUCTION_SECRETS {
-        let row = readme
+        let row = operations
             .lines()
             .find(|l| {
                 l.split('|')
                     .nth(1)
                     .is_some_and(|cell| cell.contains(&format!("`{name}`")))
             })
-            .unwrap_or_else(|| panic!("the README lists no Secret {name}"));
+            .unwrap_or_else(|| panic!("docs/operations.md lists no Secret {name}"));
         let mut data = serde_json::Map::new();
         for key in *keys {
             assert!(
                 row.contains(&format!("`{key}`")),
-                "the README's {name} row lacks {key}"
+                "docs/operations.md's {name} row lacks {key}"
             );
             let value = production_secret_value(key, &certs);
             data.insert(

@@ -132,10 +132,11 @@ async fn end(stop: &AtomicBool, handles: Vec<JoinHandle<()>>, tally: &Mutex<Tall
     std::mem::take(&mut *tally.lock().unwrap())
 }
 
-/// The Snyk client secret moves from A to B under load, as the README's "Rotating secrets" says:
-/// B is created at Snyk, the replicas are restarted one by one with `B,A`, A is deleted at Snyk.
-/// Then one more replica starts with the stale order `A,B`: Snyk refuses A, it tries B, and keeps
-/// B first. No call fails, no refresh token is presented twice, no install leaves ACTIVE.
+/// The Snyk client secret moves from A to B under load, as docs/operations.md's "Rotating
+/// secrets" says: B is created at Snyk, the replicas are restarted one by one with `B,A`, A is
+/// deleted at Snyk. Then one more replica starts with the stale order `A,B`: Snyk refuses A, it
+/// tries B, and keeps B first. No call fails, no refresh token is presented twice, no install
+/// leaves ACTIVE.
 #[tokio::test]
 async fn the_client_secret_rotates_under_load_over_three_replicas() {
     // 2-second access tokens: every install refreshes about once a second throughout.

@@ -1,19 +1,6 @@
 //! The routes, one module per page group, and what every handler shares.
 //!
-//! | route | answers |
-//! |---|---|
-//! | `GET /` | 200 landing page |
-//! | `GET /static/style.css`, `GET /static/favicon.svg` | 200 the stylesheet, the icon |
-//! | `GET /auth` | 302 to Snyk's consent page; 429 with `Retry-After` past `AUTH_RATE_LIMIT_PER_MINUTE` per client; 503 when Redis is down |
-//! | `GET /callback` | 303 to the install page; 200 "cancelled" page; 400 pages for bad, expired, reused or foreign state, Snyk errors (Snyk's text only for this browser's own state) and refused codes; 503 when token-service or Redis is down |
-//! | `GET /installs/{id}` | 200 the install's orgs and projects; 404 unless this browser completed it; 503 when token-service is down |
-//! | `POST /installs/{id}/reconnect` | 303 to Snyk's consent page, a sign-in that re-authorizes this install; 403 for a post from another site or an install this browser's session does not hold; 429 / 503 as `/auth` |
-//! | `GET /installs/{id}/disconnect` | 200 what Disconnect does, and the form that confirms it; 404 unless this browser completed the install |
-//! | `POST /installs/{id}/disconnect` | `DeleteInstall`, the install dropped from the session, 303 to `/disconnected`; 403 for a post from another site or an install this browser's session does not hold; 503 when token-service (or Snyk's revoke behind it) is down |
-//! | `GET /disconnected` | 200 the page after a Disconnect |
-//! | `POST /logout` | 303 to `/`, the session and binding cookies cleared; 403 for a post from another site |
-//! | `GET /healthz`, `GET /readyz` | 200 / 503 JSON |
-//! | anything else | 404 page (405 for another method on a known path) |
+//! Every route and its answers are described once, in `docs/api.md` ("auth-service").
 //!
 //! `/metrics` is not here: it has its own listener (`AUTH_SERVICE_METRICS_ADDR`, see `startup`).
 

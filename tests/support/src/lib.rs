@@ -5,6 +5,13 @@
 //! Tests must never share Redis state with each other or with the machine's own Redis, so each
 //! test (or test binary) starts its own server in a temporary directory, listening on a unix
 //! socket (and on a free TCP port only when asked), and stops it when the guard is dropped.
+//!
+//! Reading order (one file): [`RedisOptions`] and [`RedisServer`] (start, URLs per ACL user,
+//! `kill` for crash tests; [`acl_file`] and [`password_of`] give each service its own user as
+//! production does) → [`Certificates`] ([`certificates_for`]: a throwaway CA and server
+//! certificates) → [`RedisCluster`] (three masters on free ports) → the small pieces:
+//! [`free_port`], [`silent_listener`], [`spawn_tied_to_process`] (a child that dies with the test)
+//! → the tests.
 
 use std::{
     fmt,
