@@ -18,12 +18,17 @@
 //! A read that races a change cannot put the old value back: every shard counts the changes it
 //! heard of, a reader takes the count before it reads Redis ([`Ticket`]) and its insert is
 //! dropped when the count moved meanwhile.
+//!
+//! A lookup takes only its shard's read lock: lookups never wait for each other, also when a
+//! thread holding the lock is preempted (a runtime with more workers than cores). The LRU order
+//! is refreshed at most once per [`PROMOTE_EVERY_MS`] per entry, by a write lock the lookup only
+//! tries to take (never waits for); inserts, invalidations and flushes take it and wait.
 
 use std::{
     hash::{BuildHasher, Hash},
     num::NonZeroUsize,
     sync::{
-        Arc, Mutex,
+        Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError,
         atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
     },
 };
@@ -34,6 +39,9 @@ use crate::grant::{Handout, InstallId, OrgId, now_millis};
 
 /// Shards per map: enough that 64 concurrent streams rarely meet on one lock.
 const SHARDS: usize = 64;
+
+/// How often (ms) a lookup moves its entry to the front of the LRU order, at most.
+const PROMOTE_EVERY_MS: i64 = 1_000;
 
 /// How long the cache answers first after Redis failed to answer, while the tracking connection
 /// is down: the outage's callers are not each made to wait for a Redis timeout.
@@ -70,26 +78,41 @@ pub struct CacheStats {
 struct Shard<K: Hash + Eq, V> {
     /// Changes heard of for keys of this shard (and every flush).
     epoch: AtomicU64,
-    /// A std mutex: held for one map operation, never across an await.
-    map: Mutex<LruCache<K, Stamped<V>>>,
+    /// A std lock: held for one map operation, never across an await. Lookups read (`peek`),
+    /// only changes and the occasional LRU promotion write.
+    map: RwLock<LruCache<K, Stamped<V>>>,
 }
 
-/// A value and the tracking session it was read in.
+/// A value, the tracking session it was read in, and when it last moved to the LRU front.
 struct Stamped<V> {
     value: V,
     session: u64,
+    promoted: AtomicI64,
 }
 
 impl<K: Hash + Eq + Copy, V: Clone> Shard<K, V> {
     fn new(cap: NonZeroUsize) -> Self {
         Shard {
             epoch: AtomicU64::new(0),
-            map: Mutex::new(LruCache::new(cap)),
+            map: RwLock::new(LruCache::new(cap)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<K, Stamped<V>>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, LruCache<K, Stamped<V>>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, LruCache<K, Stamped<V>>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The write lock if nobody holds the lock now.
+    fn try_write(&self) -> Option<RwLockWriteGuard<'_, LruCache<K, Stamped<V>>>> {
+        match self.map.try_write() {
+            Ok(map) => Some(map),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 }
 
@@ -117,10 +140,21 @@ impl<K: Hash + Eq + Copy, V: Clone> Map<K, V> {
 
     /// The value and the session it was read in.
     fn get(&self, key: &K) -> Option<(V, u64)> {
-        self.shards[self.shard_of(key)]
-            .lock()
-            .get(key)
-            .map(|s| (s.value.clone(), s.session))
+        let shard = &self.shards[self.shard_of(key)];
+        let (found, promote) = {
+            let map = shard.read();
+            let stamped = map.peek(key)?;
+            let now = now_millis();
+            let due = now - stamped.promoted.load(Ordering::Relaxed) >= PROMOTE_EVERY_MS;
+            ((stamped.value.clone(), stamped.session), due.then_some(now))
+        };
+        if let Some(now) = promote
+            && let Some(mut map) = shard.try_write()
+            && let Some(stamped) = map.get(key)
+        {
+            stamped.promoted.store(now, Ordering::Relaxed);
+        }
+        Some(found)
     }
 
     fn ticket(&self, key: &K) -> Ticket {
@@ -134,20 +168,28 @@ impl<K: Hash + Eq + Copy, V: Clone> Map<K, V> {
     /// Inserts unless the shard heard of a change since `ticket` was taken.
     fn insert(&self, ticket: Ticket, key: K, value: V, session: u64) -> bool {
         let shard = &self.shards[ticket.shard];
-        let mut map = shard.lock();
+        let mut map = shard.write();
         // Under the lock: an invalidation bumps the epoch before it takes the lock, so either we
         // see its bump here, or it removes what we insert right after.
         if shard.epoch.load(Ordering::Acquire) != ticket.epoch {
             return false;
         }
-        map.put(key, Stamped { value, session });
+        let promoted = AtomicI64::new(now_millis());
+        map.put(
+            key,
+            Stamped {
+                value,
+                session,
+                promoted,
+            },
+        );
         true
     }
 
     fn forget(&self, key: &K) {
         let shard = &self.shards[self.shard_of(key)];
         shard.epoch.fetch_add(1, Ordering::AcqRel);
-        shard.lock().pop(key);
+        shard.write().pop(key);
     }
 
     /// No read in flight may insert what it read (a new session starts).
@@ -160,12 +202,12 @@ impl<K: Hash + Eq + Copy, V: Clone> Map<K, V> {
     fn clear(&self) {
         for shard in &self.shards {
             shard.epoch.fetch_add(1, Ordering::AcqRel);
-            shard.lock().clear();
+            shard.write().clear();
         }
     }
 
     fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.shards.iter().map(|s| s.read().len()).sum()
     }
 }
 
@@ -434,6 +476,40 @@ mod tests {
         assert!(c.len().0 <= SHARDS * 2, "{:?}", c.len());
         // The last one inserted is the most recently used of its shard.
         assert!(c.install(ids.last().unwrap()).is_some());
+    }
+
+    #[test]
+    fn a_lookup_moves_its_entry_to_the_lru_front_at_most_once_a_second() {
+        // Three keys of one shard, which holds two.
+        let map: Map<InstallId, u32> = Map::new(SHARDS * 2);
+        let a = InstallId::new_random();
+        let same_shard = || loop {
+            let id = InstallId::new_random();
+            if map.shard_of(&id) == map.shard_of(&a) {
+                break id;
+            }
+        };
+        let (b, c) = (same_shard(), same_shard());
+        let put = |id: InstallId, v: u32| assert!(map.insert(map.ticket(&id), id, v, 0));
+        let age = |id: &InstallId| {
+            let shard = map.shards[map.shard_of(id)].read();
+            shard.peek(id).unwrap().promoted.store(0, Ordering::Relaxed);
+        };
+
+        // Looked up long after it was promoted: moved to the front, so `b` goes first.
+        put(a, 1);
+        put(b, 2);
+        age(&a);
+        assert_eq!(map.get(&a), Some((1, 0)));
+        put(c, 3);
+        assert_eq!(map.get(&a), Some((1, 0)));
+        assert_eq!(map.get(&b), None, "the least recently used left");
+
+        // Looked up within a second of its promotion: the order stays (coarse recency).
+        put(b, 2);
+        assert_eq!(map.get(&c), Some((3, 0)));
+        put(a, 1);
+        assert_eq!(map.get(&c), None, "c was not promoted again so soon");
     }
 
     #[test]
