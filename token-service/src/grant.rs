@@ -7,8 +7,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::snyk::TokenPair;
-
 pub use snykapps_ids::{BadId, InstallId, OrgId};
 
 /// Milliseconds since the Unix epoch: the one clock unit stored in records.
@@ -85,6 +83,19 @@ pub struct Grant {
     /// own it only says that a holder began; whether a request went out is the "sending" mark
     /// (see docs/design.md, "One refresh").
     pub refresh_started_at: Option<UnixMillis>,
+}
+
+/// A successful answer of Snyk's token endpoint (`snyk`), which a grant is made of. `Debug`
+/// redacts the tokens.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access_token: SecretString,
+    pub refresh_token: SecretString,
+    pub expires_in: u64,
+    pub refresh_expires_in: Option<u64>,
+    pub token_type: String,
+    pub scope: String,
+    pub bot_id: String,
 }
 
 /// What a caller needs from the grant it asks for.

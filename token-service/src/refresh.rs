@@ -36,9 +36,9 @@ use crate::{
     backoff::Backoff,
     error::Error,
     events::{EventKind, NewEvent},
-    grant::{Grant, Handout, InstallId, Need, ReauthReason, Status, now_millis},
+    grant::{Grant, Handout, InstallId, Need, ReauthReason, Status, TokenPair, now_millis},
     metrics::{Metrics, RefreshOutcome, Served},
-    snyk::{Redemption, SnykClient, SnykError, TokenPair},
+    snyk::{Redemption, SnykClient, SnykError},
     store::{Deleted, Fenced, SendingMark, Settled, Store, StoreError, Versioned},
 };
 
