@@ -32,6 +32,7 @@ pub mod service;
 pub mod snyk;
 pub mod startup;
 pub mod store;
+pub mod watch;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -14,13 +14,14 @@ use crate::{
     backoff::Backoff,
     caller::{AuthenticatedCaller, Rpc},
     error::Error,
-    events::{self, Cursor, MAX_WATCHERS, Start, WatchError},
+    events::Start,
     grant::{Grant, Handout, InstallId, Need, OrgId, now_millis},
     metrics::{Metrics, Served},
     page_token::PageToken,
     refresh::Refresher,
     snyk::{SnykClient, SnykError},
     store::Store,
+    watch::{self, Cursor, MAX_WATCHERS, WatchError},
 };
 
 /// Upper bound of any string field we accept (codes, tokens, URIs): far above real values, far
@@ -91,7 +92,7 @@ impl TokenApi {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let (store, stop) = (self.store.clone(), self.stop_watches.clone());
         tokio::spawn(async move {
-            events::watch(store, cursor, tx, stop).await;
+            watch::watch(store, cursor, tx, stop).await;
             drop(permit);
         });
         Ok(Box::pin(
