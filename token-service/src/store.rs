@@ -16,8 +16,6 @@ use redis::{
     aio::{ConnectionLike, ConnectionManager},
     cluster_async::ClusterConnection,
 };
-use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 
 use crate::{
     cache::GrantCache,
@@ -317,64 +315,17 @@ fn legacy_org_key(id: &OrgId) -> String {
     format!("snykapps:org:{{{id}}}")
 }
 
-/// The sealed plaintext. Only this module sees tokens as plain strings, and only to seal them.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    access_token: String,
-    refresh_token: String,
-    token_type: String,
-    access_expires_at: UnixMillis,
-    access_lifetime_secs: u64,
-    refresh_expires_at: Option<UnixMillis>,
-    #[serde(default)]
-    refresh_lifetime_secs: Option<u64>,
-    scope: String,
-    bot_id: String,
-    orgs: Vec<Org>,
-    created_at: UnixMillis,
-    status: Status,
-    refresh_started_at: Option<UnixMillis>,
+/// The plaintext a grant is sealed as: its serde form, every field but the install id.
+fn stored_form(grant: &Grant) -> Vec<u8> {
+    // Serializing plain strings and numbers cannot fail.
+    serde_json::to_vec(grant).unwrap_or_default()
 }
 
-impl From<&Grant> for Record {
-    fn from(g: &Grant) -> Record {
-        Record {
-            access_token: g.access_token.expose_secret().to_owned(),
-            refresh_token: g.refresh_token.expose_secret().to_owned(),
-            token_type: g.token_type.clone(),
-            access_expires_at: g.access_expires_at,
-            access_lifetime_secs: g.access_lifetime_secs,
-            refresh_expires_at: g.refresh_expires_at,
-            refresh_lifetime_secs: g.refresh_lifetime_secs,
-            scope: g.scope.clone(),
-            bot_id: g.bot_id.clone(),
-            orgs: g.orgs.clone(),
-            created_at: g.created_at,
-            status: g.status,
-            refresh_started_at: g.refresh_started_at,
-        }
-    }
-}
-
-impl Record {
-    fn into_grant(self, install_id: InstallId) -> Grant {
-        Grant {
-            install_id,
-            access_token: self.access_token.into(),
-            refresh_token: self.refresh_token.into(),
-            token_type: self.token_type,
-            access_expires_at: self.access_expires_at,
-            access_lifetime_secs: self.access_lifetime_secs,
-            refresh_expires_at: self.refresh_expires_at,
-            refresh_lifetime_secs: self.refresh_lifetime_secs,
-            scope: self.scope,
-            bot_id: self.bot_id,
-            orgs: self.orgs,
-            created_at: self.created_at,
-            status: self.status,
-            refresh_started_at: self.refresh_started_at,
-        }
-    }
+/// The grant of install `id` from its stored form.
+fn from_stored_form(id: InstallId, plaintext: &[u8]) -> Result<Grant, serde_json::Error> {
+    let mut grant: Grant = serde_json::from_slice(plaintext)?;
+    grant.install_id = id;
+    Ok(grant)
 }
 
 async fn connect_one(target: &RedisTarget, timeout: Duration) -> Result<Conn, redis::RedisError> {
@@ -533,24 +484,24 @@ impl Store {
                 install: *id,
                 source,
             })?;
-        let record: Record =
-            serde_json::from_slice(&opened.plaintext).map_err(|e| StoreError::Corrupt {
-                install: *id,
-                reason: e.to_string(),
-            })?;
+        let grant = from_stored_form(*id, &opened.plaintext).map_err(|e| StoreError::Corrupt {
+            install: *id,
+            reason: e.to_string(),
+        })?;
         Ok(Versioned {
             generation,
-            grant: record.into_grant(*id),
+            grant,
             sealed_with_primary: opened.sealed_with_primary,
             sending: None,
         })
     }
 
     fn seal(&self, grant: &Grant, generation: u64) -> Vec<u8> {
-        // Serializing plain strings and numbers cannot fail.
-        let json = serde_json::to_vec(&Record::from(grant)).unwrap_or_default();
-        self.keyring
-            .seal(&grant.install_id.to_string(), generation, &json)
+        self.keyring.seal(
+            &grant.install_id.to_string(),
+            generation,
+            &stored_form(grant),
+        )
     }
 
     /// Stores a new install's grant (generation 1) and indexes it. The keep-alive entry goes
@@ -1124,6 +1075,8 @@ impl Drop for Changed<'_> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use secrecy::ExposeSecret as _;
+
     use super::*;
 
     #[test]
@@ -1140,6 +1093,86 @@ mod tests {
         );
         assert_eq!(parse_tracked_key(b"snykapps:grant:nope"), None);
         assert_eq!(parse_tracked_key(lease_key(&id).as_bytes()), None);
+    }
+
+    /// A grant with every field set to something other than its default.
+    fn full_grant() -> Grant {
+        Grant {
+            install_id: InstallId::new_random(),
+            access_token: "snyk_at_stored".to_owned().into(),
+            refresh_token: "snyk_rt_stored".to_owned().into(),
+            token_type: "bearer".into(),
+            access_expires_at: 1_700_000_360_000,
+            access_lifetime_secs: 3600,
+            refresh_expires_at: Some(1_715_552_000_000),
+            refresh_lifetime_secs: Some(15_552_000),
+            scope: "org.read org.project.read".into(),
+            bot_id: "bot-7".into(),
+            orgs: vec![Org {
+                id: OrgId::parse("0f8a6b4e-6d6b-4a51-9d7e-0b3c3c1f2a11").unwrap(),
+                name: "Acme \"R&D\"".into(),
+            }],
+            created_at: 1_690_000_000_000,
+            status: Status::NeedsReauth(crate::grant::ReauthReason::RefreshInDoubt),
+            refresh_started_at: Some(1_700_000_000_123),
+        }
+    }
+
+    /// Every field, the tokens included (`Debug` covers the others and redacts the tokens).
+    fn assert_same(a: &Grant, b: &Grant) {
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(
+            a.access_token.expose_secret(),
+            b.access_token.expose_secret()
+        );
+        assert_eq!(
+            a.refresh_token.expose_secret(),
+            b.refresh_token.expose_secret()
+        );
+    }
+
+    #[test]
+    fn a_grant_round_trips_through_its_stored_form() {
+        let grant = full_grant();
+        let stored = stored_form(&grant);
+        assert_same(
+            &from_stored_form(grant.install_id, &stored).unwrap(),
+            &grant,
+        );
+        let text = String::from_utf8(stored).unwrap();
+        assert!(
+            !text.contains(&grant.install_id.to_string()),
+            "the key names the install, the record does not: {text}"
+        );
+    }
+
+    /// Records written before the grant was serialised directly: they load, and a grant is
+    /// stored byte for byte as they were.
+    #[test]
+    fn records_stored_by_earlier_versions_still_load() {
+        const FULL: &str = r#"{"access_token":"snyk_at_stored","refresh_token":"snyk_rt_stored","token_type":"bearer","access_expires_at":1700000360000,"access_lifetime_secs":3600,"refresh_expires_at":1715552000000,"refresh_lifetime_secs":15552000,"scope":"org.read org.project.read","bot_id":"bot-7","orgs":[{"id":"0f8a6b4e-6d6b-4a51-9d7e-0b3c3c1f2a11","name":"Acme \"R&D\""}],"created_at":1690000000000,"status":{"state":"needs_reauth","reason":"refresh_in_doubt"},"refresh_started_at":1700000000123}"#;
+        const BARE: &str = r#"{"access_token":"snyk_at_stored","refresh_token":"snyk_rt_stored","token_type":"bearer","access_expires_at":1700000360000,"access_lifetime_secs":3600,"refresh_expires_at":null,"refresh_lifetime_secs":null,"scope":"org.read org.project.read","bot_id":"bot-7","orgs":[],"created_at":1690000000000,"status":{"state":"active"},"refresh_started_at":null}"#;
+        // Before the refresh token's lifetime was kept.
+        const NO_REFRESH_LIFETIME: &str = r#"{"access_token":"snyk_at_stored","refresh_token":"snyk_rt_stored","token_type":"bearer","access_expires_at":1700000360000,"access_lifetime_secs":3600,"refresh_expires_at":null,"scope":"org.read org.project.read","bot_id":"bot-7","orgs":[],"created_at":1690000000000,"status":{"state":"active"},"refresh_started_at":null}"#;
+
+        let full = full_grant();
+        let bare = Grant {
+            refresh_expires_at: None,
+            refresh_lifetime_secs: None,
+            orgs: vec![],
+            status: Status::Active,
+            refresh_started_at: None,
+            ..full.clone()
+        };
+        let id = full.install_id;
+        for (stored, expected) in [(FULL, &full), (BARE, &bare)] {
+            assert_same(&from_stored_form(id, stored.as_bytes()).unwrap(), expected);
+            assert_eq!(String::from_utf8(stored_form(expected)).unwrap(), stored);
+        }
+        assert_same(
+            &from_stored_form(id, NO_REFRESH_LIFETIME.as_bytes()).unwrap(),
+            &bare,
+        );
     }
 
     #[test]
