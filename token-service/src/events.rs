@@ -7,8 +7,6 @@ use std::{fmt, str::FromStr};
 
 use crate::grant::{InstallId, OrgId, ReauthReason, UnixMillis};
 
-/// The Redis Stream every lifecycle event is appended to.
-pub const EVENTS_KEY: &str = "snykapps:events";
 /// `TOKEN_EVENTS_MAXLEN`'s default: the stream is trimmed to about this many events.
 pub const DEFAULT_MAXLEN: u64 = 100_000;
 
