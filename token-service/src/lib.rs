@@ -33,6 +33,7 @@ pub mod decode_status;
 pub mod error;
 pub mod events;
 pub mod grant;
+pub mod install;
 pub mod keepalive;
 pub mod metrics;
 pub mod ops;

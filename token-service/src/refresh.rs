@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     error::Error,
-    grant::{Grant, Handout, InstallId, Need, Status, now_millis},
+    grant::{Grant, Handout, InstallId, Need, OrgId, Status, now_millis},
     metrics::{Metrics, Served},
     snyk::SnykClient,
     store::{Store, StoreError},
@@ -169,6 +169,32 @@ impl Refresher {
         }
         let grant = self.refreshed(id, need).await?;
         Ok((Arc::new(Handout::from(&grant)), Served::AfterRefresh))
+    }
+
+    /// A token for `org`: served by its newest ACTIVE install (an org keeps every install that
+    /// covers it, newest first), so deleting an install or its needing re-authorization falls
+    /// back to the next one. The org's installs come from the grant cache like the grants do
+    /// (`Store::installs_for_org`), so a hit by org touches Redis no more than a hit by install.
+    pub async fn token_by_org(
+        self: &Arc<Self>,
+        org: OrgId,
+        need: Need,
+    ) -> Result<(Arc<Handout>, Served), Error> {
+        let mut needs_reauth = None;
+        for id in self.store.installs_for_org(&org).await?.iter() {
+            match self.token(*id, need.clone()).await {
+                Ok(served) => return Ok(served),
+                Err(Error::UnknownInstall(_)) => {
+                    // The grant is gone; its index entry lagged.
+                    self.store.unindex_org(&org, id).await?;
+                }
+                Err(e @ Error::NeedsReauth(..)) => {
+                    needs_reauth.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(needs_reauth.unwrap_or(Error::UnknownOrg(org)))
     }
 
     /// May `handout` be handed out for `need` without waiting for a refresh? Yes when it

@@ -24,6 +24,9 @@ impl Refresher {
                 if let Err(e) = self.store.release_lease(&id, &owner).await {
                     tracing::warn!(install_id = %id, error = %e, "could not release the lease");
                 }
+                if result.is_ok() {
+                    tracing::info!(install_id = %id, "install deleted");
+                }
                 return result;
             }
             if Instant::now() >= deadline {
