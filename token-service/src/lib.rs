@@ -7,9 +7,11 @@
 //! - **A request, top to bottom**: `decode_status` (undecodable bytes are the caller's fault) ->
 //!   `rpc_duration` (each call's duration) -> `caller` (who is calling, and what they may call) ->
 //!   `service` (the RPCs: parse, call the domain, map the result; `page_token` and `convert` to
-//!   and from the wire) -> `refresh` (when Snyk is called; the grant `cache` answers first) ->
-//!   `store` (Redis: records, the lease, fenced writes, indexes, events; `store::tracking` keeps
-//!   the cache coherent) -> `seal` (the AEAD keyring).
+//!   and from the wire; `audit`: an entry per call, token hand-outs counted) -> `refresh` (when
+//!   Snyk is called; the grant `cache` answers first) or `install` (a new install or a
+//!   reconnect: the code exchanged, the orgs listed, the grant created or replaced) -> `store`
+//!   (Redis: records, the lease, fenced writes, indexes, events; `store::tracking` keeps the
+//!   cache coherent) -> `seal` (the AEAD keyring).
 //! - **The domain**, which depends on nothing above it: `grant` (ids, the grant, its status, the
 //!   rules for when it needs a refresh, the token pair) and `events` (lifecycle events as values).
 //! - **Beside the request**: `snyk` (the client of Snyk's token, revoke and org endpoints;
