@@ -3,11 +3,11 @@
 use tonic::{Code, Status};
 
 use crate::{
-    events::WatchError,
     grant::{BadId, InstallId, OrgId, ReauthReason},
     page_token::BadPageToken,
     snyk::SnykError,
     store::StoreError,
+    watch::WatchError,
 };
 
 /// Everything that can go wrong in a request. Cloneable, because one refresh's outcome is shared

@@ -7,8 +7,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::snyk::TokenPair;
-
 pub use snykapps_ids::{BadId, InstallId, OrgId};
 
 /// Milliseconds since the Unix epoch: the one clock unit stored in records.
@@ -64,10 +62,19 @@ pub enum Status {
 }
 
 /// An install's grant as token-service holds it. Tokens are secrets: `Debug` redacts them.
-#[derive(Debug, Clone)]
+///
+/// Its serde form is what `store::record` seals, and nothing else serialises a grant (the tokens
+/// are in it in plain): every field but the install id, in this order. A field renamed, retyped
+/// or reordered here changes what is stored; `store::record`'s tests pin the stored form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Grant {
+    /// Not stored: the record's key names the install, and `store::record` sets this from it
+    /// right after reading (the default is a placeholder nobody sees).
+    #[serde(skip, default = "InstallId::new_random")]
     pub install_id: InstallId,
+    #[serde(with = "plain_secret")]
     pub access_token: SecretString,
+    #[serde(with = "plain_secret")]
     pub refresh_token: SecretString,
     pub token_type: String,
     pub access_expires_at: UnixMillis,
@@ -75,6 +82,8 @@ pub struct Grant {
     pub access_lifetime_secs: u64,
     pub refresh_expires_at: Option<UnixMillis>,
     /// `refresh_expires_in` of the last token answer, to cap the keep-alive margin at half of it.
+    /// Absent from records stored before it existed.
+    #[serde(default)]
     pub refresh_lifetime_secs: Option<u64>,
     pub scope: String,
     pub bot_id: String,
@@ -85,6 +94,33 @@ pub struct Grant {
     /// own it only says that a holder began; whether a request went out is the "sending" mark
     /// (see docs/design.md, "One refresh").
     pub refresh_started_at: Option<UnixMillis>,
+}
+
+/// A token in a grant's serde form: the plain string, for `store::record` to seal.
+mod plain_secret {
+    use secrecy::{ExposeSecret as _, SecretString};
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(token: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(token.expose_secret())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+        String::deserialize(d).map(SecretString::from)
+    }
+}
+
+/// A successful answer of Snyk's token endpoint (`snyk`), which a grant is made of. `Debug`
+/// redacts the tokens.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access_token: SecretString,
+    pub refresh_token: SecretString,
+    pub expires_in: u64,
+    pub refresh_expires_in: Option<u64>,
+    pub token_type: String,
+    pub scope: String,
+    pub bot_id: String,
 }
 
 /// What a caller needs from the grant it asks for.

@@ -107,11 +107,6 @@ impl Keyring {
         Ok(Keyring { keys })
     }
 
-    /// The id of the key that seals new records.
-    pub fn primary_id(&self) -> &str {
-        &self.keys[0].id
-    }
-
     /// Seals `plaintext` for `install_id` at `generation` with the primary key.
     pub fn seal(&self, install_id: &str, generation: u64, plaintext: &[u8]) -> Vec<u8> {
         let key = &self.keys[0];

@@ -1,5 +1,7 @@
-//! The tonic service: validates and translates requests, then hands them to the domain. Thin on
-//! purpose; the decisions live in `refresh` (when to call Snyk) and `store` (how to write).
+//! The tonic service: parses each request into typed values once, at the top of its RPC, hands
+//! them to the domain, and maps the result to the wire, with one audit line per call. Thin on
+//! purpose; the decisions live in `refresh` (when to call Snyk), `install` (how an install comes
+//! to be) and `store` (how to write).
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,16 +13,17 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     audit::{self, AuditTrail, Entry, Outcome},
-    backoff::Backoff,
     caller::{AuthenticatedCaller, Rpc},
     error::Error,
-    events::{self, Cursor, MAX_WATCHERS, Start, WatchError},
-    grant::{Grant, Handout, InstallId, Need, OrgId, now_millis},
+    events::{BadEventId, Start},
+    grant::{Handout, InstallId, Need, OrgId},
+    install::{Consent, Installer},
     metrics::{Metrics, Served},
     page_token::PageToken,
     refresh::Refresher,
-    snyk::{SnykClient, SnykError},
+    snyk::SnykClient,
     store::Store,
+    watch::{self, Cursor, MAX_WATCHERS, WatchError},
 };
 
 /// Upper bound of any string field we accept (codes, tokens, URIs): far above real values, far
@@ -29,17 +32,12 @@ const MAX_FIELD: usize = 4096;
 const DEFAULT_PAGE_SIZE: usize = 50;
 const MAX_PAGE_SIZE: usize = 500;
 
-/// Pauses between tries of a new install's org listing when Snyk asks for no particular pause.
-const LIST_ORGS_BACKOFF: Backoff = Backoff::constant(Duration::from_millis(300));
-/// The longest pause of that listing, also when Snyk asks for a longer one.
-const LIST_ORGS_MAX_PAUSE: Duration = Duration::from_secs(3);
-
 /// The `snykapps.token.v1.TokenService` implementation.
 #[derive(Debug, Clone)]
 pub struct TokenApi {
     store: Store,
     refresher: Arc<Refresher>,
-    snyk: SnykClient,
+    installer: Installer,
     metrics: Arc<Metrics>,
     /// One permit per WatchInstallEvents stream (each holds a Redis connection of its own).
     watchers: Arc<Semaphore>,
@@ -59,9 +57,9 @@ impl TokenApi {
         audit: Arc<AuditTrail>,
     ) -> Self {
         TokenApi {
+            installer: Installer::new(store.clone(), snyk),
             store,
             refresher,
-            snyk,
             metrics,
             watchers: Arc::new(Semaphore::new(MAX_WATCHERS)),
             stop_watches: CancellationToken::new(),
@@ -78,12 +76,16 @@ impl TokenApi {
     }
 
     /// Checks the start against the stream (so a bad or trimmed start is the RPC's status), then
-    /// replays and follows on a task of its own that ends when the client goes away.
-    async fn start_watch(&self, after: &str) -> Result<WatchStream, WatchError> {
+    /// replays and follows on a task of its own that ends when the client goes away. A start
+    /// that did not parse counts only where the stream exists: on a cluster the answer says so.
+    async fn start_watch(
+        &self,
+        start: Result<Start, BadEventId>,
+    ) -> Result<WatchStream, WatchError> {
         if !self.store.events_enabled() {
             return Err(WatchError::Cluster);
         }
-        let start = Start::parse(after)?;
+        let start = start?;
         let permit = Arc::clone(&self.watchers)
             .try_acquire_owned()
             .map_err(|_| WatchError::TooManyWatchers)?;
@@ -91,7 +93,7 @@ impl TokenApi {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let (store, stop) = (self.store.clone(), self.stop_watches.clone());
         tokio::spawn(async move {
-            events::watch(store, cursor, tx, stop).await;
+            watch::watch(store, cursor, tx, stop).await;
             drop(permit);
         });
         Ok(Box::pin(
@@ -102,205 +104,41 @@ impl TokenApi {
         ))
     }
 
-    /// The answer to a token hand-out (GetAccessToken, ForceRefresh): counts it for the caller,
-    /// by how it was served or by its status, and records it in the audit trail either way.
+    /// A token for `target`, refreshed first when `need` requires it.
+    async fn token_for(&self, target: Target, need: Need) -> Result<(Arc<Handout>, Served), Error> {
+        match target {
+            Target::Install(id) => self.refresher.token(id, need).await,
+            Target::Org(org) => self.refresher.token_by_org(org, need).await,
+        }
+    }
+
+    /// The answer to a token hand-out (GetAccessToken, ForceRefresh): counted in the audit trail
+    /// (by the install that served, and the org when asked by org, else by what was asked for),
+    /// and for the caller by how it was served or by its status.
     fn handed_out(
         &self,
         caller: &AuthenticatedCaller,
         rpc: Rpc,
-        target: Option<Target<'_>>,
+        target: Option<Target>,
         result: Result<(Arc<Handout>, Served), Error>,
     ) -> Result<Response<pb::AccessToken>, Status> {
-        match result {
-            Ok((handout, how)) => {
-                self.metrics.token_served(&caller.0, how);
-                // The install that served; the org only when asked by org (no id parsed twice
-                // on the hot path).
-                let org_id = match target {
-                    Some(Target::Org(s)) => OrgId::parse(s).ok(),
-                    _ => None,
-                };
-                self.audit.handed_out(
-                    Entry::new(caller, rpc, Outcome::OK)
-                        .install(Some(handout.install_id))
-                        .org(org_id),
-                );
-                Ok(Response::new(pb::AccessToken::from(&*handout)))
-            }
-            Err(e) => {
-                let (install_id, org_id) = target_ids(target);
-                let status = Status::from(e);
-                self.metrics.token_failed(&caller.0, status.code());
-                self.audit.handed_out(
-                    Entry::new(caller, rpc, Outcome(Err(status.code())))
-                        .install(install_id)
-                        .org(org_id),
-                );
-                Err(status)
-            }
-        }
-    }
-
-    /// A token for `target`, refreshed first when `need` requires it. An org is served by its
-    /// newest ACTIVE install (an org keeps every install that covers it, newest first), so
-    /// deleting an install or its needing re-authorization falls back to the next one. The org's
-    /// installs come from the grant cache like the grants do (`Store::installs_for_org`), so a
-    /// hit by org touches Redis no more than a hit by install.
-    async fn token_for(
-        &self,
-        target: Option<Target<'_>>,
-        need: Need,
-    ) -> Result<(Arc<Handout>, Served), Error> {
-        let org = match target {
-            Some(Target::Install(s)) => {
-                return self.refresher.token(InstallId::parse(s)?, need).await;
-            }
-            Some(Target::Org(s)) => OrgId::parse(s)?,
-            None => {
-                return Err(Error::InvalidArgument(
-                    "target must be set: install_id or org_id".into(),
-                ));
-            }
+        let install = match &result {
+            Ok((handout, _)) => Some(handout.install_id),
+            Err(_) => target.and_then(Target::install_id),
         };
-        let mut needs_reauth = None;
-        for id in self.store.installs_for_org(&org).await?.iter() {
-            match self.refresher.token(*id, need.clone()).await {
-                Ok(served) => return Ok(served),
-                Err(Error::UnknownInstall(_)) => {
-                    // The grant is gone; its index entry lagged.
-                    self.store.unindex_org(&org, id).await?;
-                }
-                Err(e @ Error::NeedsReauth(..)) => {
-                    needs_reauth.get_or_insert(e);
-                }
-                Err(e) => return Err(e),
-            }
+        let org = target.and_then(Target::org_id);
+        let answer = audited(caller, rpc, install, org, result, |entry| {
+            self.audit.handed_out(entry);
+        });
+        match &answer {
+            Ok((_, how)) => self.metrics.token_served(&caller.0, *how),
+            Err(status) => self.metrics.token_failed(&caller.0, status.code()),
         }
-        Err(needs_reauth.unwrap_or(Error::UnknownOrg(org)))
+        answer.map(|(handout, _)| Response::new(pb::AccessToken::from(&*handout)))
     }
 
-    async fn complete_install(&self, req: pb::CompleteInstallRequest) -> Result<Grant, Error> {
-        check_field("code", &req.code, 1)?;
-        check_verifier(&req.code_verifier)?;
-        check_redirect_uri(&req.redirect_uri)?;
-        let reconnect = match req.reauthorize_install_id.as_str() {
-            "" => None,
-            id => Some(
-                InstallId::parse(id)
-                    .map_err(|e| Error::InvalidArgument(format!("reauthorize_install_id: {e}")))?,
-            ),
-        };
-        let pair = self
-            .snyk
-            .exchange_code(&req.code, &req.code_verifier, &req.redirect_uri)
-            .await
-            .map_err(|e| match e {
-                SnykError::Rejected {
-                    ref error,
-                    ref description,
-                    ..
-                } if matches!(error.as_str(), "invalid_grant" | "invalid_request") => {
-                    Error::CodeRejected(description.clone().unwrap_or_else(|| error.clone()))
-                }
-                e => Error::from(e),
-            })?;
-        let install_id = reconnect.unwrap_or_else(InstallId::new_random);
-        let span = tracing::Span::current();
-        span.record("install_id", tracing::field::display(&install_id));
-
-        // From here on a live grant exists at Snyk: if we cannot keep it, revoke it, so a failed
-        // install leaves nothing behind and the user simply installs again.
-        let result = async {
-            let orgs = self.list_orgs_with_retry(&pair.access_token).await?;
-            let grant = Grant::from_pair(install_id, orgs, pair.clone(), now_millis());
-            if reconnect.is_none() {
-                self.store.create(&grant).await?;
-                return Ok::<_, Error>(grant);
-            }
-            let replaced = self
-                .store
-                .reauthorize(&grant)
-                .await?
-                .ok_or(Error::UnknownInstall(install_id))?;
-            self.revoke_replaced(&replaced.old).await;
-            Ok(replaced.grant)
-        }
-        .await;
-        match result {
-            Ok(grant) => {
-                // The newest install now serves its orgs: the store's write dropped their cached
-                // install lists here, and the tracking connections of other replicas drop theirs.
-                if reconnect.is_some() {
-                    tracing::info!(install_id = %install_id, orgs = grant.orgs.len(), "install re-authorized");
-                } else {
-                    tracing::info!(install_id = %install_id, orgs = grant.orgs.len(), "install completed");
-                }
-                Ok(grant)
-            }
-            Err(e) => {
-                if let Err(revoke) = self.snyk.revoke(&pair.refresh_token).await {
-                    tracing::error!(error = %revoke, "could not revoke the grant of a failed install");
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// After a reconnect: revokes the replaced grant's refresh token at Snyk when it may still
-    /// be alive (best effort: the install already works with its new grant). A token Snyk
-    /// rejected, or one past its expiry, is dead already. Revoking the whole old grant also
-    /// revokes a pair a frozen sender may still hold; that sender's late settle finds no mark
-    /// and revokes its pair itself (docs/design.md, "Reconnect").
-    async fn revoke_replaced(&self, old: &Grant) {
-        let rejected = old.status
-            == crate::grant::Status::NeedsReauth(crate::grant::ReauthReason::RefreshTokenRejected);
-        let expired = old.refresh_expires_at.is_some_and(|at| at <= now_millis());
-        if rejected || expired {
-            return;
-        }
-        if let Err(e) = self.snyk.revoke(&old.refresh_token).await {
-            tracing::warn!(install_id = %old.install_id, error = %e, "could not revoke the replaced grant at Snyk");
-        }
-    }
-
-    async fn list_orgs_with_retry(
-        &self,
-        token: &secrecy::SecretString,
-    ) -> Result<Vec<crate::grant::Org>, Error> {
-        let mut attempt = 0;
-        loop {
-            match self.snyk.list_orgs(token).await {
-                Ok(orgs) => return Ok(orgs),
-                Err(SnykError::Transient { retry_after, .. }) if attempt < 2 => {
-                    attempt += 1;
-                    let pause = retry_after.unwrap_or_else(|| LIST_ORGS_BACKOFF.delay(attempt));
-                    tokio::time::sleep(pause.min(LIST_ORGS_MAX_PAUSE)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    async fn delete_install(&self, id: InstallId) -> Result<(), Error> {
-        self.refresher.delete(id).await?;
-        tracing::info!(install_id = %id, "install deleted");
-        Ok(())
-    }
-
-    async fn list_installs(
-        &self,
-        req: pb::ListInstallsRequest,
-    ) -> Result<pb::ListInstallsResponse, Error> {
-        let size = match req.page_size as usize {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n <= MAX_PAGE_SIZE => n,
-            _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "page_size must be at most {MAX_PAGE_SIZE}"
-                )));
-            }
-        };
-        let after = PageToken::decode(&req.page_token)?.map(PageToken::last);
+    async fn list_installs(&self, page: Page) -> Result<pb::ListInstallsResponse, Error> {
+        let Page { size, after } = page;
         let ids = self.store.list_ids(after.as_ref(), size + 1).await?;
         let more = ids.len() > size;
         let mut installs = Vec::with_capacity(size);
@@ -325,25 +163,101 @@ type WatchStream = std::pin::Pin<
     Box<dyn futures::Stream<Item = Result<pb::InstallEvent, Status>> + Send + 'static>,
 >;
 
-enum Target<'a> {
+/// The install or org a token request names, parsed.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Install(InstallId),
+    Org(OrgId),
+}
+
+/// A token request's target as the wire has it (GetAccessToken and ForceRefresh each generate
+/// their own oneof type for the same two fields).
+enum Named<'a> {
     Install(&'a str),
     Org(&'a str),
 }
 
-fn access_target(t: &Option<pb::get_access_token_request::Target>) -> Option<Target<'_>> {
+impl Target {
+    fn parse(named: Option<Named<'_>>) -> Result<Target, Error> {
+        match named {
+            Some(Named::Install(s)) => Ok(Target::Install(InstallId::parse(s)?)),
+            Some(Named::Org(s)) => Ok(Target::Org(OrgId::parse(s)?)),
+            None => Err(Error::InvalidArgument(
+                "target must be set: install_id or org_id".into(),
+            )),
+        }
+    }
+
+    fn install_id(self) -> Option<InstallId> {
+        match self {
+            Target::Install(id) => Some(id),
+            Target::Org(_) => None,
+        }
+    }
+
+    fn org_id(self) -> Option<OrgId> {
+        match self {
+            Target::Org(org) => Some(org),
+            Target::Install(_) => None,
+        }
+    }
+}
+
+fn access_target(t: &Option<pb::get_access_token_request::Target>) -> Result<Target, Error> {
     use pb::get_access_token_request::Target as T;
-    t.as_ref().map(|t| match t {
-        T::InstallId(s) => Target::Install(s),
-        T::OrgId(s) => Target::Org(s),
+    Target::parse(t.as_ref().map(|t| match t {
+        T::InstallId(s) => Named::Install(s),
+        T::OrgId(s) => Named::Org(s),
+    }))
+}
+
+fn force_target(t: &Option<pb::force_refresh_request::Target>) -> Result<Target, Error> {
+    use pb::force_refresh_request::Target as T;
+    Target::parse(t.as_ref().map(|t| match t {
+        T::InstallId(s) => Named::Install(s),
+        T::OrgId(s) => Named::Org(s),
+    }))
+}
+
+/// A CompleteInstall request, checked: the code, its verifier and redirect URI, and the install
+/// it reconnects.
+fn consent(req: pb::CompleteInstallRequest) -> Result<Consent, Error> {
+    check_field("code", &req.code, 1)?;
+    check_verifier(&req.code_verifier)?;
+    check_redirect_uri(&req.redirect_uri)?;
+    let reconnect = match req.reauthorize_install_id.as_str() {
+        "" => None,
+        id => Some(
+            InstallId::parse(id)
+                .map_err(|e| Error::InvalidArgument(format!("reauthorize_install_id: {e}")))?,
+        ),
+    };
+    Ok(Consent {
+        code: req.code,
+        code_verifier: req.code_verifier,
+        redirect_uri: req.redirect_uri,
+        reconnect,
     })
 }
 
-fn force_target(t: &Option<pb::force_refresh_request::Target>) -> Option<Target<'_>> {
-    use pb::force_refresh_request::Target as T;
-    t.as_ref().map(|t| match t {
-        T::InstallId(s) => Target::Install(s),
-        T::OrgId(s) => Target::Org(s),
-    })
+/// Which page of ListInstalls: how many installs, after which one.
+struct Page {
+    size: usize,
+    after: Option<InstallId>,
+}
+
+fn page(req: &pb::ListInstallsRequest) -> Result<Page, Error> {
+    let size = match req.page_size as usize {
+        0 => DEFAULT_PAGE_SIZE,
+        n if n <= MAX_PAGE_SIZE => n,
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "page_size must be at most {MAX_PAGE_SIZE}"
+            )));
+        }
+    };
+    let after = PageToken::decode(&req.page_token)?.map(PageToken::last);
+    Ok(Page { size, after })
 }
 
 fn check_field(name: &str, value: &str, min: usize) -> Result<(), Error> {
@@ -403,13 +317,27 @@ fn caller_of<T>(req: &Request<T>) -> Result<AuthenticatedCaller, Error> {
     Ok(caller)
 }
 
-/// The install or org a request names, when it parses (a malformed id is never logged).
-fn target_ids(target: Option<Target<'_>>) -> (Option<InstallId>, Option<OrgId>) {
-    match target {
-        Some(Target::Install(s)) => (InstallId::parse(s).ok(), None),
-        Some(Target::Org(s)) => (None, OrgId::parse(s).ok()),
-        None => (None, None),
-    }
+/// `result` as the RPC answers it, once its audit entry is written by `write` (`audit::write`, or
+/// the trail's hand-out count): which install and org the call was about (a malformed id is
+/// never logged), and how it ended.
+fn audited<T, E>(
+    caller: &AuthenticatedCaller,
+    rpc: Rpc,
+    install: Option<InstallId>,
+    org: Option<OrgId>,
+    result: Result<T, E>,
+    write: impl FnOnce(Entry<'_>),
+) -> Result<T, Status>
+where
+    Status: From<E>,
+{
+    let answer = result.map_err(Status::from);
+    write(
+        Entry::new(caller, rpc, Outcome::of(&answer))
+            .install(install)
+            .org(org),
+    );
+    answer
 }
 
 #[tonic::async_trait]
@@ -420,24 +348,18 @@ impl TokenService for TokenApi {
         req: Request<pb::CompleteInstallRequest>,
     ) -> Result<Response<pb::Install>, Status> {
         let caller = caller_of(&req)?;
-        match self.complete_install(req.into_inner()).await {
-            Ok(grant) => {
-                audit::write(
-                    Entry::new(&caller, Rpc::CompleteInstall, Outcome::OK)
-                        .install(Some(grant.install_id)),
-                );
-                Ok(Response::new(pb::Install::from(&grant)))
-            }
-            Err(e) => {
-                let status = Status::from(e);
-                audit::write(Entry::new(
-                    &caller,
-                    Rpc::CompleteInstall,
-                    Outcome(Err(status.code())),
-                ));
-                Err(status)
-            }
-        }
+        let consent = consent(req.into_inner());
+        let result = async { self.installer.complete(&consent?).await }.await;
+        let install = result.as_ref().ok().map(|grant| grant.install_id);
+        audited(
+            &caller,
+            Rpc::CompleteInstall,
+            install,
+            None,
+            result,
+            audit::write,
+        )
+        .map(|grant| Response::new(pb::Install::from(&grant)))
     }
 
     // At debug level: the hot path has no span of its own at the default level (see
@@ -451,13 +373,9 @@ impl TokenService for TokenApi {
         let req = req.into_inner();
         let target = access_target(&req.target);
         let need = Need::Validity(Duration::from_secs(req.min_validity_seconds.into()));
-        let result = self.token_for(target, need).await;
-        self.handed_out(
-            &caller,
-            Rpc::GetAccessToken,
-            access_target(&req.target),
-            result,
-        )
+        let named = target.as_ref().ok().copied();
+        let result = async { self.token_for(target?, need).await }.await;
+        self.handed_out(&caller, Rpc::GetAccessToken, named, result)
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "ForceRefresh", caller = tracing::field::Empty))]
@@ -468,21 +386,14 @@ impl TokenService for TokenApi {
         let caller = caller_of(&req)?;
         let req = req.into_inner();
         let target = force_target(&req.target);
+        let named = target.as_ref().ok().copied();
         let result = async {
             check_field("rejected_access_token", &req.rejected_access_token, 1)?;
-            self.token_for(
-                target,
-                Need::Replace(req.rejected_access_token.clone().into()),
-            )
-            .await
+            let need = Need::Replace(req.rejected_access_token.into());
+            self.token_for(target?, need).await
         }
         .await;
-        self.handed_out(
-            &caller,
-            Rpc::ForceRefresh,
-            force_target(&req.target),
-            result,
-        )
+        self.handed_out(&caller, Rpc::ForceRefresh, named, result)
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "GetInstall", caller = tracing::field::Empty))]
@@ -491,16 +402,22 @@ impl TokenService for TokenApi {
         req: Request<pb::GetInstallRequest>,
     ) -> Result<Response<pb::Install>, Status> {
         let caller = caller_of(&req)?;
-        let (id, result) = match InstallId::parse(&req.get_ref().install_id) {
-            Ok(id) => (
-                Some(id),
-                async { self.store.load(&id).await?.ok_or(Error::UnknownInstall(id)) }.await,
-            ),
-            Err(e) => (None, Err(Error::from(e))),
-        };
-        let outcome = result.map_err(Status::from);
-        audit::write(Entry::new(&caller, Rpc::GetInstall, Outcome::of(&outcome)).install(id));
-        outcome.map(|v| Response::new(pb::Install::from(&v.grant)))
+        let id = InstallId::parse(&req.get_ref().install_id);
+        let install = id.as_ref().ok().copied();
+        let result = async {
+            let id = id?;
+            self.store.load(&id).await?.ok_or(Error::UnknownInstall(id))
+        }
+        .await;
+        audited(
+            &caller,
+            Rpc::GetInstall,
+            install,
+            None,
+            result,
+            audit::write,
+        )
+        .map(|v| Response::new(pb::Install::from(&v.grant)))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "ListInstalls", caller = tracing::field::Empty))]
@@ -509,16 +426,9 @@ impl TokenService for TokenApi {
         req: Request<pb::ListInstallsRequest>,
     ) -> Result<Response<pb::ListInstallsResponse>, Status> {
         let caller = caller_of(&req)?;
-        let outcome = self
-            .list_installs(req.into_inner())
-            .await
-            .map_err(Status::from);
-        audit::write(Entry::new(
-            &caller,
-            Rpc::ListInstalls,
-            Outcome::of(&outcome),
-        ));
-        outcome.map(Response::new)
+        let page = page(req.get_ref());
+        let result = async { self.list_installs(page?).await }.await;
+        audited(&caller, Rpc::ListInstalls, None, None, result, audit::write).map(Response::new)
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "DeleteInstall", caller = tracing::field::Empty))]
@@ -527,13 +437,18 @@ impl TokenService for TokenApi {
         req: Request<pb::DeleteInstallRequest>,
     ) -> Result<Response<pb::DeleteInstallResponse>, Status> {
         let caller = caller_of(&req)?;
-        let (id, result) = match InstallId::parse(&req.get_ref().install_id) {
-            Ok(id) => (Some(id), self.delete_install(id).await),
-            Err(e) => (None, Err(Error::from(e))),
-        };
-        let outcome = result.map_err(Status::from);
-        audit::write(Entry::new(&caller, Rpc::DeleteInstall, Outcome::of(&outcome)).install(id));
-        outcome.map(|()| Response::new(pb::DeleteInstallResponse {}))
+        let id = InstallId::parse(&req.get_ref().install_id);
+        let install = id.as_ref().ok().copied();
+        let result = async { self.refresher.delete(id?).await }.await;
+        audited(
+            &caller,
+            Rpc::DeleteInstall,
+            install,
+            None,
+            result,
+            audit::write,
+        )
+        .map(|()| Response::new(pb::DeleteInstallResponse {}))
     }
 
     type WatchInstallEventsStream = WatchStream;
@@ -544,15 +459,16 @@ impl TokenService for TokenApi {
         req: Request<pb::WatchInstallEventsRequest>,
     ) -> Result<Response<Self::WatchInstallEventsStream>, Status> {
         let caller = caller_of(&req)?;
-        let outcome = self
-            .start_watch(&req.get_ref().after_event_id)
-            .await
-            .map_err(Status::from);
-        audit::write(Entry::new(
+        let start = Start::parse(&req.get_ref().after_event_id);
+        let result = self.start_watch(start).await;
+        audited(
             &caller,
             Rpc::WatchInstallEvents,
-            Outcome::of(&outcome),
-        ));
-        outcome.map(Response::new)
+            None,
+            None,
+            result,
+            audit::write,
+        )
+        .map(Response::new)
     }
 }

@@ -16,21 +16,9 @@ use url::Url;
 
 use crate::{
     client_secret::{self, ClientSecrets, SecretChoice, Slot},
-    grant::{Org, OrgId},
+    grant::{Org, OrgId, TokenPair},
     metrics::Metrics,
 };
-
-/// A successful token answer. `Debug` redacts the tokens.
-#[derive(Debug, Clone)]
-pub struct TokenPair {
-    pub access_token: SecretString,
-    pub refresh_token: SecretString,
-    pub expires_in: u64,
-    pub refresh_expires_in: Option<u64>,
-    pub token_type: String,
-    pub scope: String,
-    pub bot_id: String,
-}
 
 #[derive(Deserialize)]
 struct TokenBody {

@@ -30,7 +30,7 @@ use tonic::{
 };
 use url::Url;
 
-use super::OpsError;
+use super::error::OpsError;
 use crate::config;
 
 /// The caller whose key is taken from `TOKEN_SERVICE_CLIENT_KEYS` unless told otherwise.

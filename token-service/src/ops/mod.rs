@@ -4,10 +4,12 @@
 //! into Redis: they present a key, TOKEN_SERVICE_CALLER_RPCS decides what they may do, and a
 //! delete takes the install's refresh lease like every DeleteInstall. So they need none of the
 //! service's secrets and start neither telemetry nor a Redis connection; `connect` says where
-//! the URL and the key come from. Exit codes: 0 done, 1 failed (stderr says what), 2 the command
-//! cannot run as given (bad arguments, no key, a delete nobody confirmed).
+//! the URL and the key come from, `render` how answers are printed. Exit codes (`error`): 0 done,
+//! 1 failed (stderr says what), 2 the command cannot run as given (bad arguments, no key, a
+//! delete nobody confirmed).
 
 mod connect;
+mod error;
 mod render;
 
 use std::{
@@ -22,36 +24,12 @@ use snykapps_proto::token_v1 as pb;
 use tonic::{Code, Status};
 
 pub use connect::{CALL_TIMEOUT, ConnectArgs, DEFAULT_CALLER};
+pub use error::OpsError;
 
 use connect::{Client, Key, Target};
 use render::State;
 
 use crate::events::Start;
-
-/// Why a command did not complete. Never holds a key: messages are built from where a key came
-/// from, and from token-service's statuses (which never repeat one).
-#[derive(Debug, thiserror::Error)]
-pub enum OpsError {
-    /// The command cannot run as given (exit code 2).
-    #[error("{0}")]
-    Usage(String),
-    /// It ran and failed (exit code 1).
-    #[error("{0}")]
-    Failed(String),
-    /// Whoever read our output went away (`| head`): stop quietly, as a pipe's reader expects.
-    #[error("stdout was closed")]
-    OutputClosed,
-}
-
-impl OpsError {
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            OpsError::Usage(_) => ExitCode::from(2),
-            OpsError::Failed(_) => ExitCode::FAILURE,
-            OpsError::OutputClosed => ExitCode::SUCCESS,
-        }
-    }
-}
 
 /// `token-service installs …`.
 #[derive(Debug, clap::Args)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// What a write acknowledged by Redis is worth.
 #[derive(Debug, Clone, PartialEq, Eq)]

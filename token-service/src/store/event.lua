@@ -1,7 +1,7 @@
--- Prepended to every script that changes an install (store.rs): appends one lifecycle event to
--- the stream `snykapps:events` (docs/design.md, "Events"), in the same script as the change, so
--- an event exists if and only if the change happened. Called only after the script's fence
--- passed. `ek` is the index in KEYS of the stream: when that key is not passed (Redis Cluster,
+-- Prepended to every script that changes an install (store/connect.rs): appends one lifecycle
+-- event to the stream `snykapps:events` (docs/design.md, "Events"), in the same script as the
+-- change, so an event exists if and only if the change happened. Called only after the script's
+-- fence passed. `ek` is the index in KEYS of the stream: when that key is not passed (Redis Cluster,
 -- or a write that is no lifecycle change, like the "started" mark) nothing is appended.
 -- The event's arguments start at ARGV[ea]: MAXLEN (approximate trim), install id, kind, reason
 -- ('' = none), orgs (comma-separated org ids, '' = none). `gen` is the generation after the

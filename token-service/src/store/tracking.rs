@@ -16,9 +16,10 @@ use std::{
 };
 
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
+use service_runtime::redis::RedisTarget;
 use tokio_util::sync::CancellationToken;
 
-use super::{GRANT_PREFIX, ORG_PREFIX, RedisTarget, TrackedKey, parse_tracked_key};
+use super::keys::{GRANT_PREFIX, ORG_PREFIX, TrackedKey, parse_tracked_key};
 use crate::{backoff::Backoff, cache::GrantCache};
 
 /// How often the connection proves it is alive.
