@@ -197,7 +197,7 @@ async fn happy_path_installs_and_shows_the_orgs_projects() {
 #[tokio::test]
 async fn configured_scopes_are_requested() {
     let app = AuthStack::start_with(
-        auth_fake_config(),
+        hour_long_tokens(),
         &[("SNYK_SCOPES", "org.read  org.project.read")],
     )
     .await;
@@ -371,7 +371,7 @@ async fn denying_at_snyk_shows_a_cancelled_page() {
 async fn other_snyk_errors_show_code_and_description_escaped() {
     // Asking for a scope the app does not have: Snyk redirects back with invalid_scope.
     let app = AuthStack::start_with(
-        auth_fake_config(),
+        hour_long_tokens(),
         &[("SNYK_SCOPES", "org.read no.such.scope")],
     )
     .await;
@@ -789,7 +789,7 @@ async fn cookies_are_secure_when_the_public_url_is_https() {
     let port = test_support::free_port().unwrap();
     let uri = format!("https://127.0.0.1:{port}/callback");
     let app =
-        AuthStack::start_with(auth_fake_config(), &[("SNYK_REDIRECT_URI", uri.as_str())]).await;
+        AuthStack::start_with(hour_long_tokens(), &[("SNYK_REDIRECT_URI", uri.as_str())]).await;
 
     let res = Browser::new().get(&app.url("/auth")).await;
 
@@ -1047,7 +1047,7 @@ fn sealed_session(key: &str, install_id: &str, sealed_at: u64, ttl: u64) -> Stri
 #[tokio::test]
 async fn expired_and_foreign_session_cookies_are_refused() {
     let app =
-        AuthStack::start_with(auth_fake_config(), &[("AUTH_SESSION_TTL_SECONDS", "600")]).await;
+        AuthStack::start_with(hour_long_tokens(), &[("AUTH_SESSION_TTL_SECONDS", "600")]).await;
     let owner = Browser::new();
     let id = app.install(&owner).await;
     let page_url = app.url(&format!("/installs/{id}"));
@@ -1215,7 +1215,7 @@ async fn logout_clears_the_session_and_refuses_cross_site_posts() {
 #[tokio::test]
 async fn an_auth_flood_gets_429_while_an_install_in_progress_completes() {
     let app =
-        AuthStack::start_with(auth_fake_config(), &[("AUTH_RATE_LIMIT_PER_MINUTE", "5")]).await;
+        AuthStack::start_with(hour_long_tokens(), &[("AUTH_RATE_LIMIT_PER_MINUTE", "5")]).await;
     let user = Browser::new();
     // A sign-in under way: Snyk's consent page is open.
     let consent = app.begin(&user).await;
@@ -1364,7 +1364,7 @@ async fn revoked_install(app: &AuthStack) -> (Browser, String) {
 async fn reconnect_keeps_the_install_id_and_shows_the_new_orgs() {
     let first = OrgSeed::new("Demo Org", 25);
     let second = OrgSeed::new("Second Org", 3);
-    let mut fake = auth_fake_config();
+    let mut fake = hour_long_tokens();
     fake.orgs = vec![first.clone(), second.clone()];
     let app = AuthStack::start_with(fake, &[]).await;
     let (browser, id) = revoked_install(&app).await;
