@@ -101,8 +101,8 @@ impl Stack {
         for (k, v) in env.iter_mut() {
             match k.as_str() {
                 "TOKEN_SERVICE_ADDR" => *v = addr.to_string(),
-                // Nobody here reads it: let the OS pick, so it cannot collide with another
-                // test's pick (a CI run once failed on exactly that).
+                // Nobody here reads it: let the OS pick, so it cannot collide with the free port
+                // another test picked for its own server.
                 "TOKEN_SERVICE_METRICS_ADDR" => *v = "127.0.0.1:0".into(),
                 _ => {}
             }
