@@ -8,6 +8,9 @@
 //! client could get away with sloppiness against a lenient double: refresh tokens are single use
 //! and a replay revokes the grant, PKCE S256 is mandatory, redirect URIs match exactly.
 //!
+//! Its consent page is read, as a browser reads it, by the `fake-snyk-consent` crate beside it
+//! (`fake-snyk/consent`): the system tests, loadgen and this crate's own tests use that one reader.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use fake_snyk::{Config, FakeSnyk, Fault};
