@@ -8,7 +8,7 @@ use test_support::RedisServer;
 use crate::{
     AUTH_COOKIE_KEY, AUTH_TOKEN_KEY, CALLER_KEY, CLIENT_ID, PROJECTS_KEY,
     fake::hour_long_tokens,
-    http_browser::{Browser, HtmlForm, location},
+    http_browser::{Browser, location},
     redis_servers::{AUTH_SERVICE_USER, auth_redis},
     stack::{ProjectsService, Replica, Running, Stack, hold_port},
     token_client::{Client, client_with_key},
@@ -172,8 +172,8 @@ impl AuthStack {
     ) -> reqwest::Url {
         let res = browser.get(consent.as_str()).await;
         assert_eq!(res.status(), 200, "the consent page shows");
-        let form = HtmlForm::parse(&res.text().await.unwrap(), button);
-        let res = browser.submit(consent, &form).await;
+        let html = res.text().await.unwrap();
+        let res = browser.press(consent, &html, button).await;
         assert_eq!(res.status(), 302, "the decision redirects back to the app");
         let url = reqwest::Url::parse(&location(&res)).expect("an absolute URL");
         assert!(
@@ -270,8 +270,8 @@ pub async fn install_over_http(browser: &Browser, app_url: &str) -> String {
     let consent = reqwest::Url::parse(&location(&res)).expect("an absolute URL");
     let res = browser.get(consent.as_str()).await;
     assert_eq!(res.status(), 200, "Snyk's consent page shows: {consent}");
-    let form = HtmlForm::parse(&res.text().await.unwrap(), "approve");
-    let res = browser.submit(&consent, &form).await;
+    let html = res.text().await.unwrap();
+    let res = browser.press(&consent, &html, "approve").await;
     assert_eq!(res.status(), 302, "Approve redirects back to the app");
     let res = browser.get(&location(&res)).await;
     assert_eq!(res.status(), 303, "the callback completes the install");

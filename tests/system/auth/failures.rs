@@ -167,7 +167,7 @@ async fn an_install_page_is_visible_only_to_its_browser() {
 
     // A session cookie cannot be forged: the plain id, or the owner's cookie sealed by another key.
     let forger = Browser::new();
-    forger.set_cookie("snykapps_session", &id);
+    forger.set_cookie(&app.url("/"), "snykapps_session", &id);
     let (status, body) = page(forger.get(&app.url(&format!("/installs/{id}"))).await).await;
     assert_eq!((status, body), (404, unknown));
 }

@@ -267,8 +267,8 @@ async fn code_verifier_state_and_cookies_never_reach_the_logs() {
         text.contains("install completed") && text.contains("/callback"),
         "logging works: {text}"
     );
-    let binding = browser.cookie("snykapps_binding").unwrap();
-    let session = browser.cookie("snykapps_session").unwrap();
+    let binding = browser.cookie(&app.url("/"), "snykapps_binding").unwrap();
+    let session = browser.cookie(&app.url("/"), "snykapps_session").unwrap();
     for (what, secret) in [
         ("code", &code),
         ("verifier", &verifier),

@@ -79,7 +79,7 @@ async fn only_the_owning_session_can_start_a_reconnect() {
 
     // No session, another install's session, a forged session cookie: the same clear 403.
     let forger = Browser::new();
-    forger.set_cookie("snykapps_session", &id);
+    forger.set_cookie(&app.url("/"), "snykapps_session", &id);
     for (who, browser) in [
         ("no session", &Browser::new()),
         ("another install's session", &other_install),
@@ -148,7 +148,7 @@ async fn a_reconnect_finished_after_the_session_ended_changes_nothing() {
     // browser): the state is consumed and the install left alone.
     let (browser, id) = revoked_install(&app).await;
     let callback = app.approved_reconnect(&browser, &id).await;
-    browser.set_cookie("snykapps_session", "not-a-sealed-session");
+    browser.set_cookie(&app.url("/"), "snykapps_session", "not-a-sealed-session");
     let (status, body) = page(browser.get(callback.as_str()).await).await;
     assert_eq!(status, 403);
     assert!(body.contains(NOT_YOURS), "{body}");
@@ -308,7 +308,7 @@ async fn disconnecting_one_of_two_installs_keeps_the_other() {
 
     assert_eq!(res.status(), 303);
     assert!(
-        browser.cookie("snykapps_session").is_some(),
+        browser.cookie(&app.url("/"), "snykapps_session").is_some(),
         "still signed in"
     );
     assert_eq!(

@@ -46,7 +46,7 @@ async fn expired_and_foreign_session_cookies_are_refused() {
 
     let presenting = |value: String| {
         let b = Browser::new();
-        b.set_cookie("snykapps_session", &value);
+        b.set_cookie(&app.url("/"), "snykapps_session", &value);
         b
     };
     // Sealed with the right key a moment ago: opens (the forging method works).
@@ -181,7 +181,7 @@ async fn logout_clears_the_session_and_refuses_cross_site_posts() {
             .unwrap_or_else(|| panic!("{name} cleared: {cleared:?}"));
         assert!(c.contains("Max-Age=0") && c.contains("Path=/"), "{c}");
     }
-    assert!(browser.cookie("snykapps_session").is_none());
+    assert!(browser.cookie(&app.url("/"), "snykapps_session").is_none());
     let (status, _) = page(browser.get(&page_url).await).await;
     assert_eq!(
         status, 404,

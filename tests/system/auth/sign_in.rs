@@ -48,7 +48,7 @@ async fn happy_path_installs_and_shows_the_orgs_projects() {
     assert_eq!(q["code_challenge"].len(), 43);
     assert!(q["state"].len() >= 22, "at least 128 bits");
     assert!(!q.contains_key("scope"), "no SNYK_SCOPES, no scope");
-    assert!(browser.cookie("snykapps_binding").is_some());
+    assert!(browser.cookie(&app.url("/"), "snykapps_binding").is_some());
 
     // Approve at Snyk, then the callback.
     let callback = app.decide(&browser, &consent, "approve").await;
@@ -164,7 +164,7 @@ async fn a_state_started_in_another_browser_is_refused() {
     // A victim with a binding of their own (they had started a sign-in too).
     let victim = Browser::new();
     app.begin(&victim).await;
-    assert!(victim.cookie("snykapps_binding").is_some());
+    assert!(victim.cookie(&app.url("/"), "snykapps_binding").is_some());
     let (status, body) = page(victim.get(second.as_str()).await).await;
     assert_eq!(status, 400);
     assert!(body.contains(OTHER_BROWSER), "{body}");
