@@ -18,6 +18,9 @@
 //! error body) → what tests and benchmarks drive: `faults` ([`Fault`]), `stats` (counters) and
 //! `control` (the `/_fake/*` endpoints).
 //!
+//! Its consent page is read, as a browser reads it, by the `fake-snyk-consent` crate beside it
+//! (`fake-snyk/consent`): the system tests, loadgen and this crate's own tests use that one reader.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use fake_snyk::{Config, FakeSnyk, Fault};

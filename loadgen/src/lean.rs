@@ -1,4 +1,4 @@
-//! `loadgen lean-get-token`: the yardstick that `get-token` is held against (issue 13, part 4).
+//! `loadgen lean-get-token`: the yardstick that `get-token` is held against.
 //!
 //! It does the least a tonic client can do per call: N tokio tasks over C shared [`Channel`]s,
 //! each looping unary `GetAccessToken` with its own prebuilt request and header, counting

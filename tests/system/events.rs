@@ -1,4 +1,4 @@
-//! Lifecycle events (issue 14; docs/design.md, "Events"): every change of an install is
+//! Lifecycle events (docs/design.md, "Events"): every change of an install is
 //! appended to `snykapps:events` by the script that makes it, and `WatchInstallEvents` replays
 //! and follows them with no gap and no duplicate.
 

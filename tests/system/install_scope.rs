@@ -1,4 +1,4 @@
-//! Install-scoped listing (issue 11): `GET /v1/installs/{install_id}/orgs/{org_id}/projects` lists
+//! Install-scoped listing: `GET /v1/installs/{install_id}/orgs/{org_id}/projects` lists
 //! with that install's token and no other's, and auth-service's install page lists through it, so
 //! the holder of an older install never sees an org through a newer install's grant.
 

@@ -1,4 +1,7 @@
 //! One test binary for every system test (zero2prod's `tests/api/main.rs` layout).
+//! A module per area; the larger ones (`auth`, `deploy`, `kubernetes`, `token_service`) keep what
+//! their tests share in their own file and the tests, by concern, in a folder of the same name.
+//! The helpers every area uses are the kit in `tests/kit` (`system_tests`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,4 +1,4 @@
-//! Reconnect keeps the install (issue 14; docs/design.md, "Reconnect"): `CompleteInstall` with
+//! Reconnect keeps the install (docs/design.md, "Reconnect"): `CompleteInstall` with
 //! `reauthorize_install_id` replaces the grant under the same id, revokes the old grant at Snyk,
 //! updates the orgs, and wins against a refresh that was already at Snyk when it committed.
 

@@ -24,7 +24,7 @@ fn tls_redis(dir: &std::path::Path, acl: &str) -> (RedisServer, test_support::Ce
 async fn the_whole_install_runs_over_tls_only_redis_as_each_services_own_user() {
     let (grants_dir, auth_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let port = test_support::free_port().unwrap();
-    let mut fake = auth_fake_config();
+    let mut fake = hour_long_tokens();
     fake.redirect_uris.push(auth_redirect_uri(port));
     let mut stack = Stack::start(fake).await;
     let (grants, grants_certs) = tls_redis(grants_dir.path(), "redis");

@@ -14,7 +14,7 @@ fn served(replica: &Replica) -> u64 {
 #[tokio::test]
 async fn projects_service_spreads_token_calls_over_the_listed_replicas_and_survives_one_stopping() {
     // Hour-long tokens: every listing asks token-service once and nothing refreshes.
-    let stack = Stack::start(auth_fake_config()).await;
+    let stack = Stack::start(hour_long_tokens()).await;
     let mut replicas = stack.replicas(3, &[]).await;
     let install = stack.install(&mut client(&replicas[0]).await).await;
     let list = replicas
@@ -63,7 +63,7 @@ async fn projects_service_spreads_token_calls_over_the_listed_replicas_and_survi
 
 #[tokio::test]
 async fn a_replica_that_takes_calls_but_never_answers_fails_one_listing_then_is_tried_last() {
-    let stack = Stack::start(auth_fake_config()).await;
+    let stack = Stack::start(hour_long_tokens()).await;
     let replica = stack.replica(&[]).await;
     let install = stack.install(&mut client(&replica).await).await;
     // Takes connections, never answers: frozen behind a live kernel, or blackholed.

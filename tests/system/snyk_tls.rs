@@ -67,8 +67,8 @@ impl TlsFake {
             .append_pair("code_challenge_method", "S256");
         let page = browser.get(consent.as_str()).await;
         assert_eq!(page.status(), 200, "the consent page shows over HTTPS");
-        let form = HtmlForm::parse(&page.text().await.unwrap(), "approve");
-        let back = browser.submit(&consent, &form).await;
+        let html = page.text().await.unwrap();
+        let back = browser.press(&consent, &html, "approve").await;
         assert_eq!(back.status(), 302, "Approve redirects back to the app");
         let location = back.headers()["location"].to_str().unwrap();
         let code = reqwest::Url::parse(location)

@@ -340,9 +340,7 @@ async fn an_install_is_one_trace_across_auth_service_and_token_service() {
     let res = browser.get(&format!("{auth_url}/auth")).await;
     let consent = reqwest::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
     let page = browser.get(consent.as_str()).await.text().await.unwrap();
-    let res = browser
-        .submit(&consent, &HtmlForm::parse(&page, "approve"))
-        .await;
+    let res = browser.press(&consent, &page, "approve").await;
     let callback = res.headers()["location"].to_str().unwrap().to_owned();
     let res = browser.get(&callback).await;
     assert_eq!(res.status(), 303, "install completed");

@@ -233,31 +233,10 @@ pub fn redirect_params(response: &Response, redirect_uri: &str) -> HashMap<Strin
         .collect()
 }
 
-/// The hidden `<input>` fields of a page, values unescaped.
+/// The hidden `<input>` fields of the consent page's form, values unescaped, read as the system
+/// tests and loadgen read the page.
 pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    html.split("<input ")
-        .skip(1)
-        .filter_map(|chunk| {
-            let tag = &chunk[..chunk.find('>')?];
-            if !tag.contains("type=\"hidden\"") {
-                return None;
-            }
-            Some((attr(tag, "name")?, unescape(&attr(tag, "value")?)))
-        })
-        .collect()
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let marker = format!("{name}=\"");
-    let start = tag.find(&marker)? + marker.len();
-    let end = tag[start..].find('"')?;
-    Some(tag[start..start + end].to_owned())
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    fake_snyk_consent::ConsentPage::parse(html)
+        .expect("the consent form")
+        .hidden
 }

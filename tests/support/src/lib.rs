@@ -1,6 +1,7 @@
 //! Test helpers shared by every crate's tests: a throwaway `redis-server` per test (optionally
 //! under one of the repository's ACL files, optionally serving TLS only), throwaway certificates,
-//! free ports, and a server that never answers ([`silent_listener`]).
+//! free ports, and a server that never answers ([`silent_listener`]). The certificates are in
+//! [`certs`], the three-node Redis Cluster in [`cluster`]; the single server is here.
 //!
 //! Tests must never share Redis state with each other or with the machine's own Redis, so each
 //! test (or test binary) starts its own server in a temporary directory, listening on a unix
@@ -21,6 +22,12 @@ use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+pub mod certs;
+pub mod cluster;
+
+pub use certs::{Certificates, certificates, certificates_for};
+pub use cluster::RedisCluster;
 
 /// Why a throwaway Redis could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -327,213 +334,9 @@ impl Drop for RedisServer {
     }
 }
 
-/// The paths of a throwaway CA's certificate and of a server certificate and key it signed.
-#[derive(Debug, Clone)]
-pub struct Certificates {
-    /// `ca.pem`: the CA a client must trust.
-    pub ca: String,
-    /// `server.pem`: valid for `localhost` and 127.0.0.1, for a day.
-    pub cert: String,
-    /// `server.key`.
-    pub key: String,
-}
-
-/// A throwaway CA and a certificate it signs for `localhost` and 127.0.0.1, made with the
-/// openssl CLI in `dir` (each call a new CA: two directories, two CAs that trust nothing of
-/// each other).
-pub fn certificates(dir: &std::path::Path) -> Certificates {
-    certificates_for(dir, &[])
-}
-
-/// [`certificates`] whose server certificate also names the hosts `names` (e.g. a container's
-/// service name).
-pub fn certificates_for(dir: &std::path::Path, names: &[&str]) -> Certificates {
-    let path = |name: &str| dir.join(name).display().to_string();
-    let openssl = |args: &[&str]| {
-        let status = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap_or_else(|e| {
-                panic!("openssl is installed (Debian: apt-get install -y openssl): {e}")
-            });
-        assert!(status.success(), "openssl {args:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "1",
-                "-subj",
-                "/CN=test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        format!(
-            "subjectAltName=DNS:localhost,IP:127.0.0.1{}\nbasicConstraints=CA:FALSE\n",
-            names
-                .iter()
-                .map(|n| format!(",DNS:{n}"))
-                .collect::<String>()
-        ),
-    )
-    .expect("ext.cnf is written");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.pem",
-    ]);
-    Certificates {
-        ca: path("ca.pem"),
-        cert: path("server.pem"),
-        key: path("server.key"),
-    }
-}
-
-/// A local Redis Cluster of three masters (no replicas), created with `redis-cli --cluster create`.
-#[derive(Debug)]
-pub struct RedisCluster {
-    nodes: Vec<RedisServer>,
-}
-
-/// `redis-cli` signed in as [`ADMIN_USER`] (the server's ACL file has one), else as default.
-fn redis_cli(acl: bool) -> Command {
-    let mut cli = Command::new("redis-cli");
-    if acl {
-        cli.args(["--user", ADMIN_USER, "--no-auth-warning", "--pass"])
-            .arg(password_of(ADMIN_USER));
-    }
-    cli
-}
-
-impl RedisCluster {
-    /// Starts three `--cluster-enabled` servers on free ports and joins them into one cluster.
-    pub fn start() -> Result<Self, RedisStartError> {
-        Self::start_with_acl(None)
-    }
-
-    /// [`RedisCluster::start`], every node under the ACL file `acl` (see [`RedisOptions::acl`]).
-    pub fn start_with_acl(acl: Option<PathBuf>) -> Result<Self, RedisStartError> {
-        let mut nodes = Vec::new();
-        for _ in 0..3 {
-            nodes.push(RedisServer::start_with(RedisOptions {
-                tcp: true,
-                cluster: true,
-                acl: acl.clone(),
-                ..RedisOptions::default()
-            })?);
-        }
-        let addrs: Vec<String> = nodes
-            .iter()
-            .filter_map(|n| n.port())
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        let out = redis_cli(acl.is_some())
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => RedisStartError::NotInstalled,
-                _ => RedisStartError::Io(e),
-            })?;
-        if !out.status.success() {
-            return Err(RedisStartError::NotReady(
-                READY_TIMEOUT,
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-            ));
-        }
-        let cluster = RedisCluster { nodes };
-        cluster.wait_until_ok()?;
-        Ok(cluster)
-    }
-
-    /// `redis://127.0.0.1:PORT` of every node, for the test's own client.
-    pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().filter_map(RedisServer::tcp_url).collect()
-    }
-
-    /// `redis://user:password@127.0.0.1:PORT` of every node, for `REDIS_CLUSTER_URLS`.
-    pub fn urls_as(&self, user: &str) -> Vec<String> {
-        self.nodes
-            .iter()
-            .filter_map(|n| n.tcp_url_as(user))
-            .collect()
-    }
-
-    fn wait_until_ok(&self) -> Result<(), RedisStartError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let all_ok = self.nodes.iter().all(|n| {
-                redis_cli(n.acl)
-                    .arg("-s")
-                    .arg(n.socket_path())
-                    .args(["cluster", "info"])
-                    .output()
-                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
-            });
-            if all_ok {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(RedisStartError::NotReady(
-                    READY_TIMEOUT,
-                    "cluster_state never became ok".into(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-/// A TCP port that was free a moment ago (the OS picks it). Redis cannot report the port it bound
-/// for `--port 0`, so we reserve one and release it just before the server binds.
-/// A port nobody listens on now, for a server that a test starts as its own process.
+/// A port nobody listens on now, for a server that a test starts as its own process (Redis,
+/// too, cannot report the port it bound for `--port 0`: one is reserved here and released just
+/// before the server binds).
 ///
 /// Chosen below Linux's ephemeral range (32768-60999): a port the kernel hands out for port 0 is
 /// also what it hands out as the *source* port of outgoing connections, so between this call and
