@@ -92,7 +92,7 @@ async fn healthcheck() -> ExitCode {
     let result = service_runtime::healthcheck::grpc(
         token_service::config::ADDR_VAR,
         token_service::config::DEFAULT_ADDR,
-        snykapps_proto::token_v1::token_service_server::SERVICE_NAME,
+        snykapps_proto::token_service::SERVICE_NAME,
     )
     .await;
     service_runtime::healthcheck::report("token-service", &result)
