@@ -18,7 +18,7 @@ use crate::{
     metrics::{Metrics, Served},
     page_token::PageToken,
     refresh::Refresher,
-    snyk::{SnykClient, SnykError},
+    snyk::{OAuthError, SnykClient, SnykError},
     store::Store,
 };
 
@@ -186,8 +186,8 @@ impl TokenApi {
                     ref error,
                     ref description,
                     ..
-                } if matches!(error.as_str(), "invalid_grant" | "invalid_request") => {
-                    Error::CodeRejected(description.clone().unwrap_or_else(|| error.clone()))
+                } if matches!(error, OAuthError::InvalidGrant | OAuthError::InvalidRequest) => {
+                    Error::CodeRejected(description.clone().unwrap_or_else(|| error.to_string()))
                 }
                 e => Error::from(e),
             })?;
