@@ -102,7 +102,7 @@ async fn try_main(command: Run) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let app = Application::build(settings).await?;
     match command {
-        Run::Serve => app.run_until_stopped(shutdown_signal()).await,
+        Run::Serve => app.run_until_stopped(shutdown_signal()?).await,
         Run::Reseal => {
             let report = reseal::reseal_all(app.store()).await?;
             tracing::info!(?report, "re-seal finished");
