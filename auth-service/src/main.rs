@@ -36,5 +36,5 @@ async fn main() -> ExitCode {
 
 async fn try_main() -> anyhow::Result<()> {
     let app = Application::build(Settings::from_env()?).await?;
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(shutdown_signal()?).await
 }

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use service_runtime::internal::InternalCa;
 use snykapps_ids::{InstallId, OrgId};
+use snykapps_projects_api::{ErrorBody, ErrorCode};
 use url::Url;
 
 /// One project, with the fields the install page shows.
@@ -47,11 +48,6 @@ pub enum ProjectsError {
     /// Anything else (our key refused, a malformed answer): logged, shown as a failure.
     #[error("projects-service failed: {0}")]
     Failed(String),
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    code: String,
 }
 
 /// A cheap-to-clone handle on projects-service.
@@ -138,21 +134,20 @@ impl ProjectsClient {
                 }
             });
         }
-        let code = res
-            .json::<ErrorBody>()
-            .await
-            .map(|b| b.code)
-            .unwrap_or_default();
-        Err(match (status, code.as_str()) {
+        let code = res.json::<ErrorBody>().await.map(|b| b.code).ok();
+        let code_text = code.as_ref().map_or("", ErrorCode::as_str);
+        Err(match (status, &code) {
             (StatusCode::CONFLICT, _) => ProjectsError::NeedsReauth,
-            (StatusCode::NOT_FOUND, "unknown_org" | "unknown_install") => ProjectsError::UnknownOrg,
+            (StatusCode::NOT_FOUND, Some(ErrorCode::UnknownOrg | ErrorCode::UnknownInstall)) => {
+                ProjectsError::UnknownOrg
+            }
             (
                 StatusCode::SERVICE_UNAVAILABLE
                 | StatusCode::BAD_GATEWAY
                 | StatusCode::GATEWAY_TIMEOUT,
                 _,
-            ) => ProjectsError::Unavailable(format!("{status} {code}")),
-            _ => ProjectsError::Failed(format!("{status} {code}")),
+            ) => ProjectsError::Unavailable(format!("{status} {code_text}")),
+            _ => ProjectsError::Failed(format!("{status} {code_text}")),
         })
     }
 }

@@ -8,13 +8,13 @@ use std::{fmt, time::Duration};
 use secrecy::{ExposeSecret, SecretString};
 use service_runtime::grpc::{TokenServiceChannel, TokenServiceUrls};
 use snykapps_ids::InstallId;
-use snykapps_proto::token_v1::{self as pb, token_service_client::TokenServiceClient};
+use snykapps_proto::{
+    token_service,
+    token_v1::{self as pb, token_service_client::TokenServiceClient},
+};
 use tonic::Code;
 
 use crate::state::Purpose;
-
-/// The gRPC health-check name token-service serves under.
-const HEALTH_SERVICE: &str = "snykapps.token.v1.TokenService";
 
 /// Why token-service could not do what we asked.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -128,7 +128,7 @@ impl TokenClient {
 
     /// Does token-service answer its gRPC health check as serving?
     pub async fn ready(&self) -> bool {
-        self.channel.serving(HEALTH_SERVICE).await
+        self.channel.serving(token_service::SERVICE_NAME).await
     }
 }
 

@@ -65,29 +65,7 @@ fn try_main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(url = %fake.url(), control_endpoints = control, "fake Snyk ready");
-        let signal = shutdown_signal().context("cannot install signal handlers")?;
-        fake.run_until(signal).await;
+        fake.run_until(service_runtime::shutdown_signal()?).await;
         Ok(())
-    })
-}
-
-/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM (what `docker stop` sends).
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    Ok(async move {
-        #[cfg(unix)]
-        let terminate = terminate.recv();
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<Option<()>>();
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => {
-                if let Err(error) = result {
-                    tracing::warn!(%error, "cannot wait for Ctrl-C; waiting for SIGTERM only");
-                    std::future::pending::<()>().await;
-                }
-            }
-            _ = terminate => {}
-        }
     })
 }

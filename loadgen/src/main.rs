@@ -271,7 +271,9 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .nodelay(nodelay);
             emit(&server.local_addr().to_string())?;
             eprintln!("loadgen echo-server listening on {}", server.local_addr());
-            server.run_until(shutdown_signal()).await?;
+            server
+                .run_until(service_runtime::shutdown_signal()?)
+                .await?;
         }
         Command::Install {
             fake,
@@ -505,27 +507,4 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -148,7 +148,7 @@ async fn projects(
 /// `unknown_org`, as on the org route). Asking token-service first (`GetInstall`'s orgs) would
 /// add nothing to that boundary, would check a list frozen at install time against Snyk's
 /// current one, and would need a right this service's caller key is not granted (per-caller
-/// RPCs, issue 11: `GetAccessToken` and `ForceRefresh` only).
+/// RPCs, `TOKEN_SERVICE_CALLER_RPCS`: `GetAccessToken` and `ForceRefresh` only).
 #[get("/v1/installs/{install_id}/orgs/{org_id}/projects")]
 async fn install_projects(
     state: web::Data<AppState>,

@@ -1,7 +1,8 @@
-//! The one place that knows the wire format of errors: `{"code", "message"}` with a stable code.
+//! The one place that turns errors into answers: a status and the contract's
+//! `{"code", "message"}` body ([`ErrorBody`]) with a stable [`ErrorCode`].
 
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
-use serde::Serialize;
+use snykapps_projects_api::{ErrorBody, ErrorCode};
 
 use crate::{listing::ListError, tokens::TokenError};
 
@@ -17,7 +18,7 @@ pub enum ApiError {
     BadRequest(String),
     /// The org is unknown (to token-service or to Snyk), or the install does not cover it.
     #[error("{0}")]
-    NotFound(String),
+    UnknownOrg(String),
     /// No such install (install route).
     #[error("{0}")]
     UnknownInstall(String),
@@ -36,25 +37,19 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: String,
-}
-
 impl ApiError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::NotFound(_) => "unknown_org",
-            ApiError::UnknownInstall(_) => "unknown_install",
-            ApiError::NoRoute => "not_found",
-            ApiError::NeedsReauth(_) => "needs_reauth",
-            ApiError::Unavailable { .. } => "unavailable",
-            ApiError::BadGateway(_) => "upstream_error",
-            ApiError::Internal(_) => "internal",
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::UnknownOrg(_) => ErrorCode::UnknownOrg,
+            ApiError::UnknownInstall(_) => ErrorCode::UnknownInstall,
+            ApiError::NoRoute => ErrorCode::NotFound,
+            ApiError::NeedsReauth(_) => ErrorCode::NeedsReauth,
+            ApiError::Unavailable { .. } => ErrorCode::Unavailable,
+            ApiError::BadGateway(_) => ErrorCode::UpstreamError,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -65,7 +60,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) | ApiError::UnknownInstall(_) | ApiError::NoRoute => {
+            ApiError::UnknownOrg(_) | ApiError::UnknownInstall(_) | ApiError::NoRoute => {
                 StatusCode::NOT_FOUND
             }
             ApiError::NeedsReauth(_) => StatusCode::CONFLICT,
@@ -93,7 +88,7 @@ impl ResponseError for ApiError {
         if let ApiError::Unauthorized(_) = self {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        res.json(Body {
+        res.json(ErrorBody {
             code: self.code(),
             message,
         })
@@ -103,7 +98,7 @@ impl ResponseError for ApiError {
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
         match e {
-            TokenError::UnknownOrg => ApiError::NotFound("no install serves this org".into()),
+            TokenError::UnknownOrg => ApiError::UnknownOrg("no install serves this org".into()),
             TokenError::UnknownInstall => ApiError::UnknownInstall("no such install".into()),
             TokenError::NeedsReauth(m) => ApiError::NeedsReauth(m),
             TokenError::Unavailable(m) => ApiError::Unavailable {
@@ -122,7 +117,7 @@ impl From<ListError> for ApiError {
         match e {
             ListError::Token(t) => t.into(),
             ListError::OrgNotVisible => {
-                ApiError::NotFound("Snyk does not show this org to the install".into())
+                ApiError::UnknownOrg("Snyk does not show this org to the install".into())
             }
             e @ ListError::StillUnauthorized(_) => ApiError::BadGateway(e.to_string()),
             ListError::Unavailable { error, retry_after } => ApiError::Unavailable {

@@ -42,5 +42,5 @@ async fn main() -> ExitCode {
 
 async fn try_main() -> anyhow::Result<()> {
     let app = Application::build(Settings::from_env()?)?;
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(shutdown_signal()?).await
 }

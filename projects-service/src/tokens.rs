@@ -6,14 +6,14 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use service_runtime::grpc::{TokenServiceChannel, TokenServiceUrls};
 use snykapps_ids::{InstallId, OrgId};
-use snykapps_proto::token_v1::{
-    self as pb, force_refresh_request, get_access_token_request,
-    token_service_client::TokenServiceClient,
+use snykapps_proto::{
+    token_service,
+    token_v1::{
+        self as pb, force_refresh_request, get_access_token_request,
+        token_service_client::TokenServiceClient,
+    },
 };
 use tonic::Code;
-
-/// The service name token-service reports healthy in its gRPC health check.
-const HEALTH_SERVICE: &str = "snykapps.token.v1.TokenService";
 
 /// Whose token: token-service's two ways of naming a grant (`GetAccessToken`'s `target`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,7 @@ impl TokenSource {
 
     /// Is token-service up and serving the token API? (gRPC health check)
     pub async fn ready(&self) -> bool {
-        self.channel.serving(HEALTH_SERVICE).await
+        self.channel.serving(token_service::SERVICE_NAME).await
     }
 }
 

@@ -28,6 +28,43 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub use prost_types::Timestamp;
 pub use snykapps::token::v1 as token_v1;
 
+/// The names `snykapps.token.v1.TokenService` goes by on the wire, for the code that names it
+/// outside the generated client and server: gRPC health checks, per-RPC permissions, metrics.
+pub mod token_service {
+    /// The service name, as gRPC health checks and reflection know it.
+    pub use crate::token_v1::token_service_server::SERVICE_NAME;
+
+    /// Each method's request path, `/<SERVICE_NAME>/<Method>`, as a `&'static str` (`concat!`
+    /// takes only literals, hence the one spelling of the service name here; a test holds it to
+    /// the generated [`SERVICE_NAME`] and the paths to the contract's methods).
+    pub mod path {
+        macro_rules! path {
+            ($method:literal) => {
+                concat!("/snykapps.token.v1.TokenService/", $method)
+            };
+        }
+
+        pub const COMPLETE_INSTALL: &str = path!("CompleteInstall");
+        pub const GET_ACCESS_TOKEN: &str = path!("GetAccessToken");
+        pub const FORCE_REFRESH: &str = path!("ForceRefresh");
+        pub const GET_INSTALL: &str = path!("GetInstall");
+        pub const LIST_INSTALLS: &str = path!("ListInstalls");
+        pub const DELETE_INSTALL: &str = path!("DeleteInstall");
+        pub const WATCH_INSTALL_EVENTS: &str = path!("WatchInstallEvents");
+
+        /// Every method's path, in the contract's order.
+        pub const ALL: [&str; 7] = [
+            COMPLETE_INSTALL,
+            GET_ACCESS_TOKEN,
+            FORCE_REFRESH,
+            GET_INSTALL,
+            LIST_INSTALLS,
+            DELETE_INSTALL,
+            WATCH_INSTALL_EVENTS,
+        ];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +93,12 @@ mod tests {
                 "WatchInstallEvents"
             ]
         );
+
+        // The hand-built names are the generated code's and the contract's, method for method.
+        let name = format!("{}.{}", file.package(), service.name());
+        assert_eq!(token_service::SERVICE_NAME, name);
+        let paths: Vec<String> = methods.iter().map(|m| format!("/{name}/{m}")).collect();
+        assert_eq!(token_service::path::ALL.to_vec(), paths);
     }
 
     #[test]

@@ -31,22 +31,56 @@ pub mod tls;
 #[cfg(feature = "actix")]
 pub mod http;
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the handlers of SIGINT (Ctrl-C) and SIGTERM (what `docker stop` and Kubernetes send)
+/// and returns what resolves on the first of them: every binary's stop request.
+///
+/// A handler that cannot be installed is an error, for the binary to report before it serves:
+/// started without it, the binary would be killed mid-request by the next stop instead of
+/// draining, and nobody would learn why until then. Nor is a failed handler ever taken as the
+/// signal itself, which would stop a healthy process at once. Both are installed here, before
+/// the returned future is first polled, so neither failure can surface later.
+pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    use anyhow::Context as _;
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut interrupt, mut terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind| signal(kind).context("cannot install the SIGINT and SIGTERM handlers");
+        (
+            install(SignalKind::interrupt())?,
+            install(SignalKind::terminate())?,
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
-    tracing::info!("shutdown signal received");
+    #[cfg(windows)]
+    let mut interrupt =
+        tokio::signal::windows::ctrl_c().context("cannot install the Ctrl-C handler")?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        #[cfg(windows)]
+        interrupt.recv().await;
+        tracing::info!("shutdown signal received");
+    })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::time::Duration;
+
+    /// The handlers are in place when `shutdown_signal` returns: a SIGTERM that comes before the
+    /// future is first polled is not lost, and does not kill the process either.
+    #[tokio::test]
+    async fn a_sigterm_before_the_first_poll_resolves_the_signal() {
+        let signal = super::shutdown_signal().expect("the handlers install");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        tokio::time::timeout(Duration::from_secs(10), signal)
+            .await
+            .expect("SIGTERM resolves the shutdown signal");
+    }
 }

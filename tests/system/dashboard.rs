@@ -185,7 +185,7 @@ fn promql_metric_names_are_extracted_without_functions_labels_or_variables() {
     let names = |e: &str| metric_names(e).into_iter().collect::<Vec<_>>();
     assert_eq!(
         names(
-            r#"sum by (outcome, cache) (rate(snykapps_token_requests_total{job!="otel-collector"}[$__rate_interval]))"#
+            r#"sum by (outcome, served) (rate(snykapps_token_requests_total{job!="otel-collector"}[$__rate_interval]))"#
         ),
         ["snykapps_token_requests_total"]
     );

@@ -267,7 +267,7 @@ async fn a_projects_listing_is_one_trace_across_projects_and_token_service() {
         .unwrap();
     for series in [
         // By caller: projects-service's hand-outs, under its configured name.
-        "snykapps_token_requests_total{cache=\"hit\",caller=\"projects-service\",outcome=\"ok\"}",
+        "snykapps_token_requests_total{caller=\"projects-service\",outcome=\"ok\",served=\"stored\"}",
         "snykapps_snyk_calls_total{endpoint=\"oauth2/token\",status=\"200\"}",
         "rpc_server_duration_bucket",
     ] {

@@ -17,7 +17,7 @@ use std::{
 use caller_auth::{ClientKeys, Rejection};
 use futures::future::{BoxFuture, Either};
 use secrecy::SecretString;
-use snykapps_proto::token_v1::token_service_server::SERVICE_NAME;
+use snykapps_proto::token_service::{SERVICE_NAME, path};
 use tonic::{Status, server::NamedService};
 
 /// One TokenService method. Grants name these, never strings.
@@ -43,29 +43,22 @@ impl Rpc {
         Rpc::WatchInstallEvents,
     ];
 
-    /// The method name, as in the proto and the request path.
+    /// The method name, as in the proto: the last segment of [`Rpc::path`].
     pub fn name(self) -> &'static str {
-        match self {
-            Rpc::CompleteInstall => "CompleteInstall",
-            Rpc::GetAccessToken => "GetAccessToken",
-            Rpc::ForceRefresh => "ForceRefresh",
-            Rpc::GetInstall => "GetInstall",
-            Rpc::ListInstalls => "ListInstalls",
-            Rpc::DeleteInstall => "DeleteInstall",
-            Rpc::WatchInstallEvents => "WatchInstallEvents",
-        }
+        let path = self.path();
+        path.rsplit_once('/').map_or(path, |(_, method)| method)
     }
 
-    /// The request path, `/snykapps.token.v1.TokenService/<Rpc>`.
+    /// The request path, `/snykapps.token.v1.TokenService/<Rpc>`, from the contract's crate.
     pub fn path(self) -> &'static str {
         match self {
-            Rpc::CompleteInstall => "/snykapps.token.v1.TokenService/CompleteInstall",
-            Rpc::GetAccessToken => "/snykapps.token.v1.TokenService/GetAccessToken",
-            Rpc::ForceRefresh => "/snykapps.token.v1.TokenService/ForceRefresh",
-            Rpc::GetInstall => "/snykapps.token.v1.TokenService/GetInstall",
-            Rpc::ListInstalls => "/snykapps.token.v1.TokenService/ListInstalls",
-            Rpc::DeleteInstall => "/snykapps.token.v1.TokenService/DeleteInstall",
-            Rpc::WatchInstallEvents => "/snykapps.token.v1.TokenService/WatchInstallEvents",
+            Rpc::CompleteInstall => path::COMPLETE_INSTALL,
+            Rpc::GetAccessToken => path::GET_ACCESS_TOKEN,
+            Rpc::ForceRefresh => path::FORCE_REFRESH,
+            Rpc::GetInstall => path::GET_INSTALL,
+            Rpc::ListInstalls => path::LIST_INSTALLS,
+            Rpc::DeleteInstall => path::DELETE_INSTALL,
+            Rpc::WatchInstallEvents => path::WATCH_INSTALL_EVENTS,
         }
     }
 

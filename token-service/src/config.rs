@@ -477,7 +477,7 @@ mod tests {
             "{dbg}"
         );
         let ops = s.callers.admit(
-            &format!("/snykapps.token.v1.TokenService/{}", Rpc::DeleteInstall),
+            Rpc::DeleteInstall.path(),
             Some(b"Bearer fedcba9876543210fedc"),
         );
         assert_eq!(
@@ -556,7 +556,7 @@ mod tests {
             ),
         ])
         .expect("two keys");
-        let path = "/snykapps.token.v1.TokenService/GetAccessToken";
+        let path = crate::caller::Rpc::GetAccessToken.path();
         for key in ["0123456789abcdef0123", "new-0123456789abcdef"] {
             let header = format!("Bearer {key}");
             assert!(

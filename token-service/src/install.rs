@@ -12,7 +12,7 @@ use crate::{
     backoff::Backoff,
     error::Error,
     grant::{Grant, InstallId, Org, ReauthReason, Status, now_millis},
-    snyk::{SnykClient, SnykError},
+    snyk::{OAuthError, SnykClient, SnykError},
     store::Store,
 };
 
@@ -64,8 +64,8 @@ impl Installer {
                     ref error,
                     ref description,
                     ..
-                } if matches!(error.as_str(), "invalid_grant" | "invalid_request") => {
-                    Error::CodeRejected(description.clone().unwrap_or_else(|| error.clone()))
+                } if matches!(error, OAuthError::InvalidGrant | OAuthError::InvalidRequest) => {
+                    Error::CodeRejected(description.clone().unwrap_or_else(|| error.to_string()))
                 }
                 e => Error::from(e),
             })?;

@@ -92,7 +92,7 @@ async fn healthcheck() -> ExitCode {
     let result = service_runtime::healthcheck::grpc(
         token_service::config::ADDR_VAR,
         token_service::config::DEFAULT_ADDR,
-        snykapps_proto::token_v1::token_service_server::SERVICE_NAME,
+        snykapps_proto::token_service::SERVICE_NAME,
     )
     .await;
     service_runtime::healthcheck::report("token-service", &result)
@@ -102,7 +102,7 @@ async fn try_main(command: Run) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let app = Application::build(settings).await?;
     match command {
-        Run::Serve => app.run_until_stopped(shutdown_signal()).await,
+        Run::Serve => app.run_until_stopped(shutdown_signal()?).await,
         Run::Reseal => {
             let report = reseal::reseal_all(app.store()).await?;
             tracing::info!(?report, "re-seal finished");

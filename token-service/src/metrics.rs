@@ -66,7 +66,7 @@ impl TokenRequests {
         std::array::from_fn(|i| rows.iter().map(|r| r.served[i].load(Relaxed)).sum())
     }
 
-    /// Reports every non-zero count with its labels (`caller`, `outcome`, `cache`).
+    /// Reports every non-zero count with its labels (`caller`, `outcome`, `served`).
     fn observe(&self, o: &dyn opentelemetry::metrics::AsyncInstrument<u64>) {
         let rows = self.rows.read().unwrap_or_else(|p| p.into_inner());
         for row in rows.iter() {
@@ -78,8 +78,8 @@ impl TokenRequests {
                 let n = n.load(Relaxed);
                 if n > 0 {
                     let outcome = KeyValue::new("outcome", "ok");
-                    let cache = KeyValue::new("cache", how.label());
-                    o.observe(n, &[outcome, cache, caller.clone()]);
+                    let served = KeyValue::new("served", how.label());
+                    o.observe(n, &[outcome, served, caller.clone()]);
                 }
             }
             for (code, n) in row.failed.iter().enumerate() {
@@ -87,8 +87,8 @@ impl TokenRequests {
                 if n > 0 {
                     let code = tonic::Code::from_i32(code as i32);
                     let outcome = KeyValue::new("outcome", format!("{code:?}"));
-                    let cache = KeyValue::new("cache", "miss");
-                    o.observe(n, &[outcome, cache, caller.clone()]);
+                    let served = KeyValue::new("served", Served::NONE);
+                    o.observe(n, &[outcome, served, caller.clone()]);
                 }
             }
         }
@@ -202,7 +202,7 @@ fn observe_each<T: Copy>(
     }
 }
 
-/// How a token was handed out.
+/// How a token was handed out: the `served` label of `snykapps.token.requests`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Served {
     /// The stored token, no refresh due.
@@ -215,12 +215,14 @@ pub enum Served {
 
 impl Served {
     const ALL: [Served; 3] = [Served::Stored, Served::AheadOfRefresh, Served::AfterRefresh];
+    /// The `served` label of a failed request: no token was handed out.
+    const NONE: &'static str = "none";
 
     fn label(self) -> &'static str {
         match self {
-            Served::Stored => "hit",
+            Served::Stored => "stored",
             Served::AheadOfRefresh => "ahead",
-            Served::AfterRefresh => "miss",
+            Served::AfterRefresh => "refreshed",
         }
     }
 }
@@ -380,7 +382,7 @@ impl Default for Metrics {
         let counts = Arc::clone(&token_requests);
         let token_requests_observed = meter
             .u64_observable_counter("snykapps.token.requests")
-            .with_description("Access tokens handed out, by caller, outcome and whether a refresh was needed (cache=hit: none)")
+            .with_description("Token requests by caller, outcome and how the token was served (served=stored: no refresh needed; ahead: stored, refresh in the background; refreshed: after a refresh; none: failed)")
             .with_callback(move |o| counts.observe(o))
             .build();
         let outcomes = Arc::new(Outcomes::default());

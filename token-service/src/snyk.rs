@@ -33,9 +33,71 @@ struct TokenBody {
 
 #[derive(Deserialize)]
 struct OAuthErrorBody {
-    error: String,
+    error: OAuthError,
     #[serde(default)]
     error_description: Option<String>,
+}
+
+/// The `error` code of an OAuth error answer (RFC 6749 §5.2; `unsupported_token_type` from the
+/// revoke endpoint, RFC 7009 §2.2.1). Callers decide on these variants, never on strings; a code
+/// Snyk may add is kept, as it was sent, in `Other`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum OAuthError {
+    /// A parameter is missing, repeated or malformed (for a code: also a bad PKCE verifier).
+    InvalidRequest,
+    /// Snyk did not authenticate the client (`client_id` and secret).
+    InvalidClient,
+    /// The code or refresh token is invalid, expired, revoked or already used.
+    InvalidGrant,
+    /// The client authenticated but may not use this grant type.
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    UnsupportedTokenType,
+    /// Any other code, as Snyk sent it.
+    Other(String),
+}
+
+impl OAuthError {
+    const KNOWN: [OAuthError; 7] = [
+        OAuthError::InvalidRequest,
+        OAuthError::InvalidClient,
+        OAuthError::InvalidGrant,
+        OAuthError::UnauthorizedClient,
+        OAuthError::UnsupportedGrantType,
+        OAuthError::InvalidScope,
+        OAuthError::UnsupportedTokenType,
+    ];
+
+    /// The code as it is on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            OAuthError::InvalidRequest => "invalid_request",
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidGrant => "invalid_grant",
+            OAuthError::UnauthorizedClient => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::UnsupportedTokenType => "unsupported_token_type",
+            OAuthError::Other(code) => code,
+        }
+    }
+}
+
+impl From<String> for OAuthError {
+    fn from(code: String) -> Self {
+        OAuthError::KNOWN
+            .into_iter()
+            .find(|known| known.as_str() == code)
+            .unwrap_or(OAuthError::Other(code))
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// How one call to Snyk failed. The distinction that matters is whether Snyk may have acted on the
@@ -46,7 +108,7 @@ pub enum SnykError {
     #[error("Snyk rejected the request: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Rejected {
         status: u16,
-        error: String,
+        error: OAuthError,
         description: Option<String>,
     },
     /// 429 or 5xx: Snyk did not act; retry later.
@@ -86,18 +148,36 @@ pub enum Redemption {
 
 impl SnykError {
     pub fn is_invalid_grant(&self) -> bool {
-        matches!(self, SnykError::Rejected { error, .. } if error == "invalid_grant")
+        matches!(
+            self,
+            SnykError::Rejected {
+                error: OAuthError::InvalidGrant,
+                ..
+            }
+        )
     }
 
     /// The client authenticated but may not use this grant type (RFC 6749 §5.2
     /// `unauthorized_client`): an answer given only after client authentication.
     pub fn is_unauthorized_client(&self) -> bool {
-        matches!(self, SnykError::Rejected { error, .. } if error == "unauthorized_client")
+        matches!(
+            self,
+            SnykError::Rejected {
+                error: OAuthError::UnauthorizedClient,
+                ..
+            }
+        )
     }
 
     /// Snyk did not accept the client secret sent (RFC 6749 §5.2 `invalid_client`).
     pub fn is_invalid_client(&self) -> bool {
-        matches!(self, SnykError::Rejected { error, .. } if error == "invalid_client")
+        matches!(
+            self,
+            SnykError::Rejected {
+                error: OAuthError::InvalidClient,
+                ..
+            }
+        )
     }
 
     /// How this failure of a refresh request bears on its refresh token (docs/design.md, "One
@@ -493,6 +573,31 @@ mod tests {
     const A: &str = "secret-a";
     const REDIRECT: &str = "http://localhost:8080/callback";
     const VERIFIER: &str = "verifier-verifier-verifier-verifier-verifier-0123";
+
+    /// Every code Snyk's answers may carry parses to its variant and prints as it was sent;
+    /// an unknown one is kept whole in `Other`.
+    #[test]
+    fn oauth_error_codes_parse_to_their_variant_and_back() {
+        let cases = [
+            ("invalid_request", OAuthError::InvalidRequest),
+            ("invalid_client", OAuthError::InvalidClient),
+            ("invalid_grant", OAuthError::InvalidGrant),
+            ("unauthorized_client", OAuthError::UnauthorizedClient),
+            ("unsupported_grant_type", OAuthError::UnsupportedGrantType),
+            ("invalid_scope", OAuthError::InvalidScope),
+            ("unsupported_token_type", OAuthError::UnsupportedTokenType),
+            ("slow_down", OAuthError::Other("slow_down".into())),
+            ("Invalid_Grant", OAuthError::Other("Invalid_Grant".into())),
+            ("", OAuthError::Other(String::new())),
+        ];
+        for (code, variant) in cases {
+            let body: OAuthErrorBody =
+                serde_json::from_str(&format!(r#"{{"error":"{code}"}}"#)).unwrap();
+            assert_eq!(body.error, variant, "{code}");
+            assert_eq!(body.error.to_string(), code);
+            assert_eq!(body.error_description, None);
+        }
+    }
 
     async fn fake() -> FakeSnyk {
         FakeSnyk::start(Config::new(ID, A, REDIRECT)).await.unwrap()
