@@ -20,6 +20,7 @@ mod fuzz;
 mod hardening;
 mod install_scope;
 mod kubernetes;
+mod layout;
 mod lifecycle;
 mod longevity;
 mod permissions;
