@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::faults::{Fault, Faults};
+use crate::ratelimit::RateLimiter;
 use crate::secrets::{ClientSecretError, ClientSecrets, SecretChange};
 use crate::stats::Stats;
 use crate::store::{Lifetimes, Store};
@@ -30,6 +31,8 @@ pub(crate) struct Inner {
     /// The client's active secrets (the config's one at start).
     pub(crate) secrets: ClientSecrets,
     pub(crate) faults: Faults,
+    /// The accepted REST requests of each access token in the last minute.
+    pub(crate) rate_limiter: RateLimiter,
     pub(crate) stats: Stats,
 }
 
@@ -56,6 +59,7 @@ impl AppState {
         if !config.token_latency.is_zero() {
             faults.inject(Fault::TokenLatency(config.token_latency));
         }
+        faults.inject(Fault::RateLimitPerMinute(config.rate_limit_per_minute));
         let secrets = ClientSecrets::new(&config.client_secret);
         Self {
             catalog: Catalog::new(&config.orgs),
@@ -64,6 +68,7 @@ impl AppState {
                 store: Store::new(lifetimes),
                 secrets,
                 faults,
+                rate_limiter: RateLimiter::default(),
                 stats: Stats::default(),
             }),
         }

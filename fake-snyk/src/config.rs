@@ -47,6 +47,10 @@ pub struct Config {
     pub orgs: Vec<OrgSeed>,
     /// Initial token-endpoint latency (the same as injecting [`crate::Fault::TokenLatency`]).
     pub token_latency: Duration,
+    /// `/rest/*` requests each access token may make in any minute (a sliding window), past
+    /// which the fake answers 429 with `Retry-After` as Snyk does; 0 (the default): no limit.
+    /// The same as injecting [`crate::Fault::RateLimitPerMinute`].
+    pub rate_limit_per_minute: u32,
     /// Serve the `/_fake/*` control endpoints (stats, faults, token expiry). [`Config::new`] turns
     /// them on, for tests; the binary only with `DEMO_MODE=true`, so that a fake reachable from
     /// elsewhere cannot be steered or read.
@@ -68,6 +72,7 @@ impl fmt::Debug for Config {
             .field("scope", &self.scope)
             .field("orgs", &self.orgs)
             .field("token_latency", &self.token_latency)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("control_endpoints", &self.control_endpoints)
             .field("tls", &self.tls.is_some())
             .finish()
@@ -137,6 +142,7 @@ impl Config {
             scope: DEFAULT_SCOPE.to_owned(),
             orgs: vec![OrgSeed::new("Demo Org", 25)],
             token_latency: Duration::ZERO,
+            rate_limit_per_minute: 0,
             control_endpoints: true,
             tls: None,
         }
@@ -206,6 +212,11 @@ impl Config {
             .parse()
             .map_err(|e| ConfigError::invalid("FAKE_SNYK_TOKEN_LATENCY_MS", &latency_raw, e))?;
 
+        let rate_limit_raw = var("FAKE_SNYK_RATE_LIMIT_PER_MINUTE", "0");
+        let rate_limit_per_minute: u32 = rate_limit_raw.trim().parse().map_err(|e| {
+            ConfigError::invalid("FAKE_SNYK_RATE_LIMIT_PER_MINUTE", &rate_limit_raw, e)
+        })?;
+
         let demo_raw = lookup(service_runtime::demo::DEMO_MODE);
         let demo = service_runtime::demo::parse(demo_raw.as_deref()).map_err(|e| {
             ConfigError::invalid("DEMO_MODE", demo_raw.as_deref().unwrap_or_default(), e)
@@ -218,6 +229,7 @@ impl Config {
         config.refresh_token_ttl = refresh_ttl;
         config.orgs = orgs;
         config.token_latency = Duration::from_millis(latency_ms);
+        config.rate_limit_per_minute = rate_limit_per_minute;
         config.tls = TlsIdentity::from_lookup(&lookup)?;
         Ok((addr, config))
     }
@@ -371,6 +383,7 @@ mod tests {
         assert_eq!(config.access_token_ttl, Duration::from_secs(3600));
         assert_eq!(config.refresh_token_ttl, DEFAULT_REFRESH_TOKEN_TTL);
         assert_eq!(config.token_latency, Duration::ZERO);
+        assert_eq!(config.rate_limit_per_minute, 0, "no rate limit");
         assert!(
             !config.control_endpoints,
             "control endpoints only in demo mode"
@@ -399,6 +412,7 @@ mod tests {
             ("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", " 7 "),
             ("FAKE_SNYK_ORGS", "Acme: 3,Beta:Co:0"),
             ("FAKE_SNYK_TOKEN_LATENCY_MS", "250"),
+            ("FAKE_SNYK_RATE_LIMIT_PER_MINUTE", " 600 "),
         ]))
         .unwrap();
         assert_eq!(addr.port(), 9999);
@@ -409,6 +423,7 @@ mod tests {
         assert_eq!(config.access_token_ttl, Duration::from_secs(5));
         assert_eq!(config.refresh_token_ttl, Duration::from_secs(7));
         assert_eq!(config.token_latency, Duration::from_millis(250));
+        assert_eq!(config.rate_limit_per_minute, 600);
         assert_eq!(config.orgs[0], OrgSeed::new("Acme", 3));
         // The last colon separates the count, so names may contain colons.
         assert_eq!(config.orgs[1].name, "Beta:Co");
@@ -441,6 +456,11 @@ mod tests {
             ("FAKE_SNYK_ORGS", ":3"),
             ("FAKE_SNYK_ORGS", "Acme:1,Acme:2"),
             ("FAKE_SNYK_TOKEN_LATENCY_MS", "-1"),
+            ("FAKE_SNYK_RATE_LIMIT_PER_MINUTE", "many"),
+            ("FAKE_SNYK_RATE_LIMIT_PER_MINUTE", "-1"),
+            ("FAKE_SNYK_RATE_LIMIT_PER_MINUTE", "1.5"),
+            ("FAKE_SNYK_RATE_LIMIT_PER_MINUTE", ""),
+            ("FAKE_SNYK_RATE_LIMIT_PER_MINUTE", "4294967296"),
             ("DEMO_MODE", "maybe"),
         ] {
             let err = Config::from_lookup(lookup(&[(var, value)])).unwrap_err();

@@ -127,6 +127,9 @@ impl IntoResponse for ControlError {
     }
 }
 
+/// The `code` and `title` of a REST 429, injected or past the rate limit.
+const TOO_MANY_REQUESTS: (&str, &str) = ("too_many_requests", "Too Many Requests");
+
 /// A JSON:API error document as rest.json's `ErrorDocument` describes it. The response headers
 /// (`snyk-request-id`, versions, content type) are added by the REST layer.
 #[derive(Debug, Clone)]
@@ -204,11 +207,28 @@ impl RestError {
         }
     }
 
+    /// Past the per-token rate limit: 429, retry after `retry_after` seconds.
+    pub(crate) fn rate_limited(per_minute: std::num::NonZeroU32, retry_after: u32) -> Self {
+        let (code, title) = TOO_MANY_REQUESTS;
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                code,
+                title,
+                format!(
+                    "more than {per_minute} requests in a minute with this access token; \
+                     retry after {retry_after} s"
+                ),
+            )
+        }
+    }
+
     pub(crate) fn injected(fault: InjectedError) -> Self {
         let status =
             StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let (code, title) = match status {
-            StatusCode::TOO_MANY_REQUESTS => ("too_many_requests", "Too Many Requests"),
+            StatusCode::TOO_MANY_REQUESTS => TOO_MANY_REQUESTS,
             StatusCode::SERVICE_UNAVAILABLE => ("service_unavailable", "Service Unavailable"),
             s if s.is_server_error() => ("server_error", "Internal Server Error"),
             _ => ("injected_error", "Injected Error"),

@@ -1,6 +1,7 @@
 //! Injected faults: what they are (the public [`Fault`]) and the queue that hands them out in order.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// Its JSON form (for `POST /_fake/faults`) is externally tagged in snake case, durations in
 /// milliseconds: `{"token_latency":250}`, `{"token_errors":{"status":500,"count":2,"retry_after":null}}`,
-/// `{"lose_refresh_responses":1}`, `{"expire_access_tokens_after_rest_calls":3}`.
+/// `{"lose_refresh_responses":1}`, `{"expire_access_tokens_after_rest_calls":3}`,
+/// `{"rate_limit_per_minute":600}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
@@ -64,6 +66,10 @@ pub enum Fault {
         /// How many requests get it.
         count: u32,
     },
+    /// Every access token may make at most this many `/rest/*` requests in any minute; past
+    /// that, 429 with `Retry-After` (see `ratelimit`), until cleared; zero clears it. The same as
+    /// [`crate::Config::rate_limit_per_minute`], which arms it at start.
+    RateLimitPerMinute(u32),
 }
 
 mod millis {
@@ -106,6 +112,7 @@ pub(crate) struct Faults {
     expire_after_rest_calls: VecDeque<u32>,
     token_redirects: VecDeque<(String, u32)>,
     rest_redirects: VecDeque<(String, u32)>,
+    rate_limit_per_minute: Option<NonZeroU32>,
 }
 
 /// What arming a fault requires the caller to do at once.
@@ -146,6 +153,7 @@ impl Faults {
                 self.rest_redirects.push_back((location, count));
             }
             Fault::TokenRedirects { .. } | Fault::RestRedirects { .. } => {}
+            Fault::RateLimitPerMinute(n) => self.rate_limit_per_minute = NonZeroU32::new(n),
         }
         Armed::Nothing
     }
@@ -160,6 +168,11 @@ impl Faults {
 
     pub(crate) fn token_answer_delay(&self) -> Duration {
         self.token_answer_delay
+    }
+
+    /// The REST requests each access token may make in a minute, when limited.
+    pub(crate) fn rate_limit_per_minute(&self) -> Option<NonZeroU32> {
+        self.rate_limit_per_minute
     }
 
     pub(crate) fn take_token_error(&mut self) -> Option<InjectedError> {
@@ -322,6 +335,8 @@ mod tests {
             r#"{"lose_refresh_responses":1}"#
         );
         assert!(serde_json::from_str::<Fault>(r#"{"nonsense":1}"#).is_err());
+        let limit: Fault = serde_json::from_str(r#"{"rate_limit_per_minute":600}"#).unwrap();
+        assert_eq!(limit, Fault::RateLimitPerMinute(600));
         let redirect: Fault =
             serde_json::from_str(r#"{"token_redirects":{"location":"http://x/","count":1}}"#)
                 .unwrap();

@@ -15,8 +15,8 @@
 //! app host; `token` (code exchange, refresh, revoke), `rest` (`/rest/...`), `version` (the
 //! `version` parameter) and `pagination` (cursors, `links`) on the API host → what they share:
 //! `store` (codes, grants, tokens), `pkce`, `secrets` (the client's two secrets) and `error` (every
-//! error body) → what tests and benchmarks drive: `faults` ([`Fault`]), `stats` (counters) and
-//! `control` (the `/_fake/*` endpoints).
+//! error body) → what tests and benchmarks drive: `faults` ([`Fault`]), `ratelimit` (the
+//! per-token REST rate limit), `stats` (counters) and `control` (the `/_fake/*` endpoints).
 //!
 //! Its consent page is read, as a browser reads it, by the `fake-snyk-consent` crate beside it
 //! (`fake-snyk/consent`): the system tests, loadgen and this crate's own tests use that one reader.
@@ -41,6 +41,7 @@ mod error;
 mod faults;
 mod pagination;
 mod pkce;
+mod ratelimit;
 mod rest;
 mod secrets;
 mod server;

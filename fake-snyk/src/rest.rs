@@ -170,8 +170,8 @@ async fn unknown(
     })
 }
 
-/// The pipeline every REST request goes through: injected fault, bearer token, version, scope,
-/// then the endpoint's own work; then headers and counters.
+/// The pipeline every REST request goes through: injected fault, bearer token, rate limit,
+/// version, scope, then the endpoint's own work; then headers and counters.
 fn handle(
     state: &AppState,
     endpoint: Endpoint,
@@ -247,13 +247,15 @@ fn process(
     let token = bearer_token(headers).ok_or_else(|| {
         RestError::unauthorized("an Authorization header with a bearer token is required")
     })?;
-    let principal = state
-        .lock()
-        .store
-        .authenticate(token, Instant::now())
-        .ok_or_else(|| {
+    let principal = {
+        let now = Instant::now();
+        let mut inner = state.lock();
+        let principal = inner.store.authenticate(token, now).ok_or_else(|| {
             RestError::unauthorized("the access token is invalid, expired or revoked")
         })?;
+        inner.admit_rest_request(token, now)?;
+        principal
+    };
 
     let query = Query::parse(query.as_deref());
     let raw_version = query.single("version")?;

@@ -27,6 +27,11 @@ pub struct Stats {
     pub rest_calls: BTreeMap<u16, u64>,
     /// REST requests by endpoint: `"orgs"`, `"projects"`, `"self"`.
     pub rest_calls_by_path: BTreeMap<String, u64>,
+    /// REST requests refused with 429 by the per-token rate limit
+    /// ([`crate::Config::rate_limit_per_minute`], [`crate::Fault::RateLimitPerMinute`]); injected
+    /// 429s are not counted here (both are in `rest_calls`).
+    #[serde(default)]
+    pub rate_limited: u64,
 }
 
 impl Stats {

@@ -15,6 +15,7 @@ const VARS: &[&str] = &[
     "FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS",
     "FAKE_SNYK_ORGS",
     "FAKE_SNYK_TOKEN_LATENCY_MS",
+    "FAKE_SNYK_RATE_LIMIT_PER_MINUTE",
     "DEMO_MODE",
 ];
 
@@ -101,6 +102,7 @@ async fn an_invalid_variable_is_named_and_fails_the_start() {
     for (var, value) in [
         ("FAKE_SNYK_ACCESS_TOKEN_TTL_SECONDS", "soon"),
         ("FAKE_SNYK_REFRESH_TOKEN_TTL_SECONDS", "0"),
+        ("FAKE_SNYK_RATE_LIMIT_PER_MINUTE", "lots"),
         ("DEMO_MODE", "sometimes"),
     ] {
         let output = command(&[(var, value)]).output().await.unwrap();

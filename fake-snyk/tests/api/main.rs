@@ -12,6 +12,7 @@ mod helpers;
 mod lifecycle;
 mod openapi;
 mod pagination;
+mod rate_limit;
 mod refresh;
 mod refresh_ttl;
 mod rest;

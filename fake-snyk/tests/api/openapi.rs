@@ -88,6 +88,15 @@ fn response_validator(path: &str, status: &str) -> Validator {
     validator_for(schema)
 }
 
+/// A validator for a response rest.json declares once under `#/components/responses` (such as
+/// `TooManyRequests`, which the listed paths do not name but every REST endpoint may answer).
+fn component_response_validator(name: &str) -> Validator {
+    let response = &document()["components"]["responses"][name];
+    let schema = response["content"]["application/vnd.api+json"]["schema"].clone();
+    assert!(schema.is_object(), "no JSON:API schema for response {name}");
+    validator_for(schema)
+}
+
 fn validator_for(schema: Value) -> Validator {
     let mut root = schema;
     root["components"] = document()["components"].clone();
@@ -272,6 +281,29 @@ async fn error_documents_match_the_schema() {
     let (status, server_error) = get(&app, &projects(""), &tokens.access_token).await;
     assert_eq!(status, 500);
     assert_valid(PROJECTS, "500", &server_error);
+}
+
+#[tokio::test]
+async fn the_rate_limit_answer_matches_the_schema() {
+    let app = spawn_with(Config {
+        rate_limit_per_minute: 1,
+        ..config()
+    })
+    .await;
+    let tokens = app.install().await;
+    let org = app.org_id("Demo Org");
+    let projects = format!("/orgs/{org}/projects?version={VERSION}");
+    assert_eq!(get(&app, &projects, &tokens.access_token).await.0, 200);
+
+    let response = app.rest(&projects, &tokens.access_token).await;
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after = response.headers()["retry-after"].to_str().unwrap();
+    let header = validator_for(document()["components"]["headers"]["RetryAfter"]["schema"].clone());
+    let seconds: Value = serde_json::from_str(retry_after).unwrap();
+    assert!(header.is_valid(&seconds), "Retry-After {retry_after}");
+    let body: Value = response.json().await.unwrap();
+    let problems = errors(&component_response_validator("TooManyRequests"), &body);
+    assert!(problems.is_empty(), "{problems:#?}\n{body:#}");
 }
 
 #[tokio::test]
