@@ -4,7 +4,7 @@
 //! Install reads and changes, event watches and refused calls are written at once, one line
 //! each ([`write`], and `caller::Refusal` for calls refused before the service). Token
 //! hand-outs (`GetAccessToken`, `ForceRefresh`) are the hot path: at tens of thousands a second
-//! a line each would cost about a fifth of the throughput and flood the log pipeline. So a
+//! a line each costs throughput (measured in docs/design.md) and floods the log pipeline. So a
 //! hand-out is written at once only when it is the first of its kind ([`Key`]: caller, RPC,
 //! install, org asked by, outcome) since the kind's last line; after that, hand-outs of that kind
 //! are counted, and every `TOKEN_AUDIT_INTERVAL_SECONDS` one line per kind gives the count and the
@@ -237,10 +237,6 @@ impl AuditTrail {
             flushing: Mutex::new(()),
             written: AtomicU64::new(0),
         }
-    }
-
-    pub fn interval(&self) -> Option<Duration> {
-        self.interval
     }
 
     /// Records one token hand-out: written at once when it is the first of its kind since that

@@ -226,13 +226,15 @@ impl Results {
                 format!("1, {what}, {streams} stream{}", plural(streams)),
             ))
         };
-        if let Some(named) = by_streams("token-s", &self.token, "one replica") {
-            return Some(named);
-        }
-        if let Some(named) = by_streams("bare-s", &self.bare, "bare server") {
-            return Some(named);
-        }
-        if let Some(named) = by_streams("token-warn-s", &self.token_warn, "`RUST_LOG=warn`") {
+        let streams_runs = [
+            ("token-s", &self.token, "one replica"),
+            ("bare-s", &self.bare, "bare server"),
+            ("token-warn-s", &self.token_warn, "`RUST_LOG=warn`"),
+        ];
+        if let Some(named) = streams_runs
+            .into_iter()
+            .find_map(|(prefix, runs, what)| by_streams(prefix, runs, what))
+        {
             return Some(named);
         }
         match run {
