@@ -10,6 +10,10 @@
 //! seconds, rounded up, until the oldest of the last N leaves the window and a request would be
 //! accepted again. Refused requests take no slot: a client that honours `Retry-After` gets in
 //! then, and one that retries sooner is refused again.
+//!
+//! Each 429 that comes after the `Retry-After` of the token's previous one opens a new *pause*
+//! (`Stats::rate_limit_pauses`): a client whose replicas share the pause is refused about once
+//! per replica per pause, one whose replicas each learn it alone once per request.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -29,11 +33,26 @@ const MIN_SWEEP: usize = 64;
 /// lock; the limit itself is armed like a fault ([`crate::Fault::RateLimitPerMinute`]).
 #[derive(Default)]
 pub(crate) struct RateLimiter {
-    /// Per token, the times of its accepted requests still in the window, oldest first.
-    windows: HashMap<String, VecDeque<Instant>>,
+    windows: HashMap<String, TokenWindow>,
     /// How many tokens may be kept before the windows that emptied are dropped: twice the count
     /// left by the last sweep, so that sweeping costs O(1) per request, amortized.
     sweep_at: usize,
+}
+
+/// One token's accepted requests still in the window, oldest first, and until when its last 429
+/// asked it to wait.
+#[derive(Default)]
+struct TokenWindow {
+    accepted: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+}
+
+/// Why a request was refused: the whole seconds until a slot frees, and whether this 429 opened
+/// a pause (it came after the `Retry-After` of the token's previous 429).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) retry_after: u32,
+    pub(crate) new_pause: bool,
 }
 
 impl fmt::Debug for RateLimiter {
@@ -53,25 +72,34 @@ impl RateLimiter {
         token: &str,
         per_minute: NonZeroU32,
         now: Instant,
-    ) -> Result<(), u32> {
+    ) -> Result<(), Refusal> {
         if self.windows.len() >= self.sweep_at.max(MIN_SWEEP) {
             self.windows.retain(|_, window| {
-                forget_expired(window, now);
-                !window.is_empty()
+                forget_expired(&mut window.accepted, now);
+                !window.accepted.is_empty() || window.paused_until.is_some_and(|t| t > now)
             });
             self.sweep_at = self.windows.len().saturating_mul(2);
         }
         let window = self.windows.entry(token.to_owned()).or_default();
-        forget_expired(window, now);
+        let accepted = &mut window.accepted;
+        forget_expired(accepted, now);
         let limit = usize::try_from(per_minute.get()).unwrap_or(usize::MAX);
-        if window.len() < limit {
-            window.push_back(now);
+        if accepted.len() < limit {
+            accepted.push_back(now);
             return Ok(());
         }
         // The limit may have been lowered since these were accepted: the slot frees when enough
         // of them have left that fewer than `limit` remain.
-        let frees_at = window[window.len() - limit] + WINDOW;
-        Err(whole_seconds_up(frees_at.saturating_duration_since(now)))
+        let frees_at = accepted[accepted.len() - limit] + WINDOW;
+        let retry_after = whole_seconds_up(frees_at.saturating_duration_since(now));
+        let new_pause = window.paused_until.is_none_or(|until| now >= until);
+        if new_pause {
+            window.paused_until = Some(now + Duration::from_secs(retry_after.into()));
+        }
+        Err(Refusal {
+            retry_after,
+            new_pause,
+        })
     }
 }
 
@@ -103,9 +131,10 @@ impl Inner {
         };
         self.rate_limiter
             .admit(token, per_minute, now)
-            .map_err(|retry_after| {
+            .map_err(|refusal| {
                 self.stats.rate_limited += 1;
-                RestError::rate_limited(per_minute, retry_after)
+                self.stats.rate_limit_pauses += u64::from(refusal.new_pause);
+                RestError::rate_limited(per_minute, refusal.retry_after)
             })
     }
 }
@@ -114,6 +143,50 @@ impl Inner {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The seconds a refusal asks for.
+    fn wait(r: Result<(), Refusal>) -> Result<(), u32> {
+        r.map_err(|r| r.retry_after)
+    }
+
+    #[test]
+    fn a_429_opens_a_pause_only_after_the_previous_one_ended() {
+        let mut limiter = RateLimiter::default();
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(limiter.admit("a", limit(1), at(0)), Ok(()));
+        let first = limiter.admit("a", limit(1), at(30_000)).unwrap_err();
+        assert_eq!(
+            first,
+            Refusal {
+                retry_after: 30,
+                new_pause: true
+            }
+        );
+        // Inside the first one's Retry-After: the same pause.
+        assert!(
+            !limiter
+                .admit("a", limit(1), at(59_000))
+                .unwrap_err()
+                .new_pause
+        );
+        assert_eq!(limiter.admit("a", limit(1), at(60_000)), Ok(()));
+        // After it: a new one.
+        assert!(
+            limiter
+                .admit("a", limit(1), at(61_000))
+                .unwrap_err()
+                .new_pause
+        );
+        // Another token's pauses are its own.
+        assert_eq!(limiter.admit("b", limit(1), at(61_000)), Ok(()));
+        assert!(
+            limiter
+                .admit("b", limit(1), at(61_001))
+                .unwrap_err()
+                .new_pause
+        );
+    }
 
     fn limit(n: u32) -> NonZeroU32 {
         NonZeroU32::new(n).unwrap()
@@ -124,27 +197,27 @@ mod tests {
         let mut limiter = RateLimiter::default();
         let start = Instant::now();
         let at = |ms: u64| start + Duration::from_millis(ms);
-        assert_eq!(limiter.admit("a", limit(2), at(0)), Ok(()));
-        assert_eq!(limiter.admit("a", limit(2), at(10_000)), Ok(()));
+        assert_eq!(wait(limiter.admit("a", limit(2), at(0))), Ok(()));
+        assert_eq!(wait(limiter.admit("a", limit(2), at(10_000))), Ok(()));
         // The first leaves the window at 60 s: 40.5 s from 19.5 s, rounded up.
-        assert_eq!(limiter.admit("a", limit(2), at(19_500)), Err(41));
-        assert_eq!(limiter.admit("a", limit(2), at(59_999)), Err(1));
+        assert_eq!(wait(limiter.admit("a", limit(2), at(19_500))), Err(41));
+        assert_eq!(wait(limiter.admit("a", limit(2), at(59_999))), Err(1));
         // A refusal took no slot: at 60 s exactly the first request has left.
-        assert_eq!(limiter.admit("a", limit(2), at(60_000)), Ok(()));
+        assert_eq!(wait(limiter.admit("a", limit(2), at(60_000))), Ok(()));
         // Now the second one (10 s) is the oldest of the last two.
-        assert_eq!(limiter.admit("a", limit(2), at(61_000)), Err(9));
+        assert_eq!(wait(limiter.admit("a", limit(2), at(61_000))), Err(9));
         // No minute boundary resets it: 2 in any 60 s, never more.
-        assert_eq!(limiter.admit("a", limit(2), at(69_999)), Err(1));
-        assert_eq!(limiter.admit("a", limit(2), at(70_000)), Ok(()));
+        assert_eq!(wait(limiter.admit("a", limit(2), at(69_999))), Err(1));
+        assert_eq!(wait(limiter.admit("a", limit(2), at(70_000))), Ok(()));
     }
 
     #[test]
     fn each_token_has_its_own_window() {
         let mut limiter = RateLimiter::default();
         let now = Instant::now();
-        assert_eq!(limiter.admit("a", limit(1), now), Ok(()));
-        assert_eq!(limiter.admit("a", limit(1), now), Err(60));
-        assert_eq!(limiter.admit("b", limit(1), now), Ok(()));
+        assert_eq!(wait(limiter.admit("a", limit(1), now)), Ok(()));
+        assert_eq!(wait(limiter.admit("a", limit(1), now)), Err(60));
+        assert_eq!(wait(limiter.admit("b", limit(1), now)), Ok(()));
     }
 
     #[test]
@@ -153,13 +226,13 @@ mod tests {
         let start = Instant::now();
         for s in 0..3 {
             let at = start + Duration::from_secs(s * 10);
-            assert_eq!(limiter.admit("a", limit(3), at), Ok(()));
+            assert_eq!(wait(limiter.admit("a", limit(3), at)), Ok(()));
         }
         // Three in the window, two allowed: two must leave for one to fit, the second at 70 s.
         let at = start + Duration::from_secs(30);
-        assert_eq!(limiter.admit("a", limit(2), at), Err(40));
+        assert_eq!(wait(limiter.admit("a", limit(2), at)), Err(40));
         // One allowed: all three must leave, the last at 80 s.
-        assert_eq!(limiter.admit("a", limit(1), at), Err(50));
+        assert_eq!(wait(limiter.admit("a", limit(1), at)), Err(50));
     }
 
     #[test]

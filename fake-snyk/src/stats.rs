@@ -32,6 +32,11 @@ pub struct Stats {
     /// 429s are not counted here (both are in `rest_calls`).
     #[serde(default)]
     pub rate_limited: u64,
+    /// Of those, the 429s that came after the `Retry-After` of the same token's previous 429:
+    /// each opens a pause. A client whose replicas share what a 429 says gets about one 429 per
+    /// replica per pause.
+    #[serde(default)]
+    pub rate_limit_pauses: u64,
 }
 
 impl Stats {

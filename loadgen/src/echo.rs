@@ -36,15 +36,18 @@ impl Default for Echo {
     }
 }
 
+/// What every RPC but `GetAccessToken` answers.
+fn only_get_access_token() -> Status {
+    Status::unimplemented("the echo server only answers GetAccessToken")
+}
+
 #[tonic::async_trait]
 impl TokenService for Echo {
     async fn complete_install(
         &self,
         _req: Request<pb::CompleteInstallRequest>,
     ) -> Result<Response<pb::Install>, Status> {
-        Err(Status::unimplemented(
-            "the echo server only answers GetAccessToken",
-        ))
+        Err(only_get_access_token())
     }
 
     async fn get_access_token(
@@ -58,36 +61,35 @@ impl TokenService for Echo {
         &self,
         _req: Request<pb::ForceRefreshRequest>,
     ) -> Result<Response<pb::AccessToken>, Status> {
-        Err(Status::unimplemented(
-            "the echo server only answers GetAccessToken",
-        ))
+        Err(only_get_access_token())
     }
 
     async fn get_install(
         &self,
         _req: Request<pb::GetInstallRequest>,
     ) -> Result<Response<pb::Install>, Status> {
-        Err(Status::unimplemented(
-            "the echo server only answers GetAccessToken",
-        ))
+        Err(only_get_access_token())
     }
 
     async fn list_installs(
         &self,
         _req: Request<pb::ListInstallsRequest>,
     ) -> Result<Response<pb::ListInstallsResponse>, Status> {
-        Err(Status::unimplemented(
-            "the echo server only answers GetAccessToken",
-        ))
+        Err(only_get_access_token())
     }
 
     async fn delete_install(
         &self,
         _req: Request<pb::DeleteInstallRequest>,
     ) -> Result<Response<pb::DeleteInstallResponse>, Status> {
-        Err(Status::unimplemented(
-            "the echo server only answers GetAccessToken",
-        ))
+        Err(only_get_access_token())
+    }
+
+    async fn acquire_snyk_permit(
+        &self,
+        _req: Request<pb::AcquireSnykPermitRequest>,
+    ) -> Result<Response<pb::SnykPermit>, Status> {
+        Err(only_get_access_token())
     }
 
     type WatchInstallEventsStream = futures::stream::Empty<Result<pb::InstallEvent, Status>>;
@@ -96,9 +98,7 @@ impl TokenService for Echo {
         &self,
         _req: Request<pb::WatchInstallEventsRequest>,
     ) -> Result<Response<Self::WatchInstallEventsStream>, Status> {
-        Err(Status::unimplemented(
-            "the echo server only answers GetAccessToken",
-        ))
+        Err(only_get_access_token())
     }
 }
 

@@ -79,6 +79,13 @@ impl TokenService for Recording {
         Err(only_get_access_token())
     }
 
+    async fn acquire_snyk_permit(
+        &self,
+        _req: Request<pb::AcquireSnykPermitRequest>,
+    ) -> Result<Response<pb::SnykPermit>, Status> {
+        Err(only_get_access_token())
+    }
+
     type WatchInstallEventsStream = futures::stream::Empty<Result<pb::InstallEvent, Status>>;
 
     async fn watch_install_events(

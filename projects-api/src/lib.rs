@@ -39,6 +39,10 @@ pub enum ErrorCode {
     NeedsReauth,
     /// 503: Snyk or token-service unavailable; `Retry-After` is set.
     Unavailable,
+    /// 429: the install's Snyk request budget (`SNYK_RATE_LIMIT_PER_MINUTE`, shared by every
+    /// replica) has no room for the listing before its deadline
+    /// (`PROJECTS_SERVICE_DEADLINE_SECONDS`); `Retry-After` says when it would have.
+    RateLimited,
     /// 502: Snyk refused the request, or rejected a freshly refreshed token.
     UpstreamError,
     /// 500.
@@ -60,6 +64,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::NeedsReauth => "needs_reauth",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::Internal => "internal",
             ErrorCode::Other(code) => code,
@@ -78,7 +83,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const KNOWN: [(ErrorCode, &str); 10] = [
+    const KNOWN: [(ErrorCode, &str); 11] = [
         (ErrorCode::Unauthorized, "unauthorized"),
         (ErrorCode::Forbidden, "forbidden"),
         (ErrorCode::BadRequest, "bad_request"),
@@ -87,6 +92,7 @@ mod tests {
         (ErrorCode::NotFound, "not_found"),
         (ErrorCode::NeedsReauth, "needs_reauth"),
         (ErrorCode::Unavailable, "unavailable"),
+        (ErrorCode::RateLimited, "rate_limited"),
         (ErrorCode::UpstreamError, "upstream_error"),
         (ErrorCode::Internal, "internal"),
     ];

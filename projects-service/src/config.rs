@@ -37,8 +37,13 @@ pub struct Settings {
     pub snyk_timeout: Duration,
     /// Retries of 429/5xx/unreachable within one listing (they resume at the failed page).
     pub snyk_retries: u32,
-    /// The longest pause between retries; a longer `Retry-After` ends the listing with 503.
+    /// The longest pause between retries of a 5xx or an unreachable Snyk; a longer
+    /// `Retry-After` ends the listing with 503. (A 429 pauses the install's budget instead.)
     pub snyk_max_backoff: Duration,
+    /// `PROJECTS_SERVICE_DEADLINE_SECONDS`: a whole listing, waiting for the install's Snyk
+    /// request budget included; past it the answer is 429 `rate_limited` (no permit in time)
+    /// or 503 (Snyk too slow), never a longer wait.
+    pub deadline: Duration,
     /// `TOKEN_SERVICE_URL`: one token-service, or replicas that calls are spread over.
     pub token_service_urls: TokenServiceUrls,
     pub token_service_api_key: SecretString,
@@ -91,6 +96,7 @@ impl Settings {
             snyk_timeout: env.millis("SNYK_REST_TIMEOUT_MS", 30_000)?,
             snyk_retries: env.parse("SNYK_REST_RETRIES", 4, "a whole number")?,
             snyk_max_backoff: env.millis("SNYK_REST_MAX_BACKOFF_MS", 10_000)?,
+            deadline: listing_deadline(&env)?,
             token_service_urls,
             token_service_api_key: env.header_secret("TOKEN_SERVICE_API_KEY")?,
             token_service_ca: InternalCa::from_env(&env, "TOKEN_SERVICE_CA_CERT")?,
@@ -103,6 +109,15 @@ impl Settings {
             client_keys,
             shutdown_drain: env.millis_or_zero("SHUTDOWN_DRAIN_MS", 0)?,
         })
+    }
+}
+
+/// `PROJECTS_SERVICE_DEADLINE_SECONDS`: at least one second.
+fn listing_deadline(env: &Env) -> anyhow::Result<Duration> {
+    const VAR: &str = "PROJECTS_SERVICE_DEADLINE_SECONDS";
+    match env.parse(VAR, 60, "a whole number of seconds, at least 1")? {
+        0 => bail!("{VAR} must be at least 1: a listing needs time for its Snyk requests"),
+        s => Ok(Duration::from_secs(s)),
     }
 }
 
@@ -173,6 +188,22 @@ mod tests {
         assert_eq!(s.addr.port(), 8081);
         assert_eq!(s.snyk_rest_version, "2024-05-31");
         assert_eq!(s.snyk_retries, 4);
+        assert_eq!(s.deadline, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_listing_deadline_is_whole_seconds_and_never_zero() {
+        let s = with(&[("PROJECTS_SERVICE_DEADLINE_SECONDS", "5")]).expect("valid");
+        assert_eq!(s.deadline, Duration::from_secs(5));
+        for bad in ["0", "-1", "1.5", "soon"] {
+            let e = with(&[("PROJECTS_SERVICE_DEADLINE_SECONDS", bad)])
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                e.contains("PROJECTS_SERVICE_DEADLINE_SECONDS"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -31,6 +31,12 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// The install's Snyk request budget has no room before the listing's deadline.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
@@ -48,6 +54,7 @@ impl ApiError {
             ApiError::NoRoute => ErrorCode::NotFound,
             ApiError::NeedsReauth(_) => ErrorCode::NeedsReauth,
             ApiError::Unavailable { .. } => ErrorCode::Unavailable,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::BadGateway(_) => ErrorCode::UpstreamError,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -65,6 +72,7 @@ impl ResponseError for ApiError {
             }
             ApiError::NeedsReauth(_) => StatusCode::CONFLICT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -80,6 +88,9 @@ impl ResponseError for ApiError {
         };
         let mut res = HttpResponse::build(self.status_code());
         if let ApiError::Unavailable {
+            retry_after_secs, ..
+        }
+        | ApiError::RateLimited {
             retry_after_secs, ..
         } = self
         {
@@ -105,11 +116,23 @@ impl From<TokenError> for ApiError {
                 message: format!("token-service is unavailable: {m}"),
                 retry_after_secs: 2,
             },
+            TokenError::RateLimited { retry_after } => ApiError::RateLimited {
+                message: format!(
+                    "the install's Snyk request budget (SNYK_RATE_LIMIT_PER_MINUTE) has no room for this listing within PROJECTS_SERVICE_DEADLINE_SECONDS; retry in {} s",
+                    seconds_up(retry_after)
+                ),
+                retry_after_secs: seconds_up(retry_after),
+            },
             TokenError::Misconfigured(m) => {
                 ApiError::Internal(format!("token-service refused this service: {m}"))
             }
         }
     }
+}
+
+/// Whole seconds, rounded up, at least 1: a `Retry-After` value.
+fn seconds_up(d: std::time::Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
 impl From<ListError> for ApiError {
@@ -127,6 +150,10 @@ impl From<ListError> for ApiError {
             ListError::Upstream(e) => {
                 ApiError::BadGateway(format!("Snyk refused the request: {e}"))
             }
+            e @ ListError::DeadlinePassed(_) => ApiError::Unavailable {
+                message: e.to_string(),
+                retry_after_secs: 5,
+            },
         }
     }
 }

@@ -1,21 +1,26 @@
-//! Every project of one org: pages fetched in order (Snyk cursors are sequential), a forced
-//! refresh of exactly the rejected token on a 401 (once per page), and bounded retries of
-//! 429/5xx that resume at the page that failed. The one listing path for both routes: only the
-//! token's [`Target`] differs (the org's serving install, or one install).
+//! Every project of one org: pages fetched in order (Snyk cursors are sequential), each after a
+//! permit of the install's Snyk request budget (shared by every replica; a 429 pauses it for all
+//! of them), a forced refresh of exactly the rejected token on a 401 (once per page), and
+//! bounded retries of 5xx that resume at the page that failed; all within the listing's
+//! deadline. The one listing path for both routes: only the token's [`Target`] differs (the
+//! org's serving install, or one install).
 
 use std::time::Duration;
 
-use secrecy::SecretString;
 use serde::Serialize;
 use snyk_rest::{ProjectAttributes, RestClient, RestError};
 use snykapps_ids::OrgId;
+use tokio::time::Instant;
 
-use crate::tokens::{Target, TokenError, TokenSource};
+use crate::tokens::{AccessToken, Target, TokenError, TokenSource};
 
 /// Snyk's page size maximum.
 const PAGE_LIMIT: u32 = 100;
 /// A guard against a server whose cursors never end.
 const MAX_PAGES: usize = 10_000;
+/// A token with less validity than this left after the wait for a permit is asked for again
+/// rather than sent to be refused.
+const FRESH_ENOUGH: Duration = Duration::from_secs(1);
 
 /// One project as this service returns it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -57,14 +62,19 @@ pub enum ListError {
     },
     #[error("Snyk refused the request: {0}")]
     Upstream(RestError),
+    /// The listing did not finish within `PROJECTS_SERVICE_DEADLINE_SECONDS`.
+    #[error("the listing did not finish within PROJECTS_SERVICE_DEADLINE_SECONDS ({} s)", .0.as_secs())]
+    DeadlinePassed(Duration),
 }
 
-/// Retry policy for 429/5xx/unreachable.
+/// Retry policy for 429/5xx/unreachable, and how long a whole listing may take.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub retries: u32,
     pub base: Duration,
     pub max_backoff: Duration,
+    /// `PROJECTS_SERVICE_DEADLINE_SECONDS`.
+    pub deadline: Duration,
 }
 
 /// Counts one REST call to Snyk by status (`snykapps.snyk.calls`, as token-service does).
@@ -88,7 +98,7 @@ fn count_snyk_call(status: String) {
 }
 
 /// Lists the projects of `org` with `filters`, with the tokens of `via`
-/// (asked again by the same target after a 401).
+/// (asked again by the same target after a 401), within `policy.deadline`.
 #[tracing::instrument(skip_all, fields(org_id = %org, via = ?via, pages = tracing::field::Empty))]
 pub async fn list_projects(
     rest: &RestClient,
@@ -97,6 +107,24 @@ pub async fn list_projects(
     org: &OrgId,
     via: Target,
     filters: &Filters,
+) -> Result<Vec<Project>, ListError> {
+    let deadline = Instant::now() + policy.deadline;
+    tokio::time::timeout_at(
+        deadline,
+        list_until(rest, tokens, policy, org, via, filters, deadline),
+    )
+    .await
+    .unwrap_or(Err(ListError::DeadlinePassed(policy.deadline)))
+}
+
+async fn list_until(
+    rest: &RestClient,
+    tokens: &TokenSource,
+    policy: RetryPolicy,
+    org: &OrgId,
+    via: Target,
+    filters: &Filters,
+    deadline: Instant,
 ) -> Result<Vec<Project>, ListError> {
     let mut query = Vec::new();
     if let Some(o) = &filters.origin {
@@ -109,16 +137,30 @@ pub async fn list_projects(
         query.push(("names_start_with", n.as_str()));
     }
     let mut url = rest.url(&format!("/orgs/{org}/projects"), PAGE_LIMIT, &query);
-    let mut token: SecretString = tokens.get(via).await?;
+    let mut token: AccessToken = tokens.get(via).await?;
     let mut projects = Vec::new();
     let mut retries_used = 0;
     let mut refreshed_for_this_page = false;
+    // A 429's Retry-After, reported with the next permit so every replica pauses.
+    let mut rate_limited = None;
     let mut pages = 0;
 
     while pages < MAX_PAGES {
+        tokens
+            .permit(token.install, deadline, rate_limited.take())
+            .await?;
+        if token.expires_within(FRESH_ENOUGH) {
+            let fresh = tokens.get(via).await?;
+            let other_install = fresh.install != token.install;
+            token = fresh;
+            if other_install {
+                // Another install serves the org now: its own budget gives the permit.
+                continue;
+            }
+        }
         let headers = service_runtime::telemetry::current_context_headers();
         let result = rest
-            .get_page::<ProjectAttributes>(&url, &token, &headers)
+            .get_page::<ProjectAttributes>(&url, &token.secret, &headers)
             .await;
         count_snyk_call(
             result
@@ -158,6 +200,19 @@ pub async fn list_projects(
                 refreshed_for_this_page = true;
             }
             Err(RestError::NotFound { .. }) => return Err(ListError::OrgNotVisible),
+            Err(RestError::Retryable {
+                status: 429,
+                retry_after,
+            }) => {
+                // No pause of our own and no retry counted: the next permit comes after the
+                // install's pause, for every replica, or the listing ends at its deadline with
+                // `rate_limited`.
+                tracing::warn!(
+                    retry_after_s = retry_after.map(|d| d.as_secs()),
+                    "Snyk answered 429; pausing the install's requests"
+                );
+                rate_limited = Some(retry_after);
+            }
             Err(error) if error.is_retryable() => {
                 let retry_after = match &error {
                     RestError::Retryable { retry_after, .. } => *retry_after,

@@ -50,6 +50,7 @@ impl Application {
                 retries: settings.snyk_retries,
                 base: Duration::from_millis(200),
                 max_backoff: settings.snyk_max_backoff,
+                deadline: settings.deadline,
             },
             client_keys: settings.client_keys.clone(),
             org_route_callers: settings.org_route_callers.clone(),

@@ -34,6 +34,10 @@ pub mod token_service {
     /// The service name, as gRPC health checks and reflection know it.
     pub use crate::token_v1::token_service_server::SERVICE_NAME;
 
+    /// The metadata key of a RESOURCE_EXHAUSTED answer of `AcquireSnykPermit`: in how many
+    /// seconds (a decimal integer, at least 1) the install's budget has a permit again.
+    pub const RETRY_AFTER: &str = "retry-after";
+
     /// Each method's request path, `/<SERVICE_NAME>/<Method>`, as a `&'static str` (`concat!`
     /// takes only literals, hence the one spelling of the service name here; a test holds it to
     /// the generated [`SERVICE_NAME`] and the paths to the contract's methods).
@@ -51,9 +55,10 @@ pub mod token_service {
         pub const LIST_INSTALLS: &str = path!("ListInstalls");
         pub const DELETE_INSTALL: &str = path!("DeleteInstall");
         pub const WATCH_INSTALL_EVENTS: &str = path!("WatchInstallEvents");
+        pub const ACQUIRE_SNYK_PERMIT: &str = path!("AcquireSnykPermit");
 
         /// Every method's path, in the contract's order.
-        pub const ALL: [&str; 7] = [
+        pub const ALL: [&str; 8] = [
             COMPLETE_INSTALL,
             GET_ACCESS_TOKEN,
             FORCE_REFRESH,
@@ -61,6 +66,7 @@ pub mod token_service {
             LIST_INSTALLS,
             DELETE_INSTALL,
             WATCH_INSTALL_EVENTS,
+            ACQUIRE_SNYK_PERMIT,
         ];
     }
 }
@@ -90,7 +96,8 @@ mod tests {
                 "GetInstall",
                 "ListInstalls",
                 "DeleteInstall",
-                "WatchInstallEvents"
+                "WatchInstallEvents",
+                "AcquireSnykPermit"
             ]
         );
 

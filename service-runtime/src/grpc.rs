@@ -122,10 +122,23 @@ impl From<Url> for TokenServiceUrls {
 /// Connecting is bounded ([`CONNECT_TIMEOUT`], then [`TLS_HANDSHAKE_TIMEOUT`] for https), each
 /// call once sent by `timeout`, and an open connection is watched by HTTP/2 keepalive.
 pub fn channel(url: &Url, ca_pem: Option<&[u8]>, timeout: Duration) -> anyhow::Result<Channel> {
+    lazy_channel(url, ca_pem, Some(timeout))
+}
+
+/// [`channel`], with `timeout` on every call when set; without, each call's own deadline
+/// (`grpc-timeout`, which tonic enforces on this side too) is the only one.
+fn lazy_channel(
+    url: &Url,
+    ca_pem: Option<&[u8]>,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Channel> {
     let mut endpoint = Channel::from_shared(url.to_string())
         .map_err(|_| anyhow::anyhow!("TOKEN_SERVICE_URL is not a usable gRPC endpoint"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(timeout)
+        .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(timeout) = timeout {
+        endpoint = endpoint.timeout(timeout);
+    }
+    endpoint = endpoint
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
@@ -234,10 +247,8 @@ pub struct TokenServiceChannel {
     replicas: Arc<[Replica]>,
     next: Arc<AtomicUsize>,
     authorization: MetadataValue<Ascii>,
+    /// Every call's deadline, unless [`TokenServiceChannel::call_within`] sets its own.
     timeout: Duration,
-    /// The most one attempt on one replica can take when tonic's own timers work: connect, TLS
-    /// handshake, then the call's deadline. Past it, the attempt is abandoned anyway.
-    attempt_limit: Duration,
 }
 
 impl std::fmt::Debug for TokenServiceChannel {
@@ -286,7 +297,8 @@ impl TokenServiceChannel {
             .map(|url| {
                 Ok(Replica {
                     url: url.clone(),
-                    channel: channel(url, ca_pem, timeout)?,
+                    // No channel-wide timeout: it would cap a call that sets a longer deadline.
+                    channel: lazy_channel(url, ca_pem, None)?,
                     hold_off: Mutex::default(),
                 })
             })
@@ -296,7 +308,6 @@ impl TokenServiceChannel {
             next: Arc::new(AtomicUsize::new(0)),
             authorization,
             timeout,
-            attempt_limit: CONNECT_TIMEOUT + TLS_HANDSHAKE_TIMEOUT + timeout,
         })
     }
 
@@ -313,24 +324,43 @@ impl TokenServiceChannel {
     ///   lost, or the attempt outlived `attempt_limit`): that failure is the result, and this
     ///   replica is tried last for [`HOLD_OFF`], so a frozen replica costs one failed call per
     ///   hold-off rather than one call in n.
-    pub async fn call<M, T, F, Fut>(&self, msg: M, mut rpc: F) -> Result<T, Status>
+    pub async fn call<M, T, F, Fut>(&self, msg: M, rpc: F) -> Result<T, Status>
     where
         M: Clone,
         F: FnMut(Channel, Request<M>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        self.call_within(msg, self.timeout, rpc).await
+    }
+
+    /// [`Self::call`] with a deadline of its own instead of the channel's: for a call whose
+    /// server waits on purpose (a permit of Snyk's request budget) up to the caller's deadline.
+    pub async fn call_within<M, T, F, Fut>(
+        &self,
+        msg: M,
+        timeout: Duration,
+        mut rpc: F,
+    ) -> Result<T, Status>
+    where
+        M: Clone,
+        F: FnMut(Channel, Request<M>) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        // The most one attempt on one replica can take when tonic's own timers work: connect,
+        // TLS handshake, then the call's deadline. Past it, the attempt is abandoned anyway.
+        let attempt_limit = CONNECT_TIMEOUT + TLS_HANDSHAKE_TIMEOUT + timeout;
         let order = self.order();
         let mut unreachable = None;
         for (i, replica) in order.iter().enumerate() {
             let mark = replica.hold_off_mark();
-            let attempt = rpc(replica.channel.clone(), self.request(msg.clone()));
+            let attempt = rpc(replica.channel.clone(), self.request(msg.clone(), timeout));
             // A backstop: tonic bounds connecting and, once sent, the call; should anything
             // still hang, the attempt ends here. The request may have left: not sent again.
-            let Ok(outcome) = tokio::time::timeout(self.attempt_limit, attempt).await else {
+            let Ok(outcome) = tokio::time::timeout(attempt_limit, attempt).await else {
                 replica.hold_off();
                 let status = Status::deadline_exceeded(format!(
                     "no answer from token-service within {} ms",
-                    self.attempt_limit.as_millis()
+                    attempt_limit.as_millis()
                 ));
                 warn_failed(replica, &status);
                 return Err(status);
@@ -374,9 +404,9 @@ impl TokenServiceChannel {
     }
 
     /// `msg` with the key, the deadline and `traceparent`.
-    fn request<T>(&self, msg: T) -> Request<T> {
+    fn request<T>(&self, msg: T, timeout: Duration) -> Request<T> {
         let mut req = Request::new(msg);
-        req.set_timeout(self.timeout);
+        req.set_timeout(timeout);
         req.metadata_mut()
             .insert("authorization", self.authorization.clone());
         crate::telemetry::inject_into_metadata(req.metadata_mut());

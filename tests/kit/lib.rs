@@ -52,7 +52,7 @@ pub const CALLER_KEY: &str = "ops-test-caller-key-0123456789";
 /// The key projects-service presents to token-service (granted [`PROJECTS_SERVICE_RPCS`]).
 pub const PROJECTS_TOKEN_KEY: &str = "projects-service-key-0123456789";
 /// What projects-service may call on token-service (as in docker-compose.yml).
-pub const PROJECTS_SERVICE_RPCS: &str = "GetAccessToken+ForceRefresh";
+pub const PROJECTS_SERVICE_RPCS: &str = "GetAccessToken+ForceRefresh+AcquireSnykPermit";
 /// What auth-service may call on token-service (as in docker-compose.yml).
 pub const AUTH_SERVICE_RPCS: &str = "CompleteInstall+GetInstall+DeleteInstall";
 /// token-service's encryption keys: `K1` seals, `K2` is the one a rotation adds.

@@ -8,6 +8,7 @@
 mod audit;
 mod auth;
 mod browser;
+mod budget;
 mod cache;
 mod chaos;
 mod check_config;

@@ -30,10 +30,11 @@ pub enum Rpc {
     ListInstalls,
     DeleteInstall,
     WatchInstallEvents,
+    AcquireSnykPermit,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 7] = [
+    pub const ALL: [Rpc; 8] = [
         Rpc::CompleteInstall,
         Rpc::GetAccessToken,
         Rpc::ForceRefresh,
@@ -41,6 +42,7 @@ impl Rpc {
         Rpc::ListInstalls,
         Rpc::DeleteInstall,
         Rpc::WatchInstallEvents,
+        Rpc::AcquireSnykPermit,
     ];
 
     /// The method name, as in the proto: the last segment of [`Rpc::path`].
@@ -59,6 +61,7 @@ impl Rpc {
             Rpc::ListInstalls => path::LIST_INSTALLS,
             Rpc::DeleteInstall => path::DELETE_INSTALL,
             Rpc::WatchInstallEvents => path::WATCH_INSTALL_EVENTS,
+            Rpc::AcquireSnykPermit => path::ACQUIRE_SNYK_PERMIT,
         }
     }
 
@@ -75,7 +78,7 @@ impl Rpc {
         Rpc::from_name(method)
     }
 
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << (self as u8)
     }
 }
@@ -88,7 +91,7 @@ impl fmt::Display for Rpc {
 
 /// The RPCs one caller may call.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
-pub struct RpcSet(u8);
+pub struct RpcSet(u16);
 
 impl RpcSet {
     pub const ALL: RpcSet = RpcSet((1 << Rpc::ALL.len()) - 1);

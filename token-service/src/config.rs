@@ -13,6 +13,7 @@ use url::Url;
 use caller_auth::ClientKeys;
 
 use crate::{
+    budget::{self, Rate},
     caller::Callers,
     client_secret::{self, ClientSecrets},
     keepalive::KeepAliveSettings,
@@ -65,6 +66,9 @@ pub struct Settings {
     /// `TOKEN_AUDIT_INTERVAL_SECONDS`: repeated token hand-outs are written to the audit trail
     /// as one line per kind per interval; zero writes every hand-out at once.
     pub audit_interval: Duration,
+    /// `SNYK_RATE_LIMIT_PER_MINUTE`: each install's Snyk REST requests per minute, over every
+    /// replica of every service (`budget`).
+    pub snyk_rate: Rate,
 }
 
 /// The server's certificate chain and key (PEM). The key is a secret: `Debug` hides it.
@@ -217,6 +221,11 @@ impl Settings {
                 "TOKEN_AUDIT_INTERVAL_SECONDS",
                 crate::audit::DEFAULT_INTERVAL.as_secs(),
             )?,
+            snyk_rate: Rate::per_minute(env.parse(
+                "SNYK_RATE_LIMIT_PER_MINUTE",
+                budget::DEFAULT_PER_MINUTE,
+                "a whole number of requests per minute, at least 1",
+            )?),
         })
     }
 }
@@ -287,6 +296,7 @@ mod tests {
         assert_eq!(s.redis_min_replicas, 0);
         assert_eq!(s.events_maxlen, 100_000);
         assert_eq!(s.audit_interval, Duration::from_secs(60));
+        assert_eq!(s.snyk_rate.get(), 1500);
         assert!(!s.reflection);
         assert_eq!(s.redis.to_string(), "redis://127.0.0.1:6379/0");
     }

@@ -1,5 +1,6 @@
 //! Domain errors of token-service and the one place that maps them to `tonic::Status`.
 
+use snykapps_proto::token_service;
 use tonic::{Code, Status};
 
 use crate::{
@@ -27,6 +28,15 @@ pub enum Error {
     CodeRejected(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The install's Snyk request budget has no permit before the caller's deadline.
+    #[error(
+        "install {install} has no Snyk request permit before the deadline (SNYK_RATE_LIMIT_PER_MINUTE); the next is free in {} ms",
+        retry_after.as_millis()
+    )]
+    RateLimited {
+        install: InstallId,
+        retry_after: std::time::Duration,
+    },
     /// Our own fault or misconfiguration; the message is logged, the caller sees it opaque.
     #[error("{0}")]
     Internal(String),
@@ -84,6 +94,14 @@ impl From<Error> for Status {
             Error::UnknownInstall(_) | Error::UnknownOrg(_) => Code::NotFound,
             Error::NeedsReauth(..) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,
+            Error::RateLimited { retry_after, .. } => {
+                let mut status = Status::resource_exhausted(e.to_string());
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                if let Ok(v) = seconds.max(1).to_string().parse() {
+                    status.metadata_mut().insert(token_service::RETRY_AFTER, v);
+                }
+                return status;
+            }
             Error::Internal(msg) => {
                 tracing::error!(error = %msg, "internal error");
                 return Status::internal("internal error");

@@ -7,9 +7,11 @@
 use std::{fmt, time::Duration};
 
 use secrecy::SecretString;
+use tokio::time::Instant;
 
 use crate::{
     backoff::Backoff,
+    budget::SnykBudget,
     error::Error,
     grant::{Grant, InstallId, Org, ReauthReason, Status, now_millis},
     snyk::{OAuthError, SnykClient, SnykError},
@@ -40,21 +42,54 @@ impl fmt::Debug for Consent {
     }
 }
 
+/// Why an org listing stopped: Snyk's answer, or no permit from the install's budget in time.
+#[derive(Debug)]
+enum ListingFailed {
+    Snyk(SnykError),
+    Budget(Error),
+}
+
+impl From<SnykError> for ListingFailed {
+    fn from(e: SnykError) -> Self {
+        ListingFailed::Snyk(e)
+    }
+}
+
+impl From<ListingFailed> for Error {
+    fn from(e: ListingFailed) -> Self {
+        match e {
+            ListingFailed::Snyk(e) => e.into(),
+            ListingFailed::Budget(e) => e,
+        }
+    }
+}
+
 /// Completes installs: the one place a grant comes into being.
 #[derive(Debug, Clone)]
 pub struct Installer {
     store: Store,
     snyk: SnykClient,
+    /// The org listing's requests take their permits from the new grant's install budget.
+    budget: SnykBudget,
 }
 
 impl Installer {
-    pub fn new(store: Store, snyk: SnykClient) -> Self {
-        Installer { store, snyk }
+    pub fn new(store: Store, snyk: SnykClient, budget: SnykBudget) -> Self {
+        Installer {
+            store,
+            snyk,
+            budget,
+        }
     }
 
     /// The grant of the install `consent` completes, as stored. The install id (new, or the one
-    /// reconnected) is recorded on the current span as soon as it is known.
-    pub async fn complete(&self, consent: &Consent) -> Result<Grant, Error> {
+    /// reconnected) is recorded on the current span as soon as it is known. `deadline` is the
+    /// caller's: the org listing waits for its Snyk permits until then at most.
+    pub async fn complete(
+        &self,
+        consent: &Consent,
+        deadline: Option<Instant>,
+    ) -> Result<Grant, Error> {
         let pair = self
             .snyk
             .exchange_code(&consent.code, &consent.code_verifier, &consent.redirect_uri)
@@ -77,7 +112,9 @@ impl Installer {
         // From here on a live grant exists at Snyk: if we cannot keep it, revoke it, so a failed
         // install leaves nothing behind and the user simply installs again.
         let result = async {
-            let orgs = self.list_orgs_with_retry(&pair.access_token).await?;
+            let orgs = self
+                .list_orgs_with_retry(install_id, &pair.access_token, deadline)
+                .await?;
             let grant = Grant::from_pair(install_id, orgs, pair.clone(), now_millis());
             if reconnect.is_none() {
                 self.store.create(&grant).await?;
@@ -128,12 +165,41 @@ impl Installer {
         }
     }
 
-    async fn list_orgs_with_retry(&self, token: &SecretString) -> Result<Vec<Org>, Error> {
+    /// The orgs `token` may see, each page sent with a permit of `install`'s budget. A 429 is
+    /// reported to the budget (every replica pauses the install), whose next permit comes after
+    /// the pause or not before `deadline`; other transient failures are retried after a pause.
+    async fn list_orgs_with_retry(
+        &self,
+        install: InstallId,
+        token: &SecretString,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Org>, Error> {
         let mut attempt = 0;
+        let mut rate_limited = None;
         loop {
-            match self.snyk.list_orgs(token).await {
+            let budget = &self.budget;
+            let permit = || {
+                let reported = rate_limited.take();
+                async move {
+                    budget
+                        .acquire(&install, deadline, reported)
+                        .await
+                        .map(drop)
+                        .map_err(ListingFailed::Budget)
+                }
+            };
+            match self.snyk.list_orgs(token, permit).await {
                 Ok(orgs) => return Ok(orgs),
-                Err(SnykError::Transient { retry_after, .. }) if attempt < 2 => {
+                Err(ListingFailed::Snyk(SnykError::Transient {
+                    status: 429,
+                    retry_after,
+                })) if attempt < 2 => {
+                    attempt += 1;
+                    rate_limited = Some(retry_after);
+                }
+                Err(ListingFailed::Snyk(SnykError::Transient { retry_after, .. }))
+                    if attempt < 2 =>
+                {
                     attempt += 1;
                     let pause = retry_after.unwrap_or_else(|| LIST_ORGS_BACKOFF.delay(attempt));
                     tokio::time::sleep(pause.min(LIST_ORGS_MAX_PAUSE)).await;

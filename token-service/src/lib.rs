@@ -11,7 +11,9 @@
 //!   Snyk is called; the grant `cache` answers first) or `install` (a new install or a
 //!   reconnect: the code exchanged, the orgs listed, the grant created or replaced) -> `store`
 //!   (Redis: records, the lease, fenced writes, indexes, events; `store::tracking` keeps the
-//!   cache coherent) -> `seal` (the AEAD keyring).
+//!   cache coherent) -> `seal` (the AEAD keyring). `budget` (each install's Snyk request budget,
+//!   shared by every replica) gives a permit before every Snyk REST request: the org listing's,
+//!   and projects-service's through `AcquireSnykPermit`.
 //! - **The domain**, which depends on nothing above it: `grant` (ids, the grant, its status, the
 //!   rules for when it needs a refresh, the token pair) and `events` (lifecycle events as values).
 //! - **Beside the request**: `snyk` (the client of Snyk's token, revoke and org endpoints;
@@ -25,6 +27,7 @@
 
 pub mod audit;
 pub mod backoff;
+pub mod budget;
 pub mod cache;
 pub mod caller;
 pub mod certs;

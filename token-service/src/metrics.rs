@@ -113,6 +113,9 @@ struct Outcomes {
     keepalive: [AtomicU64; KeepAliveOutcome::ALL.len()],
     /// Answers `invalid_client` by the position of the secret sent in `SNYK_CLIENT_SECRET`.
     client_secret_rejected: [AtomicU64; client_secret::MAX_SECRETS],
+    snyk_permits: [AtomicU64; PermitOutcome::ALL.len()],
+    /// 429s from Snyk reported to an install's budget (each pauses the install's requests).
+    snyk_pauses: AtomicU64,
 }
 
 impl Outcomes {
@@ -170,6 +173,24 @@ impl Outcomes {
                         o.observe(n.load(Relaxed), &[KeyValue::new("secret", secret)]);
                     }
                 },
+            ),
+            counter(
+                "snykapps.snyk.permits",
+                "Permits to send a Snyk REST request, from the install's budget (SNYK_RATE_LIMIT_PER_MINUTE), by outcome: granted at once, waited for, or refused (no permit before the caller's deadline)",
+                |m, o| {
+                    observe_each(
+                        o,
+                        &m.snyk_permits,
+                        "outcome",
+                        PermitOutcome::ALL,
+                        PermitOutcome::label,
+                    )
+                },
+            ),
+            counter(
+                "snykapps.snyk.pauses",
+                "429s from Snyk reported to an install's budget: each pauses every replica's requests for that install until its Retry-After",
+                |m, o| o.observe(m.snyk_pauses.load(Relaxed), &[]),
             ),
             counter(
                 "snykapps.keepalive.refreshes",
@@ -255,6 +276,31 @@ impl RefreshOutcome {
             RefreshOutcome::InvalidGrant => "invalid_grant",
             RefreshOutcome::InDoubt => "in_doubt",
             RefreshOutcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// How a permit of an install's Snyk request budget was asked for (`snykapps.snyk.permits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermitOutcome {
+    Granted,
+    Waited,
+    /// None before the caller's deadline.
+    Refused,
+}
+
+impl PermitOutcome {
+    pub const ALL: [PermitOutcome; 3] = [
+        PermitOutcome::Granted,
+        PermitOutcome::Waited,
+        PermitOutcome::Refused,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            PermitOutcome::Granted => "granted",
+            PermitOutcome::Waited => "waited",
+            PermitOutcome::Refused => "refused",
         }
     }
 }
@@ -487,6 +533,14 @@ impl Metrics {
         );
     }
 
+    pub fn snyk_permit(&self, outcome: PermitOutcome) {
+        self.outcomes.snyk_permits[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn snyk_paused(&self) {
+        self.outcomes.snyk_pauses.fetch_add(1, Relaxed);
+    }
+
     pub fn refresh(&self, outcome: RefreshOutcome) {
         self.outcomes.refreshes[outcome as usize].fetch_add(1, Relaxed);
     }
@@ -613,6 +667,9 @@ mod tests {
             assert_eq!(r as usize, i, "{r:?}");
         }
         for (i, o) in KeepAliveOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(o as usize, i, "{o:?}");
+        }
+        for (i, o) in PermitOutcome::ALL.into_iter().enumerate() {
             assert_eq!(o as usize, i, "{o:?}");
         }
     }

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     audit::{self, AuditTrail, Entry, Outcome},
+    budget::SnykBudget,
     caller::{AuthenticatedCaller, Rpc},
     error::Error,
     events::{BadEventId, Start},
@@ -46,6 +47,8 @@ pub struct TokenApi {
     stop_watches: CancellationToken,
     /// Where token hand-outs are counted and written.
     audit: Arc<AuditTrail>,
+    /// Every install's Snyk request budget.
+    budget: SnykBudget,
 }
 
 impl TokenApi {
@@ -55,9 +58,11 @@ impl TokenApi {
         snyk: SnykClient,
         metrics: Arc<Metrics>,
         audit: Arc<AuditTrail>,
+        budget: SnykBudget,
     ) -> Self {
         TokenApi {
-            installer: Installer::new(store.clone(), snyk),
+            installer: Installer::new(store.clone(), snyk, budget.clone()),
+            budget,
             store,
             refresher,
             metrics,
@@ -348,8 +353,9 @@ impl TokenService for TokenApi {
         req: Request<pb::CompleteInstallRequest>,
     ) -> Result<Response<pb::Install>, Status> {
         let caller = caller_of(&req)?;
+        let deadline = deadline_of(&req);
         let consent = consent(req.into_inner());
-        let result = async { self.installer.complete(&consent?).await }.await;
+        let result = async { self.installer.complete(&consent?, deadline).await }.await;
         let install = result.as_ref().ok().map(|grant| grant.install_id);
         audited(
             &caller,
@@ -470,5 +476,71 @@ impl TokenService for TokenApi {
             audit::write,
         )
         .map(Response::new)
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "AcquireSnykPermit", caller = tracing::field::Empty, install_id = tracing::field::Empty))]
+    async fn acquire_snyk_permit(
+        &self,
+        req: Request<pb::AcquireSnykPermitRequest>,
+    ) -> Result<Response<pb::SnykPermit>, Status> {
+        caller_of(&req)?;
+        let deadline = deadline_of(&req);
+        let req = req.into_inner();
+        let id = InstallId::parse(&req.install_id).map_err(Error::from)?;
+        tracing::Span::current().record("install_id", tracing::field::display(&id));
+        // The budget of an install that does not exist is not kept: its key would only expire.
+        if self.store.load(&id).await.map_err(Error::from)?.is_none() {
+            return Err(Error::UnknownInstall(id).into());
+        }
+        let rate_limited = match req.rate_limited_retry_after_seconds {
+            0 => None,
+            s => Some(Some(Duration::from_secs(s.into()))),
+        };
+        let permit = self.budget.acquire(&id, deadline, rate_limited).await?;
+        Ok(Response::new(pb::SnykPermit {
+            waited_ms: u32::try_from(permit.waited.as_millis()).unwrap_or(u32::MAX),
+        }))
+    }
+}
+
+/// When the caller stops waiting for this call: its `grpc-timeout` from the time the request
+/// arrived. None when it set none.
+fn deadline_of<T>(req: &Request<T>) -> Option<tokio::time::Instant> {
+    let raw = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    grpc_timeout(raw).map(|t| tokio::time::Instant::now() + t)
+}
+
+/// A `grpc-timeout` value: at most 8 digits and a unit (gRPC over HTTP/2).
+fn grpc_timeout(raw: &str) -> Option<Duration> {
+    let unit = raw.len().checked_sub(1).filter(|&n| (1..=8).contains(&n))?;
+    let (digits, unit) = raw.split_at(unit);
+    let value: u64 = digits
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| digits.parse().ok())??;
+    Some(match unit {
+        "H" => Duration::from_secs(value * 3600),
+        "M" => Duration::from_secs(value * 60),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_as_the_protocol_writes_them() {
+        assert_eq!(grpc_timeout("59999m"), Some(Duration::from_millis(59_999)));
+        assert_eq!(grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(grpc_timeout("15000000u"), Some(Duration::from_secs(15)));
+        for bad in ["", "m", "123456789m", "12x", "-1S", "1.5S", "+1S"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
     }
 }

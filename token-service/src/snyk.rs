@@ -435,13 +435,23 @@ impl SnykClient {
         .await
     }
 
-    /// Every org the access token may see (`GET /rest/orgs`, all pages).
+    /// Every org the access token may see (`GET /rest/orgs`, all pages), each page requested
+    /// once `permit` (the install's request budget) lets it go.
     #[tracing::instrument(skip_all)]
-    pub async fn list_orgs(&self, access_token: &SecretString) -> Result<Vec<Org>, SnykError> {
+    pub async fn list_orgs<E, P>(
+        &self,
+        access_token: &SecretString,
+        mut permit: impl FnMut() -> P,
+    ) -> Result<Vec<Org>, E>
+    where
+        E: From<SnykError>,
+        P: Future<Output = Result<(), E>>,
+    {
         let mut url = self.rest.url("/orgs", 100, &[]);
         let mut orgs = Vec::new();
         // A bound on pages guards against a server that links a page to itself forever.
         for _ in 0..1000 {
+            permit().await?;
             let page = self
                 .rest
                 .get_page::<OrgAttributes>(
@@ -467,9 +477,7 @@ impl SnykClient {
                 None => return Ok(orgs),
             }
         }
-        Err(SnykError::Unexpected(
-            "/rest/orgs paginates beyond 1000 pages".into(),
-        ))
+        Err(SnykError::Unexpected("/rest/orgs paginates beyond 1000 pages".into()).into())
     }
 }
 

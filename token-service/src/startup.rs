@@ -11,9 +11,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    audit::AuditTrail, cache::GrantCache, config::Settings, decode_status::DecodeStatusLayer,
-    keepalive::KeepAlive, metrics::Metrics, refresh::Refresher, rpc_duration::RpcDurationLayer,
-    service::TokenApi, snyk::SnykClient, store::Store,
+    audit::AuditTrail, budget::SnykBudget, cache::GrantCache, config::Settings,
+    decode_status::DecodeStatusLayer, keepalive::KeepAlive, metrics::Metrics, refresh::Refresher,
+    rpc_duration::RpcDurationLayer, service::TokenApi, snyk::SnykClient, store::Store,
 };
 
 /// Largest request we decode: every field we accept is at most a few KiB.
@@ -163,12 +163,18 @@ impl Application {
         let audit = Arc::new(AuditTrail::new(self.settings.audit_interval));
         let stop_audit = CancellationToken::new();
         let audit_writer = tokio::spawn(Arc::clone(&audit).run(stop_audit.clone()));
+        let budget = SnykBudget::new(
+            self.store.clone(),
+            self.settings.snyk_rate,
+            Arc::clone(&self.metrics),
+        );
         let api = TokenApi::new(
             self.store,
             Arc::clone(&self.refresher),
             self.snyk,
             Arc::clone(&self.metrics),
             audit,
+            budget,
         )
         .with_watch_stop(stop_watches.clone());
         let server = TokenServiceServer::new(api)

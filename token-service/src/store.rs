@@ -14,11 +14,12 @@
 //!   lease or the "sending" mark, and settling its outcome;
 //! - `install`: create, reconnect and delete an install with its indexes; `index`: reading the
 //!   install indexes (by id, by org); `keepalive`: the keep-alive index;
-//! - `events`: the lifecycle event stream;
+//! - `events`: the lifecycle event stream; `budget`: each install's Snyk request budget;
 //! - `changed`: each write drops what it changes from the grant cache; `tracking`: the connection
 //!   that drops what other clients change;
 //! - `durability`: how durable an acknowledged write is, and the wait that makes it so.
 
+mod budget;
 mod changed;
 mod connect;
 pub mod durability;
@@ -38,6 +39,7 @@ pub mod tracking;
 pub use service_runtime::redis::RedisTarget;
 
 pub use self::{
+    budget::{Reservation, Schedule},
     connect::{DEFAULT_CACHE_CAPACITY, Store},
     error::StoreError,
     events::{EventBatch, EventWaiter},

@@ -108,6 +108,7 @@ pub(super) struct Scripts {
     pub(super) compare_and_delete: Script,
     pub(super) reauthorize: Script,
     pub(super) read_events: Script,
+    pub(super) budget_reserve: Script,
 }
 
 /// A script that changes an install, with the event appender (`store/event.lua`) in front.
@@ -172,6 +173,7 @@ impl Store {
                 compare_and_delete: changing(include_str!("compare_and_delete.lua")),
                 reauthorize: changing(include_str!("reauthorize.lua")),
                 read_events: Script::new(include_str!("read_events.lua")),
+                budget_reserve: Script::new(include_str!("budget_reserve.lua")),
             }),
         })
     }

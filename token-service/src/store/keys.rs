@@ -22,6 +22,10 @@ pub(super) fn grant_key(id: &InstallId) -> String {
 pub(super) fn lease_key(id: &InstallId) -> String {
     format!("snykapps:lease:{{{id}}}")
 }
+/// The install's Snyk request budget: its schedule and its pause (`store::budget`).
+pub(super) fn budget_key(id: &InstallId) -> String {
+    format!("snykapps:budget:{{{id}}}")
+}
 /// Every install that covers the org, scored by its creation time (newest = highest).
 pub(super) fn org_key(id: &OrgId) -> String {
     format!("{ORG_PREFIX}{{{id}}}")
