@@ -541,6 +541,8 @@ async fn every_metric_the_dashboard_queries_is_exported_by_a_service() {
         "snykapps_installs_needs_reauth_total",
         "snykapps_keepalive_refreshes_total",
         "snykapps_snyk_client_secret_rejected_total",
+        "snykapps_snyk_permits_total",
+        "snykapps_snyk_pauses_total",
     ] {
         assert!(
             idle.contains(counter),
