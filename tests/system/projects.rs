@@ -41,18 +41,10 @@ async fn json(res: reqwest::Response) -> (u16, Value) {
     (status, res.json().await.expect("JSON body"))
 }
 
-/// The projects of `org` straight from the fake, in Snyk's order.
+/// The projects of `org` straight from the fake, in Snyk's order. A token for each page: the
+/// stack's tokens live 2 s, less than a whole listing may take on a loaded machine.
 async fn direct_listing(stack: &Stack, replica: &Replica, org: &str) -> Vec<String> {
     let mut c = client(replica).await;
-    let token = c
-        .get_access_token(pb::GetAccessTokenRequest {
-            target: Some(pb::get_access_token_request::Target::OrgId(org.into())),
-            min_validity_seconds: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
     let http = reqwest::Client::new();
     let mut url = format!(
         "{}/rest/orgs/{org}/projects?version=2024-05-31&limit=100",
@@ -60,6 +52,15 @@ async fn direct_listing(stack: &Stack, replica: &Replica, org: &str) -> Vec<Stri
     );
     let mut ids = Vec::new();
     loop {
+        let token = c
+            .get_access_token(pb::GetAccessTokenRequest {
+                target: Some(pb::get_access_token_request::Target::OrgId(org.into())),
+                min_validity_seconds: 1,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .access_token;
         let page: Value = http
             .get(&url)
             .bearer_auth(&token)
