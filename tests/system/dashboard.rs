@@ -15,6 +15,8 @@ use system_tests::{process::Process, *};
 use tonic::Code;
 
 const DASHBOARD: &str = "deploy/grafana/dashboards/snykapps.json";
+/// token-service's `TOKEN_MIN_REFRESH_INTERVAL_SECONDS` here.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 const DATASOURCES: &str = "deploy/grafana/provisioning/datasources/prometheus.yml";
 
 /// The series every Prometheus client exports for its process (service-runtime's
@@ -422,6 +424,11 @@ async fn start_services(stack: &Stack, auth_port: u16) -> Services {
         ("TOKEN_SERVICE_METRICS_ADDR", &token_metrics),
         // A sweep a second: the shortest-remaining-life gauge is set soon after an install.
         ("TOKEN_KEEPALIVE_INTERVAL_SECONDS", "1"),
+        // The shortest: the forced refreshes below wait out at most a second each.
+        (
+            "TOKEN_MIN_REFRESH_INTERVAL_SECONDS",
+            &MIN_REFRESH_INTERVAL.as_secs().to_string(),
+        ),
     ]);
     let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let mut token = Process::spawn("token-service", &env);
@@ -564,7 +571,8 @@ async fn every_metric_the_dashboard_queries_is_exported_by_a_service() {
         .until_token_service_exports("snykapps_installs_refresh_token_min_remaining")
         .await;
 
-    // A token fetch and a forced refresh by an operator.
+    // A token fetch and a forced refresh by an operator (of a token that new: held until it is
+    // an interval old, a refused spin).
     let mut c = client_with_key(services.token_addr, CALLER_KEY).await;
     let t0 = access_token(&mut c, &install).await;
     let t1 = c
@@ -574,13 +582,26 @@ async fn every_metric_the_dashboard_queries_is_exported_by_a_service() {
         .into_inner()
         .access_token;
 
+    let spins = scrape(&services.metrics["token-service"]).await;
+    assert!(
+        spins.lines().any(|l| {
+            l.starts_with("snykapps_token_refresh_spins_refused_total{")
+                && l.contains(r#"caller="ops""#)
+                && l.contains(r#"rpc="ForceRefresh""#)
+                && l.ends_with(" 1")
+        }),
+        "the held forced refresh is counted for its caller and RPC:\n{spins}"
+    );
+
     // A lease wait: another "replica" holds the install's refresh lease for a moment, so the
     // next forced refresh waits for it. The hold must outlast the call's way to its first try;
-    // on a machine slow enough to miss that, a longer hold is tried.
+    // on a machine slow enough to miss that, a longer hold is tried. The rejected token is first
+    // let grow an interval old, so the call is not held before it meets the lease.
     let store = stack.store(&[]).await;
     let id = token_service::grant::InstallId::parse(&install).unwrap();
     let mut rejected = t1;
     for hold in [1, 3, 8].map(Duration::from_secs) {
+        tokio::time::sleep(MIN_REFRESH_INTERVAL).await;
         assert!(
             store.try_lease(&id, "dashboard-test", hold).await.unwrap(),
             "the lease is free"

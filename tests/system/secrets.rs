@@ -175,9 +175,17 @@ async fn the_client_secret_rotates_under_load_over_three_replicas() {
     // An operator's slip: a replica started with the old order. It costs one refused call (or
     // a few, from calls that raced to be first), never a failed one.
     let a_then_b = format!("{CLIENT_SECRET},{b}");
+    // Each install is refreshed about once a second (a forced refresh of a token that new waits
+    // for its margin: docs/design.md, "No spinning refreshes"), by whichever replica's caller
+    // finds it due first: the storm goes on until the stale replica has made one, and a moment
+    // more with B first.
     let stale = stack.replica(&[("SNYK_CLIENT_SECRET", &a_then_b)]).await;
     pool.addrs.write().unwrap().push(stale.addr);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stale.metrics.snapshot().client_secret_rejected[0] == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let tally = end(&stop, handles, &tally).await;
     let elapsed = started.elapsed();
 

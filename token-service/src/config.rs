@@ -26,6 +26,13 @@ use crate::{
 pub const ADDR_VAR: &str = "TOKEN_SERVICE_ADDR";
 pub const DEFAULT_ADDR: &str = "0.0.0.0:50051";
 
+/// How often a caller's demand may refresh an install (docs/design.md, "No spinning refreshes").
+const MIN_REFRESH_INTERVAL_VAR: &str = "TOKEN_MIN_REFRESH_INTERVAL_SECONDS";
+/// At most a minute: a ForceRefresh of a token that new waits for the interval, and a longer wait
+/// would outlast callers' deadlines. 0 turns the rule off, for a test that needs a caller's
+/// refresh at a given moment (`longevity::refresh_then_kill_redis`: right after the install).
+const MAX_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Everything token-service needs to run.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -111,6 +118,7 @@ impl Settings {
         let refresh = RefreshSettings {
             margin: Duration::from_secs(margin_secs),
             min_validity: seconds("TOKEN_MIN_VALIDITY_SECONDS", 60)?,
+            min_refresh_interval: seconds(MIN_REFRESH_INTERVAL_VAR, 5)?,
             in_doubt: seconds("TOKEN_REFRESH_IN_DOUBT_SECONDS", 120)?,
             lease_ttl: env.millis("TOKEN_REFRESH_LEASE_MS", 30_000)?,
             attempt_timeout: env.millis("SNYK_TOKEN_TIMEOUT_MS", 5_000)?,
@@ -129,6 +137,13 @@ impl Settings {
                 "TOKEN_REFRESH_LEASE_MS ({} ms) must be at least {} ms: SNYK_TOKEN_TIMEOUT_MS x (SNYK_TOKEN_RETRIES + 2) plus backoff",
                 refresh.lease_ttl.as_millis(),
                 budget.as_millis()
+            );
+        }
+        if refresh.min_refresh_interval > MAX_MIN_REFRESH_INTERVAL {
+            bail!(
+                "{MIN_REFRESH_INTERVAL_VAR} ({} s) must be at most {} s: a ForceRefresh of a token newer than the interval waits for it",
+                refresh.min_refresh_interval.as_secs(),
+                MAX_MIN_REFRESH_INTERVAL.as_secs()
             );
         }
         if refresh.in_doubt < refresh.lease_ttl {
@@ -290,6 +305,7 @@ mod tests {
         assert_eq!(s.refresh.lease_ttl, Duration::from_secs(30));
         assert_eq!(s.refresh.wait_timeout, Duration::from_secs(60));
         assert_eq!(s.refresh.min_validity, Duration::from_secs(60));
+        assert_eq!(s.refresh.min_refresh_interval, Duration::from_secs(5));
         assert_eq!(s.refresh.in_doubt, Duration::from_secs(120));
         assert_eq!(s.keepalive.margin, Duration::from_secs(604_800));
         assert_eq!(s.keepalive.interval, Duration::from_secs(60));
@@ -425,6 +441,20 @@ mod tests {
     }
 
     #[test]
+    fn the_min_refresh_interval_is_at_most_a_minute() {
+        for (v, secs) in [("0", 0), ("1", 1), ("60", 60)] {
+            let s = with(&[("TOKEN_MIN_REFRESH_INTERVAL_SECONDS", v)]).expect(v);
+            assert_eq!(s.refresh.min_refresh_interval, Duration::from_secs(secs));
+        }
+        let err = with(&[("TOKEN_MIN_REFRESH_INTERVAL_SECONDS", "61")]).expect_err("61");
+        assert!(
+            err.to_string()
+                .contains("TOKEN_MIN_REFRESH_INTERVAL_SECONDS (61 s) must be at most 60 s"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn bad_values_are_named() {
         for (k, v) in [
             ("TOKEN_SERVICE_ADDR", "nope"),
@@ -434,6 +464,9 @@ mod tests {
             ("TOKEN_ENCRYPTION_KEYS", "k1:short"),
             ("TOKEN_SERVICE_CLIENT_KEYS", "nokey"),
             ("TOKEN_MIN_VALIDITY_SECONDS", "soon"),
+            ("TOKEN_MIN_REFRESH_INTERVAL_SECONDS", "61"),
+            ("TOKEN_MIN_REFRESH_INTERVAL_SECONDS", "-1"),
+            ("TOKEN_MIN_REFRESH_INTERVAL_SECONDS", "1.5"),
             ("TOKEN_KEEPALIVE_MARGIN_SECONDS", "-5"),
             ("TOKEN_KEEPALIVE_INTERVAL_SECONDS", "0"),
             ("TOKEN_REFRESH_IN_DOUBT_SECONDS", "5"),

@@ -22,6 +22,10 @@ fn secs_to_millis(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
 }
 
+fn millis_of(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
 /// An org the install may access.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Org {
@@ -121,6 +125,35 @@ pub struct TokenPair {
     pub token_type: String,
     pub scope: String,
     pub bot_id: String,
+}
+
+/// The server's own refresh policy, which every hand-out decision reads (docs/design.md, "When a
+/// caller waits").
+#[derive(Debug, Clone, Copy)]
+pub struct HandoutRules {
+    /// Refresh ahead when less validity than this is left (capped at half the token's lifetime).
+    pub margin: Duration,
+    /// Below this much validity a caller waits for the refresh (capped at a quarter of it).
+    pub floor: Duration,
+    /// A caller's demand refreshes a token at most once per this interval, measured from when
+    /// the stored token was minted; the server's own policy is not held to it.
+    pub min_refresh_interval: Duration,
+}
+
+/// What a caller's request gets, by [`Handout::handling`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    /// The stored token: it satisfies the need.
+    Stored,
+    /// The stored token at once (inside the margin, above the floor); a refresh in the
+    /// background.
+    AheadOfRefresh,
+    /// The stored token, though the caller's own `min_validity` finds it short: a caller may not
+    /// have a token refreshed this soon after it was minted (a refused spin).
+    SpinRefused,
+    /// A refresh first: at once, or, when the caller demands it sooner than the interval allows
+    /// (a ForceRefresh of a token minted moments ago: a refused spin too), not before `not_before`.
+    Refresh { not_before: Option<UnixMillis> },
 }
 
 /// What a caller needs from the grant it asks for.
@@ -262,6 +295,24 @@ impl AccessTiming {
         left > 0 && left as u128 > required.as_millis()
     }
 
+    /// When the token was minted: its lifetime before its expiry (the same instant on every
+    /// replica, since both are in the grant).
+    fn minted_at(self) -> UnixMillis {
+        self.expires_at
+            .saturating_sub(secs_to_millis(self.lifetime_secs))
+    }
+
+    /// From when a caller's demand may have this token refreshed: once it is `interval` old, or
+    /// once it is inside the refresh margin (where the server refreshes it anyway), whichever
+    /// comes first.
+    fn refreshable_on_demand_from(self, margin: Duration, interval: Duration) -> UnixMillis {
+        let by_interval = self.minted_at().saturating_add(millis_of(interval));
+        let by_margin = self
+            .expires_at
+            .saturating_sub(millis_of(self.effective_margin(margin)));
+        by_interval.min(by_margin)
+    }
+
     /// Valid for `min` more, and beyond the refresh margin.
     fn lasts(self, min: Duration, margin: Duration, now: UnixMillis) -> bool {
         self.left_beyond(min.max(self.effective_margin(margin)), now)
@@ -309,7 +360,7 @@ impl Handout {
 
     /// As [`Grant::satisfies`] for a caller's needs; a keep-alive need is never answered from a
     /// hand-out (it is about the refresh token, which a hand-out does not have).
-    pub fn satisfies(&self, need: &Need, margin: Duration, now: UnixMillis) -> bool {
+    fn satisfies(&self, need: &Need, margin: Duration, now: UnixMillis) -> bool {
         match need {
             Need::Validity(min) => self.access().lasts(*min, margin, now),
             Need::Replace(rejected) => !same_secret(&self.access_token, rejected),
@@ -318,8 +369,35 @@ impl Handout {
     }
 
     /// As [`Grant::servable_ahead`].
-    pub fn servable_ahead(&self, min: Duration, floor: Duration, now: UnixMillis) -> bool {
+    fn servable_ahead(&self, min: Duration, floor: Duration, now: UnixMillis) -> bool {
         self.access().servable_ahead(min, floor, now)
+    }
+
+    /// What a caller that needs `need` gets at `now`: the stored token when it satisfies the
+    /// need; inside the margin above the floor, the stored token with a refresh in the
+    /// background; otherwise a refresh, unless only the caller demands it and the token was
+    /// minted less than `min_refresh_interval` ago (docs/design.md, "No spinning refreshes"):
+    /// then a `min_validity` the token falls short of gets the stored token (still beyond the
+    /// margin, so valid), and a ForceRefresh of this very token waits for the interval.
+    pub fn handling(&self, need: &Need, rules: &HandoutRules, now: UnixMillis) -> Handling {
+        if self.satisfies(need, rules.margin, now) {
+            return Handling::Stored;
+        }
+        if let Need::Validity(min) = need
+            && self.servable_ahead(*min, rules.floor, now)
+        {
+            return Handling::AheadOfRefresh;
+        }
+        let from = self
+            .access()
+            .refreshable_on_demand_from(rules.margin, rules.min_refresh_interval);
+        match need {
+            Need::Validity(_) if now < from => Handling::SpinRefused,
+            Need::Replace(_) if now < from => Handling::Refresh {
+                not_before: Some(from),
+            },
+            _ => Handling::Refresh { not_before: None },
+        }
     }
 }
 
@@ -488,6 +566,157 @@ pub(crate) mod tests {
         let g = sample(InstallId::new_random(), 2, now + 400);
         assert!(!g.satisfies(&need, margin, now));
         assert!(!g.servable_ahead(Duration::ZERO, floor, now));
+    }
+
+    /// The defaults (margin 300 s, floor 60 s) with the default minimum refresh interval, 5 s.
+    const RULES: HandoutRules = HandoutRules {
+        margin: Duration::from_secs(300),
+        floor: Duration::from_secs(60),
+        min_refresh_interval: Duration::from_secs(5),
+    };
+
+    /// The hand-out of a token of `lifetime` seconds minted `age` ms before `NOW`.
+    fn minted(lifetime: u64, age: i64) -> Handout {
+        let expires_at = NOW - age + secs_to_millis(lifetime);
+        Handout::from(&sample(InstallId::new_random(), lifetime, expires_at))
+    }
+
+    const NOW: UnixMillis = 1_000_000_000;
+
+    fn validity(secs: u64) -> Need {
+        Need::Validity(Duration::from_secs(secs))
+    }
+
+    fn replace_stored() -> Need {
+        Need::Replace("snyk_at_sample".to_owned().into())
+    }
+
+    #[test]
+    fn a_min_validity_just_under_the_lifetime_gets_the_stored_token_within_the_interval() {
+        // An hour-long token asked for 3599 s: short of it one second after minting.
+        let handling = |age| minted(3600, age).handling(&validity(3599), &RULES, NOW);
+        assert_eq!(handling(500), Handling::Stored, "still lasts 3599 s");
+        assert_eq!(handling(1_000), Handling::SpinRefused);
+        assert_eq!(handling(4_999), Handling::SpinRefused);
+        assert_eq!(
+            handling(5_000),
+            Handling::Refresh { not_before: None },
+            "the interval passed: one refresh"
+        );
+        assert_eq!(handling(60_000), Handling::Refresh { not_before: None });
+        // No min_validity: nothing to refuse.
+        let h = minted(3600, 2_000);
+        assert_eq!(h.handling(&validity(0), &RULES, NOW), Handling::Stored);
+    }
+
+    #[test]
+    fn a_force_refresh_of_the_stored_token_waits_for_the_interval_from_its_minting() {
+        let minted_at = |age| NOW - age;
+        let handling = |age| minted(3600, age).handling(&replace_stored(), &RULES, NOW);
+        assert_eq!(
+            handling(0),
+            Handling::Refresh {
+                not_before: Some(minted_at(0) + 5_000)
+            }
+        );
+        assert_eq!(
+            handling(4_999),
+            Handling::Refresh {
+                not_before: Some(minted_at(4_999) + 5_000)
+            }
+        );
+        assert_eq!(handling(5_000), Handling::Refresh { not_before: None });
+        // A rejected token that is not the stored one: the stored one, as always.
+        let other = Need::Replace("snyk_at_older".to_owned().into());
+        assert_eq!(
+            minted(3600, 0).handling(&other, &RULES, NOW),
+            Handling::Stored
+        );
+    }
+
+    #[test]
+    fn the_servers_own_refreshes_are_never_held_to_the_interval() {
+        // A 6-second token (the storm benchmark's): margin 3 s, floor 1.5 s; the interval (5 s)
+        // is longer than the margin leaves it.
+        let h = |age| minted(6, age);
+        // Inside the margin above the floor: refresh ahead, as without the rule.
+        assert_eq!(
+            h(3_100).handling(&validity(0), &RULES, NOW),
+            Handling::AheadOfRefresh
+        );
+        // Below the floor, and expired: the caller waits for the refresh.
+        assert_eq!(
+            h(4_600).handling(&validity(0), &RULES, NOW),
+            Handling::Refresh { not_before: None }
+        );
+        assert_eq!(
+            h(6_001).handling(&validity(0), &RULES, NOW),
+            Handling::Refresh { not_before: None }
+        );
+        // A ForceRefresh waits at most until the token enters the margin, where the server
+        // refreshes it anyway; inside it, at once.
+        assert_eq!(
+            h(1_000).handling(&replace_stored(), &RULES, NOW),
+            Handling::Refresh {
+                not_before: Some(NOW - 1_000 + 3_000)
+            }
+        );
+        assert_eq!(
+            h(3_000).handling(&replace_stored(), &RULES, NOW),
+            Handling::Refresh { not_before: None }
+        );
+        // A min_validity only the caller asks for is still refused before the margin.
+        assert_eq!(
+            h(1_000).handling(&validity(5), &RULES, NOW),
+            Handling::SpinRefused
+        );
+        assert_eq!(
+            h(2_999).handling(&validity(5), &RULES, NOW),
+            Handling::SpinRefused
+        );
+        assert_eq!(
+            h(3_000).handling(&validity(5), &RULES, NOW),
+            Handling::Refresh { not_before: None }
+        );
+        // The keep-alive's need is never held, however new the token.
+        assert_eq!(
+            minted(3600, 0).handling(&Need::KeepAlive(Duration::from_secs(60)), &RULES, NOW),
+            Handling::Refresh { not_before: None }
+        );
+    }
+
+    #[test]
+    fn the_interval_counts_from_the_minting_in_the_grant_and_zero_turns_it_off() {
+        // Minting is expiry minus lifetime: a grant written by one replica and read by another
+        // gives both the same instant.
+        let g = sample(InstallId::new_random(), 3600, NOW + 3_599_000);
+        assert_eq!(g.access().minted_at(), NOW - 1_000);
+        assert_eq!(Handout::from(&g).access().minted_at(), NOW - 1_000);
+        // No interval (the rule turned off): nothing is held.
+        let off = HandoutRules {
+            min_refresh_interval: Duration::ZERO,
+            ..RULES
+        };
+        let h = Handout::from(&g);
+        assert_eq!(
+            h.handling(&replace_stored(), &off, NOW),
+            Handling::Refresh { not_before: None }
+        );
+        assert_eq!(
+            h.handling(&validity(3599), &off, NOW),
+            Handling::Refresh { not_before: None }
+        );
+        // A longer interval holds a ForceRefresh longer, up to the margin.
+        let rules = HandoutRules {
+            min_refresh_interval: Duration::from_secs(60),
+            ..RULES
+        };
+        assert_eq!(
+            Handout::from(&g).handling(&replace_stored(), &rules, NOW),
+            Handling::Refresh {
+                not_before: Some(NOW - 1_000 + 60_000)
+            }
+        );
     }
 
     #[test]

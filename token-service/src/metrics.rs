@@ -15,7 +15,7 @@ use opentelemetry::{
     metrics::{AsyncInstrument, Counter, Histogram, ObservableCounter, ObservableGauge},
 };
 
-use crate::{cache::GrantCache, client_secret, grant::ReauthReason};
+use crate::{cache::GrantCache, caller::Rpc, client_secret, grant::ReauthReason};
 
 /// `snykapps.token.requests`, counted per caller in plain atomics on the hot path and handed to
 /// OpenTelemetry only when metrics are collected (an observable counter): a hand-out costs one
@@ -33,7 +33,13 @@ struct CallerRow {
     served: [AtomicU64; 3],
     /// Failed requests by gRPC code (0-16).
     failed: [AtomicU64; 17],
+    /// Refused spins, by RPC in the order of [`SPIN_RPCS`].
+    spins_refused: [AtomicU64; SPIN_RPCS.len()],
 }
+
+/// The RPCs through which a caller demands a refresh: the `rpc` label of
+/// `snykapps.token.refresh_spins_refused`.
+const SPIN_RPCS: [Rpc; 2] = [Rpc::GetAccessToken, Rpc::ForceRefresh];
 
 impl TokenRequests {
     /// Runs `f` on `caller`'s row, adding the row on the caller's first request.
@@ -54,6 +60,7 @@ impl TokenRequests {
                 caller: Arc::clone(caller),
                 served: Default::default(),
                 failed: Default::default(),
+                spins_refused: Default::default(),
             });
             rows.len() - 1
         });
@@ -64,6 +71,31 @@ impl TokenRequests {
     fn served_totals(&self) -> [u64; 3] {
         let rows = self.rows.read().unwrap_or_else(|p| p.into_inner());
         std::array::from_fn(|i| rows.iter().map(|r| r.served[i].load(Relaxed)).sum())
+    }
+
+    /// Refused spins of every caller.
+    fn spins_refused_total(&self) -> u64 {
+        let rows = self.rows.read().unwrap_or_else(|p| p.into_inner());
+        rows.iter()
+            .flat_map(|r| &r.spins_refused)
+            .map(|n| n.load(Relaxed))
+            .sum()
+    }
+
+    /// Reports the refused spins of every caller that asked for a token, zeros included (a rate
+    /// reads 0, not "no data"), labelled `caller` and `rpc`.
+    fn observe_spins(&self, o: &dyn opentelemetry::metrics::AsyncInstrument<u64>) {
+        let rows = self.rows.read().unwrap_or_else(|p| p.into_inner());
+        for row in rows.iter() {
+            for (rpc, n) in SPIN_RPCS.iter().zip(&row.spins_refused) {
+                let caller = opentelemetry::StringValue::from(Arc::clone(&row.caller));
+                let labels = [
+                    KeyValue::new("caller", caller),
+                    KeyValue::new("rpc", rpc.name()),
+                ];
+                o.observe(n.load(Relaxed), &labels);
+            }
+        }
     }
 
     /// Reports every non-zero count with its labels (`caller`, `outcome`, `served`).
@@ -388,8 +420,8 @@ pub struct Metrics {
     /// The grant cache's instruments, once [`Metrics::observe_cache`] registered them.
     cache_observed: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
     token_requests: Arc<TokenRequests>,
-    /// Kept so the token-request counter stays registered.
-    _token_requests_observed: ObservableCounter<u64>,
+    /// Kept so the token-request and refused-spin counters stay registered.
+    _token_requests_observed: [ObservableCounter<u64>; 2],
     outcomes: Arc<Outcomes>,
     /// Kept so the outcome counters stay registered.
     _outcomes_observed: Vec<ObservableCounter<u64>>,
@@ -431,6 +463,12 @@ impl Default for Metrics {
             .with_description("Token requests by caller, outcome and how the token was served (served=stored: no refresh needed; ahead: stored, refresh in the background; refreshed: after a refresh; none: failed)")
             .with_callback(move |o| counts.observe(o))
             .build();
+        let counts = Arc::clone(&token_requests);
+        let spins_refused_observed = meter
+            .u64_observable_counter("snykapps.token.refresh_spins_refused")
+            .with_description("Token requests by caller and RPC that demanded a refresh sooner than TOKEN_MIN_REFRESH_INTERVAL_SECONDS allows (GetAccessToken: answered with the stored token; ForceRefresh: held until the interval passed)")
+            .with_callback(move |o| counts.observe_spins(o))
+            .build();
         let outcomes = Arc::new(Outcomes::default());
         Metrics {
             otel: Instruments::default(),
@@ -438,7 +476,7 @@ impl Default for Metrics {
             _observed: vec![min_remaining, durable],
             cache_observed: std::sync::Mutex::default(),
             token_requests,
-            _token_requests_observed: token_requests_observed,
+            _token_requests_observed: [token_requests_observed, spins_refused_observed],
             _outcomes_observed: Outcomes::observe(&outcomes),
             outcomes,
             lease_waits: AtomicU64::default(),
@@ -468,6 +506,8 @@ pub struct Snapshot {
     pub lease_wait_micros: u64,
     /// `invalid_client` answers by the position of the secret in `SNYK_CLIENT_SECRET`.
     pub client_secret_rejected: [u64; client_secret::MAX_SECRETS],
+    /// Callers' demands for a refresh held to the minimum refresh interval, every caller's.
+    pub spins_refused: u64,
 }
 
 impl Metrics {
@@ -476,6 +516,16 @@ impl Metrics {
         self.token_requests.with_row(caller, |row| {
             row.served[how as usize].fetch_add(1, Relaxed);
         });
+    }
+
+    /// A demand of `caller` through `rpc` for a refresh sooner than the minimum refresh interval
+    /// allows, held back (docs/design.md, "No spinning refreshes").
+    pub fn spin_refused(&self, caller: &Arc<str>, rpc: Rpc) {
+        if let Some(i) = SPIN_RPCS.iter().position(|r| *r == rpc) {
+            self.token_requests.with_row(caller, |row| {
+                row.spins_refused[i].fetch_add(1, Relaxed);
+            });
+        }
     }
 
     pub fn keepalive(&self, outcome: KeepAliveOutcome) {
@@ -650,6 +700,7 @@ impl Metrics {
             client_secret_rejected: std::array::from_fn(|i| {
                 o.client_secret_rejected[i].load(Relaxed)
             }),
+            spins_refused: self.token_requests.spins_refused_total(),
         }
     }
 }
@@ -679,6 +730,32 @@ mod tests {
         for (i, how) in Served::ALL.into_iter().enumerate() {
             assert_eq!(how as usize, i, "{how:?}");
         }
+    }
+
+    #[test]
+    fn refused_spins_are_counted_per_caller_and_rpc() {
+        let m = Metrics::default();
+        let a: Arc<str> = Arc::from("projects-service");
+        m.spin_refused(&a, Rpc::ForceRefresh);
+        m.spin_refused(&a, Rpc::ForceRefresh);
+        m.spin_refused(&Arc::from("projects-service"), Rpc::GetAccessToken);
+        m.spin_refused(&Arc::from("ops"), Rpc::GetAccessToken);
+        // No other RPC demands a refresh: nothing to count.
+        m.spin_refused(&a, Rpc::DeleteInstall);
+        assert_eq!(m.snapshot().spins_refused, 4);
+        let rows = m
+            .token_requests
+            .rows
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let spins = |name: &str| {
+            rows.iter()
+                .find(|r| &*r.caller == name)
+                .map(|r| r.spins_refused.each_ref().map(|n| n.load(Relaxed)))
+        };
+        assert_eq!(SPIN_RPCS, [Rpc::GetAccessToken, Rpc::ForceRefresh]);
+        assert_eq!(spins("projects-service"), Some([1, 2]));
+        assert_eq!(spins("ops"), Some([1, 0]));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - this file: the [`Refresher`] and when it hands out a stored token: one that satisfies the
 //!   caller's need at once (from the grant cache first); one inside the refresh margin with more
 //!   than the validity floor left also at once, with the refresh in the background (refresh ahead
-//!   of need); otherwise after the refresh;
+//!   of need); one only the caller finds short, minted less than the minimum refresh interval
+//!   ago, also at once (no spinning refreshes); otherwise after the refresh (a ForceRefresh of a
+//!   token that new waits for the interval to pass first);
 //! - `flight`: the single flight (a task per install that callers join, detached from them so a
 //!   caller that hangs up cannot cancel a refresh half way), the wait for the lease, and the
 //!   holder's decision: refresh, wait for another replica's request, or give up on it;
@@ -36,7 +38,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     error::Error,
-    grant::{Grant, Handout, InstallId, Need, OrgId, Status, now_millis},
+    grant::{
+        Grant, Handling, Handout, HandoutRules, InstallId, Need, OrgId, Status, UnixMillis,
+        now_millis,
+    },
     metrics::{Metrics, Served},
     snyk::SnykClient,
     store::{Store, StoreError},
@@ -55,6 +60,9 @@ pub struct RefreshSettings {
     /// gets the stored token and the refresh runs in the background (capped at a quarter of
     /// the token's lifetime).
     pub min_validity: Duration,
+    /// A caller's demand refreshes an install at most once per this interval, from when its
+    /// stored token was minted (`TOKEN_MIN_REFRESH_INTERVAL_SECONDS`).
+    pub min_refresh_interval: Duration,
     /// TTL of the Redis lease; renewed every third of it while the holder works.
     pub lease_ttl: Duration,
     /// Timeout of one call to Snyk's token endpoint.
@@ -71,6 +79,34 @@ pub struct RefreshSettings {
     /// How long another replica's "sending" mark is waited for before the install is marked
     /// NEEDS_REAUTH(`refresh_in_doubt`).
     pub in_doubt: Duration,
+}
+
+impl RefreshSettings {
+    /// The hand-out policy these settings make (`grant::Handout::handling`).
+    pub fn handout_rules(&self) -> HandoutRules {
+        HandoutRules {
+            margin: self.margin,
+            floor: self.min_validity,
+            min_refresh_interval: self.min_refresh_interval,
+        }
+    }
+}
+
+/// A token handed out: how it was had, for the caller's count (`Metrics::token_served`), and
+/// whether the caller's demand for a refresh was held to the minimum refresh interval (a refused
+/// spin, `Metrics::spin_refused`).
+#[derive(Debug)]
+pub struct Answer {
+    pub handout: Arc<Handout>,
+    pub served: Served,
+    pub spin_refused: bool,
+}
+
+/// What [`Refresher::serves`] decided: an answer at once, or a refresh first (not before
+/// `not_before` when the caller's demand came sooner than the interval allows).
+enum Step {
+    Answer(Answer),
+    Refresh { not_before: Option<UnixMillis> },
 }
 
 type FlightResult = Result<Grant, Error>;
@@ -135,17 +171,16 @@ impl Refresher {
     /// already replaced finds the newer one there). When Redis does not answer, the cached token
     /// is served if it satisfies `need`: only a due refresh fails through a Redis outage.
     ///
-    /// Says how the token was had, for the caller's count (`Metrics::token_served`).
-    pub async fn token(
-        self: &Arc<Self>,
-        id: InstallId,
-        need: Need,
-    ) -> Result<(Arc<Handout>, Served), Error> {
+    /// A refresh a caller demands sooner than the minimum refresh interval allows (a ForceRefresh
+    /// of a token minted moments ago) waits for the interval, then joins the flight like any
+    /// other: every caller that waited for the same token shares one refresh (docs/design.md,
+    /// "No spinning refreshes").
+    pub async fn token(self: &Arc<Self>, id: InstallId, need: Need) -> Result<Answer, Error> {
         let cache = self.store.cache();
         if let Some(cached) = cache.install(&id)
-            && let Some(how) = self.serves(&cached, &need)?
+            && let Step::Answer(answer) = self.serves(cached, &need)?
         {
-            return Ok((cached, how));
+            return Ok(answer);
         }
         let ticket = cache.install_ticket(&id);
         let stored = match self.store.load(&id).await {
@@ -153,10 +188,10 @@ impl Refresher {
             Err(e @ StoreError::Unavailable(_)) => {
                 cache.redis_failed();
                 if let Some(cached) = cache.stand_in_install(&id)
-                    && let Some(how) = self.serves(&cached, &need)?
+                    && let Step::Answer(answer) = self.serves(cached, &need)?
                 {
                     cache.served_in_outage();
-                    return Ok((cached, how));
+                    return Ok(answer);
                 }
                 return Err(e.into());
             }
@@ -164,22 +199,27 @@ impl Refresher {
         };
         let handout = Arc::new(Handout::from(&stored.grant));
         cache.insert_install(ticket, Arc::clone(&handout));
-        if let Some(how) = self.serves(&handout, &need)? {
-            return Ok((handout, how));
+        let not_before = match self.serves(handout, &need)? {
+            Step::Answer(answer) => return Ok(answer),
+            Step::Refresh { not_before } => not_before,
+        };
+        if let Some(at) = not_before {
+            let wait = u64::try_from(at.saturating_sub(now_millis())).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
         }
         let grant = self.refreshed(id, need).await?;
-        Ok((Arc::new(Handout::from(&grant)), Served::AfterRefresh))
+        Ok(Answer {
+            handout: Arc::new(Handout::from(&grant)),
+            served: Served::AfterRefresh,
+            spin_refused: not_before.is_some(),
+        })
     }
 
     /// A token for `org`: served by its newest ACTIVE install (an org keeps every install that
     /// covers it, newest first), so deleting an install or its needing re-authorization falls
     /// back to the next one. The org's installs come from the grant cache like the grants do
     /// (`Store::installs_for_org`), so a hit by org touches Redis no more than a hit by install.
-    pub async fn token_by_org(
-        self: &Arc<Self>,
-        org: OrgId,
-        need: Need,
-    ) -> Result<(Arc<Handout>, Served), Error> {
+    pub async fn token_by_org(self: &Arc<Self>, org: OrgId, need: Need) -> Result<Answer, Error> {
         let mut needs_reauth = None;
         for id in self.store.installs_for_org(&org).await?.iter() {
             match self.token(*id, need.clone()).await {
@@ -197,11 +237,13 @@ impl Refresher {
         Err(needs_reauth.unwrap_or(Error::UnknownOrg(org)))
     }
 
-    /// May `handout` be handed out for `need` without waiting for a refresh? Yes when it
-    /// satisfies it ([`Served::Stored`]); yes inside the margin above the floor, with a refresh
-    /// started in the background ([`Served::AheadOfRefresh`]). An error when the install cannot
-    /// be served at all.
-    fn serves(self: &Arc<Self>, handout: &Handout, need: &Need) -> Result<Option<Served>, Error> {
+    /// May `handout` be handed out for `need` without waiting for a refresh
+    /// ([`Handout::handling`])? Yes when it satisfies it ([`Served::Stored`]); yes inside the
+    /// margin above the floor, with a refresh started in the background
+    /// ([`Served::AheadOfRefresh`]); yes when only the caller's own `min_validity` finds it short
+    /// and it is too new for a caller to have it refreshed (a refused spin). An error when the
+    /// install cannot be served at all.
+    fn serves(self: &Arc<Self>, handout: Arc<Handout>, need: &Need) -> Result<Step, Error> {
         usable(handout.install_id, handout.status)?;
         if let Need::Validity(min) = need
             && min.as_secs() >= handout.access_lifetime_secs
@@ -211,17 +253,21 @@ impl Refresher {
                 handout.access_lifetime_secs
             )));
         }
-        let now = now_millis();
-        if handout.satisfies(need, self.settings.margin, now) {
-            return Ok(Some(Served::Stored));
-        }
-        if let Need::Validity(min) = need
-            && handout.servable_ahead(*min, self.settings.min_validity, now)
-        {
-            self.refresh_in_background(handout.install_id, need.clone());
-            return Ok(Some(Served::AheadOfRefresh));
-        }
-        Ok(None)
+        let handling = handout.handling(need, &self.settings.handout_rules(), now_millis());
+        let (served, spin_refused) = match handling {
+            Handling::Stored => (Served::Stored, false),
+            Handling::AheadOfRefresh => {
+                self.refresh_in_background(handout.install_id, need.clone());
+                (Served::AheadOfRefresh, false)
+            }
+            Handling::SpinRefused => (Served::Stored, true),
+            Handling::Refresh { not_before } => return Ok(Step::Refresh { not_before }),
+        };
+        Ok(Step::Answer(Answer {
+            handout,
+            served,
+            spin_refused,
+        }))
     }
 
     /// The keep-alive's request: a refresh token with more than `margin` (capped at half its

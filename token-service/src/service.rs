@@ -17,11 +17,11 @@ use crate::{
     caller::{AuthenticatedCaller, Rpc},
     error::Error,
     events::{BadEventId, Start},
-    grant::{Handout, InstallId, Need, OrgId},
+    grant::{InstallId, Need, OrgId},
     install::{Consent, Installer},
-    metrics::{Metrics, Served},
+    metrics::Metrics,
     page_token::PageToken,
-    refresh::Refresher,
+    refresh::{Answer, Refresher},
     snyk::SnykClient,
     store::Store,
     watch::{self, Cursor, MAX_WATCHERS, WatchError},
@@ -110,7 +110,7 @@ impl TokenApi {
     }
 
     /// A token for `target`, refreshed first when `need` requires it.
-    async fn token_for(&self, target: Target, need: Need) -> Result<(Arc<Handout>, Served), Error> {
+    async fn token_for(&self, target: Target, need: Need) -> Result<Answer, Error> {
         match target {
             Target::Install(id) => self.refresher.token(id, need).await,
             Target::Org(org) => self.refresher.token_by_org(org, need).await,
@@ -119,16 +119,16 @@ impl TokenApi {
 
     /// The answer to a token hand-out (GetAccessToken, ForceRefresh): counted in the audit trail
     /// (by the install that served, and the org when asked by org, else by what was asked for),
-    /// and for the caller by how it was served or by its status.
+    /// and for the caller by how it was served or by its status, and by the spin it was refused.
     fn handed_out(
         &self,
         caller: &AuthenticatedCaller,
         rpc: Rpc,
         target: Option<Target>,
-        result: Result<(Arc<Handout>, Served), Error>,
+        result: Result<Answer, Error>,
     ) -> Result<Response<pb::AccessToken>, Status> {
         let install = match &result {
-            Ok((handout, _)) => Some(handout.install_id),
+            Ok(answer) => Some(answer.handout.install_id),
             Err(_) => target.and_then(Target::install_id),
         };
         let org = target.and_then(Target::org_id);
@@ -136,10 +136,15 @@ impl TokenApi {
             self.audit.handed_out(entry);
         });
         match &answer {
-            Ok((_, how)) => self.metrics.token_served(&caller.0, *how),
+            Ok(answer) => {
+                self.metrics.token_served(&caller.0, answer.served);
+                if answer.spin_refused {
+                    self.metrics.spin_refused(&caller.0, rpc);
+                }
+            }
             Err(status) => self.metrics.token_failed(&caller.0, status.code()),
         }
-        answer.map(|(handout, _)| Response::new(pb::AccessToken::from(&*handout)))
+        answer.map(|answer| Response::new(pb::AccessToken::from(&*answer.handout)))
     }
 
     async fn list_installs(&self, page: Page) -> Result<pb::ListInstallsResponse, Error> {
