@@ -31,6 +31,7 @@ mod redis_security;
 mod replicas;
 mod secrets;
 mod snyk_tls;
+mod spinning;
 mod telemetry;
 mod tls;
 mod token_service;
