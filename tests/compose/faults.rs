@@ -36,12 +36,16 @@ const PROJECTS_KEY: &str = "demo-auth-to-projects-key-not-secret";
 /// The test's own token-service caller, allowed every RPC, to look at installs.
 const FAULT_TEST_KEY: &str = "compose-test-ops-key-0123456789abcdef";
 const REPLICAS: [&str; 3] = ["token-service", "token-service-2", "token-service-3"];
-/// Short refresh deadlines, so that a frozen or dead sender's lease runs out within the test.
-const TIGHT: [(&str, &str); 4] = [
+/// Short refresh deadlines, so that a frozen or dead sender's lease runs out within the test;
+/// and the shortest minimum refresh interval, so that a refresh forced right after an install
+/// (held until its token is an interval old: docs/design.md, "No spinning refreshes") reaches
+/// Snyk within a second.
+const TIGHT: [(&str, &str); 5] = [
     ("TOKEN_REFRESH_LEASE_MS", "6000"),
     ("SNYK_TOKEN_TIMEOUT_MS", "2000"),
     ("SNYK_TOKEN_RETRIES", "0"),
     ("TOKEN_REFRESH_IN_DOUBT_SECONDS", "7"),
+    ("TOKEN_MIN_REFRESH_INTERVAL_SECONDS", "1"),
 ];
 /// How long the load runs after a fault has ended; it must see no error.
 const CALM: Duration = Duration::from_secs(4);
