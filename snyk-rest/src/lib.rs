@@ -10,8 +10,8 @@
 //! [`http_client`] (the client every call to Snyk goes through: timeouts, no redirects, extra CA
 //! roots), [`read_body`] (every read of an answer's body, within [`MAX_BODY_BYTES`]) and
 //! [`describe`] (a transport error in one line with its causes, without the URL) →
-//! [`RestClient`] (`url`, `get_page`, `resolve_next`) → [`backoff`] (jittered, honouring
-//! `Retry-After`) → the tests. What Snyk's REST API does is in `docs/snyk-api.md`.
+//! [`RestClient`] (`url`, `get_page`, `resolve_next`) → [`retry_after`] and [`backoff`]
+//! (jittered, honouring `Retry-After`) → the tests. What Snyk's REST API does is in `docs/snyk-api.md`.
 
 use std::{fmt, time::Duration};
 
@@ -364,16 +364,10 @@ async fn error_from(response: reqwest::Response) -> RestError {
             "Snyk answered {status}, a redirect, which is never followed (check SNYK_API_URL)"
         ));
     }
-    let retry_after = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         return RestError::Retryable {
             status: status.as_u16(),
-            retry_after,
+            retry_after: retry_after(&response),
         };
     }
     let body = match read_body(response, MAX_BODY_BYTES).await {
@@ -398,6 +392,16 @@ async fn error_from(response: reqwest::Response) -> RestError {
             detail,
         },
     }
+}
+
+/// `Retry-After` of an answer, in whole seconds (the form Snyk sends; a date is ignored).
+pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// Exponential backoff for attempt `n` (1-based) from `base`, capped at `cap`, at least the

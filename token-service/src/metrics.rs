@@ -1,6 +1,6 @@
 //! What token-service did, counted twice on purpose: OpenTelemetry instruments (exported over
 //! OTLP and at `/metrics`) and plain atomics that tests read as a [`Snapshot`] without any
-//! exporter in the way.
+//! exporter in the way. The values each label takes are typed in `labels`.
 
 use std::{
     sync::{
@@ -16,6 +16,10 @@ use opentelemetry::{
 };
 
 use crate::{cache::GrantCache, client_secret, grant::ReauthReason};
+
+mod labels;
+
+pub use labels::{KeepAliveOutcome, PermitOutcome, RefreshOutcome, Served, SnykEndpoint};
 
 /// `snykapps.token.requests`, counted per caller in plain atomics on the hot path and handed to
 /// OpenTelemetry only when metrics are collected (an observable counter): a hand-out costs one
@@ -116,6 +120,8 @@ struct Outcomes {
     snyk_permits: [AtomicU64; PermitOutcome::ALL.len()],
     /// 429s from Snyk reported to an install's budget (each pauses the install's requests).
     snyk_pauses: AtomicU64,
+    /// Answers whose body passed `snyk_rest::MAX_BODY_BYTES`, by endpoint.
+    snyk_body_capped: [AtomicU64; SnykEndpoint::ALL.len()],
 }
 
 impl Outcomes {
@@ -193,6 +199,19 @@ impl Outcomes {
                 |m, o| o.observe(m.snyk_pauses.load(Relaxed), &[]),
             ),
             counter(
+                "snykapps.snyk.body_capped",
+                "Answers from Snyk whose body was over the byte cap, not read (an error for the call), by endpoint",
+                |m, o| {
+                    observe_each(
+                        o,
+                        &m.snyk_body_capped,
+                        "endpoint",
+                        SnykEndpoint::ALL,
+                        SnykEndpoint::label,
+                    )
+                },
+            ),
+            counter(
                 "snykapps.keepalive.refreshes",
                 "Due installs the keep-alive sweeper handled, by outcome",
                 |m, o| {
@@ -220,122 +239,6 @@ fn observe_each<T: Copy>(
 ) {
     for (value, n) in all.into_iter().zip(counts) {
         o.observe(n.load(Relaxed), &[KeyValue::new(key, label(value))]);
-    }
-}
-
-/// How a token was handed out: the `served` label of `snykapps.token.requests`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Served {
-    /// The stored token, no refresh due.
-    Stored,
-    /// The stored token, inside the margin but above the floor: a refresh runs in the background.
-    AheadOfRefresh,
-    /// After waiting for a refresh.
-    AfterRefresh,
-}
-
-impl Served {
-    const ALL: [Served; 3] = [Served::Stored, Served::AheadOfRefresh, Served::AfterRefresh];
-    /// The `served` label of a failed request: no token was handed out.
-    const NONE: &'static str = "none";
-
-    fn label(self) -> &'static str {
-        match self {
-            Served::Stored => "stored",
-            Served::AheadOfRefresh => "ahead",
-            Served::AfterRefresh => "refreshed",
-        }
-    }
-}
-
-/// How a refresh at Snyk's token endpoint ended (the `outcome` of `snykapps.token.refreshes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefreshOutcome {
-    /// The new pair is stored.
-    Ok,
-    /// Snyk refused the refresh token: the install needs re-authorization.
-    InvalidGrant,
-    /// Snyk may have redeemed the token but its new pair is not stored (lost answer, failed
-    /// write).
-    InDoubt,
-    /// Snyk was not reached, or said no without redeeming: tried again later.
-    Unavailable,
-}
-
-impl RefreshOutcome {
-    pub const ALL: [RefreshOutcome; 4] = [
-        RefreshOutcome::Ok,
-        RefreshOutcome::InvalidGrant,
-        RefreshOutcome::InDoubt,
-        RefreshOutcome::Unavailable,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            RefreshOutcome::Ok => "ok",
-            RefreshOutcome::InvalidGrant => "invalid_grant",
-            RefreshOutcome::InDoubt => "in_doubt",
-            RefreshOutcome::Unavailable => "unavailable",
-        }
-    }
-}
-
-/// How a permit of an install's Snyk request budget was asked for (`snykapps.snyk.permits`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PermitOutcome {
-    Granted,
-    Waited,
-    /// None before the caller's deadline.
-    Refused,
-}
-
-impl PermitOutcome {
-    pub const ALL: [PermitOutcome; 3] = [
-        PermitOutcome::Granted,
-        PermitOutcome::Waited,
-        PermitOutcome::Refused,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            PermitOutcome::Granted => "granted",
-            PermitOutcome::Waited => "waited",
-            PermitOutcome::Refused => "refused",
-        }
-    }
-}
-
-/// What the keep-alive sweeper did with one due install.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeepAliveOutcome {
-    /// Its refresh token is fresh again (refreshed here or by another replica).
-    Refreshed,
-    /// Not due after all (its index entry lagged); re-scored.
-    NotDue,
-    /// Another replica has a request out for it; left to that replica.
-    InProgress,
-    NeedsReauth,
-    /// Snyk or Redis failed; tried again next sweep.
-    Unavailable,
-}
-
-impl KeepAliveOutcome {
-    pub const ALL: [KeepAliveOutcome; 5] = [
-        KeepAliveOutcome::Refreshed,
-        KeepAliveOutcome::NotDue,
-        KeepAliveOutcome::InProgress,
-        KeepAliveOutcome::NeedsReauth,
-        KeepAliveOutcome::Unavailable,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            KeepAliveOutcome::Refreshed => "refreshed",
-            KeepAliveOutcome::NotDue => "not_due",
-            KeepAliveOutcome::InProgress => "in_progress",
-            KeepAliveOutcome::NeedsReauth => "needs_reauth",
-            KeepAliveOutcome::Unavailable => "unavailable",
-        }
     }
 }
 
@@ -468,6 +371,8 @@ pub struct Snapshot {
     pub lease_wait_micros: u64,
     /// `invalid_client` answers by the position of the secret in `SNYK_CLIENT_SECRET`.
     pub client_secret_rejected: [u64; client_secret::MAX_SECRETS],
+    /// Answers over the body cap, in [`SnykEndpoint::ALL`]'s order.
+    pub snyk_body_capped: [u64; SnykEndpoint::ALL.len()],
 }
 
 impl Metrics {
@@ -522,12 +427,12 @@ impl Metrics {
         });
     }
 
-    /// One call to Snyk: `endpoint` like "oauth2/token", `status` the HTTP status or "error".
-    pub fn snyk_call(&self, endpoint: &'static str, status: String) {
+    /// One call to Snyk: `status` the HTTP status or "error".
+    pub fn snyk_call(&self, endpoint: SnykEndpoint, status: String) {
         self.otel.snyk_calls.add(
             1,
             &[
-                KeyValue::new("endpoint", endpoint),
+                KeyValue::new("endpoint", endpoint.label()),
                 KeyValue::new("status", status),
             ],
         );
@@ -539,6 +444,11 @@ impl Metrics {
 
     pub fn snyk_paused(&self) {
         self.outcomes.snyk_pauses.fetch_add(1, Relaxed);
+    }
+
+    /// An answer from `endpoint` whose body was over the cap, left unread.
+    pub fn snyk_body_capped(&self, endpoint: SnykEndpoint) {
+        self.outcomes.snyk_body_capped[endpoint as usize].fetch_add(1, Relaxed);
     }
 
     pub fn refresh(&self, outcome: RefreshOutcome) {
@@ -650,6 +560,7 @@ impl Metrics {
             client_secret_rejected: std::array::from_fn(|i| {
                 o.client_secret_rejected[i].load(Relaxed)
             }),
+            snyk_body_capped: std::array::from_fn(|i| o.snyk_body_capped[i].load(Relaxed)),
         }
     }
 }
@@ -671,6 +582,9 @@ mod tests {
         }
         for (i, o) in PermitOutcome::ALL.into_iter().enumerate() {
             assert_eq!(o as usize, i, "{o:?}");
+        }
+        for (i, e) in SnykEndpoint::ALL.into_iter().enumerate() {
+            assert_eq!(e as usize, i, "{e:?}");
         }
     }
 
