@@ -43,7 +43,8 @@ pub struct Settings {
     pub projects_service_api_key: SecretString,
     /// The plain-text hops `INTERNAL_PLAINTEXT=allow` let through, said at start-up.
     pub internal_hops: InternalHops,
-    /// Deadline of one org's listing (projects-service follows every page).
+    /// The time limit of one org's listing on the install page (projects-service follows every
+    /// page); past it the org shows as not listed in time.
     pub projects_service_timeout: Duration,
     /// Where the pending OAuth states live (`AUTH_REDIS_URL`; `REDIS_URL` only in demo mode): a
     /// Redis of its own, so browser traffic cannot evict or crowd out the grants, and the
@@ -166,6 +167,10 @@ const DEFAULT_SESSION_TTL_SECS: u64 = 2_592_000;
 /// 400 days: the longest cookie lifetime browsers honour (RFC 6265bis).
 const MAX_SESSION_TTL_SECS: u64 = 400 * 86_400;
 const DEFAULT_AUTH_RATE_LIMIT: u32 = 30;
+/// 20 s for one org's listing: a person is waiting for the page, and a listing still running by
+/// then is an org of thousands of projects or a slow Snyk. A third of projects-service's own
+/// 60 s listing deadline.
+const DEFAULT_ORG_LISTING_TIMEOUT_MS: u64 = 20_000;
 /// Where projects-service is.
 const PROJECTS_SERVICE_URL: &str = "PROJECTS_SERVICE_URL";
 
@@ -247,7 +252,10 @@ impl Settings {
             projects_service_ca: InternalCa::from_env(&env, "PROJECTS_SERVICE_CA_CERT")?,
             internal_hops,
             projects_service_api_key: env.header_secret("PROJECTS_SERVICE_API_KEY")?,
-            projects_service_timeout: env.millis("PROJECTS_SERVICE_TIMEOUT_MS", 30_000)?,
+            projects_service_timeout: env.millis(
+                "PROJECTS_SERVICE_TIMEOUT_MS",
+                DEFAULT_ORG_LISTING_TIMEOUT_MS,
+            )?,
             redis,
             redis_var,
             cookie_keys,
@@ -323,6 +331,7 @@ mod tests {
         assert_eq!(s.metrics_addr.to_string(), "0.0.0.0:9465");
         assert_eq!(s.session_ttl, Duration::from_secs(30 * 86_400));
         assert_eq!(s.auth_rate_limit_per_minute.get(), 30);
+        assert_eq!(s.projects_service_timeout, Duration::from_secs(20));
         assert!(
             !s.trust_x_forwarded_for,
             "the proxy header is not trusted by default"

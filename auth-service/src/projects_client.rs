@@ -42,9 +42,15 @@ pub enum ProjectsError {
     /// is gone (`unknown_install`: deleted between reading it and listing; nothing is visible).
     #[error("the org is not visible to the install")]
     UnknownOrg,
-    /// Down, unreachable, too slow, or Snyk unavailable behind it.
+    /// Down, unreachable, or Snyk unavailable behind it.
     #[error("projects-service is unavailable: {0}")]
     Unavailable(String),
+    /// Not listed within the time limit of one org's listing (`PROJECTS_SERVICE_TIMEOUT_MS`).
+    #[error("the listing did not finish within {} ms", .0.as_millis())]
+    NotInTime(Duration),
+    /// 422 `too_many_projects`: the org has more projects than projects-service lists at once.
+    #[error("the org has more projects than projects-service lists at once")]
+    TooManyProjects,
     /// Anything else (our key refused, a malformed answer): logged, shown as a failure.
     #[error("projects-service failed: {0}")]
     Failed(String),
@@ -56,6 +62,8 @@ pub struct ProjectsClient {
     http: reqwest::Client,
     base: Url,
     api_key: SecretString,
+    /// The time limit of one org's listing, all pages.
+    timeout: Duration,
 }
 
 impl fmt::Debug for ProjectsClient {
@@ -68,15 +76,17 @@ impl fmt::Debug for ProjectsClient {
 
 impl ProjectsClient {
     /// A client of projects-service at `base`; over https it trusts only `ca`
-    /// (`PROJECTS_SERVICE_CA_CERT`) when given, else the public roots.
+    /// (`PROJECTS_SERVICE_CA_CERT`) when given, else the public roots. Each listing has `timeout`
+    /// (`PROJECTS_SERVICE_TIMEOUT_MS`), from the request to the last byte of its answer.
     pub fn new(
         base: Url,
         ca: Option<&InternalCa>,
         api_key: SecretString,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
+        // No reqwest timeout: `list` keeps its own, so that running out of time is told apart
+        // from a projects-service that cannot be reached.
         let builder = reqwest::Client::builder()
-            .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none());
         let http = InternalCa::trust(ca, builder)
@@ -86,6 +96,7 @@ impl ProjectsClient {
             http,
             base,
             api_key,
+            timeout,
         })
     }
 
@@ -105,9 +116,19 @@ impl ProjectsClient {
         url
     }
 
-    /// `org_id`'s projects through `install_id`'s own token.
+    /// `org_id`'s projects through `install_id`'s own token, within the time limit.
     #[tracing::instrument(skip(self))]
     pub async fn list(
+        &self,
+        install_id: &InstallId,
+        org_id: &OrgId,
+    ) -> Result<Listing, ProjectsError> {
+        tokio::time::timeout(self.timeout, self.fetch(install_id, org_id))
+            .await
+            .unwrap_or(Err(ProjectsError::NotInTime(self.timeout)))
+    }
+
+    async fn fetch(
         &self,
         install_id: &InstallId,
         org_id: &OrgId,
@@ -127,11 +148,7 @@ impl ProjectsClient {
         let status = res.status();
         if status.is_success() {
             return res.json::<Listing>().await.map_err(|e| {
-                if e.is_timeout() {
-                    ProjectsError::Unavailable(e.without_url().to_string())
-                } else {
-                    ProjectsError::Failed(format!("unreadable listing: {}", e.without_url()))
-                }
+                ProjectsError::Failed(format!("unreadable listing: {}", e.without_url()))
             });
         }
         let code = res.json::<ErrorBody>().await.map(|b| b.code).ok();
@@ -147,6 +164,7 @@ impl ProjectsClient {
                 | StatusCode::GATEWAY_TIMEOUT,
                 _,
             ) => ProjectsError::Unavailable(format!("{status} {code_text}")),
+            (_, Some(ErrorCode::TooManyProjects)) => ProjectsError::TooManyProjects,
             _ => ProjectsError::Failed(format!("{status} {code_text}")),
         })
     }

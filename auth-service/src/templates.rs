@@ -295,6 +295,12 @@ fn org_section(body: &mut String, org: &OrgView) {
         Some(Err(ProjectsError::Failed(_))) => {
             body.push_str("<p class=\"unavailable\">The project list could not be loaded.</p>\n");
         }
+        Some(Err(ProjectsError::NotInTime(_))) => body.push_str(
+            "<p class=\"unavailable\">The project list was not ready in time. Reload the page to try again.</p>\n",
+        ),
+        Some(Err(ProjectsError::TooManyProjects)) => body.push_str(
+            "<p class=\"unavailable\">This organization has more projects than the app lists at once, so they are not shown here.</p>\n",
+        ),
     }
     body.push_str("</section>\n");
 }
@@ -409,6 +415,18 @@ mod tests {
         view.orgs[1].projects = Some(Err(ProjectsError::Unavailable("down".into())));
         let page = install(&view);
         assert!(page.contains("unavailable right now") && !page.contains("down"));
+        view.orgs[1].projects = Some(Err(ProjectsError::NotInTime(
+            std::time::Duration::from_secs(20),
+        )));
+        let page = install(&view);
+        assert!(page.contains("not ready in time. Reload the page to try again"));
+        assert!(
+            page.contains("1 project<"),
+            "the other org is listed: {page}"
+        );
+        view.orgs[1].projects = Some(Err(ProjectsError::TooManyProjects));
+        let page = install(&view);
+        assert!(page.contains("more projects than the app lists at once"));
     }
 
     #[test]

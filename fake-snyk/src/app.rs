@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     pub(crate) faults: Faults,
     /// The accepted REST requests of each access token in the last minute.
     pub(crate) rate_limiter: RateLimiter,
+    /// `/rest/*` requests being answered now (`rest::count_in_flight`).
+    pub(crate) rest_in_flight: u64,
     pub(crate) stats: Stats,
 }
 
@@ -69,6 +71,7 @@ impl AppState {
                 secrets,
                 faults,
                 rate_limiter: RateLimiter::default(),
+                rest_in_flight: 0,
                 stats: Stats::default(),
             }),
         }
@@ -104,7 +107,13 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/oauth2/authorize/decision", post(authorize::decision))
         .route("/oauth2/token", post(token::token))
         .route("/oauth2/revoke", post(token::revoke))
-        .nest("/rest", rest::router())
+        .nest(
+            "/rest",
+            rest::router().layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&state),
+                rest::count_in_flight,
+            )),
+        )
         // Not a Snyk endpoint: what `fake-snyk healthcheck` asks, with or without control.
         .route("/healthz", get(|| async { "ok" }));
     if !state.config.control_endpoints {

@@ -1,17 +1,18 @@
 //! Injected faults: what they are (the public [`Fault`]) and the queue that hands them out in order.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// A misbehaviour to apply to the next matching requests, in order of injection.
 ///
 /// Its JSON form (for `POST /_fake/faults`) is externally tagged in snake case, durations in
 /// milliseconds: `{"token_latency":250}`, `{"token_errors":{"status":500,"count":2,"retry_after":null}}`,
 /// `{"lose_refresh_responses":1}`, `{"expire_access_tokens_after_rest_calls":3}`,
-/// `{"rate_limit_per_minute":600}`.
+/// `{"rate_limit_per_minute":600}`, `{"org_latency":{"org_id":"…","latency":2000}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
@@ -33,6 +34,14 @@ pub enum Fault {
         /// Seconds for a `Retry-After` header.
         #[serde(default)]
         retry_after: Option<u32>,
+    },
+    /// Every `/rest/orgs/{org_id}/projects` request for `org_id` waits `latency` before anything
+    /// else happens (before the injected errors and every check), until cleared; zero clears it.
+    /// Other orgs are answered at once: one slow org among fast ones.
+    OrgLatency {
+        org_id: Uuid,
+        #[serde(with = "millis")]
+        latency: Duration,
     },
     /// The same for `/rest/*` requests, with a JSON:API error document.
     RestErrors {
@@ -113,6 +122,7 @@ pub(crate) struct Faults {
     token_redirects: VecDeque<(String, u32)>,
     rest_redirects: VecDeque<(String, u32)>,
     rate_limit_per_minute: Option<NonZeroU32>,
+    org_latency: BTreeMap<Uuid, Duration>,
 }
 
 /// What arming a fault requires the caller to do at once.
@@ -154,6 +164,12 @@ impl Faults {
             }
             Fault::TokenRedirects { .. } | Fault::RestRedirects { .. } => {}
             Fault::RateLimitPerMinute(n) => self.rate_limit_per_minute = NonZeroU32::new(n),
+            Fault::OrgLatency { org_id, latency } if latency.is_zero() => {
+                self.org_latency.remove(&org_id);
+            }
+            Fault::OrgLatency { org_id, latency } => {
+                self.org_latency.insert(org_id, latency);
+            }
         }
         Armed::Nothing
     }
@@ -168,6 +184,11 @@ impl Faults {
 
     pub(crate) fn token_answer_delay(&self) -> Duration {
         self.token_answer_delay
+    }
+
+    /// How long a projects request for `org_id` waits before it is handled.
+    pub(crate) fn org_latency(&self, org_id: Uuid) -> Duration {
+        self.org_latency.get(&org_id).copied().unwrap_or_default()
     }
 
     /// The REST requests each access token may make in a minute, when limited.
@@ -337,6 +358,18 @@ mod tests {
         assert!(serde_json::from_str::<Fault>(r#"{"nonsense":1}"#).is_err());
         let limit: Fault = serde_json::from_str(r#"{"rate_limit_per_minute":600}"#).unwrap();
         assert_eq!(limit, Fault::RateLimitPerMinute(600));
+        let org_id = Uuid::from_u128(7);
+        let slow: Fault = serde_json::from_str(&format!(
+            r#"{{"org_latency":{{"org_id":"{org_id}","latency":2000}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            slow,
+            Fault::OrgLatency {
+                org_id,
+                latency: Duration::from_secs(2)
+            }
+        );
         let redirect: Fault =
             serde_json::from_str(r#"{"token_redirects":{"location":"http://x/","count":1}}"#)
                 .unwrap();

@@ -4,8 +4,9 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -155,6 +156,14 @@ async fn list_projects(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    // A malformed id has no latency; `projects_body` answers it.
+    let latency = Uuid::try_parse(&org_id).map_or_else(
+        |_| Default::default(),
+        |id| state.lock().faults.org_latency(id),
+    );
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     handle(&state, Endpoint::Projects, query, &headers, |ctx| {
         projects_body(ctx, &org_id)
     })
@@ -168,6 +177,28 @@ async fn unknown(
     handle(&state, Endpoint::Unknown, query, &headers, |_| {
         Err(RestError::not_found("no such REST endpoint"))
     })
+}
+
+/// Counts the request among those being answered while it runs (`Stats::rest_in_flight_max`).
+pub(crate) async fn count_in_flight(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    struct InFlight<'a>(&'a AppState);
+    impl Drop for InFlight<'_> {
+        // Also when the client hangs up and the request is dropped mid-way.
+        fn drop(&mut self) {
+            self.0.lock().rest_in_flight -= 1;
+        }
+    }
+    let _in_flight = {
+        let mut inner = state.lock();
+        inner.rest_in_flight += 1;
+        inner.stats.rest_in_flight_max = inner.stats.rest_in_flight_max.max(inner.rest_in_flight);
+        InFlight(&state)
+    };
+    next.run(request).await
 }
 
 /// The pipeline every REST request goes through: injected fault, bearer token, rate limit,

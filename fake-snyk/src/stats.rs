@@ -37,6 +37,10 @@ pub struct Stats {
     /// replica per pause.
     #[serde(default)]
     pub rate_limit_pauses: u64,
+    /// The most `/rest/*` requests being answered at once, from arrival to answer (an injected
+    /// latency included): how many a client had in flight together.
+    #[serde(default)]
+    pub rest_in_flight_max: u64,
 }
 
 impl Stats {

@@ -43,6 +43,9 @@ pub enum ErrorCode {
     /// replica) has no room for the listing before its deadline
     /// (`PROJECTS_SERVICE_DEADLINE_SECONDS`); `Retry-After` says when it would have.
     RateLimited,
+    /// 422: the org has more projects than one listing returns (`PROJECTS_SERVICE_MAX_PROJECTS`);
+    /// the same request fails the same way, a narrower one (the filters) may not.
+    TooManyProjects,
     /// 502: Snyk refused the request, or rejected a freshly refreshed token.
     UpstreamError,
     /// 500.
@@ -65,6 +68,7 @@ impl ErrorCode {
             ErrorCode::NeedsReauth => "needs_reauth",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyProjects => "too_many_projects",
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::Internal => "internal",
             ErrorCode::Other(code) => code,
@@ -83,7 +87,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const KNOWN: [(ErrorCode, &str); 11] = [
+    const KNOWN: [(ErrorCode, &str); 12] = [
         (ErrorCode::Unauthorized, "unauthorized"),
         (ErrorCode::Forbidden, "forbidden"),
         (ErrorCode::BadRequest, "bad_request"),
@@ -93,6 +97,7 @@ mod tests {
         (ErrorCode::NeedsReauth, "needs_reauth"),
         (ErrorCode::Unavailable, "unavailable"),
         (ErrorCode::RateLimited, "rate_limited"),
+        (ErrorCode::TooManyProjects, "too_many_projects"),
         (ErrorCode::UpstreamError, "upstream_error"),
         (ErrorCode::Internal, "internal"),
     ];

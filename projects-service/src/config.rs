@@ -1,6 +1,6 @@
 //! Typed settings for projects-service, read from the environment and validated at start-up.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use anyhow::bail;
 use caller_auth::ClientKeys;
@@ -18,6 +18,10 @@ pub const TLS_KEY_VAR: &str = "PROJECTS_SERVICE_TLS_KEY";
 /// Where `/metrics` is served when not on the main port.
 pub const METRICS_ADDR_VAR: &str = "PROJECTS_SERVICE_METRICS_ADDR";
 use url::Url;
+
+/// 100 pages of Snyk's 100: as many calls to Snyk as one listing may make, and an answer of a
+/// few MB (about 300 bytes a project), which a listing holds whole before it answers.
+const DEFAULT_MAX_PROJECTS: usize = 10_000;
 
 /// Everything projects-service needs to run.
 #[derive(Debug, Clone)]
@@ -44,6 +48,9 @@ pub struct Settings {
     /// request budget included; past it the answer is 429 `rate_limited` (no permit in time)
     /// or 503 (Snyk too slow), never a longer wait.
     pub deadline: Duration,
+    /// `PROJECTS_SERVICE_MAX_PROJECTS`: the most projects one listing returns; past it, no
+    /// further page is fetched and the answer is 422 `too_many_projects`.
+    pub max_projects: NonZeroUsize,
     /// `TOKEN_SERVICE_URL`: one token-service, or replicas that calls are spread over.
     pub token_service_urls: TokenServiceUrls,
     pub token_service_api_key: SecretString,
@@ -97,6 +104,11 @@ impl Settings {
             snyk_retries: env.parse("SNYK_REST_RETRIES", 4, "a whole number")?,
             snyk_max_backoff: env.millis("SNYK_REST_MAX_BACKOFF_MS", 10_000)?,
             deadline: listing_deadline(&env)?,
+            max_projects: env.parse(
+                "PROJECTS_SERVICE_MAX_PROJECTS",
+                DEFAULT_MAX_PROJECTS,
+                "a whole number greater than 0",
+            )?,
             token_service_urls,
             token_service_api_key: env.header_secret("TOKEN_SERVICE_API_KEY")?,
             token_service_ca: InternalCa::from_env(&env, "TOKEN_SERVICE_CA_CERT")?,
@@ -189,6 +201,9 @@ mod tests {
         assert_eq!(s.snyk_rest_version, "2024-05-31");
         assert_eq!(s.snyk_retries, 4);
         assert_eq!(s.deadline, Duration::from_secs(60));
+        assert_eq!(s.max_projects.get(), 10_000);
+        let s = with(&[("PROJECTS_SERVICE_MAX_PROJECTS", "250")]).expect("valid");
+        assert_eq!(s.max_projects.get(), 250);
     }
 
     #[test]
@@ -295,6 +310,9 @@ mod tests {
             ("SNYK_CA_CERT", "Cargo.toml"),
             ("TOKEN_SERVICE_CA_CERT", "Cargo.toml"),
             ("INTERNAL_PLAINTEXT", "yes"),
+            ("PROJECTS_SERVICE_MAX_PROJECTS", "0"),
+            ("PROJECTS_SERVICE_MAX_PROJECTS", "-1"),
+            ("PROJECTS_SERVICE_MAX_PROJECTS", "many"),
         ] {
             let err = with(&[(k, v)]).expect_err(k);
             assert!(format!("{err:#}").contains(k), "{k}: {err:#}");

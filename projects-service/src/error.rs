@@ -37,6 +37,9 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// More projects than one listing returns.
+    #[error("{0}")]
+    TooManyProjects(String),
     #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::NeedsReauth(_) => ErrorCode::NeedsReauth,
             ApiError::Unavailable { .. } => ErrorCode::Unavailable,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::TooManyProjects(_) => ErrorCode::TooManyProjects,
             ApiError::BadGateway(_) => ErrorCode::UpstreamError,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -73,6 +77,10 @@ impl ResponseError for ApiError {
             ApiError::NeedsReauth(_) => StatusCode::CONFLICT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            // The request is well formed, its org exists and Snyk answered: nothing a retry would
+            // change (not 5xx), and not the request's own size (413). The caller must ask for
+            // less, with the filters.
+            ApiError::TooManyProjects(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -154,6 +162,8 @@ impl From<ListError> for ApiError {
                 message: e.to_string(),
                 retry_after_secs: 5,
             },
+            e @ ListError::AnswerTooLarge(_) => ApiError::BadGateway(e.to_string()),
+            e @ ListError::TooManyProjects { .. } => ApiError::TooManyProjects(e.to_string()),
         }
     }
 }

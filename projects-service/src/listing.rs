@@ -5,18 +5,22 @@
 //! deadline. The one listing path for both routes: only the token's [`Target`] differs (the
 //! org's serving install, or one install).
 
-use std::time::Duration;
+use std::{num::NonZeroUsize, time::Duration};
 
 use serde::Serialize;
 use snyk_rest::{ProjectAttributes, RestClient, RestError};
 use snykapps_ids::OrgId;
 use tokio::time::Instant;
 
-use crate::tokens::{AccessToken, Target, TokenError, TokenSource};
+use crate::{
+    metrics,
+    tokens::{AccessToken, Target, TokenError, TokenSource},
+};
 
 /// Snyk's page size maximum.
 const PAGE_LIMIT: u32 = 100;
-/// A guard against a server whose cursors never end.
+/// A guard against a server whose cursors never end (with empty pages, which the cap on
+/// projects does not stop).
 const MAX_PAGES: usize = 10_000;
 /// A token with less validity than this left after the wait for a permit is asked for again
 /// rather than sent to be refused.
@@ -65,9 +69,18 @@ pub enum ListError {
     /// The listing did not finish within `PROJECTS_SERVICE_DEADLINE_SECONDS`.
     #[error("the listing did not finish within PROJECTS_SERVICE_DEADLINE_SECONDS ({} s)", .0.as_secs())]
     DeadlinePassed(Duration),
+    /// A page whose body was over `snyk_rest::MAX_BODY_BYTES`.
+    #[error(transparent)]
+    AnswerTooLarge(RestError),
+    /// The org has more than `limit` projects (`PROJECTS_SERVICE_MAX_PROJECTS`).
+    #[error(
+        "the org has more than {limit} projects, more than one listing returns (PROJECTS_SERVICE_MAX_PROJECTS); narrow it with the origin, type or names_start_with filters"
+    )]
+    TooManyProjects { limit: NonZeroUsize },
 }
 
-/// Retry policy for 429/5xx/unreachable, and how long a whole listing may take.
+/// Retry policy for 429/5xx/unreachable, how long a whole listing may take and how many projects
+/// it may return.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub retries: u32,
@@ -75,30 +88,13 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// `PROJECTS_SERVICE_DEADLINE_SECONDS`.
     pub deadline: Duration,
-}
-
-/// Counts one REST call to Snyk by status (`snykapps.snyk.calls`, as token-service does).
-fn count_snyk_call(status: String) {
-    static CALLS: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> =
-        std::sync::OnceLock::new();
-    CALLS
-        .get_or_init(|| {
-            opentelemetry::global::meter("projects-service")
-                .u64_counter("snykapps.snyk.calls")
-                .with_description("Calls to Snyk, by endpoint and HTTP status (or error)")
-                .build()
-        })
-        .add(
-            1,
-            &[
-                opentelemetry::KeyValue::new("endpoint", "rest/projects"),
-                opentelemetry::KeyValue::new("status", status),
-            ],
-        );
+    /// `PROJECTS_SERVICE_MAX_PROJECTS`.
+    pub max_projects: NonZeroUsize,
 }
 
 /// Lists the projects of `org` with `filters`, with the tokens of `via`
-/// (asked again by the same target after a 401), within `policy.deadline`.
+/// (asked again by the same target after a 401), within `policy.deadline`, at most
+/// `policy.max_projects` of them.
 #[tracing::instrument(skip_all, fields(org_id = %org, via = ?via, pages = tracing::field::Empty))]
 pub async fn list_projects(
     rest: &RestClient,
@@ -162,7 +158,7 @@ async fn list_until(
         let result = rest
             .get_page::<ProjectAttributes>(&url, &token.secret, &headers)
             .await;
-        count_snyk_call(
+        metrics::snyk_call(
             result
                 .as_ref()
                 .map_or_else(RestError::status_label, |_| "200".into()),
@@ -171,6 +167,13 @@ async fn list_until(
             Ok(page) => {
                 pages += 1;
                 refreshed_for_this_page = false;
+                // Checked before the page is kept and before the next one is asked for.
+                if projects.len() + page.data.len() > policy.max_projects.get() {
+                    metrics::listing_capped();
+                    return Err(ListError::TooManyProjects {
+                        limit: policy.max_projects,
+                    });
+                }
                 projects.extend(page.data.into_iter().map(|r| Project {
                     id: r.id,
                     name: r.attributes.name,
@@ -212,6 +215,10 @@ async fn list_until(
                     "Snyk answered 429; pausing the install's requests"
                 );
                 rate_limited = Some(retry_after);
+            }
+            Err(error @ RestError::TooLarge { .. }) => {
+                metrics::snyk_body_capped();
+                return Err(ListError::AnswerTooLarge(error));
             }
             Err(error) if error.is_retryable() => {
                 let retry_after = match &error {

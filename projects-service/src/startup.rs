@@ -51,6 +51,7 @@ impl Application {
                 base: Duration::from_millis(200),
                 max_backoff: settings.snyk_max_backoff,
                 deadline: settings.deadline,
+                max_projects: settings.max_projects,
             },
             client_keys: settings.client_keys.clone(),
             org_route_callers: settings.org_route_callers.clone(),
@@ -68,6 +69,7 @@ impl Application {
             })
             .transpose()?;
         settings.internal_hops.warn_plaintext();
+        crate::metrics::init();
         Ok(Application {
             listener,
             local_addr,

@@ -8,9 +8,10 @@
 //! Reading order (one file): [`RestError`] (what failed and whether a retry may help) → the
 //! JSON:API shapes [`Page`], [`Resource`], [`OrgAttributes`], [`ProjectAttributes`] →
 //! [`http_client`] (the client every call to Snyk goes through: timeouts, no redirects, extra CA
-//! roots) and [`describe`] (a transport error in one line with its causes, without the URL) →
-//! [`RestClient`] (`url`, `get_page`, `resolve_next`) → [`backoff`] (jittered, honouring
-//! `Retry-After`) → the tests. What Snyk's REST API does is in `docs/snyk-api.md`.
+//! roots), [`read_body`] (every read of an answer's body, within [`MAX_BODY_BYTES`]) and
+//! [`describe`] (a transport error in one line with its causes, without the URL) →
+//! [`RestClient`] (`url`, `get_page`, `resolve_next`) → [`retry_after`] and [`backoff`]
+//! (jittered, honouring `Retry-After`) → the tests. What Snyk's REST API does is in `docs/snyk-api.md`.
 
 use std::{fmt, time::Duration};
 
@@ -47,6 +48,10 @@ pub enum RestError {
     /// follow.
     #[error("unexpected answer from Snyk: {0}")]
     Unexpected(String),
+    /// An answer whose body is over `limit` bytes ([`read_body`]): not read, and not worth
+    /// asking again, since the same request gets the same answer.
+    #[error("Snyk's answer is over {limit} bytes, more than this client reads")]
+    TooLarge { limit: usize },
 }
 
 impl RestError {
@@ -57,7 +62,9 @@ impl RestError {
             RestError::NotFound { status, .. }
             | RestError::BadRequest { status, .. }
             | RestError::Retryable { status, .. } => status.to_string(),
-            RestError::Transport(_) | RestError::Unexpected(_) => "error".into(),
+            RestError::Transport(_) | RestError::Unexpected(_) | RestError::TooLarge { .. } => {
+                "error".into()
+            }
         }
     }
 
@@ -165,6 +172,43 @@ pub fn http_client(
     builder.build()
 }
 
+/// The most bytes of one Snyk answer's body that [`read_body`] keeps, for every call to Snyk
+/// (REST pages, error documents, OAuth answers). One page of the fake's 100 projects is 104 KiB
+/// with 255-character names (177 KiB with 1,000-character ones); Snyk's pages carry more
+/// attributes, a few times that. 4 MiB leaves that page room forty times over, and still bounds
+/// what one answer can make a replica hold. A constant rather than a setting: no legitimate
+/// answer comes near it, so an operator has nothing to tune, and the error names the limit.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The body of `response`, at most `limit` bytes: refused at once when `Content-Length` says it is
+/// longer, else read chunk by chunk and abandoned as soon as the total would pass `limit`
+/// (dropping the response closes the connection, so the rest is never received). It never holds
+/// more than `limit` bytes plus the one chunk that passed them. Every read of a Snyk answer's body
+/// goes through here, with [`MAX_BODY_BYTES`].
+pub async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, RestError> {
+    let announced = response.content_length();
+    if announced.is_some_and(|length| length > limit as u64) {
+        return Err(RestError::TooLarge { limit });
+    }
+    // At most `limit` (checked just above).
+    let mut body = Vec::with_capacity(announced.map_or(0, |length| length as usize));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| RestError::Transport(describe(e)))?
+    {
+        // `body` never holds more than `limit`, so this cannot underflow.
+        if chunk.len() > limit - body.len() {
+            return Err(RestError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// A transport error with its causes, one line, without the URL: "error sending request:
 /// client error (Connect): invalid peer certificate: UnknownIssuer" rather than only the first
 /// part, so that a TLS failure says so.
@@ -270,10 +314,7 @@ impl RestClient {
         if !status.is_success() {
             return Err(error_from(response).await);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| RestError::Transport(describe(e)))?;
+        let body = read_body(response, MAX_BODY_BYTES).await?;
         let doc: Document<T> = serde_json::from_slice(&body)
             .map_err(|e| RestError::Unexpected(format!("unreadable page: {e}")))?;
         let next = match doc.links.and_then(|l| l.next) {
@@ -323,22 +364,20 @@ async fn error_from(response: reqwest::Response) -> RestError {
             "Snyk answered {status}, a redirect, which is never followed (check SNYK_API_URL)"
         ));
     }
-    let retry_after = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         return RestError::Retryable {
             status: status.as_u16(),
-            retry_after,
+            retry_after: retry_after(&response),
         };
     }
-    let detail = response
-        .json::<ErrorDocument>()
-        .await
-        .ok()
+    let body = match read_body(response, MAX_BODY_BYTES).await {
+        Ok(body) => Some(body),
+        Err(e @ RestError::TooLarge { .. }) => return e,
+        // A body cut short: the status alone still says what happened.
+        Err(_) => None,
+    };
+    let detail = body
+        .and_then(|b| serde_json::from_slice::<ErrorDocument>(&b).ok())
         .and_then(|d| d.errors.into_iter().next())
         .and_then(|e| e.detail.or(e.title))
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
@@ -353,6 +392,16 @@ async fn error_from(response: reqwest::Response) -> RestError {
             detail,
         },
     }
+}
+
+/// `Retry-After` of an answer, in whole seconds (the form Snyk sends; a date is ignored).
+pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// Exponential backoff for attempt `n` (1-based) from `base`, capped at `cap`, at least the

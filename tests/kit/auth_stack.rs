@@ -67,27 +67,45 @@ impl AuthStack {
 
     /// The stack with `fake` (its redirect URIs get auth-service's added) and auth-service
     /// settings `overrides`.
-    pub async fn start_with(mut fake: fake_snyk::Config, overrides: &[(&str, &str)]) -> AuthStack {
+    pub async fn start_with(fake: fake_snyk::Config, overrides: &[(&str, &str)]) -> AuthStack {
+        Self::start_with_projects(fake, &[], overrides).await
+    }
+
+    /// [`AuthStack::start_with`], projects-service with settings `projects_overrides`.
+    pub async fn start_with_projects(
+        mut fake: fake_snyk::Config,
+        projects_overrides: &[(&str, &str)],
+        auth_overrides: &[(&str, &str)],
+    ) -> AuthStack {
         let port = test_support::free_port().expect("a free port");
         fake.redirect_uris.push(auth_redirect_uri(port));
         let stack = Stack::start(fake).await;
-        Self::assemble(stack, auth_redis(), port, &[], overrides).await
+        Self::assemble(
+            stack,
+            auth_redis(),
+            port,
+            &[],
+            projects_overrides,
+            auth_overrides,
+        )
+        .await
     }
 
     /// The services over `stack` (whose fake registered [`auth_redirect_uri`] of `port`) and
-    /// auth-service's Redis `auth_redis`: token-service with `token_overrides`, auth-service on
-    /// `port` with `auth_overrides`.
+    /// auth-service's Redis `auth_redis`: token-service with `token_overrides`, projects-service
+    /// with `projects_overrides`, auth-service on `port` with `auth_overrides`.
     pub async fn assemble(
         stack: Stack,
         auth_redis: RedisServer,
         port: u16,
         token_overrides: &[(&str, &str)],
+        projects_overrides: &[(&str, &str)],
         auth_overrides: &[(&str, &str)],
     ) -> AuthStack {
         // The default token-service env has auth-service's key and real grant.
         let replica = stack.replica(token_overrides).await;
         let token_addr = replica.addr;
-        let projects = stack.projects(token_addr, &[]).await;
+        let projects = stack.projects(token_addr, projects_overrides).await;
         let vars = auth_vars(
             &stack,
             &auth_redis,

@@ -15,6 +15,7 @@ use system_tests::*;
 
 mod failures;
 mod hardening;
+mod listings;
 mod reconnect;
 mod sessions;
 mod sign_in;
@@ -27,6 +28,9 @@ const UNAVAILABLE: &str = "Temporarily unavailable";
 const RECONNECT_BANNER: &str = "Snyk access was lost; reconnect.";
 const REFUSED: &str = "Request refused";
 const NOT_YOURS: &str = "This installation cannot be changed from here";
+const NOT_IN_TIME: &str = "The project list was not ready in time. Reload the page to try again.";
+const TOO_MANY_PROJECTS: &str =
+    "This organization has more projects than the app lists at once, so they are not shown here.";
 
 /// The Reconnect button of install `id`'s page: a form post for that install, never a link to
 /// `/auth` (which would make a new install).

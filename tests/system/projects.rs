@@ -123,6 +123,45 @@ async fn lists_every_project_in_order() {
     );
 }
 
+/// `PROJECTS_SERVICE_MAX_PROJECTS`: a listing that would pass it fetches no page after the one
+/// that passed it and answers 422 `too_many_projects`, saying to narrow it; narrowed by a
+/// filter, or exactly at the cap, it is whole.
+#[tokio::test]
+async fn a_listing_over_the_project_cap_stops_at_the_page_that_passed_it() {
+    let (stack, replica, org) = stack_with_org(1234).await;
+    let capped = stack
+        .projects(replica.addr, &[("PROJECTS_SERVICE_MAX_PROJECTS", "250")])
+        .await;
+    let path = format!("/v1/orgs/{org}/projects");
+
+    let (status, body) = json(capped.get(&path).await).await;
+
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "too_many_projects");
+    let message = body["message"].as_str().unwrap();
+    for part in [
+        "more than 250 projects",
+        "PROJECTS_SERVICE_MAX_PROJECTS",
+        "names_start_with",
+    ] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    assert_eq!(
+        project_calls(&stack),
+        3,
+        "pages 1 and 2 (200 projects), then page 3 passed the cap: no page after it"
+    );
+
+    // One origin in five: 247 projects, under the cap.
+    let (status, body) = json(capped.get(&format!("{path}?origin=github")).await).await;
+    assert_eq!((status, &body["count"]), (200, &serde_json::json!(247)));
+    let at_cap = stack
+        .projects(replica.addr, &[("PROJECTS_SERVICE_MAX_PROJECTS", "1234")])
+        .await;
+    let (status, body) = json(at_cap.get(&path).await).await;
+    assert_eq!((status, &body["count"]), (200, &serde_json::json!(1234)));
+}
+
 #[tokio::test]
 async fn filters_pass_through() {
     let (stack, replica, org) = stack_with_org(120).await;

@@ -42,6 +42,7 @@ async fn the_whole_install_runs_over_tls_only_redis_as_each_services_own_user() 
         auth_redis,
         port,
         on_tls,
+        &[],
         &[
             ("AUTH_REDIS_URL", &auth_url),
             ("REDIS_CA_CERT", &auth_certs.ca),

@@ -269,6 +269,8 @@ async fn a_projects_listing_is_one_trace_across_projects_and_token_service() {
         // By caller: projects-service's hand-outs, under its configured name.
         "snykapps_token_requests_total{caller=\"projects-service\",outcome=\"ok\",served=\"stored\"}",
         "snykapps_snyk_calls_total{endpoint=\"oauth2/token\",status=\"200\"}",
+        // Exported at 0 from start-up.
+        "snykapps_snyk_body_capped_total{endpoint=\"oauth2/token\"} 0",
         "rpc_server_duration_bucket",
     ] {
         assert!(
@@ -284,6 +286,9 @@ async fn a_projects_listing_is_one_trace_across_projects_and_token_service() {
         .unwrap();
     for series in [
         "snykapps_snyk_calls_total{endpoint=\"rest/projects\",status=\"200\"}",
+        // Exported at 0 from start-up.
+        "snykapps_snyk_body_capped_total{endpoint=\"rest/projects\"} 0",
+        "snykapps_listings_capped_total 0",
         "http_server_duration_bucket",
     ] {
         assert!(

@@ -1,7 +1,6 @@
 //! What token-service did, counted twice on purpose: OpenTelemetry instruments (exported over
 //! OTLP and at `/metrics`) and plain atomics that tests read as a [`Snapshot`] without any
-//! exporter in the way. The label values (how a hand-out, a refresh, a permit or a sweep ended)
-//! are in `labels`.
+//! exporter in the way. The values each label takes are typed in `labels`.
 
 use std::{
     sync::{
@@ -20,7 +19,7 @@ use crate::{cache::GrantCache, caller::Rpc, client_secret, grant::ReauthReason};
 
 mod labels;
 
-pub use labels::{KeepAliveOutcome, PermitOutcome, RefreshOutcome, Served};
+pub use labels::{KeepAliveOutcome, PermitOutcome, RefreshOutcome, Served, SnykEndpoint};
 
 /// `snykapps.token.requests`, counted per caller in plain atomics on the hot path and handed to
 /// OpenTelemetry only when metrics are collected (an observable counter): a hand-out costs one
@@ -153,6 +152,8 @@ struct Outcomes {
     snyk_permits: [AtomicU64; PermitOutcome::ALL.len()],
     /// 429s from Snyk reported to an install's budget (each pauses the install's requests).
     snyk_pauses: AtomicU64,
+    /// Answers whose body passed `snyk_rest::MAX_BODY_BYTES`, by endpoint.
+    snyk_body_capped: [AtomicU64; SnykEndpoint::ALL.len()],
 }
 
 impl Outcomes {
@@ -228,6 +229,19 @@ impl Outcomes {
                 "snykapps.snyk.pauses",
                 "429s from Snyk reported to an install's budget: each pauses every replica's requests for that install until its Retry-After",
                 |m, o| o.observe(m.snyk_pauses.load(Relaxed), &[]),
+            ),
+            counter(
+                "snykapps.snyk.body_capped",
+                "Answers from Snyk whose body was over the byte cap, not read (an error for the call), by endpoint",
+                |m, o| {
+                    observe_each(
+                        o,
+                        &m.snyk_body_capped,
+                        "endpoint",
+                        SnykEndpoint::ALL,
+                        SnykEndpoint::label,
+                    )
+                },
             ),
             counter(
                 "snykapps.keepalive.refreshes",
@@ -397,6 +411,8 @@ pub struct Snapshot {
     pub client_secret_rejected: [u64; client_secret::MAX_SECRETS],
     /// Callers' demands for a refresh held to the minimum refresh interval, every caller's.
     pub spins_refused: u64,
+    /// Answers over the body cap, in [`SnykEndpoint::ALL`]'s order.
+    pub snyk_body_capped: [u64; SnykEndpoint::ALL.len()],
 }
 
 impl Metrics {
@@ -461,12 +477,12 @@ impl Metrics {
         });
     }
 
-    /// One call to Snyk: `endpoint` like "oauth2/token", `status` the HTTP status or "error".
-    pub fn snyk_call(&self, endpoint: &'static str, status: String) {
+    /// One call to Snyk: `status` the HTTP status or "error".
+    pub fn snyk_call(&self, endpoint: SnykEndpoint, status: String) {
         self.otel.snyk_calls.add(
             1,
             &[
-                KeyValue::new("endpoint", endpoint),
+                KeyValue::new("endpoint", endpoint.label()),
                 KeyValue::new("status", status),
             ],
         );
@@ -478,6 +494,11 @@ impl Metrics {
 
     pub fn snyk_paused(&self) {
         self.outcomes.snyk_pauses.fetch_add(1, Relaxed);
+    }
+
+    /// An answer from `endpoint` whose body was over the cap, left unread.
+    pub fn snyk_body_capped(&self, endpoint: SnykEndpoint) {
+        self.outcomes.snyk_body_capped[endpoint as usize].fetch_add(1, Relaxed);
     }
 
     pub fn refresh(&self, outcome: RefreshOutcome) {
@@ -590,6 +611,7 @@ impl Metrics {
                 o.client_secret_rejected[i].load(Relaxed)
             }),
             spins_refused: self.token_requests.spins_refused_total(),
+            snyk_body_capped: std::array::from_fn(|i| o.snyk_body_capped[i].load(Relaxed)),
         }
     }
 }
@@ -611,6 +633,9 @@ mod tests {
         }
         for (i, o) in PermitOutcome::ALL.into_iter().enumerate() {
             assert_eq!(o as usize, i, "{o:?}");
+        }
+        for (i, e) in SnykEndpoint::ALL.into_iter().enumerate() {
+            assert_eq!(e as usize, i, "{e:?}");
         }
     }
 

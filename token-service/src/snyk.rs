@@ -17,7 +17,7 @@ use url::Url;
 use crate::{
     client_secret::{self, ClientSecrets, SecretChoice, Slot},
     grant::{Org, OrgId, TokenPair},
-    metrics::Metrics,
+    metrics::{Metrics, SnykEndpoint},
 };
 
 #[derive(Deserialize)]
@@ -313,7 +313,7 @@ impl SnykClient {
             self.token_answer(request)
         });
         answer_within(self.timeout, call).await.unwrap_or_else(|| {
-            self.metrics.snyk_call("oauth2/token", "error".into());
+            self.metrics.snyk_call(SnykEndpoint::Token, "error".into());
             Err(SnykError::Lost(format!(
                 "no answer from Snyk's token endpoint within {} ms",
                 self.timeout.as_millis()
@@ -383,15 +383,20 @@ impl SnykClient {
         let response = request
             .send()
             .await
-            .inspect_err(|_| self.metrics.snyk_call("oauth2/token", "error".into()))
+            .inspect_err(|_| self.metrics.snyk_call(SnykEndpoint::Token, "error".into()))
             .map_err(classify)?;
         let status = response.status();
         self.metrics
-            .snyk_call("oauth2/token", status.as_u16().to_string());
+            .snyk_call(SnykEndpoint::Token, status.as_u16().to_string());
         if status.is_success() {
-            let body: TokenBody = response.json().await.map_err(|e| {
-                SnykError::Lost(format!("unreadable token answer: {}", e.without_url()))
-            })?;
+            // Lost, not refused: Snyk answered 200, so it may have rotated the pair it carries.
+            let unreadable =
+                |e: &dyn fmt::Display| SnykError::Lost(format!("unreadable token answer: {e}"));
+            let body = self
+                .read_body(SnykEndpoint::Token, response)
+                .await
+                .map_err(|e| unreadable(&e))?;
+            let body: TokenBody = serde_json::from_slice(&body).map_err(|e| unreadable(&e))?;
             let refresh_token = body
                 .refresh_token
                 .ok_or_else(|| SnykError::Lost("token answer without refresh_token".into()))?;
@@ -405,7 +410,7 @@ impl SnykClient {
                 bot_id: body.bot_id,
             });
         }
-        Err(error_answer(response).await)
+        Err(self.error_answer(SnykEndpoint::Token, response).await)
     }
 
     /// Revokes `token` (and with it the grant). Snyk answers 200 whether it was valid or not.
@@ -423,14 +428,14 @@ impl SnykClient {
                 ])
                 .send()
                 .await
-                .inspect_err(|_| self.metrics.snyk_call("oauth2/revoke", "error".into()))
+                .inspect_err(|_| self.metrics.snyk_call(SnykEndpoint::Revoke, "error".into()))
                 .map_err(classify)?;
             self.metrics
-                .snyk_call("oauth2/revoke", response.status().as_u16().to_string());
+                .snyk_call(SnykEndpoint::Revoke, response.status().as_u16().to_string());
             if response.status().is_success() {
                 return Ok(());
             }
-            Err(error_answer(response).await)
+            Err(self.error_answer(SnykEndpoint::Revoke, response).await)
         })
         .await
     }
@@ -460,8 +465,11 @@ impl SnykClient {
                     &service_runtime::telemetry::current_context_headers(),
                 )
                 .await
-                .inspect(|_| self.metrics.snyk_call("rest/orgs", "200".into()))
-                .inspect_err(|e| self.metrics.snyk_call("rest/orgs", e.status_label()))
+                .inspect(|_| self.metrics.snyk_call(SnykEndpoint::Orgs, "200".into()))
+                .inspect_err(|e| {
+                    self.metrics.snyk_call(SnykEndpoint::Orgs, e.status_label());
+                    self.count_capped(SnykEndpoint::Orgs, e);
+                })
                 .map_err(from_rest)?;
             for o in page.data {
                 let id = OrgId::parse(&o.id).map_err(|_| {
@@ -478,6 +486,56 @@ impl SnykClient {
             }
         }
         Err(SnykError::Unexpected("/rest/orgs paginates beyond 1000 pages".into()).into())
+    }
+
+    /// The body of an answer from `endpoint`, within `snyk_rest::MAX_BODY_BYTES` as every
+    /// body read of a Snyk answer.
+    async fn read_body(
+        &self,
+        endpoint: SnykEndpoint,
+        response: reqwest::Response,
+    ) -> Result<Vec<u8>, RestError> {
+        snyk_rest::read_body(response, snyk_rest::MAX_BODY_BYTES)
+            .await
+            .inspect_err(|e| self.count_capped(endpoint, e))
+    }
+
+    fn count_capped(&self, endpoint: SnykEndpoint, e: &RestError) {
+        if let RestError::TooLarge { .. } = e {
+            self.metrics.snyk_body_capped(endpoint);
+        }
+    }
+
+    /// What a non-2xx answer from `endpoint` means.
+    async fn error_answer(&self, endpoint: SnykEndpoint, response: reqwest::Response) -> SnykError {
+        let status = response.status();
+        if status.is_redirection() {
+            // Definite and not retried: the host answered without redeeming anything, and the
+            // form goes nowhere else. The target is left out of the message: it is not ours to
+            // log.
+            return SnykError::Unexpected(format!(
+                "Snyk answered {status}, a redirect, which is never followed (check SNYK_API_URL)"
+            ));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return SnykError::Transient {
+                status: status.as_u16(),
+                retry_after: snyk_rest::retry_after(&response),
+            };
+        }
+        // A definite refusal either way: unreadable or over the cap, it redeemed nothing.
+        let body = match self.read_body(endpoint, response).await {
+            Ok(body) => body,
+            Err(e) => return SnykError::Unexpected(format!("status {status}: {e}")),
+        };
+        match serde_json::from_slice::<OAuthErrorBody>(&body) {
+            Ok(body) => SnykError::Rejected {
+                status: status.as_u16(),
+                error: body.error,
+                description: body.error_description,
+            },
+            Err(_) => SnykError::Unexpected(format!("status {status} without an OAuth error body")),
+        }
     }
 }
 
@@ -537,37 +595,6 @@ fn classify(e: reqwest::Error) -> SnykError {
     }
 }
 
-async fn error_answer(response: reqwest::Response) -> SnykError {
-    let status = response.status();
-    if status.is_redirection() {
-        // Definite and not retried: the host answered without redeeming anything, and the form
-        // goes nowhere else. The target is left out of the message: it is not ours to log.
-        return SnykError::Unexpected(format!(
-            "Snyk answered {status}, a redirect, which is never followed (check SNYK_API_URL)"
-        ));
-    }
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        return SnykError::Transient {
-            status: status.as_u16(),
-            retry_after,
-        };
-    }
-    match response.json::<OAuthErrorBody>().await {
-        Ok(body) => SnykError::Rejected {
-            status: status.as_u16(),
-            error: body.error,
-            description: body.error_description,
-        },
-        Err(_) => SnykError::Unexpected(format!("status {status} without an OAuth error body")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -612,9 +639,13 @@ mod tests {
     }
 
     fn client(fake: &FakeSnyk, secrets: &str) -> (SnykClient, Arc<Metrics>) {
+        client_of(&fake.url(), secrets)
+    }
+
+    fn client_of(api: &str, secrets: &str) -> (SnykClient, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
         let client = SnykClient::new(
-            Url::parse(&fake.url()).unwrap(),
+            Url::parse(api).unwrap(),
             ID.into(),
             ClientSecrets::parse(secrets).unwrap(),
             "2024-05-31".into(),
@@ -739,5 +770,55 @@ mod tests {
             "nothing spent, nothing revoked"
         );
         assert_eq!(fake.stats().spent_refresh_token_reuses, 0);
+    }
+
+    /// Every body read of a Snyk answer stops at `snyk_rest::MAX_BODY_BYTES` and is counted by
+    /// endpoint: a 200 from the token endpoint over it is a lost answer (Snyk may have rotated
+    /// the pair it carries), an error answer or a page of orgs over it a definite, unretried
+    /// error.
+    #[tokio::test]
+    async fn answers_over_the_body_cap_are_errors_and_counted() {
+        use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+        let server = MockServer::start().await;
+        let (snyk, metrics) = client_of(&server.uri(), A);
+        let over = |status: u16| {
+            ResponseTemplate::new(status).set_body_raw(
+                vec![b' '; snyk_rest::MAX_BODY_BYTES + 1],
+                "application/json",
+            )
+        };
+        let token = SecretString::from("refresh-token".to_owned());
+        let mount = async |path: &str, status: u16| {
+            server.reset().await;
+            Mock::given(matchers::path(path))
+                .respond_with(over(status))
+                .mount(&server)
+                .await;
+        };
+
+        mount("/oauth2/token", 200).await;
+        let lost = snyk.refresh(&token).await.unwrap_err();
+        assert!(matches!(lost, SnykError::Lost(_)), "{lost:?}");
+        assert_eq!(lost.redemption(), Redemption::Maybe);
+        mount("/oauth2/token", 400).await;
+        let refused = snyk.refresh(&token).await.unwrap_err();
+        assert_eq!(
+            refused.redemption(),
+            Redemption::NotRedeemed { retry_after: None }
+        );
+        mount("/oauth2/revoke", 400).await;
+        let revoke = snyk.revoke(&token).await.unwrap_err();
+        mount("/rest/orgs", 200).await;
+        let orgs = snyk
+            .list_orgs(&token, || async { Ok::<_, SnykError>(()) })
+            .await
+            .unwrap_err();
+        for err in [&refused, &revoke, &orgs] {
+            assert!(matches!(err, SnykError::Unexpected(_)), "{err:?}");
+        }
+        for err in [lost, refused, revoke, orgs] {
+            assert!(err.to_string().contains("4194304 bytes"), "{err}");
+        }
+        assert_eq!(metrics.snapshot().snyk_body_capped, [2, 1, 1]);
     }
 }

@@ -285,3 +285,35 @@ async fn redirects_answer_307_with_the_location_without_touching_state() {
     assert_eq!(stats.successful_refreshes, 1);
     assert_eq!(stats.rest_calls[&307], 1);
 }
+
+#[tokio::test]
+async fn org_latency_slows_only_that_orgs_projects_while_requests_in_flight_are_counted() {
+    let app = spawn().await;
+    let tokens = app.install().await;
+    let (slow, fast) = (app.org_id("Big Org"), app.org_id("Demo Org"));
+    let latency = Duration::from_millis(500);
+    app.fake.inject(Fault::OrgLatency {
+        org_id: slow,
+        latency,
+    });
+    let timed = async |org| {
+        let started = Instant::now();
+        let page = app
+            .projects_page(org, &format!("version={VERSION}"), &tokens.access_token)
+            .await;
+        assert!(!page["data"].as_array().unwrap().is_empty(), "{page}");
+        started.elapsed()
+    };
+
+    let (slow_took, fast_took) = tokio::join!(timed(slow), timed(fast));
+
+    assert!(slow_took >= latency, "{slow_took:?}");
+    assert!(fast_took < latency, "{fast_took:?}");
+    assert_eq!(app.fake.stats().rest_in_flight_max, 2, "both at once");
+    app.fake.inject(Fault::OrgLatency {
+        org_id: slow,
+        latency: Duration::ZERO,
+    });
+    assert!(timed(slow).await < latency, "zero clears it");
+    assert_eq!(app.fake.stats().rest_in_flight_max, 2);
+}

@@ -1,6 +1,32 @@
-//! The label values of token-service's metrics: what a hand-out, a refresh, a permit and a
-//! keep-alive sweep can come to, each with the label it is exported under. Counters index their
-//! atomics by these enums' declaration order (`outcomes_have_their_own_slots`).
+//! The values of the counters' labels: one enum per label, whose declaration order is each
+//! value's slot in the counters' arrays (`outcomes_have_their_own_slots`).
+
+/// The Snyk endpoints token-service calls: the `endpoint` label of `snykapps.snyk.*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnykEndpoint {
+    /// `POST /oauth2/token`: code exchanges and refreshes.
+    Token,
+    /// `POST /oauth2/revoke`.
+    Revoke,
+    /// `GET /rest/orgs`: a new install's orgs.
+    Orgs,
+}
+
+impl SnykEndpoint {
+    pub const ALL: [SnykEndpoint; 3] = [
+        SnykEndpoint::Token,
+        SnykEndpoint::Revoke,
+        SnykEndpoint::Orgs,
+    ];
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            SnykEndpoint::Token => "oauth2/token",
+            SnykEndpoint::Revoke => "oauth2/revoke",
+            SnykEndpoint::Orgs => "rest/orgs",
+        }
+    }
+}
 
 /// How a token was handed out: the `served` label of `snykapps.token.requests`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
