@@ -105,6 +105,11 @@ impl Inner {
             .admit(token, per_minute, now)
             .map_err(|retry_after| {
                 self.stats.rate_limited += 1;
+                *self
+                    .stats
+                    .rate_limited_retry_after
+                    .entry(retry_after)
+                    .or_default() += 1;
                 RestError::rate_limited(per_minute, retry_after)
             })
     }

@@ -32,6 +32,10 @@ pub struct Stats {
     /// 429s are not counted here (both are in `rest_calls`).
     #[serde(default)]
     pub rate_limited: u64,
+    /// The `Retry-After` of those refusals, in seconds: how many were sent with each value
+    /// (what a benchmark needs to count the windows within which a client should have waited).
+    #[serde(default)]
+    pub rate_limited_retry_after: BTreeMap<u32, u64>,
 }
 
 impl Stats {
