@@ -470,12 +470,15 @@ fn details(results: &BudgetResults) -> String {
     let _ = writeln!(
         out,
         "\n`PROJECTS_SERVICE_DEADLINE_SECONDS={}` for both runs, so that the deadline does not cut \
-         them short; token-service {} `AcquireSnykPermit` to projects-service.",
+         them short. {}",
         setting("deadline_seconds"),
         match results.settings.get("permit_granted") {
-            Some(v) if *v > 0.0 => "grants",
-            Some(_) => "does not know (nothing granted)",
-            None => "n/a:",
+            Some(v) if *v > 0.0 => "token-service granted projects-service `AcquireSnykPermit`.",
+            Some(_) => {
+                "token-service did not know `AcquireSnykPermit`: nothing was granted, no budget \
+                 was asked for."
+            }
+            None => "Whether token-service granted `AcquireSnykPermit` is not known.",
         }
     );
 

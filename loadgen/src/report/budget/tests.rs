@@ -233,7 +233,7 @@ fn goals_met_after_the_budget() {
         "{details}"
     );
     assert!(
-        details.contains("token-service grants `AcquireSnykPermit`"),
+        details.contains("token-service granted projects-service `AcquireSnykPermit`."),
         "{details}"
     );
 }
