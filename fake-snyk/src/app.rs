@@ -1,12 +1,12 @@
 //! Shared state of one fake instance and the HTTP routes that reach it.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::catalog::Catalog;
-use crate::config::Config;
+use crate::catalog::{AddOrgsError, Catalog};
+use crate::config::{Config, OrgSeed};
 use crate::faults::{Fault, Faults};
 use crate::ratelimit::RateLimiter;
 use crate::secrets::{ClientSecretError, ClientSecrets, SecretChange};
@@ -18,7 +18,10 @@ use crate::{authorize, control, rest, token};
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub(crate) config: Config,
-    pub(crate) catalog: Catalog,
+    /// Its own lock, apart from `inner`: every REST request reads it, orgs are rarely added
+    /// (`POST /_fake/orgs`), and a page of projects is built under the read lock without holding
+    /// up the requests that only touch `inner`.
+    catalog: RwLock<Catalog>,
     // A std mutex, not a Tokio one: every critical section is a few map operations and never
     // crosses an `.await`, so blocking briefly is cheaper than an async lock (mini-redis' reasoning).
     inner: Mutex<Inner>,
@@ -64,7 +67,7 @@ impl AppState {
         faults.inject(Fault::RateLimitPerMinute(config.rate_limit_per_minute));
         let secrets = ClientSecrets::new(&config.client_secret);
         Self {
-            catalog: Catalog::new(&config.orgs),
+            catalog: RwLock::new(Catalog::new(&config.orgs)),
             config,
             inner: Mutex::new(Inner {
                 store: Store::new(lifetimes),
@@ -81,6 +84,19 @@ impl AppState {
     /// way that matters to a test double, so a poisoned lock is simply taken over.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The orgs served, read-locked (a poisoned lock is taken over, as [`AppState::lock`] does).
+    pub(crate) fn catalog(&self) -> RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds orgs after those served (all or none, see [`Catalog::add`]).
+    pub(crate) fn add_orgs(&self, seeds: &[OrgSeed]) -> Result<(), AddOrgsError> {
+        self.catalog
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(seeds)
     }
 
     /// Changes the client's secrets; the new secret when one was generated.
@@ -134,5 +150,6 @@ pub(crate) fn router(state: SharedState) -> Router {
             post(control::set_refresh_token_ttl),
         )
         .route("/_fake/client-secrets", post(control::change_client_secret))
+        .route("/_fake/orgs", post(control::add_orgs))
         .with_state(state)
 }

@@ -321,7 +321,7 @@ pub(crate) async fn page(State(state): State<SharedState>, RawQuery(query): RawQ
         .map(|s| format!("  <li>{}</li>\n", html_escape(s)))
         .collect();
     let orgs: String = state
-        .catalog
+        .catalog()
         .orgs()
         .iter()
         .map(|o| format!("  <li>{}</li>\n", html_escape(&o.name)))

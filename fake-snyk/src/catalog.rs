@@ -1,4 +1,5 @@
-//! The seeded data the REST API serves: orgs and their deterministic, generated projects.
+//! The seeded data the REST API serves: orgs and their deterministic, generated projects. Orgs
+//! come from the config at start and may be added at run time ([`Catalog::add`]).
 
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
@@ -26,6 +27,33 @@ const KINDS: &[(&str, &str)] = &[
 const ORIGINS: &[&str] = &["github", "cli", "gitlab", "bitbucket-cloud", "azure-repos"];
 
 const BRANCHES: &[&str] = &["main", "develop", "release"];
+
+/// The most orgs one fake serves. Each org's `created_at` lies 30 days before the previous
+/// one's, so this keeps every date within the years RFC 3339 can write.
+pub const MAX_ORGS: usize = 10_000;
+
+/// Why orgs cannot be added ([`crate::FakeSnyk::add_orgs`], `POST /_fake/orgs`); nothing is
+/// added then.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddOrgsError {
+    /// An org with the same id (the same name, for [`OrgSeed::new`]) is served already, or is
+    /// listed twice.
+    #[error("org {name:?} ({id}) is seeded already")]
+    Duplicate {
+        /// The name of the org added again.
+        name: String,
+        /// Its id.
+        id: Uuid,
+    },
+    /// More than [`MAX_ORGS`] in all.
+    #[error("the fake serves at most {MAX_ORGS} orgs; {served} are seeded, {adding} more asked")]
+    TooMany {
+        /// Orgs served now.
+        served: usize,
+        /// Orgs asked for.
+        adding: usize,
+    },
+}
 
 /// An org as served.
 #[derive(Debug, Clone)]
@@ -66,21 +94,46 @@ fn rfc3339(at: OffsetDateTime) -> String {
 }
 
 impl Catalog {
+    /// The orgs of `seeds`, whose ids the config checked to be distinct.
     pub(crate) fn new(seeds: &[OrgSeed]) -> Self {
+        let mut catalog = Self { orgs: Vec::new() };
+        catalog.push(seeds);
+        catalog
+    }
+
+    /// Adds the orgs of `seeds` after those served, all or none: each must be new, and the
+    /// catalog must stay within [`MAX_ORGS`].
+    pub(crate) fn add(&mut self, seeds: &[OrgSeed]) -> Result<(), AddOrgsError> {
+        if self.orgs.len().saturating_add(seeds.len()) > MAX_ORGS {
+            return Err(AddOrgsError::TooMany {
+                served: self.orgs.len(),
+                adding: seeds.len(),
+            });
+        }
+        for (i, seed) in seeds.iter().enumerate() {
+            if self.org(seed.id).is_some() || seeds[..i].iter().any(|s| s.id == seed.id) {
+                return Err(AddOrgsError::Duplicate {
+                    name: seed.name.clone(),
+                    id: seed.id,
+                });
+            }
+        }
+        self.push(seeds);
+        Ok(())
+    }
+
+    fn push(&mut self, seeds: &[OrgSeed]) {
         let group_id = Uuid::new_v5(&GROUP_NAMESPACE, b"fake-snyk-group");
-        let orgs = seeds
-            .iter()
-            .enumerate()
-            .map(|(i, seed)| Org {
+        let first = self.orgs.len();
+        self.orgs
+            .extend(seeds.iter().enumerate().map(|(i, seed)| Org {
                 id: seed.id,
                 name: seed.name.clone(),
                 slug: seed.slug.clone(),
                 projects: seed.projects,
                 group_id,
-                created_at: epoch() - TimeDelta::days(30 * (i as i64 + 1)),
-            })
-            .collect();
-        Self { orgs }
+                created_at: epoch() - TimeDelta::days(30 * ((first + i) as i64 + 1)),
+            }));
     }
 
     pub(crate) fn orgs(&self) -> &[Org] {
@@ -168,6 +221,7 @@ impl Org {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -185,6 +239,60 @@ mod tests {
         assert_eq!(
             org.project(0)["attributes"]["created"],
             "2022-12-03T04:04:05Z"
+        );
+    }
+
+    #[test]
+    fn added_orgs_follow_the_seeded_ones_all_or_none() {
+        let mut catalog = Catalog::new(&[OrgSeed::new("Acme", 5)]);
+        catalog
+            .add(&[OrgSeed::new("Beta", 500), OrgSeed::new("Gamma", 0)])
+            .unwrap();
+        let names: Vec<&str> = catalog.orgs().iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["Acme", "Beta", "Gamma"]);
+        // Dated as if seeded at start, 30 days apart.
+        assert_eq!(
+            catalog.orgs()[1].resource()["attributes"]["created_at"],
+            Catalog::new(&[OrgSeed::new("Acme", 5), OrgSeed::new("Beta", 500)]).orgs()[1]
+                .resource()["attributes"]["created_at"]
+        );
+
+        let again = OrgSeed::new("Beta", 1);
+        assert_eq!(
+            catalog.add(&[OrgSeed::new("Delta", 1), again.clone()]),
+            Err(AddOrgsError::Duplicate {
+                name: "Beta".into(),
+                id: again.id
+            })
+        );
+        let twice = OrgSeed::new("Epsilon", 1);
+        assert!(matches!(
+            catalog.add(&[twice.clone(), twice]),
+            Err(AddOrgsError::Duplicate { .. })
+        ));
+        assert_eq!(catalog.orgs().len(), 3, "nothing added on an error");
+
+        let many: Vec<OrgSeed> = (0..MAX_ORGS - 2)
+            .map(|i| OrgSeed::new(&format!("Org {i}"), 1))
+            .collect();
+        assert_eq!(
+            catalog.add(&many),
+            Err(AddOrgsError::TooMany {
+                served: 3,
+                adding: MAX_ORGS - 2
+            })
+        );
+        catalog.add(&many[1..]).unwrap();
+        assert_eq!(catalog.orgs().len(), MAX_ORGS);
+        // The oldest org's date still has four digits.
+        let last = &catalog.orgs()[MAX_ORGS - 1];
+        assert!(
+            last.resource()["attributes"]["created_at"]
+                .as_str()
+                .unwrap()
+                .starts_with('1'),
+            "{}",
+            last.resource()
         );
     }
 }

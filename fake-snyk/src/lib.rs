@@ -52,6 +52,7 @@ mod token;
 mod version;
 
 pub use authorize::AuthorizeError;
+pub use catalog::{AddOrgsError, MAX_ORGS};
 pub use config::{
     Config, ConfigError, DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_CODE_TTL, DEFAULT_REFRESH_TOKEN_TTL,
     DEFAULT_SCOPE, OrgSeed,

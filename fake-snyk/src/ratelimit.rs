@@ -134,6 +134,11 @@ impl Inner {
             .map_err(|refusal| {
                 self.stats.rate_limited += 1;
                 self.stats.rate_limit_pauses += u64::from(refusal.new_pause);
+                *self
+                    .stats
+                    .rate_limited_retry_after
+                    .entry(refusal.retry_after)
+                    .or_default() += 1;
                 RestError::rate_limited(per_minute, refusal.retry_after)
             })
     }

@@ -404,7 +404,7 @@ fn self_body(ctx: &Ctx<'_>) -> Result<Value, RestError> {
     let mut attributes = json!({"name": "Fake Snyk App"});
     if let Some(org) = ctx
         .state
-        .catalog
+        .catalog()
         .orgs()
         .iter()
         .find(|o| ctx.principal.sees(o.id))
@@ -455,7 +455,8 @@ fn orgs_body(ctx: &Ctx<'_>) -> Result<Value, RestError> {
         .map(|raw| parse_uuid("group_id", raw))
         .transpose()?;
 
-    let orgs = ctx.state.catalog.orgs();
+    let catalog = ctx.state.catalog();
+    let orgs = catalog.orgs();
     let matches = |i: usize| {
         let org = &orgs[i];
         ctx.principal.sees(org.id)
@@ -551,9 +552,8 @@ impl ProjectFilter {
 fn projects_body(ctx: &Ctx<'_>, org_id: &str) -> Result<Value, RestError> {
     let id = parse_uuid("org_id", org_id)?;
     // Snyk answers an org outside the install exactly like one that does not exist: 404.
-    let org: &Org = ctx
-        .state
-        .catalog
+    let catalog = ctx.state.catalog();
+    let org: &Org = catalog
         .org(id)
         .filter(|o| ctx.principal.sees(o.id))
         .ok_or_else(|| RestError::not_found(format!("org {id} not found")))?;

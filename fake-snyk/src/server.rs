@@ -27,7 +27,8 @@ use tower::ServiceExt as _;
 
 use crate::app::{AppState, SharedState, router};
 use crate::authorize::{self, AuthorizeError};
-use crate::config::Config;
+use crate::catalog::AddOrgsError;
+use crate::config::{Config, OrgSeed};
 use crate::faults::Fault;
 use crate::secrets::{ClientSecretError, SecretChange};
 use crate::stats::Stats;
@@ -185,6 +186,13 @@ impl FakeSnyk {
         change: SecretChange,
     ) -> Result<Option<String>, ClientSecretError> {
         self.state.change_client_secret(&change)
+    }
+
+    /// Adds `orgs` after those served (all or none): every install that covers all orgs sees
+    /// them at once, and installs made afterwards list them. An org served already (the same id)
+    /// or more than [`crate::MAX_ORGS`] in all is refused. The same as `POST /_fake/orgs`.
+    pub fn add_orgs(&self, orgs: &[OrgSeed]) -> Result<(), AddOrgsError> {
+        self.state.add_orgs(orgs)
     }
 
     /// How many client secrets are active (1 or 2).

@@ -41,6 +41,10 @@ pub struct Stats {
     /// latency included): how many a client had in flight together.
     #[serde(default)]
     pub rest_in_flight_max: u64,
+    /// The `Retry-After` of those refusals, in seconds: how many were sent with each value
+    /// (what a benchmark needs to count the windows within which a client should have waited).
+    #[serde(default)]
+    pub rate_limited_retry_after: BTreeMap<u32, u64>,
 }
 
 impl Stats {

@@ -29,6 +29,11 @@ impl BearerHeader {
         value.set_sensitive(true);
         Ok(Self(value))
     }
+
+    /// The header value (marked sensitive).
+    pub(crate) fn header(&self) -> &HeaderValue {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for BearerHeader {
@@ -65,7 +70,7 @@ impl Operation for TimedGet {
         let response = self
             .http
             .get(self.url.clone())
-            .header(AUTHORIZATION, self.bearer.0.clone())
+            .header(AUTHORIZATION, self.bearer.header().clone())
             .header(ACCEPT, "application/json")
             .send()
             .await
@@ -138,8 +143,8 @@ pub struct PagePlan {
 
 /// The part of projects-service's answer we check; the projects are skipped, not built.
 #[derive(Debug, Deserialize)]
-struct Counted {
-    count: Option<u64>,
+pub(crate) struct Counted {
+    pub(crate) count: Option<u64>,
 }
 
 /// The parts of a JSON:API page we need: the items are counted and skipped (building them as
@@ -173,7 +178,7 @@ impl Operation for Listing {
             let response = self
                 .http
                 .get(url)
-                .header(AUTHORIZATION, self.bearer.0.clone())
+                .header(AUTHORIZATION, self.bearer.header().clone())
                 .header(ACCEPT, "application/vnd.api+json")
                 .send()
                 .await
@@ -276,19 +281,31 @@ pub async fn fake_stats(fake: &LocalUrl) -> anyhow::Result<Value> {
 
 /// `POST /_fake/faults` with a JSON fault, e.g. `{"token_latency":100}`.
 pub async fn fake_fault(fake: &LocalUrl, fault: &Value) -> anyhow::Result<()> {
+    fake_post(fake, "/_fake/faults", fault).await.map(drop)
+}
+
+/// `POST /_fake/orgs` with `{"name", "projects", "count"}`: orgs added at run time; their
+/// answer (the orgs added).
+pub async fn fake_orgs(fake: &LocalUrl, orgs: &Value) -> anyhow::Result<String> {
+    fake_post(fake, "/_fake/orgs", orgs).await
+}
+
+/// A JSON `POST` to one of the fake's control endpoints; the answer's body, or an error naming
+/// the endpoint and its answer.
+async fn fake_post(fake: &LocalUrl, path: &str, body: &Value) -> anyhow::Result<String> {
     let response = http_client()?
-        .post(fake.url().join("/_fake/faults")?)
+        .post(fake.url().join(path)?)
         .header(CONTENT_TYPE, "application/json")
-        .body(fault.to_string())
+        .body(body.to_string())
         .send()
         .await
         .context("cannot reach the fake")?;
     let status = response.status();
+    let body = response.text().await.unwrap_or_default();
     if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        anyhow::bail!("POST /_fake/faults answered {status}: {body}");
+        anyhow::bail!("POST {path} answered {status}: {body}");
     }
-    Ok(())
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -82,12 +82,23 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An HTTP client for 127.0.0.1 only: no proxy, no redirects followed, bounded.
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    http_client_with_timeout(CALL_TIMEOUT)
+}
+
+/// The same, with requests bounded by `timeout` (a listing that waits for its budget takes
+/// minutes).
+pub fn http_client_with_timeout(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    client_builder(timeout)
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+/// What every loadgen HTTP client is: 127.0.0.1 only, no proxy, no redirect followed.
+pub(crate) fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(CALL_TIMEOUT)
-        .build()
-        .context("cannot build the HTTP client")
+        .timeout(timeout)
 }
 
 /// Runs the whole flow once.
@@ -245,8 +256,15 @@ pub async fn authorize(
         .append_pair("state", &state)
         .append_pair("code_challenge", &pkce.challenge)
         .append_pair("code_challenge_method", "S256");
+    let location = approve_at(http, &LocalUrl::from_url(authorize)?).await?;
+    Ok(code_from_redirect(&location, &state)?)
+}
+
+/// The consent page at `consent` (an authorization request, however it was made), Approve, and
+/// where the decision's redirect sends the browser back to (not visited).
+pub async fn approve_at(http: &reqwest::Client, consent: &LocalUrl) -> anyhow::Result<String> {
     let page = http
-        .get(authorize.clone())
+        .get(consent.url().clone())
         .send()
         .await
         .context("cannot reach the consent page")?;
@@ -268,7 +286,8 @@ pub async fn authorize(
     let form = parse_consent_page(&html)?;
     // The form posts wherever it says; that must still be 127.0.0.1.
     let action = LocalUrl::from_url(
-        authorize
+        consent
+            .url()
             .join(&form.action)
             .context("the form action is not a URL")?,
     )?;
@@ -288,12 +307,12 @@ pub async fn authorize(
             body.chars().take(300).collect::<String>()
         );
     }
-    let location = decision
+    decision
         .headers()
         .get(LOCATION)
         .and_then(|l| l.to_str().ok())
-        .context("the redirect has no Location")?;
-    Ok(code_from_redirect(location, &state)?)
+        .map(str::to_owned)
+        .context("the redirect has no Location")
 }
 
 /// `application/x-www-form-urlencoded` of `pairs`, in order.

@@ -9,8 +9,10 @@
 //! [`latency`] (the histograms) → one module per subcommand: `echo-server` ([`echo`]), `install`
 //! ([`install`], with [`consent`] reading the fake's consent page), `get-token` ([`get_token`]),
 //! `lean-get-token` ([`lean`], the yardstick that `get-token` is held against), `storm`
-//! ([`storm`]), `http` and `page` ([`http`]) → [`report`] (the Markdown report of a
-//! `scripts/bench` run).
+//! ([`storm`]), `http` and `page` ([`http`]), `listings` ([`listings`]: concurrent listings
+//! against the request budget) and `install-page` ([`page`]: the install page through
+//! auth-service, and the peak memory behind it) → [`report`] (the Markdown report of a
+//! `scripts/bench` run, and in [`report::budget`] the section of `scripts/bench-budget`).
 
 pub mod args;
 pub mod client;
@@ -22,5 +24,7 @@ pub mod http;
 pub mod install;
 pub mod latency;
 pub mod lean;
+pub mod listings;
+pub mod page;
 pub mod report;
 pub mod storm;

@@ -6,7 +6,8 @@
 //! `try_main` (checks the arguments with `loadgen::args`, then hands each subcommand to its
 //! module of the library: `echo-server` to `echo`, `install` to `install`, `get-token` to
 //! `get_token`, `lean-get-token` to `lean`, `storm` to `storm`, `http` and `page` to `http`,
-//! `report` to `report`; `fake-stats`, `fake-fault` and `free-ports` are small helpers for
+//! `report` to `report`; `listings` to `listings`, `install-page` to `page`, `budget-report` to
+//! `report::budget`; `fake-stats`, `fake-fault`, `fake-orgs` and `free-ports` are small helpers for
 //! `scripts/bench` written here) → `shutdown_signal` (how a long run is stopped). The library's
 //! own reading order is in `lib.rs`.
 
@@ -24,7 +25,8 @@ use loadgen::client::{Bearer, connect};
 use loadgen::echo::EchoServer;
 use loadgen::http::{BearerHeader, GetPlan, PagePlan};
 use loadgen::latency::format_rate;
-use loadgen::{get_token, http, install, lean, report, storm};
+use loadgen::{get_token, http, install, lean, listings, page, report, storm};
+use snykapps_ids::OrgId;
 use snykapps_proto::token_v1 as pb;
 
 #[derive(Debug, Parser)]
@@ -207,6 +209,62 @@ enum Command {
         #[arg(long)]
         expect_count: Option<u64>,
     },
+    /// N whole listings of one org released at once, round-robin over projects-service replicas
+    /// (`GET /v1/orgs/{org}/projects`), while the fake's /_fake/stats is sampled.
+    Listings {
+        /// Comma-separated http://127.0.0.1:PORT projects-service replicas.
+        #[arg(long)]
+        target: String,
+        /// projects-service caller key (a caller of PROJECTS_SERVICE_ORG_ROUTE_CALLERS).
+        #[arg(long, env = "LOADGEN_BEARER", hide_env_values = true)]
+        bearer: String,
+        /// The org to list.
+        #[arg(long)]
+        org: String,
+        /// Listings released at once.
+        #[arg(long, default_value_t = 30)]
+        listings: usize,
+        /// Fail any listing whose JSON `count` differs.
+        #[arg(long)]
+        expect_count: Option<u64>,
+        /// The fake Snyk, whose /_fake/stats is sampled.
+        #[arg(long)]
+        fake: String,
+        /// Sampling interval, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        sample_ms: u64,
+        /// How long a listing may take (the duration bound).
+        #[arg(long, default_value_t = 900.0)]
+        duration_secs: f64,
+        /// The services' request budget (requests a minute), to state the rate against.
+        #[arg(long)]
+        budget_per_minute: Option<u32>,
+    },
+    /// Install through auth-service as a browser does, then load the install page N times,
+    /// reading the peak resident set of the processes named by --watch before and after.
+    InstallPage {
+        /// auth-service, http://127.0.0.1:PORT.
+        #[arg(long)]
+        auth: String,
+        /// Page loads, one after the other.
+        #[arg(long, default_value_t = 3)]
+        loads: usize,
+        /// How long one request may take.
+        #[arg(long, default_value_t = 120.0)]
+        duration_secs: f64,
+        /// NAME=PID of a process whose VmHWM is read (repeatable).
+        #[arg(long)]
+        watch: Vec<String>,
+    },
+    /// Render the budget and install-page tables of a scripts/bench-budget results directory
+    /// (the goals, then the details unless --goals-only); goals missed are named on stderr.
+    BudgetReport {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Only the goals table (the fixed "before" table of docs/benchmarks.md).
+        #[arg(long)]
+        goals_only: bool,
+    },
     /// Print the fake's /_fake/stats as one JSON line.
     FakeStats {
         #[arg(long, default_value = "http://127.0.0.1:8090")]
@@ -218,6 +276,14 @@ enum Command {
         fake: String,
         /// The fault, as JSON.
         fault: String,
+    },
+    /// POST orgs to the fake's /_fake/orgs, e.g. '{"name":"Page Org","projects":500,"count":40}';
+    /// prints its answer (the orgs added).
+    FakeOrgs {
+        #[arg(long, default_value = "http://127.0.0.1:8090")]
+        fake: String,
+        /// The orgs, as JSON.
+        orgs: String,
     },
     /// Print N distinct free TCP ports on 127.0.0.1 (bound, read back and released).
     FreePorts {
@@ -466,6 +532,72 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             emit(&serde_json::to_string(&report)?)?;
             eprintln!("{}", report.human());
         }
+        Command::Listings {
+            target,
+            bearer,
+            org,
+            listings,
+            expect_count,
+            fake,
+            sample_ms,
+            duration_secs,
+            budget_per_minute,
+        } => {
+            let bound = Budget::new(listings as u64, duration_secs)?;
+            let plan = listings::Plan {
+                targets: parse_targets(&target)?,
+                bearer: BearerHeader::new(&bearer)?,
+                org_id: OrgId::parse(&org)
+                    .map_err(|_| anyhow::anyhow!("--org {org:?} is not an org id (a UUID)"))?
+                    .to_string(),
+                listings: check_concurrency("--listings", listings)?,
+                expect_count,
+                fake: LocalUrl::parse_target(&fake)?,
+                sample_every: Budget::new(1, sample_ms as f64 / 1000.0)
+                    .map_err(|_| anyhow::anyhow!("--sample-ms must be 1 or more"))?
+                    .duration,
+                timeout: bound.duration,
+                budget_per_minute,
+            };
+            let report = listings::run(plan).await?;
+            emit(&serde_json::to_string(&report)?)?;
+            eprintln!("{}", report.human());
+        }
+        Command::InstallPage {
+            auth,
+            loads,
+            duration_secs,
+            watch,
+        } => {
+            let plan = page::Plan {
+                auth: LocalUrl::parse_target(&auth)?,
+                loads: check_concurrency("--loads", loads)?,
+                timeout: Budget::new(loads as u64, duration_secs)?.duration,
+                watch: watch
+                    .iter()
+                    .map(|w| page::Watched::parse(w))
+                    .collect::<anyhow::Result<_>>()?,
+            };
+            let report = page::run(plan).await?;
+            emit(&serde_json::to_string(&report)?)?;
+            eprintln!("{}", report.human());
+        }
+        Command::BudgetReport { dir, goals_only } => {
+            let results = report::budget::BudgetResults::load(&dir)?;
+            let rendered = report::budget::render_budget(&results);
+            if goals_only {
+                emit(rendered.goals.trim_end())?;
+            } else {
+                emit(&format!(
+                    "{}\n{}",
+                    rendered.goals,
+                    rendered.details.trim_end()
+                ))?;
+            }
+            for missed in &rendered.missed {
+                eprintln!("loadgen budget-report: goal missed: {missed}");
+            }
+        }
         Command::FakeStats { fake } => {
             let stats = http::fake_stats(&LocalUrl::parse_target(&fake)?).await?;
             emit(&stats.to_string())?;
@@ -474,6 +606,11 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let fault: serde_json::Value =
                 serde_json::from_str(&fault).context("the fault is not JSON")?;
             http::fake_fault(&LocalUrl::parse_target(&fake)?, &fault).await?;
+        }
+        Command::FakeOrgs { fake, orgs } => {
+            let orgs: serde_json::Value =
+                serde_json::from_str(&orgs).context("the orgs are not JSON")?;
+            emit(&http::fake_orgs(&LocalUrl::parse_target(&fake)?, &orgs).await?)?;
         }
         Command::FreePorts { count } => {
             let count = check_concurrency("--count", count)?;

@@ -11,6 +11,7 @@ mod faults;
 mod helpers;
 mod lifecycle;
 mod openapi;
+mod orgs;
 mod pagination;
 mod rate_limit;
 mod refresh;

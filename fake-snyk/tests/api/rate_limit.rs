@@ -100,8 +100,10 @@ async fn the_counter_counts_each_refusal_and_is_served_over_http() {
     let app = limited_to(1).await;
     let tokens = app.install().await;
     orgs_ok(&app, &tokens.access_token).await;
+    let mut sent = std::collections::BTreeMap::<u32, u64>::new();
     for _ in 0..3 {
-        assert_rate_limited(orgs(&app, &tokens.access_token).await).await;
+        let retry_after = assert_rate_limited(orgs(&app, &tokens.access_token).await).await;
+        *sent.entry(u32::try_from(retry_after).unwrap()).or_default() += 1;
     }
     // An injected 429 is not the limit's.
     app.fake.inject(Fault::RestErrors {
@@ -114,6 +116,8 @@ async fn the_counter_counts_each_refusal_and_is_served_over_http() {
     let served: Stats = app.get("/_fake/stats").await.json().await.unwrap();
     assert_eq!(served.rate_limited, 3);
     assert_eq!(served.rest_calls[&429], 4);
+    // Each refusal's Retry-After, counted by value (the injected one's 5 s is not among them).
+    assert_eq!(served.rate_limited_retry_after, sent);
     assert_eq!(served, app.fake.stats());
 }
 

@@ -22,8 +22,10 @@
 //! | `cpu.tsv` | the script: `run<TAB>process<TAB>CPU seconds` per line, `run` being one of the JSON files' stems (`token-s64`, …) |
 //!
 //! Reading order: `results` (what a run left, parsed), `goals` (the targets and their table),
-//! `tables` (the rest of the report).
+//! `tables` (the rest of the report); `budget`, the section `scripts/bench-budget` writes (the
+//! request budget and the install page), with its own files.
 
+pub mod budget;
 pub mod goals;
 mod results;
 mod tables;

@@ -77,7 +77,7 @@ pub fn parse_redis_benchmark(output: &str) -> Option<RedisBench> {
     Some(RedisBench { rps, p50_us })
 }
 
-fn read_json<T: DeserializeOwned>(dir: &Path, name: &str) -> anyhow::Result<Option<T>> {
+pub(super) fn read_json<T: DeserializeOwned>(dir: &Path, name: &str) -> anyhow::Result<Option<T>> {
     let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -114,7 +114,7 @@ fn tsv_pairs<'a>(name: &str, text: &'a str) -> anyhow::Result<Vec<(&'a str, &'a 
 }
 
 /// `key<TAB>number` lines of `name`, if the file is there.
-fn tsv_numbers(dir: &Path, name: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+pub(super) fn tsv_numbers(dir: &Path, name: &str) -> anyhow::Result<BTreeMap<String, f64>> {
     let Some(text) = read_optional(dir, name)? else {
         return Ok(BTreeMap::new());
     };
@@ -131,6 +131,14 @@ fn tsv_numbers(dir: &Path, name: &str) -> anyhow::Result<BTreeMap<String, f64>> 
 
 /// The `get-token` runs of the files `{prefix}{N}.json`, by N.
 fn runs_by_streams(dir: &Path, prefix: &str) -> anyhow::Result<BTreeMap<usize, RunReport>> {
+    numbered_files(dir, prefix)
+}
+
+/// The JSON of the files `{prefix}{N}.json`, by N.
+pub(super) fn numbered_files<T: DeserializeOwned>(
+    dir: &Path,
+    prefix: &str,
+) -> anyhow::Result<BTreeMap<usize, T>> {
     let mut runs = BTreeMap::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
