@@ -201,6 +201,17 @@ impl TestApp {
             .await
             .expect("request completes")
     }
+
+    /// `POST {path}` with `body` declared as `content_type` (a control endpoint's JSON, or not).
+    pub async fn post_body(&self, path: &str, content_type: &str, body: &str) -> Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request completes")
+    }
 }
 
 /// The query of an authorize request, as `(name, value)` pairs.

@@ -10,13 +10,7 @@ use crate::helpers::{TestApp, VERSION, assert_oauth_error, spawn};
 
 /// `POST /_fake/orgs` with `body` declared as `content_type`.
 async fn post_orgs(app: &TestApp, content_type: &str, body: &str) -> Response {
-    app.client
-        .post(format!("{}/_fake/orgs", app.base))
-        .header("content-type", content_type)
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
+    app.post_body("/_fake/orgs", content_type, body).await
 }
 
 /// The names of the orgs `token` sees (one page of up to 100).

@@ -14,13 +14,8 @@ const PAST_ONE_SECOND: Duration = Duration::from_millis(1200);
 
 /// `POST /_fake/refresh-token-ttl` with `body` declared as `content_type`.
 async fn post_ttl(app: &TestApp, content_type: &str, body: &str) -> Response {
-    app.client
-        .post(format!("{}/_fake/refresh-token-ttl", app.base))
-        .header("content-type", content_type)
-        .body(body.to_owned())
-        .send()
+    app.post_body("/_fake/refresh-token-ttl", content_type, body)
         .await
-        .unwrap()
 }
 
 #[tokio::test]
