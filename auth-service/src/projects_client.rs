@@ -51,6 +51,9 @@ pub enum ProjectsError {
     /// 422 `too_many_projects`: the org has more projects than projects-service lists at once.
     #[error("the org has more projects than projects-service lists at once")]
     TooManyProjects,
+    /// 429 `rate_limited`: the install's Snyk request budget had no room for the listing in time.
+    #[error("the install's Snyk request budget is used up for now ({0})")]
+    RateLimited(String),
     /// Anything else (our key refused, a malformed answer): logged, shown as a failure.
     #[error("projects-service failed: {0}")]
     Failed(String),
@@ -165,6 +168,9 @@ impl ProjectsClient {
                 _,
             ) => ProjectsError::Unavailable(format!("{status} {code_text}")),
             (_, Some(ErrorCode::TooManyProjects)) => ProjectsError::TooManyProjects,
+            (StatusCode::TOO_MANY_REQUESTS, Some(ErrorCode::RateLimited)) => {
+                ProjectsError::RateLimited(format!("{status} {code_text}"))
+            }
             _ => ProjectsError::Failed(format!("{status} {code_text}")),
         })
     }

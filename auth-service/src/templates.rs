@@ -301,6 +301,9 @@ fn org_section(body: &mut String, org: &OrgView) {
         Some(Err(ProjectsError::TooManyProjects)) => body.push_str(
             "<p class=\"unavailable\">This organization has more projects than the app lists at once, so they are not shown here.</p>\n",
         ),
+        Some(Err(ProjectsError::RateLimited(_))) => body.push_str(
+            "<p class=\"unavailable\">Snyk's request limit for this install is reached for now. Reload the page in a minute.</p>\n",
+        ),
     }
     body.push_str("</section>\n");
 }
@@ -427,6 +430,11 @@ mod tests {
         view.orgs[1].projects = Some(Err(ProjectsError::TooManyProjects));
         let page = install(&view);
         assert!(page.contains("more projects than the app lists at once"));
+        view.orgs[1].projects = Some(Err(ProjectsError::RateLimited("429 rate_limited".into())));
+        let page = install(&view);
+        assert!(
+            page.contains("request limit for this install is reached") && !page.contains("429")
+        );
     }
 
     #[test]

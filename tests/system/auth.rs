@@ -29,6 +29,8 @@ const RECONNECT_BANNER: &str = "Snyk access was lost; reconnect.";
 const REFUSED: &str = "Request refused";
 const NOT_YOURS: &str = "This installation cannot be changed from here";
 const NOT_IN_TIME: &str = "The project list was not ready in time. Reload the page to try again.";
+const RATE_LIMITED: &str =
+    "Snyk's request limit for this install is reached for now. Reload the page in a minute.";
 const TOO_MANY_PROJECTS: &str =
     "This organization has more projects than the app lists at once, so they are not shown here.";
 

@@ -72,7 +72,8 @@ pub async fn show(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResp
                     Err(
                         e @ (ProjectsError::Unavailable(_)
                         | ProjectsError::NotInTime(_)
-                        | ProjectsError::TooManyProjects),
+                        | ProjectsError::TooManyProjects
+                        | ProjectsError::RateLimited(_)),
                     ) => {
                         tracing::warn!(org_id = %o.id, error = %e, "org not listed")
                     }

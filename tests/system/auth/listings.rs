@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use fake_snyk::{Fault, OrgSeed};
 use system_tests::*;
 
-use super::{NOT_IN_TIME, TOO_MANY_PROJECTS, get_install, page};
+use super::{NOT_IN_TIME, RATE_LIMITED, TOO_MANY_PROJECTS, get_install, page};
 
 /// Six orgs, more than are listed at once: `Org 1` to `Org 6`, with 11 to 16 projects, so that
 /// each section's count is its own.
@@ -133,5 +133,42 @@ async fn an_org_with_more_projects_than_projects_service_lists_says_so() {
     assert!(
         sections[1].1.contains(TOO_MANY_PROJECTS) && !sections[1].1.contains("<table>"),
         "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_org_the_snyk_budget_has_no_room_for_says_so() {
+    // One Snyk request a minute for the install, which its org listing took at install time:
+    // the page's listings get no permit within projects-service's 2 s deadline.
+    let mut fake = hour_long_tokens();
+    fake.orgs = vec![OrgSeed::new("Org A", 3), OrgSeed::new("Org B", 4)];
+    let port = test_support::free_port().expect("a free port");
+    fake.redirect_uris.push(auth_redirect_uri(port));
+    let app = AuthStack::assemble(
+        Stack::start(fake).await,
+        auth_redis(),
+        port,
+        &[("SNYK_RATE_LIMIT_PER_MINUTE", "1")],
+        &[("PROJECTS_SERVICE_DEADLINE_SECONDS", "2")],
+        &[],
+    )
+    .await;
+    let (browser, url, _) = installed(&app).await;
+
+    let started = Instant::now();
+    let (status, body) = page(browser.get(&url).await).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    for (name, section) in sections(&body) {
+        assert!(section.contains(RATE_LIMITED), "{name}: {body}");
+    }
+    assert_eq!(
+        app.stack.fake.stats().rest_calls_by_path.get("projects"),
+        None
     );
 }
