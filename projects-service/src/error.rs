@@ -127,20 +127,15 @@ impl From<TokenError> for ApiError {
             TokenError::RateLimited { retry_after } => ApiError::RateLimited {
                 message: format!(
                     "the install's Snyk request budget (SNYK_RATE_LIMIT_PER_MINUTE) has no room for this listing within PROJECTS_SERVICE_DEADLINE_SECONDS; retry in {} s",
-                    seconds_up(retry_after)
+                    service_runtime::retry_after_seconds(retry_after)
                 ),
-                retry_after_secs: seconds_up(retry_after),
+                retry_after_secs: service_runtime::retry_after_seconds(retry_after),
             },
             TokenError::Misconfigured(m) => {
                 ApiError::Internal(format!("token-service refused this service: {m}"))
             }
         }
     }
-}
-
-/// Whole seconds, rounded up, at least 1: a `Retry-After` value.
-fn seconds_up(d: std::time::Duration) -> u64 {
-    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
 impl From<ListError> for ApiError {

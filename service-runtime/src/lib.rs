@@ -14,7 +14,8 @@
 //!    [`tls`]: PEM certificates (extra Snyk roots, a server's chain and key); [`grpc`]: the channel
 //!    to token-service's replicas; `redis` (feature `redis`): every Redis connection.
 //! 4. [`healthcheck`]: the subcommand container healthchecks run; [`shutdown_signal`]: SIGINT or
-//!    SIGTERM, for every binary's graceful stop.
+//!    SIGTERM, for every binary's graceful stop; [`retry_after_seconds`]: a wait as every
+//!    service's `Retry-After`.
 
 pub mod check_config;
 pub mod config;
@@ -30,6 +31,13 @@ pub mod tls;
 
 #[cfg(feature = "actix")]
 pub mod http;
+
+/// A wait as a `Retry-After` value (an HTTP header, or gRPC metadata of the same name): whole
+/// seconds rounded up, so a client that waits that long gets through, and at least 1, since
+/// `Retry-After: 0` invites a busy loop.
+pub fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
 
 /// Installs the handlers of SIGINT (Ctrl-C) and SIGTERM (what `docker stop` and Kubernetes send)
 /// and returns what resolves on the first of them: every binary's stop request.
@@ -67,6 +75,15 @@ pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'st
 
 #[cfg(all(test, unix))]
 mod tests {
+    #[test]
+    fn a_retry_after_is_whole_seconds_rounded_up_and_never_zero() {
+        use std::time::Duration;
+        assert_eq!(super::retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(super::retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(super::retry_after_seconds(Duration::from_secs(2)), 2);
+        assert_eq!(super::retry_after_seconds(Duration::from_millis(2001)), 3);
+    }
+
     use std::time::Duration;
 
     /// The handlers are in place when `shutdown_signal` returns: a SIGTERM that comes before the

@@ -96,8 +96,8 @@ impl From<Error> for Status {
             Error::Unavailable(_) => Code::Unavailable,
             Error::RateLimited { retry_after, .. } => {
                 let mut status = Status::resource_exhausted(e.to_string());
-                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                if let Ok(v) = seconds.max(1).to_string().parse() {
+                let seconds = service_runtime::retry_after_seconds(*retry_after);
+                if let Ok(v) = seconds.to_string().parse() {
                     status.metadata_mut().insert(token_service::RETRY_AFTER, v);
                 }
                 return status;

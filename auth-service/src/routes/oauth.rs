@@ -117,10 +117,8 @@ async fn begin_sign_in(
 ) -> Result<HttpResponse, PageError> {
     if let Err(wait) = app.limiter.check(req) {
         tracing::warn!("refused a sign-in: rate limit of its client address");
-        // Round up: a client that waits the advertised time must get through.
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         return Err(PageError::TooManyRequests {
-            retry_after_secs: secs,
+            retry_after_secs: service_runtime::retry_after_seconds(wait),
         });
     }
     // One binding per browser, reused, so sign-ins started in two tabs both finish.
