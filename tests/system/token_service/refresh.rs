@@ -406,11 +406,14 @@ async fn a_stale_writer_cannot_overwrite_a_newer_grant() {
 #[tokio::test]
 async fn a_lease_holder_stalled_past_its_lease_cannot_redeem_twice() {
     let stack = Stack::start(fake_config()).await;
-    // Attempts of 300 ms with no transient retries fit a 1.7 s lease.
+    // Attempts of 300 ms with no transient retries fit a 1.7 s lease. The forced refreshes start
+    // at once, as the timing below assumes: a token minted moments ago is not held to the
+    // minimum refresh interval (tests/system/spinning.rs covers that rule).
     let tight: &[(&str, &str)] = &[
         ("SNYK_TOKEN_TIMEOUT_MS", "300"),
         ("SNYK_TOKEN_RETRIES", "0"),
         ("TOKEN_REFRESH_LEASE_MS", "1700"),
+        ("TOKEN_MIN_REFRESH_INTERVAL_SECONDS", "0"),
     ];
     let a = stack.replica(tight).await;
     let b = stack.replica(tight).await;
